@@ -1,0 +1,34 @@
+"""Write one JSON Schema file per public record (``crm schemas export DIR``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+from pydantic import BaseModel, TypeAdapter
+
+from schemas.events import EVENT_ADAPTER, ClickEvent, PurchaseEvent, TicketEvent
+from schemas.records import Alert, DeadLetter, ErasureRequest
+
+RECORDS: dict[str, type[BaseModel] | TypeAdapter] = {  # type: ignore[type-arg]
+    "event": EVENT_ADAPTER,
+    "click": ClickEvent,
+    "purchase": PurchaseEvent,
+    "ticket": TicketEvent,
+    "alert": Alert,
+    "dead_letter": DeadLetter,
+    "erasure_request": ErasureRequest,
+}
+
+
+def export_json_schemas(directory: Path) -> list[Path]:
+    """Write ``<name>.schema.json`` for every record into ``directory``; return the paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, record in RECORDS.items():
+        schema = record.json_schema() if isinstance(record, TypeAdapter) else record.model_json_schema()
+        schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": name, **schema}
+        path = directory / f"{name}.schema.json"
+        path.write_bytes(orjson.dumps(schema, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+        written.append(path)
+    return written
