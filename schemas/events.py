@@ -80,7 +80,7 @@ class Envelope(BaseModel):
         if value - now > MAX_FUTURE_SKEW:
             raise PydanticCustomError(
                 "timestamp_in_future",
-                "occurred_at is more than a day in the future ({value})",
+                "more than a day in the future ({value})",
                 {"value": value.isoformat()},
             )
         return value
@@ -89,7 +89,9 @@ class Envelope(BaseModel):
     def _has_an_identity(self) -> Envelope:
         if self.customer_id is None and self.anonymous_id is None:
             raise PydanticCustomError(
-                "missing_field", "customer_id is required (or anonymous_id for a visitor)"
+                "missing_field",
+                "required (or anonymous_id for a visitor)",
+                {"field": "customer_id"},
             )
         return self
 
@@ -162,8 +164,8 @@ class PurchaseEvent(Envelope):
         if abs(expected - self.total) > tolerance:
             raise PydanticCustomError(
                 "total_mismatch",
-                "total {total} disagrees with the sum of its items {expected:.2f}",
-                {"total": self.total, "expected": expected},
+                "total {total} disagrees with the sum of its items {expected}",
+                {"total": self.total, "expected": f"{expected:.2f}", "field": "total"},
             )
         return self
 
@@ -185,7 +187,7 @@ class TicketEvent(Envelope):
     def _csat_only_on_resolve(self) -> TicketEvent:
         if self.csat is not None and self.status is not TicketStatus.RESOLVED:
             raise PydanticCustomError(
-                "invalid_field", "csat is only given when a ticket is resolved"
+                "invalid_field", "only given when a ticket is resolved", {"field": "csat"}
             )
         return self
 

@@ -77,8 +77,8 @@ def problem_from_validation_error(error: ValidationError) -> Problem:
     field = _field_path(tuple(first.get("loc", ())))
     if code is ErrorCode.UNKNOWN_TYPE or (kind == "union_tag_not_found"):
         field = "type"
-    if code is ErrorCode.MISSING_FIELD and field is None and "customer_id" in first["msg"]:
-        field = "customer_id"
+    if field is None:
+        field = (first.get("ctx") or {}).get("field")
     if kind == "union_tag_invalid":
         message = "type: unknown event type; expected one of click, purchase, ticket"
     elif field:

@@ -1,0 +1,94 @@
+"""The Redis key layout: one hash tag per customer, prefixed by tenant (cluster-safe).
+
+Every key of one customer shares the hash tag ``{tenant/customer}``, so one Lua script can
+update all of them atomically on a Redis Cluster too. Global keys (progress, watermarks,
+metrics, rankings) never take part in a per-customer script.
+
+>>> keys = CustomerKeys("shop1", "c42")
+>>> keys.profile
+'crm:{shop1/c42}:profile'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PREFIX = "crm"
+
+#: The suffixes of every per-customer key, in the order the Lua scripts expect them.
+CUSTOMER_KEY_SUFFIXES = (
+    "profile",  # hash: counters, timestamps, scores
+    "events",  # zset: seen event ids by event time (idempotency)
+    "sessions",  # set: distinct session ids
+    "categories",  # zset: forward-decayed category weights
+    "recent",  # zset: recent products by last event time
+    "tickets",  # hash: ticket id -> "event_ms|event_id|status"
+    "bought",  # set: products ever bought
+    "orders",  # zset: "order_id|total_cents" by event time, the last few orders
+    "merged",  # set: anonymous ids merged into this customer
+    "erased",  # string with TTL: tombstone of an erased customer
+    "recos",  # string: the cached recommendation list (JSON)
+)
+
+
+@dataclass(frozen=True)
+class CustomerKeys:
+    tenant: str
+    customer_id: str
+
+    @property
+    def tag(self) -> str:
+        return f"{{{self.tenant}/{self.customer_id}}}"
+
+    def key(self, suffix: str) -> str:
+        return f"{PREFIX}:{self.tag}:{suffix}"
+
+    @property
+    def profile(self) -> str:
+        return self.key("profile")
+
+    @property
+    def erased(self) -> str:
+        return self.key("erased")
+
+    @property
+    def recos(self) -> str:
+        return self.key("recos")
+
+    def all(self) -> list[str]:
+        return [self.key(suffix) for suffix in CUSTOMER_KEY_SUFFIXES]
+
+
+def anonymous_profile_id(anonymous_id: str) -> str:
+    """The profile id of an anonymous visitor (also the Kafka key of its events)."""
+    return f"anon:{anonymous_id}"
+
+
+def alias_key(tenant: str, anonymous_id: str) -> str:
+    """Where a stitched visitor points at its customer; in the visitor's own slot."""
+    return f"{PREFIX}:{{{tenant}/{anonymous_profile_id(anonymous_id)}}}:alias"
+
+
+def progress_key(topic: str, partition: int) -> str:
+    return f"{PREFIX}:progress:{{{topic}/{partition}}}"
+
+
+def watermark_key(topic: str, partition: int) -> str:
+    return f"{PREFIX}:watermark:{{{topic}/{partition}}}"
+
+
+def customers_key(tenant: str) -> str:
+    """Every customer of a tenant, scored by last event time (for listing and benchmarks)."""
+    return f"{PREFIX}:tenant:{{{tenant}}}:customers"
+
+
+def ranking_key(tenant: str, score: str) -> str:
+    """A ranked list of customers by one score (e.g. churn probability), per tenant."""
+    return f"{PREFIX}:rank:{{{tenant}}}:{score}"
+
+
+def erasure_receipt_key(receipt_id: str) -> str:
+    return f"{PREFIX}:erasure:{receipt_id}"
+
+
+METRICS_KEY = f"{PREFIX}:metrics:events_processed"

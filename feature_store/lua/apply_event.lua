@@ -1,0 +1,105 @@
+-- Apply one event to one customer's features, atomically and at most once.
+--
+-- KEYS: profile, events, sessions, categories, recent, tickets, bought, orders, merged, erased
+-- ARGV: event_id, occurred_ms, update (JSON, see feature_store/updates.py),
+--       max_event_ids, recent_products, recent_orders, customer_id, tenant, anonymous_id or "",
+--       updated_at (processing time, ms)
+-- Returns {outcome, needs_merge}: outcome is "ok", "duplicate" or "erased"; needs_merge is 1
+-- when the event carries an anonymous id not yet merged into this customer.
+local profile, events, sessions, categories, recent, tickets, bought, orders, merged, erased =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+local event_id, at = ARGV[1], tonumber(ARGV[2])
+local update = cjson.decode(ARGV[3])
+local max_ids, max_recent, max_orders = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local anonymous_id = ARGV[9]
+
+if redis.call('EXISTS', erased) == 1 then
+  return {'erased', 0}
+end
+if redis.call('ZADD', events, 'NX', at, event_id) == 0 then
+  return {'duplicate', 0}
+end
+local seen = redis.call('ZCARD', events)
+if seen > max_ids then
+  redis.call('ZREMRANGEBYRANK', events, 0, seen - max_ids - 1)
+end
+
+redis.call('HSETNX', profile, 'customer_id', ARGV[7])
+redis.call('HSETNX', profile, 'tenant', ARGV[8])
+redis.call('HSET', profile, 'updated_at', ARGV[10])
+for field, amount in pairs(update['inc']) do
+  redis.call('HINCRBY', profile, field, amount)
+end
+
+local function keep_min(field, value)
+  local current = tonumber(redis.call('HGET', profile, field))
+  if current == nil or value < current then
+    redis.call('HSET', profile, field, string.format('%d', value))
+  end
+end
+local function keep_max(field, value)
+  local current = tonumber(redis.call('HGET', profile, field))
+  if current == nil or value > current then
+    redis.call('HSET', profile, field, string.format('%d', value))
+  end
+end
+keep_min('first_seen_at', at)
+keep_max('last_seen_at', at)
+
+if update['session'] then
+  redis.call('SADD', sessions, update['session'])
+  redis.call('HSET', profile, 'sessions', redis.call('SCARD', sessions))
+end
+if update['categories'] then
+  for category, weight in pairs(update['categories']) do
+    redis.call('ZINCRBY', categories, weight, category)
+  end
+end
+if update['products'] then
+  for _, product in ipairs(update['products']) do
+    redis.call('ZADD', recent, 'GT', at, product)
+  end
+  local count = redis.call('ZCARD', recent)
+  if count > max_recent then
+    redis.call('ZREMRANGEBYRANK', recent, 0, count - max_recent - 1)
+  end
+end
+if update['bought'] then
+  redis.call('SADD', bought, unpack(update['bought']))
+end
+if update['order'] then
+  keep_max('last_order_at', at)
+  redis.call('ZADD', orders, at, update['order'][1] .. '|' .. string.format('%d', update['order'][2]))
+  local count = redis.call('ZCARD', orders)
+  if count > max_orders then
+    redis.call('ZREMRANGEBYRANK', orders, 0, count - max_orders - 1)
+  end
+end
+if update['ticket'] then
+  -- The latest status by event time wins (ties broken by event id), whatever the arrival order.
+  local ticket_id, status = update['ticket'][1], update['ticket'][2]
+  local current = redis.call('HGET', tickets, ticket_id)
+  local replace = true
+  if current then
+    local cur_at, cur_id = string.match(current, '^(%d+)|([^|]*)|')
+    cur_at = tonumber(cur_at)
+    replace = at > cur_at or (at == cur_at and event_id > cur_id)
+  end
+  if replace then
+    redis.call('HSET', tickets, ticket_id, string.format('%d', at) .. '|' .. event_id .. '|' .. status)
+  end
+  local open = 0
+  local all = redis.call('HVALS', tickets)
+  for _, value in ipairs(all) do
+    if string.sub(value, -9) ~= '|resolved' then
+      open = open + 1
+    end
+  end
+  redis.call('HSET', profile, 'tickets_total', #all, 'open_tickets', open)
+end
+
+local needs_merge = 0
+if anonymous_id ~= '' and redis.call('SISMEMBER', merged, anonymous_id) == 0 then
+  needs_merge = 1
+end
+return {'ok', needs_merge}

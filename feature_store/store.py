@@ -1,0 +1,234 @@
+"""The feature store's write side: atomic, idempotent feature updates in Redis.
+
+One Lua script per event applies every change of that event to one customer atomically and
+at most once (the event id is recorded in the same script), and a batch of events goes to
+Redis as one pipeline: one round trip per micro-batch, never one per event.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from feature_store.keys import (
+    METRICS_KEY,
+    CustomerKeys,
+    alias_key,
+    anonymous_profile_id,
+    customers_key,
+    erasure_receipt_key,
+    progress_key,
+    ranking_key,
+    watermark_key,
+)
+from feature_store.updates import update_for
+from schemas.events import ClickEvent, PurchaseEvent, TicketEvent
+
+log = logging.getLogger(__name__)
+
+AnyEvent = ClickEvent | PurchaseEvent | TicketEvent
+
+#: The per-customer keys both scripts take, in order (the last one is the erasure tombstone).
+_SCRIPT_KEY_SUFFIXES = ("profile", "events", "sessions", "categories", "recent", "tickets",
+                        "bought", "orders", "merged", "erased")
+
+
+def _script(name: str) -> str:
+    return resources.files("feature_store").joinpath("lua", name).read_text()
+
+
+@dataclass(frozen=True)
+class StoreLimits:
+    """How much per-customer history the store keeps."""
+
+    max_event_ids: int = 10_000
+    recent_products: int = 20
+    recent_orders: int = 50
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What happened to one event: ``ok``, ``duplicate`` or ``erased``, and for whom."""
+
+    outcome: str
+    tenant: str
+    profile_id: str
+
+
+def profile_id_for(event: AnyEvent, aliases: dict[tuple[str, str], str]) -> str:
+    """The profile an event updates: its customer, the visitor's customer, or the visitor."""
+    if event.customer_id:
+        return event.customer_id
+    assert event.anonymous_id is not None
+    return aliases.get((event.tenant, event.anonymous_id)) or anonymous_profile_id(
+        event.anonymous_id
+    )
+
+
+class FeatureStore:
+    """Apply events to customer features; the agents' only way to write customer state."""
+
+    def __init__(self, *, redis: aioredis.Redis, limits: StoreLimits | None = None) -> None:
+        self.redis = redis
+        self.limits = limits or StoreLimits()
+        self._apply = redis.register_script(_script("apply_event.lua"))
+        self._merge = redis.register_script(_script("merge_profile.lua"))
+
+    @classmethod
+    def from_url(cls, url: str, *, limits: StoreLimits | None = None) -> FeatureStore:
+        return cls(redis=aioredis.Redis.from_url(url), limits=limits)
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    # -- events ------------------------------------------------------------------------------
+
+    async def resolve_aliases(self, events: Iterable[AnyEvent]) -> dict[tuple[str, str], str]:
+        """Which anonymous-only events belong to a customer already (one round trip)."""
+        wanted = sorted({(e.tenant, e.anonymous_id) for e in events
+                         if e.customer_id is None and e.anonymous_id})
+        if not wanted:
+            return {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for tenant, anonymous_id in wanted:
+                pipe.get(alias_key(tenant, anonymous_id))
+            found = await pipe.execute()
+        return {pair: value.decode() for pair, value in zip(wanted, found, strict=True) if value}
+
+    async def apply_events(self, events: Sequence[AnyEvent]) -> list[Applied]:
+        """Apply a micro-batch; each event at most once, each atomically. Stitches visitors."""
+        aliases = await self.resolve_aliases(events)
+        now_ms = str(int(time.time() * 1000))
+        limits = self.limits
+        targets = []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for event in events:
+                profile_id = profile_id_for(event, aliases)
+                keys = CustomerKeys(event.tenant, profile_id)
+                stitch = event.anonymous_id if event.customer_id and event.anonymous_id else ""
+                targets.append((event, profile_id, stitch))
+                await self._apply(
+                    keys=[keys.key(suffix) for suffix in _SCRIPT_KEY_SUFFIXES],
+                    args=[event.event_id, event.occurred_at_ms, orjson.dumps(update_for(event)),
+                          limits.max_event_ids, limits.recent_products, limits.recent_orders,
+                          profile_id, event.tenant, stitch, now_ms],
+                    client=pipe,
+                )
+                pipe.zadd(customers_key(event.tenant), {profile_id: event.occurred_at_ms}, gt=True)
+            replies = await pipe.execute()
+        results = []
+        for (event, profile_id, stitch), reply in zip(targets, replies[::2], strict=True):
+            outcome, needs_merge = reply[0].decode(), int(reply[1])
+            if outcome == "ok" and needs_merge:
+                await self.merge_anonymous(event.tenant, stitch, profile_id)
+            results.append(Applied(outcome, event.tenant, profile_id))
+        return results
+
+    async def merge_anonymous(self, tenant: str, anonymous_id: str, customer_id: str) -> str:
+        """Fold a visitor's history into a customer once, then point the visitor at them."""
+        visitor = CustomerKeys(tenant, anonymous_profile_id(anonymous_id))
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hgetall(visitor.key("profile"))
+            pipe.zrange(visitor.key("events"), 0, -1, withscores=True)
+            pipe.smembers(visitor.key("sessions"))
+            pipe.zrange(visitor.key("categories"), 0, -1, withscores=True)
+            pipe.zrange(visitor.key("recent"), 0, -1, withscores=True)
+            pipe.hgetall(visitor.key("tickets"))
+            pipe.smembers(visitor.key("bought"))
+            pipe.zrange(visitor.key("orders"), 0, -1, withscores=True)
+            profile, events, sessions, categories, recent, tickets, bought, orders = (
+                await pipe.execute()
+            )
+
+        def pairs(rows: list[tuple[bytes, float]]) -> list[list[Any]]:
+            return [[member.decode(), score] for member, score in rows]
+
+        snapshot = {
+            "profile": {k.decode(): v.decode() for k, v in profile.items()},
+            "events": [[member.decode(), int(score)] for member, score in events],
+            "sessions": sorted(member.decode() for member in sessions),
+            "categories": pairs(categories),
+            "recent": [[member.decode(), int(score)] for member, score in recent],
+            "tickets": {k.decode(): v.decode() for k, v in tickets.items()},
+            "bought": sorted(member.decode() for member in bought),
+            "orders": [[member.decode(), int(score)] for member, score in orders],
+        }
+        customer = CustomerKeys(tenant, customer_id)
+        outcome = await self._merge(
+            keys=[customer.key(suffix) for suffix in _SCRIPT_KEY_SUFFIXES],
+            args=[anonymous_id, orjson.dumps(snapshot), self.limits.max_event_ids,
+                  self.limits.recent_products, self.limits.recent_orders, customer_id, tenant],
+        )
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(alias_key(tenant, anonymous_id), customer_id, nx=True)
+            pipe.delete(*[visitor.key(suffix) for suffix in _SCRIPT_KEY_SUFFIXES])
+            await pipe.execute()
+        await self.redis.zrem(customers_key(tenant), visitor.customer_id)
+        log.info("stitched visitor %s into customer %s (%s)", anonymous_id, customer_id,
+                 outcome.decode() if isinstance(outcome, bytes) else outcome)
+        return outcome.decode() if isinstance(outcome, bytes) else str(outcome)
+
+    # -- partition progress, watermarks, metrics ---------------------------------------------
+
+    async def progress(self, partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """The last offset fully processed per (topic, partition); -1 when none."""
+        wanted = sorted(set(partitions))
+        values = await self.redis.mget([progress_key(t, p) for t, p in wanted]) if wanted else []
+        return {tp: int(v) if v is not None else -1 for tp, v in zip(wanted, values, strict=True)}
+
+    async def commit_batch(
+        self,
+        *,
+        progress: dict[tuple[str, int], int],
+        watermarks: dict[tuple[str, int], int],
+        outcomes: dict[tuple[str, str], int],
+    ) -> None:
+        """Record a finished batch: offsets reached, watermarks, outcome counters."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for (topic, partition), offset in progress.items():
+                pipe.set(progress_key(topic, partition), offset)
+            for (topic, partition), watermark in watermarks.items():
+                pipe.set(watermark_key(topic, partition), watermark)
+            for (topic, outcome), count in outcomes.items():
+                pipe.hincrby(METRICS_KEY, f"{topic}|{outcome}", count)
+            await pipe.execute()
+
+    async def watermarks(self, partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        wanted = sorted(set(partitions))
+        values = await self.redis.mget([watermark_key(t, p) for t, p in wanted]) if wanted else []
+        return {tp: int(v) for tp, v in zip(wanted, values, strict=True) if v is not None}
+
+    # -- erasure -------------------------------------------------------------------------------
+
+    async def erase(
+        self, *, tenant: str, customer_id: str, block_seconds: float, receipt_id: str
+    ) -> int:
+        """Delete every key of a customer and block their later events for a while."""
+        keys = CustomerKeys(tenant, customer_id)
+        merged = await self.redis.smembers(keys.key("merged"))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.delete(*keys.all())
+            for anonymous_id in merged:
+                pipe.delete(alias_key(tenant, anonymous_id.decode()))
+            if block_seconds > 0:
+                pipe.set(keys.erased, receipt_id, ex=max(1, int(block_seconds)))
+            pipe.zrem(customers_key(tenant), customer_id)
+            for score in ("churn", "clv"):
+                pipe.zrem(ranking_key(tenant, score), customer_id)
+            pipe.hset(erasure_receipt_key(receipt_id), mapping={
+                "status": "done", "tenant": tenant, "customer_id": customer_id,
+                "completed_at": str(int(time.time() * 1000)),
+            })
+            pipe.expire(erasure_receipt_key(receipt_id), 90 * 86_400)
+            replies = await pipe.execute()
+        deleted = int(replies[0])
+        log.info("erased customer %s/%s (%d keys), receipt %s", tenant, customer_id, deleted,
+                 receipt_id)
+        return deleted

@@ -1,0 +1,1 @@
+"""A simulated web shop with hidden ground truth, chaos helpers and benchmarks."""

@@ -1,0 +1,64 @@
+"""Public shapes of a customer's live knowledge, as the API returns it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from schemas.records import Contribution
+
+
+class CategoryWeight(BaseModel):
+    category: str
+    weight: float = Field(description="Share of the customer's recent interest (decayed), 0-1.")
+
+
+class CustomerFeatures(BaseModel):
+    """Live features, names as in DESIGN.md; timestamps are event time."""
+
+    orders: int = 0
+    revenue: float = 0.0
+    avg_order_value: float = 0.0
+    items_bought: int = 0
+    views: int = 0
+    product_views: int = 0
+    cart_adds: int = 0
+    cart_removes: int = 0
+    checkouts_started: int = 0
+    sessions: int = 0
+    searches: int = 0
+    tickets_total: int = 0
+    open_tickets: int = 0
+    first_seen_at: datetime | None = None
+    last_seen_at: datetime | None = None
+    last_order_at: datetime | None = None
+    category_affinity: list[CategoryWeight] = Field(default_factory=list)
+    recent_products: list[str] = Field(default_factory=list)
+
+
+class CustomerScores(BaseModel):
+    """Model outputs for one customer; absent until the models have seen the customer."""
+
+    churn_probability: float | None = None
+    segment: int | None = None
+    segment_label: str | None = None
+    clv: float | None = None
+    sentiment: float | None = None
+    anomaly_score: float | None = None
+
+
+class CustomerProfile(BaseModel):
+    customer_id: str
+    tenant: str
+    features: CustomerFeatures
+    scores: CustomerScores = Field(default_factory=CustomerScores)
+    churn_explanation: list[Contribution] = Field(default_factory=list)
+    model_version: str | None = None
+    updated_at: datetime | None = None
+
+
+class Recommendation(BaseModel):
+    product_id: str
+    score: float
+    source: str = Field(description="collaborative, bought_together or trending")

@@ -1,0 +1,85 @@
+"""One typed settings object per deployable, read from ``CRM_*`` environment variables.
+
+>>> settings = Settings(kafka_bootstrap="k:9092", partitions=3)
+>>> settings.kafka_bootstrap, settings.partitions, settings.redis_url
+('k:9092', 3, 'redis://127.0.0.1:6379/0')
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything a worker, the API or a CLI command needs to find Kafka and Redis.
+
+    SASL/TLS options pass straight through to both Kafka clients (confluent-kafka for
+    producing and admin, aiokafka inside Faust for consuming). Redis TLS and passwords go in
+    the URL (``rediss://:password@host:6380/0``).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="CRM_", frozen=True, extra="ignore")
+
+    # Kafka
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = (
+        "PLAINTEXT"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    partitions: int = Field(default=6, ge=1, le=1000)
+    replication_factor: int = Field(default=1, ge=1, le=10)
+
+    # Redis
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+    # Worker
+    app_id: str = "crm-processor"
+    session_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Consumer group session timeout; the embedded broker waits half of it on join.",
+    )
+    batch_max_events: int = Field(default=500, ge=1)
+    batch_max_wait_ms: float = Field(default=5.0, gt=0)
+    allowed_lateness_s: float = Field(default=600.0, ge=0)
+    dedupe_ids_per_customer: int = Field(default=10_000, ge=100)
+    erasure_block_days: float = Field(default=30.0, ge=0)
+    max_event_bytes: int = Field(default=64 * 1024, ge=256)
+    worker_metrics_port: int | None = None
+    checkpoint_dir: Path = Path(".crm/checkpoints")
+    checkpoint_interval_s: float = Field(default=30.0, gt=0)
+    alerts_config: Path | None = None
+
+    # API
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    log_level: str = "INFO"
+
+
+def kafka_client_config(settings: Settings) -> dict[str, str]:
+    """librdkafka (confluent-kafka) options for the configured cluster, security included."""
+    config = {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "security.protocol": settings.kafka_security_protocol.lower(),
+    }
+    if settings.kafka_sasl_mechanism:
+        config["sasl.mechanism"] = settings.kafka_sasl_mechanism
+        config["sasl.username"] = settings.kafka_sasl_username or ""
+        password = settings.kafka_sasl_password
+        config["sasl.password"] = password.get_secret_value() if password else ""
+    if settings.kafka_ssl_cafile:
+        config["ssl.ca.location"] = str(settings.kafka_ssl_cafile)
+    if settings.kafka_ssl_certfile:
+        config["ssl.certificate.location"] = str(settings.kafka_ssl_certfile)
+    if settings.kafka_ssl_keyfile:
+        config["ssl.key.location"] = str(settings.kafka_ssl_keyfile)
+    return config
