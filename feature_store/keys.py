@@ -92,3 +92,22 @@ def erasure_receipt_key(receipt_id: str) -> str:
 
 
 METRICS_KEY = f"{PREFIX}:metrics:events_processed"
+
+#: Capped stream of every alert (field ``alert``: the JSON record; ``tenant``, ``kind``).
+ALERTS_STREAM_KEY = f"{PREFIX}:alerts:stream"
+#: Hash: model name -> JSON {name, version, example_count, metrics, updated_at}.
+MODELS_KEY = f"{PREFIX}:models"
+#: Capped stream of model metric snapshots over time (for the dashboard's charts).
+MODELS_HISTORY_KEY = f"{PREFIX}:models:history"
+#: Capped stream of throughput samples {at, events, lag} written by workers.
+THROUGHPUT_KEY = f"{PREFIX}:throughput"
+
+
+def segments_key(tenant: str) -> str:
+    """Hash: segment number -> JSON {segment, label, size, centroid}."""
+    return f"{PREFIX}:segments:{{{tenant}}}"
+
+
+def api_key_key(key_hash: str) -> str:
+    """Hash: one API key (by its SHA-256): tenant, scopes, name, created_at."""
+    return f"{PREFIX}:apikey:{key_hash}"

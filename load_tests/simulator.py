@@ -256,14 +256,13 @@ def run_simulation(
         events_out = events_path.open("wb")
     bar = _progress_bar(progress, max_events)
     pacer = _Pacer(rate) if rate else None
-    check_every = 256 if pacer is None else max(1, min(256, int(rate or 1) // 200))
+    check_every = 256 if rate is None else max(1, min(256, int(rate) // 100))
     started = time.perf_counter()
     deadline = started + duration_s if duration_s is not None else None
     limit = max_events if max_events is not None else -1
     sent = 0
     last_event: dict[str, Any] | None = None
     send_raw = producer.send_raw
-    context = {"now": now}
     try:
         for event in sim.events():
             if sent == limit:
@@ -273,10 +272,10 @@ def run_simulation(
                     break
                 if pacer is not None:
                     pacer.wait(sent)
-                if bar is not None and sent % 1024 == 0:
-                    bar.update(1024)
+                if bar is not None:
+                    bar.update(sent - bar.n)
             try:
-                validate_event(event, now=now) if context else None
+                validate_event(event, now=now)
             except ValidationError as error:
                 report.invalid += 1
                 if report.invalid <= 5:

@@ -1,0 +1,1 @@
+"""The Faust agents: the only place that wires stream, models and store together."""

@@ -1,0 +1,25 @@
+"""Run the Faust worker as a deployable (``crm worker``)."""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+
+from agents.app import create_app
+from stream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def run_worker(settings: Settings) -> None:
+    """Consume the input topics until SIGINT/SIGTERM; Faust stops the agents gracefully."""
+    app = create_app(settings)
+    if settings.worker_metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.worker_metrics_port, addr="127.0.0.1")
+    log.info("worker %s consuming from %s, redis %s", settings.app_id, settings.kafka_bootstrap,
+             settings.redis_url)
+    worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
+    worker.execute_from_commandline()

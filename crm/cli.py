@@ -1,0 +1,130 @@
+"""The ``crm`` command line: one entry point for every deployable and tool."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from stream.settings import Settings
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@click.group()
+@click.option("--log-level", default=None, help="Overrides CRM_LOG_LEVEL.")
+@click.pass_context
+def cli(ctx: click.Context, log_level: str | None) -> None:
+    """Real-time customer event processor for an AI-driven CRM."""
+    settings = Settings()
+    _configure_logging(log_level or settings.log_level)
+    ctx.obj = settings
+
+
+@cli.command()
+@click.option("--broker", type=click.Choice(["embedded", "apache"]), default="embedded",
+              show_default=True, help="Which Kafka to start when CRM_KAFKA_BOOTSTRAP is unset.")
+@click.option("--port", default=8000, show_default=True, help="API and dashboard port.")
+@click.option("--simulate", "simulate_rate", type=float, default=None, is_flag=False,
+              flag_value=200.0, help="Also run the simulated web shop at RATE events/s "
+              "(200 if no rate is given).")
+@click.option("--work-dir", type=click.Path(path_type=Path), default=Path(".crm"),
+              show_default=True)
+def dev(broker: str, port: int, simulate_rate: float | None, work_dir: Path) -> None:
+    """Run broker, redis-server, topics, worker and API on this machine (Ctrl-C stops all)."""
+    from crm.dev import run_dev
+
+    run_dev(broker=broker, port=port, simulate_rate=simulate_rate,  # type: ignore[arg-type]
+            work_dir=work_dir, echo=click.echo)
+
+
+@cli.command()
+@click.pass_obj
+def worker(settings: Settings) -> None:
+    """Run one Faust worker (configured by CRM_* variables)."""
+    from agents.worker import run_worker
+
+    run_worker(settings)
+
+
+@cli.command()
+@click.option("--host", default=None, help="Overrides CRM_API_HOST.")
+@click.option("--port", type=int, default=None, help="Overrides CRM_API_PORT.")
+@click.pass_obj
+def api(settings: Settings, host: str | None, port: int | None) -> None:
+    """Run the HTTP API and dashboard."""
+    import uvicorn
+
+    uvicorn.run("api.main:create_app", factory=True, host=host or settings.api_host,
+                port=port or settings.api_port, log_level=settings.log_level.lower(),
+                access_log=False)
+
+
+@cli.group()
+def topics() -> None:
+    """Manage the Kafka topics."""
+
+
+@topics.command("create")
+@click.pass_obj
+def topics_create(settings: Settings) -> None:
+    """Create every topic with CRM_PARTITIONS partitions; refuse mismatching ones."""
+    from stream.topics import TopicMismatchError, create_topics
+
+    try:
+        outcomes = create_topics(settings)
+    except TopicMismatchError as error:
+        raise click.ClickException(str(error)) from error
+    for outcome in outcomes:
+        state = "created" if outcome.created else "exists"
+        click.echo(f"{outcome.topic:20} {outcome.partitions:4} partitions  {state}")
+
+
+@cli.group()
+def schemas() -> None:
+    """Event and record schemas."""
+
+
+@schemas.command("export")
+@click.argument("directory", type=click.Path(path_type=Path))
+def schemas_export(directory: Path) -> None:
+    """Write one JSON Schema file per record into DIRECTORY."""
+    from schemas.export import export_json_schemas
+
+    for path in export_json_schemas(directory):
+        click.echo(str(path))
+
+
+@cli.command()
+@click.option("--customers", default=1000, show_default=True)
+@click.option("--seed", default=42, show_default=True)
+@click.option("--rate", type=float, default=None, help="Events/s; as fast as possible if unset.")
+@click.option("--events", "max_events", type=int, default=None, help="Stop after N events.")
+@click.option("--duration", type=float, default=None, help="Stop after N seconds.")
+@click.option("--truth", type=click.Path(path_type=Path), default=None,
+              help="Write the hidden ground truth (JSON lines) here.")
+@click.option("--events-out", type=click.Path(path_type=Path), default=None,
+              help="Also write the events (JSON lines) here.")
+@click.pass_obj
+def simulate(settings: Settings, customers: int, seed: int, rate: float | None,
+             max_events: int | None, duration: float | None, truth: Path | None,
+             events_out: Path | None) -> None:
+    """Simulate a web shop: sessions, purchases and tickets, produced to Kafka."""
+    from load_tests.simulator import run_simulation
+
+    report = run_simulation(settings=settings, customers=customers, seed=seed, rate=rate,
+                            max_events=max_events, duration_s=duration, truth_path=truth,
+                            events_path=events_out, progress=True)
+    click.echo(str(report))
+
+
+def main() -> None:
+    cli(prog_name="crm")

@@ -1,0 +1,153 @@
+"""``crm dev``: the whole system on one machine, started and stopped by one command.
+
+Uses ``CRM_KAFKA_BOOTSTRAP`` / ``CRM_REDIS_URL`` when they are set, otherwise starts the
+embedded broker (or Apache Kafka with ``--broker apache``) and a local redis-server. Every
+process it starts runs in its own process group and is stopped on Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import orjson
+
+from stream.devstack import EmbeddedBroker, RedisServer
+from stream.processes import ManagedProcess
+from stream.settings import Settings
+from stream.topics import create_topics
+
+log = logging.getLogger(__name__)
+
+
+class _Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+class DevStack:
+    """Start the stack's pieces in order; stop them in reverse order."""
+
+    def __init__(self, *, work_dir: Path) -> None:
+        self.work_dir = work_dir
+        self.started: list[tuple[str, _Stoppable]] = []
+
+    def stop(self) -> None:
+        for name, thing in reversed(self.started):
+            log.info("stopping %s", name)
+            try:
+                thing.stop()
+            except Exception:  # keep stopping the rest
+                log.exception("could not stop %s", name)
+        self.started.clear()
+
+
+def _crm_process(name: str, args: list[str], env: dict[str, str], work_dir: Path) -> ManagedProcess:
+    return ManagedProcess(
+        name=name,
+        argv=[sys.executable, "-m", "crm", *args],
+        log_path=work_dir / f"{name}.log",
+        env=env,
+    )
+
+
+def run_dev(
+    *,
+    broker: Literal["embedded", "apache"],
+    port: int,
+    simulate_rate: float | None,
+    work_dir: Path,
+    echo: Any = print,
+) -> None:
+    """Run until interrupted; everything started here is stopped before returning."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    stack = DevStack(work_dir=work_dir)
+    stop_requested = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        stop_requested.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        bootstrap = os.environ.get("CRM_KAFKA_BOOTSTRAP")
+        if not bootstrap:
+            if broker == "apache":
+                from stream.apache_kafka import ApacheKafka
+
+                kafka = ApacheKafka(data_dir=work_dir / "apache-kafka")
+                echo("starting Apache Kafka (the first run fetches it from Maven Central) ...")
+                bootstrap = kafka.start()
+                stack.started.append(("Apache Kafka", kafka))
+            else:
+                embedded = EmbeddedBroker(work_dir=work_dir)
+                bootstrap = embedded.start()
+                stack.started.append(("embedded broker", embedded))
+        redis_url = os.environ.get("CRM_REDIS_URL")
+        if not redis_url:
+            redis_server = RedisServer(work_dir=work_dir)
+            redis_url = redis_server.start()
+            stack.started.append(("redis-server", redis_server))
+
+        env = {"CRM_KAFKA_BOOTSTRAP": bootstrap, "CRM_REDIS_URL": redis_url}
+        settings = Settings(kafka_bootstrap=bootstrap, redis_url=redis_url)
+        for outcome in create_topics(settings):
+            log.info("topic %s (%d partitions)%s", outcome.topic, outcome.partitions,
+                     " created" if outcome.created else "")
+
+        api_url = f"http://127.0.0.1:{port}"
+        info: dict[str, Any] = {"kafka_bootstrap": bootstrap, "redis_url": redis_url,
+                                "api_url": api_url, "dashboard_url": f"{api_url}/"}
+        api_key = _create_dev_key(settings)
+        if api_key:
+            info["api_key"] = api_key
+
+        worker = _crm_process("worker", ["worker"], env, work_dir).start()
+        stack.started.append(("worker", worker))
+        api = _crm_process("api", ["api", "--port", str(port)], env, work_dir).start()
+        stack.started.append(("api", api))
+        api.wait_until(lambda: _healthy(api_url), timeout=60, what="/healthz answer")
+        if simulate_rate is not None:
+            simulator = _crm_process(
+                "simulator",
+                ["simulate", "--rate", str(simulate_rate), "--customers", "2000",
+                 "--truth", str(work_dir / "ground_truth.jsonl")],
+                env, work_dir).start()
+            stack.started.append(("simulator", simulator))
+
+        (work_dir / "dev.json").write_bytes(orjson.dumps(info, option=orjson.OPT_INDENT_2))
+        echo(f"CRM dev stack is up (details in {work_dir / 'dev.json'}):")
+        for key, value in info.items():
+            echo(f"  {key:16} {value}")
+        echo("Press Ctrl-C to stop everything.")
+        while not stop_requested.wait(0.5):
+            for name, thing in stack.started:
+                if isinstance(thing, ManagedProcess) and not thing.is_running():
+                    echo(f"{name} exited unexpectedly; see {thing.log_path}")
+                    stop_requested.set()
+    finally:
+        echo("stopping the dev stack ...")
+        stack.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        echo("stopped.")
+
+
+def _healthy(api_url: str) -> bool:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{api_url}/healthz", timeout=2) as response:  # noqa: S310
+        return bool(response.status == 200)
+
+
+def _create_dev_key(settings: Settings) -> str | None:
+    """A development API key with every scope, once the API has key support."""
+    try:
+        from api.keys import create_key_sync
+    except ImportError:
+        return None
+    return create_key_sync(settings, tenant="default", scopes=("read", "ingest", "admin"),
+                           name="crm dev")

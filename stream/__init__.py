@@ -1,0 +1,1 @@
+"""Settings, Faust topics, codecs, the producer SDK and the embedded dev stack launcher."""
