@@ -84,7 +84,7 @@ def create_app(settings: Settings) -> faust.App:
         return state["pipeline"]  # type: ignore[no-any-return]
 
     def input_agent(topic_name: str) -> None:
-        topic = app.topic(topic_name, value_type=bytes, value_serializer="raw",
+        topic = app.topic(settings.topic(topic_name), value_type=bytes, value_serializer="raw",
                           key_type=bytes, key_serializer="raw")
 
         async def consume(stream: StreamT) -> None:
@@ -105,7 +105,7 @@ def create_app(settings: Settings) -> faust.App:
     for name in (CLICKS, PURCHASES, TICKETS):
         input_agent(name)
 
-    erasure_topic = app.topic(ERASURE, value_type=bytes, value_serializer="raw")
+    erasure_topic = app.topic(settings.topic(ERASURE), value_type=bytes, value_serializer="raw")
 
     @app.agent(erasure_topic, name="erase_customers", concurrency=1)
     async def erase_customers(stream: StreamT) -> None:

@@ -249,7 +249,7 @@ class ApacheKafka:
                         return
             time.sleep(0.2)
         raise TimeoutError(f"Apache Kafka not ready on {_HOST}:{port} after "
-                           f"{self._start_timeout:.0f} s:\n{self._log_tail()}")
+                           f"{self._start_timeout:g} s:\n{self._log_tail()}")
 
     def _log_tail(self) -> str:
         data = self._data_dir

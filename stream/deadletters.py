@@ -30,6 +30,7 @@ class DeadLetterPublisher:
             "linger.ms": 2,
         })
         self.failed = 0
+        self.topic = settings.topic(DEADLETTER)
 
     def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
         if error is not None:
@@ -38,7 +39,7 @@ class DeadLetterPublisher:
 
     def publish(self, dead_letter: DeadLetter) -> None:
         self._producer.produce(
-            DEADLETTER,
+            self.topic,
             key=dead_letter.dead_letter_id,
             value=orjson.dumps(dead_letter.model_dump(mode="json")),
             on_delivery=self._on_delivery,

@@ -59,6 +59,7 @@ class EventProducer:
         }
         config.update(extra_config or {})
         self._producer = Producer(config)
+        self.settings = settings
         self._lock = threading.Lock()
         self.report = DeliveryReport()
 
@@ -78,7 +79,7 @@ class EventProducer:
             validate_event(event)
         )
         payload = orjson.dumps(typed.model_dump(mode="json", exclude_none=True))
-        self.send_raw(topic_for(typed), typed.partition_key, payload)
+        self.send_raw(self.settings.topic(topic_for(typed)), typed.partition_key, payload)
         return typed
 
     def send_raw(self, topic: str, key: str | bytes | None, value: bytes) -> None:

@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     kafka_ssl_cafile: Path | None = None
     kafka_ssl_certfile: Path | None = None
     kafka_ssl_keyfile: Path | None = None
+    topic_prefix: str = Field(
+        default="",
+        pattern=r"^[A-Za-z0-9._-]*$",
+        description="Prepended to every topic name, e.g. 'staging.' (tests use one per test).",
+    )
     partitions: int = Field(default=6, ge=1, le=1000)
     replication_factor: int = Field(default=1, ge=1, le=10)
 
@@ -63,6 +68,10 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     log_level: str = "INFO"
+
+    def topic(self, name: str) -> str:
+        """The full name of one of the system's topics (see :mod:`schemas.topics`)."""
+        return f"{self.topic_prefix}{name}"
 
 
 def kafka_client_config(settings: Settings) -> dict[str, str]:

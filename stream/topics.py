@@ -36,7 +36,7 @@ def create_topics(settings: Settings, *, timeout: float = 30.0) -> list[TopicOut
     outcomes: list[TopicOutcome] = []
     mismatched: list[str] = []
     to_create: list[NewTopic] = []
-    for topic in ALL_TOPICS:
+    for topic in (settings.topic(name) for name in ALL_TOPICS):
         if topic in existing:
             count = len(existing[topic].partitions)
             if count != settings.partitions:
@@ -59,4 +59,5 @@ def create_topics(settings: Settings, *, timeout: float = 30.0) -> list[TopicOut
                 created = False
             log.info("topic %s %s", topic, "created" if created else "already exists")
             outcomes.append(TopicOutcome(topic, settings.partitions, created=created))
-    return sorted(outcomes, key=lambda outcome: ALL_TOPICS.index(outcome.topic))
+    order = [settings.topic(name) for name in ALL_TOPICS]
+    return sorted(outcomes, key=lambda outcome: order.index(outcome.topic))

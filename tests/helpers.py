@@ -1,0 +1,42 @@
+"""Small helpers shared by the tests."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from stream.processes import ManagedProcess
+from stream.settings import Settings
+
+T = TypeVar("T")
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The ``CRM_*`` environment that reproduces ``settings`` in a child process."""
+    env = {}
+    for name, value in settings.model_dump(exclude_none=True).items():
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        env[f"CRM_{name.upper()}"] = str(value)
+    return env
+
+
+def worker_process(*, name: str, env: dict[str, str], log_path: Path) -> ManagedProcess:
+    return ManagedProcess(name=name, argv=[sys.executable, "-m", "crm", "worker"],
+                          log_path=log_path, env=env)
+
+
+def wait_for(condition: Callable[[], T], *, timeout: float, what: str,
+             interval: float = 0.2) -> T:
+    """Poll ``condition`` until it returns something truthy; fail saying ``what`` never came."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
