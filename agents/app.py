@@ -89,7 +89,7 @@ def create_app(settings: Settings) -> faust.App:
 
         async def consume(stream: StreamT) -> None:
             processor = await pipeline()
-            async for events in stream.take_events(
+            async for events in stream.take_events(  # type: ignore[attr-defined]
                 settings.batch_max_events, within=settings.batch_max_wait_ms / 1000
             ):
                 with BATCH_SECONDS.labels(topic=topic_name).time():

@@ -100,9 +100,9 @@ class EventPipeline:
             await self.dead_letters.flush()
 
         applied = await self.store.apply_events([event for _, event in valid])
-        for (message, event), outcome in zip(valid, applied, strict=True):
-            result.outcomes[(message.topic, outcome.outcome)] += 1
-            result.applied.append((message, event, outcome))
+        for (message, event), applied_event in zip(valid, applied, strict=True):
+            result.outcomes[(message.topic, applied_event.outcome)] += 1
+            result.applied.append((message, event, applied_event))
             key = (message.topic, message.partition)
             self.max_event_time[key] = max(self.max_event_time.get(key, 0), event.occurred_at_ms)
 

@@ -139,7 +139,7 @@ def run_dev(
 def _healthy(api_url: str) -> bool:
     import urllib.request
 
-    with urllib.request.urlopen(f"{api_url}/healthz", timeout=2) as response:  # noqa: S310
+    with urllib.request.urlopen(f"{api_url}/healthz", timeout=2) as response:
         return bool(response.status == 200)
 
 

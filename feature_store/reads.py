@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
 
 from feature_store.keys import CustomerKeys, customers_key, ranking_key
+from feature_store.store import text
 from schemas.profile import (
     CategoryWeight,
     CustomerFeatures,
@@ -109,14 +111,15 @@ class ProfileReader:
 
     async def ranked(self, tenant: str, score: str, limit: int) -> list[tuple[str, float]]:
         """Customers with the highest ``score`` first (e.g. churn probability)."""
-        rows = await self.redis.zrevrange(ranking_key(tenant, score), 0, limit - 1,
-                                          withscores=True)
-        return [(member.decode(), float(value)) for member, value in rows]
+        rows: list[Any] = await self.redis.zrevrange(ranking_key(tenant, score), 0, limit - 1,
+                                                     withscores=True)
+        return [(text(member), float(value)) for member, value in rows]
 
     async def customer_ids(self, tenant: str, limit: int | None = None) -> list[str]:
         """Customers of a tenant, most recently active first."""
         end = -1 if limit is None else limit - 1
-        return [m.decode() for m in await self.redis.zrevrange(customers_key(tenant), 0, end)]
+        members: list[Any] = await self.redis.zrevrange(customers_key(tenant), 0, end)
+        return [text(member) for member in members]
 
     async def customer_count(self, tenant: str) -> int:
         return int(await self.redis.zcard(customers_key(tenant)))

@@ -40,6 +40,11 @@ _SCRIPT_KEY_SUFFIXES = ("profile", "events", "sessions", "categories", "recent",
                         "bought", "orders", "merged", "erased")
 
 
+def text(value: bytes | str) -> str:
+    """Redis replies are bytes (no ``decode_responses``): decode one to text."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def _script(name: str) -> str:
     return resources.files("feature_store").joinpath("lua", name).read_text()
 
@@ -121,19 +126,44 @@ class FeatureStore:
                           profile_id, event.tenant, stitch, now_ms],
                     client=pipe,
                 )
-                pipe.zadd(customers_key(event.tenant), {profile_id: event.occurred_at_ms}, gt=True)
             replies = await pipe.execute()
         results = []
-        for (event, profile_id, stitch), reply in zip(targets, replies[::2], strict=True):
+        merged: set[tuple[str, str, str]] = set()
+        for (event, profile_id, stitch), reply in zip(targets, replies, strict=True):
             outcome, needs_merge = reply[0].decode(), int(reply[1])
-            if outcome == "ok" and needs_merge:
+            if needs_merge and (event.tenant, stitch, profile_id) not in merged:
                 await self.merge_anonymous(event.tenant, stitch, profile_id)
+                merged.add((event.tenant, stitch, profile_id))
             results.append(Applied(outcome, event.tenant, profile_id))
+        await self._index_customers(targets, results)
         return results
 
+    async def _index_customers(
+        self, targets: list[tuple[AnyEvent, str, str]], results: list[Applied]
+    ) -> None:
+        """Keep the per-tenant customer index (by last event time) in step with the profiles."""
+        latest: dict[tuple[str, str], int] = {}
+        for (event, profile_id, _), applied in zip(targets, results, strict=True):
+            if applied.outcome == "ok":
+                key = (event.tenant, profile_id)
+                latest[key] = max(latest.get(key, 0), event.occurred_at_ms)
+        if latest:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for (tenant, profile_id), at_ms in latest.items():
+                    pipe.zadd(customers_key(tenant), {profile_id: at_ms}, gt=True)
+                await pipe.execute()
+
     async def merge_anonymous(self, tenant: str, anonymous_id: str, customer_id: str) -> str:
-        """Fold a visitor's history into a customer once, then point the visitor at them."""
+        """Fold a visitor's history into a customer once, and point the visitor at them.
+
+        The steps touch two hash slots, so they cannot be one transaction on a cluster;
+        instead each is idempotent and the last one records completion (``<anon>|done`` in
+        the customer's ``merged`` set). A crash anywhere in between is resumed by the
+        redelivered stitching event: alias (set-if-absent), copy (guarded by the merged
+        set), delete the visitor's keys, mark done.
+        """
         visitor = CustomerKeys(tenant, anonymous_profile_id(anonymous_id))
+        await self.redis.set(alias_key(tenant, anonymous_id), customer_id, nx=True)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hgetall(visitor.key("profile"))
             pipe.zrange(visitor.key("events"), 0, -1, withscores=True)
@@ -166,11 +196,9 @@ class FeatureStore:
             args=[anonymous_id, orjson.dumps(snapshot), self.limits.max_event_ids,
                   self.limits.recent_products, self.limits.recent_orders, customer_id, tenant],
         )
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(alias_key(tenant, anonymous_id), customer_id, nx=True)
-            pipe.delete(*[visitor.key(suffix) for suffix in _SCRIPT_KEY_SUFFIXES])
-            await pipe.execute()
+        await self.redis.delete(*[visitor.key(suffix) for suffix in _SCRIPT_KEY_SUFFIXES])
         await self.redis.zrem(customers_key(tenant), visitor.customer_id)
+        await self.redis.sadd(customer.key("merged"), f"{anonymous_id}|done")
         log.info("stitched visitor %s into customer %s (%s)", anonymous_id, customer_id,
                  outcome.decode() if isinstance(outcome, bytes) else outcome)
         return outcome.decode() if isinstance(outcome, bytes) else str(outcome)
@@ -212,11 +240,12 @@ class FeatureStore:
     ) -> int:
         """Delete every key of a customer and block their later events for a while."""
         keys = CustomerKeys(tenant, customer_id)
-        merged = await self.redis.smembers(keys.key("merged"))
+        members = await self.redis.smembers(keys.key("merged"))  # type: ignore[misc]
+        merged = {text(member).split("|")[0] for member in members}
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.delete(*keys.all())
-            for anonymous_id in merged:
-                pipe.delete(alias_key(tenant, anonymous_id.decode()))
+            for anonymous_id in sorted(merged):
+                pipe.delete(alias_key(tenant, anonymous_id))
             if block_seconds > 0:
                 pipe.set(keys.erased, receipt_id, ex=max(1, int(block_seconds)))
             pipe.zrem(customers_key(tenant), customer_id)

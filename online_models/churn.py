@@ -72,6 +72,9 @@ class ChurnModel:
     review_every_days, max_review_age_days
         Take extra snapshots every ``review_every_days`` of silence, up to
         ``max_review_age_days`` after the last activity (``None`` disables them).
+    release_at_deadline
+        Learn a ``0`` label known early only once its deadline passed, like the ``1`` labels
+        (avoids a censored training sample; see :mod:`online_models.delayed_labels`).
     learning_rate, l2
         SGD step and L2 penalty of the logistic regression.
     featurizer
@@ -117,6 +120,7 @@ class ChurnModel:
         merge_within_days: float = 1.0,
         review_every_days: float | None = 7.0,
         max_review_age_days: float = 90.0,
+        release_at_deadline: bool = True,
         learning_rate: float = 0.02,
         l2: float = 0.0,
         featurizer: Callable[[Mapping[str, Any], int], dict[str, float]] = churn_features,
@@ -126,6 +130,7 @@ class ChurnModel:
         self.merge_within_days = merge_within_days
         self.review_every_days = review_every_days
         self.max_review_age_days = max_review_age_days
+        self.release_at_deadline = release_at_deadline
         self.learning_rate = learning_rate
         self.l2 = l2
         self.featurizer = featurizer
@@ -139,6 +144,7 @@ class ChurnModel:
             merge_within_ms=int(merge_within_days * DAY_MS),
             review_every_ms=int(review_every_days * DAY_MS) if review_every_days else None,
             max_review_age_ms=int(max_review_age_days * DAY_MS),
+            release_at_deadline=release_at_deadline,
         )
         self.roc_auc = metrics.ROCAUC(n_thresholds=50)
         self.log_loss = metrics.LogLoss()

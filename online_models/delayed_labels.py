@@ -16,6 +16,12 @@ Two refinements keep the training data like the data we predict on:
   taken at the review time, so the model also learns from customers who have been silent for a
   while -- exactly the customers a churn score matters for.
 
+A label known early (activity before the deadline) is by default *released* only when the
+watermark reaches its deadline, like the ``1`` labels are. Releasing ``0`` labels at once
+would train the model on a censored sample -- recent snapshots could only ever be ``0`` so far
+-- which teaches it that "recent" or "long tenure" means "stays" (on CDNOW this alone
+inverts the ranking). ``release_at_deadline=False`` releases them immediately instead.
+
 Everything is driven by ``at_ms`` arguments and a monotone watermark; nothing reads a clock.
 Pending snapshots sit in a heap by deadline (stale entries are skipped lazily).
 """
@@ -62,8 +68,10 @@ class _SnapshotBook:
         merge_within_ms: int = 0,
         review_every_ms: int | None = None,
         max_review_age_ms: int = 0,
+        release_at_deadline: bool = True,
     ) -> None:
         self.horizon_ms = horizon_ms
+        self.release_at_deadline = release_at_deadline
         self.merge_within_ms = merge_within_ms
         self.review_every_ms = review_every_ms
         self.max_review_age_ms = max_review_age_ms
@@ -102,11 +110,18 @@ class _SnapshotBook:
     def _resolve(self, snapshot: Snapshot, label: float, at_ms: int, out: list[Snapshot]) -> None:
         snapshot.label = label
         snapshot.resolved_at_ms = at_ms
-        self._drop(snapshot)
-        out.append(snapshot)
+        if self.release_at_deadline and at_ms < snapshot.deadline_ms:
+            # Known early, released with the deadline: see the module docstring.
+            self._unlist(snapshot)
+        else:
+            self._drop(snapshot)
+            out.append(snapshot)
 
     def _drop(self, snapshot: Snapshot) -> None:
         snapshot.dead = True
+        self._unlist(snapshot)
+
+    def _unlist(self, snapshot: Snapshot) -> None:
         pending = self._pending.get(snapshot.customer_id)
         if pending is not None:
             pending.remove(snapshot)
@@ -141,8 +156,13 @@ class _SnapshotBook:
                     self._take(base.customer_id, base.profile, review_at, "review")
             elif next_deadline is not None and next_deadline <= watermark_ms:
                 deadline, _, snapshot = heapq.heappop(deadlines)
-                if not snapshot.dead:
+                if snapshot.dead:
+                    continue
+                if snapshot.label is None:
                     self._resolve(snapshot, self._label_at_deadline(snapshot), deadline, out)
+                else:  # resolved early, held back until now
+                    snapshot.dead = True
+                    out.append(snapshot)
             else:
                 break
         self._forget_finished()
@@ -161,9 +181,10 @@ class _SnapshotBook:
         self._cleanup_at = max(1024, 2 * len(self._latest))
 
     def forget(self, customer_id: str) -> None:
-        """Erase a customer: drop their pending snapshots and review schedule."""
-        for snapshot in list(self._pending.get(customer_id, ())):
-            self._drop(snapshot)
+        """Erase a customer: drop their snapshots (pending or held back) and review schedule."""
+        for _, _, snapshot in self._deadlines:
+            if snapshot.customer_id == customer_id and not snapshot.dead:
+                self._drop(snapshot)
         self._latest.pop(customer_id, None)
 
 
@@ -173,7 +194,7 @@ class ChurnLabeler(_SnapshotBook):
     Examples
     --------
     >>> day = 86_400_000
-    >>> labeler = ChurnLabeler(horizon_ms=30 * day)
+    >>> labeler = ChurnLabeler(horizon_ms=30 * day, release_at_deadline=False)
     >>> labeler.observe_activity("c1", {"orders": 1}, at_ms=0)
     []
     >>> [s.label for s in labeler.observe_activity("c1", {"orders": 2}, at_ms=10 * day)]
@@ -182,6 +203,15 @@ class ChurnLabeler(_SnapshotBook):
     []
     >>> [(s.taken_at_ms // day, s.label) for s in labeler.advance_watermark(40 * day)]
     [(10, 1.0)]
+
+    By default a label known early waits for its deadline before it is released:
+
+    >>> labeler = ChurnLabeler(horizon_ms=30 * day)
+    >>> _ = labeler.observe_activity("c1", {"orders": 1}, at_ms=0)
+    >>> labeler.observe_activity("c1", {"orders": 2}, at_ms=10 * day)
+    []
+    >>> [(s.taken_at_ms // day, s.label) for s in labeler.advance_watermark(30 * day)]
+    [(0, 0.0)]
     """
 
     def _label_at_deadline(self, snapshot: Snapshot) -> float:

@@ -10,6 +10,8 @@ from pydantic import BaseModel, TypeAdapter
 from schemas.events import EVENT_ADAPTER, ClickEvent, PurchaseEvent, TicketEvent
 from schemas.records import Alert, DeadLetter, ErasureRequest
 
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
 RECORDS: dict[str, type[BaseModel] | TypeAdapter] = {  # type: ignore[type-arg]
     "event": EVENT_ADAPTER,
     "click": ClickEvent,
@@ -26,8 +28,11 @@ def export_json_schemas(directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for name, record in RECORDS.items():
-        schema = record.json_schema() if isinstance(record, TypeAdapter) else record.model_json_schema()
-        schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": name, **schema}
+        if isinstance(record, TypeAdapter):
+            schema = record.json_schema()
+        else:
+            schema = record.model_json_schema()
+        schema = {"$schema": JSON_SCHEMA_DIALECT, "title": name, **schema}
         path = directory / f"{name}.schema.json"
         path.write_bytes(orjson.dumps(schema, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
         written.append(path)

@@ -45,12 +45,25 @@ _POM = """<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0
 {deps}  </dependencies>
 </project>
 """
-_LOG4J2_XML = """<?xml version="1.0" encoding="UTF-8"?>
-<Configuration status="WARN">
-  <Appenders>
-    <File name="file" fileName="{path}"><PatternLayout pattern="[%d] %p %c: %m%n"/></File>
-  </Appenders>
-  <Loggers><Root level="WARN"><AppenderRef ref="file"/></Root></Loggers>
+# Single node: every internal topic at replication 1; topics are provisioned, never auto-created.
+_STATIC_PROPS = """process.roles=broker,controller
+node.id=1
+inter.broker.listener.name=PLAINTEXT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+num.partitions=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+"""
+_LOG4J2_XML = """<?xml version="1.0" encoding="UTF-8"?><Configuration status="WARN">
+  <Appenders><File name="file" fileName="{path}"><PatternLayout pattern="[%d] %p %c: %m%n"/>
+  </File></Appenders><Loggers><Root level="WARN"><AppenderRef ref="file"/></Root></Loggers>
 </Configuration>
 """
 
@@ -118,14 +131,6 @@ def _random_cluster_id() -> str:
             return cid
 
 
-def _tail(path: Path, lines: int = 40) -> str:
-    """Last lines of a log file, so a failed start explains itself."""
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
 class ApacheKafka:
     """A single-node KRaft broker+controller on 127.0.0.1, run as a child JVM.
 
@@ -175,7 +180,10 @@ class ApacheKafka:
         self._data_dir = data
         port, controller = _free_ports(2)
         props = data / "server.properties"
-        props.write_text(self._server_properties(data, port, controller))
+        props.write_text(_STATIC_PROPS + (
+            f"controller.quorum.voters=1@{_HOST}:{controller}\n"
+            f"listeners=PLAINTEXT://{_HOST}:{port},CONTROLLER://{_HOST}:{controller}\n"
+            f"advertised.listeners=PLAINTEXT://{_HOST}:{port}\nlog.dirs={data / 'logs'}\n"))
         log4j = data / "log4j2.xml"
         log4j.write_text(_LOG4J2_XML.format(path=data / "kafka.log"))
         classpath = f"{libs}/*"
@@ -199,48 +207,21 @@ class ApacheKafka:
                 stdin=subprocess.DEVNULL, stdout=self._out, stderr=subprocess.STDOUT,
                 cwd=data, start_new_session=True)
             self._bootstrap = f"{_HOST}:{port}"
-            self._wait_ready(port)
+            self._wait_ready(self._proc, port)
         except BaseException:
             self.stop()
             raise
-        log.info("Apache Kafka %s up at %s (pid %s, data %s)",
-                 self._version, self._bootstrap, self._proc.pid, data)
+        log.info("Apache Kafka %s up at %s (data %s)", self._version, self._bootstrap, data)
         return self._bootstrap
 
-    def _server_properties(self, data: Path, port: int, controller: int) -> str:
-        """Single-node settings: every internal topic at replication 1, no auto-created topics."""
-        return "\n".join([
-            "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.voters=1@{_HOST}:{controller}",
-            f"listeners=PLAINTEXT://{_HOST}:{port},CONTROLLER://{_HOST}:{controller}",
-            f"advertised.listeners=PLAINTEXT://{_HOST}:{port}",
-            "inter.broker.listener.name=PLAINTEXT",
-            "controller.listener.names=CONTROLLER",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            f"log.dirs={data / 'logs'}",
-            "num.partitions=1",
-            "offsets.topic.replication.factor=1",
-            "offsets.topic.num.partitions=1",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1",
-            "group.initial.rebalance.delay.ms=0",
-            "auto.create.topics.enable=false",
-            "",
-        ])
-
-    def _wait_ready(self, port: int) -> None:
+    def _wait_ready(self, proc: subprocess.Popen[bytes], port: int) -> None:
         """Ready means the port accepts TCP and a real client gets metadata listing the broker."""
         deadline = time.monotonic() + self._start_timeout
         admin: AdminClient | None = None
         while time.monotonic() < deadline:
-            assert self._proc is not None
-            if self._proc.poll() is not None:
-                raise RuntimeError(
-                    f"Apache Kafka exited with code {self._proc.returncode} during start:\n"
-                    f"{self._log_tail()}")
+            if proc.poll() is not None:
+                raise RuntimeError(f"Apache Kafka exited with code {proc.returncode} during "
+                                   f"start:\n{self._log_tail()}")
             with contextlib.suppress(OSError), socket.create_connection((_HOST, port), 0.5):
                 if admin is None:
                     admin = AdminClient({"bootstrap.servers": f"{_HOST}:{port}"})
@@ -251,12 +232,18 @@ class ApacheKafka:
         raise TimeoutError(f"Apache Kafka not ready on {_HOST}:{port} after "
                            f"{self._start_timeout:g} s:\n{self._log_tail()}")
 
-    def _log_tail(self) -> str:
-        data = self._data_dir
-        if data is None:
+    def _log_tail(self, lines: int = 40) -> str:
+        """Last lines of the JVM's stdout and log4j file, so a failed start explains itself."""
+        if self._data_dir is None:
             return "(no data dir)"
-        return f"--- kafka.out ---\n{_tail(data / 'kafka.out')}\n" \
-               f"--- kafka.log ---\n{_tail(data / 'kafka.log')}"
+        parts = []
+        for name in ("kafka.out", "kafka.log"):
+            try:
+                text = (self._data_dir / name).read_text(errors="replace")
+            except OSError:
+                text = "(missing)"
+            parts.append(f"--- {name} ---\n" + "\n".join(text.splitlines()[-lines:]))
+        return "\n".join(parts)
 
     def stop(self) -> None:
         """SIGTERM the process group, SIGKILL after stop_timeout; then drop a temp data dir."""
@@ -271,6 +258,8 @@ class ApacheKafka:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+            with contextlib.suppress(ProcessLookupError):  # sweep anything the JVM left behind
+                os.killpg(proc.pid, signal.SIGKILL)
         if self._out is not None:
             self._out.close()
             self._out = None

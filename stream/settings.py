@@ -74,9 +74,9 @@ class Settings(BaseSettings):
         return f"{self.topic_prefix}{name}"
 
 
-def kafka_client_config(settings: Settings) -> dict[str, str]:
+def kafka_client_config(settings: Settings) -> dict[str, str | int | float | bool]:
     """librdkafka (confluent-kafka) options for the configured cluster, security included."""
-    config = {
+    config: dict[str, str | int | float | bool] = {
         "bootstrap.servers": settings.kafka_bootstrap,
         "security.protocol": settings.kafka_security_protocol.lower(),
     }

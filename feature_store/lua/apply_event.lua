@@ -5,7 +5,8 @@
 --       max_event_ids, recent_products, recent_orders, customer_id, tenant, anonymous_id or "",
 --       updated_at (processing time, ms)
 -- Returns {outcome, needs_merge}: outcome is "ok", "duplicate" or "erased"; needs_merge is 1
--- when the event carries an anonymous id not yet merged into this customer.
+-- when the event carries an anonymous id whose merge into this customer has not completed
+-- (also for a duplicate: a redelivered stitching event resumes a merge a crash interrupted).
 local profile, events, sessions, categories, recent, tickets, bought, orders, merged, erased =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local event_id, at = ARGV[1], tonumber(ARGV[2])
@@ -16,8 +17,12 @@ local anonymous_id = ARGV[9]
 if redis.call('EXISTS', erased) == 1 then
   return {'erased', 0}
 end
+local needs_merge = 0
+if anonymous_id ~= '' and redis.call('SISMEMBER', merged, anonymous_id .. '|done') == 0 then
+  needs_merge = 1
+end
 if redis.call('ZADD', events, 'NX', at, event_id) == 0 then
-  return {'duplicate', 0}
+  return {'duplicate', needs_merge}
 end
 local seen = redis.call('ZCARD', events)
 if seen > max_ids then
@@ -98,8 +103,4 @@ if update['ticket'] then
   redis.call('HSET', profile, 'tickets_total', #all, 'open_tickets', open)
 end
 
-local needs_merge = 0
-if anonymous_id ~= '' and redis.call('SISMEMBER', merged, anonymous_id) == 0 then
-  needs_merge = 1
-end
 return {'ok', needs_merge}

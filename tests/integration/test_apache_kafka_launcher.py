@@ -64,7 +64,9 @@ def test_launcher_round_trip_and_clean_stop() -> None:
                 if msg is None:
                     continue
                 assert msg.error() is None, msg.error()
-                received.append(msg.value())
+                value = msg.value()
+                assert value is not None
+                received.append(value)
         finally:
             consumer.close()
         assert received == [f"m{i}".encode() for i in range(10)]

@@ -1,0 +1,49 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint unit integration redis install clean bench-quality
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev,bench]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# redis-server comes from the system: installed with apt-get when we are root, else explained.
+redis:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing redis-server with apt-get ..."; \
+	    apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; \
+	  else \
+	    echo "redis-server is missing: install it (sudo apt-get install redis-server, or brew install redis)"; \
+	    exit 1; \
+	  fi; }
+
+demo: install redis
+	$(BIN)/crm dev --simulate 300
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy schemas online_models feature_store stream agents api crm load_tests
+	$(BIN)/lint-imports
+
+unit: install
+	$(BIN)/pytest -m "not integration" -q
+
+integration: install redis
+	$(BIN)/pytest -m integration -q
+
+test: install redis lint
+	$(BIN)/pytest -q
+
+bench-quality: install redis
+	$(BIN)/crm bench quality
+
+clean:
+	rm -rf $(VENV) .crm .pytest_cache .mypy_cache .ruff_cache test-artifacts
