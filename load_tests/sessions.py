@@ -10,6 +10,7 @@ replays the same shop.
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_right as bisect
 import math
 import random
 from typing import Any
@@ -86,13 +87,19 @@ class SessionWriter:
 
     def _pick(self, customer: Customer) -> int:
         """A product the customer looks at: mostly favourites, then preferred categories."""
-        rng = self.rng
-        roll = rng.random()
+        random = self.rng.random
+        roll = random()
         if roll < 0.6:
-            return rng.choices(customer.favourites, cum_weights=customer.favourite_cum)[0]
+            cum = customer.favourite_cum
+            return customer.favourites[bisect(cum, random() * cum[-1])]
+        catalogue = self.catalogue
         if roll < 0.88:
-            return self.catalogue.popular_in(rng, rng.choice(customer.categories))
-        return self.catalogue.popular(rng)
+            categories = customer.categories
+            category = categories[int(random() * len(categories))]
+            cum = catalogue.category_cum_weights[category]
+            return catalogue.by_category[category][bisect(cum, random() * cum[-1])]
+        cum = catalogue.cum_weights
+        return bisect(cum, random() * cum[-1])
 
     def _poisson(self, mean: float) -> int:
         threshold, k, product = math.exp(-mean), 0, self.rng.random()

@@ -19,6 +19,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import heapq
 import logging
 import random
@@ -113,36 +114,31 @@ class ShopSimulator:
         for customer in self.customers:
             writer.schedule_session(customer, customer.first_ms)
         prefix = f"ev-{self.seed}-"
-        formatter = _TimestampFormatter()
+        # RFC 3339 UTC with milliseconds from lookup tables: ~4x cheaper than isoformat().
+        clock, millis = _clock_tables()
+        day, date = -1, ""
         number = 0
         pop = heapq.heappop
         while heap:
             at_ms, _, item = pop(heap)
             if type(item) is dict:
                 item["event_id"] = prefix + str(number)
-                item["occurred_at"] = formatter(at_ms)
                 number += 1
+                if at_ms // DAY_MS != day:
+                    day = at_ms // DAY_MS
+                    date = datetime.fromtimestamp(day * 86_400, UTC).strftime("%Y-%m-%dT")
+                second, ms = divmod(at_ms % DAY_MS, 1000)
+                item["occurred_at"] = date + clock[second] + millis[ms]
                 yield item
             else:  # a customer whose next session starts now
                 writer.session(item, at_ms)
 
 
-class _TimestampFormatter:
-    """RFC 3339 UTC with milliseconds, caching the date part (about 3x faster than isoformat)."""
-
-    def __init__(self) -> None:
-        self._day = -1
-        self._date = ""
-
-    def __call__(self, at_ms: int) -> str:
-        day, ms_of_day = divmod(at_ms, DAY_MS)
-        if day != self._day:
-            self._day = day
-            self._date = datetime.fromtimestamp(day * 86_400, UTC).strftime("%Y-%m-%dT")
-        seconds, ms = divmod(ms_of_day, 1000)
-        minutes, second = divmod(seconds, 60)
-        hour, minute = divmod(minutes, 60)
-        return f"{self._date}{hour:02d}:{minute:02d}:{second:02d}.{ms:03d}Z"
+@functools.cache
+def _clock_tables() -> tuple[list[str], list[str]]:
+    """``HH:MM:SS`` for every second of a day, and ``.mmmZ`` for every millisecond."""
+    clock = [f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}" for s in range(86_400)]
+    return clock, [f".{ms:03d}Z" for ms in range(1000)]
 
 
 # --- running a simulation against Kafka -----------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,11 +82,27 @@ class EventProducer:
         self.send_raw(self.settings.topic(topic_for(typed)), typed.partition_key, payload)
         return typed
 
-    def send_raw(self, topic: str, key: str | bytes | None, value: bytes) -> None:
-        """Enqueue already-encoded bytes (for replays, load tests and dead-letter fixtures)."""
+    def send_raw(
+        self,
+        topic: str,
+        key: str | bytes | None,
+        value: bytes,
+        *,
+        on_delivered: Callable[[str, int, int], None] | None = None,
+    ) -> None:
+        """Enqueue already-encoded bytes (for replays, load tests and dead-letter fixtures).
+
+        ``on_delivered(topic, partition, offset)`` is called once the broker has the message.
+        """
+        callback = self._on_delivery
+        if on_delivered is not None:
+            def callback(error: KafkaError | None, message: Message) -> None:
+                self._on_delivery(error, message)
+                if error is None:
+                    on_delivered(message.topic(), message.partition(), message.offset())
         while True:
             try:
-                self._producer.produce(topic, value=value, key=key, on_delivery=self._on_delivery)
+                self._producer.produce(topic, value=value, key=key, on_delivery=callback)
                 break
             except BufferError:
                 # The local queue is full: let the network catch up, then retry.

@@ -1,0 +1,149 @@
+"""The Redis feature store against a real redis-server: order-independence, idempotency,
+identity stitching and erasure, each checked against the offline reference."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from feature_store import FeatureStore, ProfileReader
+from schemas.events import validate_event
+from tests.reference_features import assert_same_features, reference_profiles
+
+PRODUCTS = [f"p{i}" for i in range(30)]
+CATEGORIES = ["books", "garden", "toys", "music"]
+
+
+def random_events(rng: random.Random, count: int, customers: int = 5) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    for n in range(count):
+        customer = f"c{rng.randrange(customers)}"
+        at = f"2026-02-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:00Z"
+        base = {"event_id": f"e{n}", "customer_id": customer, "occurred_at": at,
+                "session_id": f"s{rng.randrange(8)}"}
+        roll = rng.random()
+        if roll < 0.6:
+            base |= {"type": "click", "kind": rng.choice(
+                ["page_view", "product_view", "add_to_cart", "remove_from_cart", "search",
+                 "checkout_start"]), "product_id": rng.choice(PRODUCTS),
+                "category": rng.choice(CATEGORIES)}
+        elif roll < 0.85:
+            items = [{"product_id": rng.choice(PRODUCTS), "quantity": rng.randint(1, 3),
+                      "unit_price": round(rng.uniform(1, 80), 2),
+                      "category": rng.choice(CATEGORIES)} for _ in range(rng.randint(1, 3))]
+            total = round(sum(i["quantity"] * i["unit_price"] for i in items), 2)
+            base |= {"type": "purchase", "order_id": f"o{n}", "items": items, "total": total,
+                     "currency": "EUR"}
+        else:
+            base |= {"type": "ticket", "ticket_id": f"t{rng.randrange(4)}", "status": rng.choice(
+                ["opened", "replied", "resolved", "reopened"])}
+        events.append(base)
+    return events
+
+
+@pytest.fixture
+async def store(redis_url: str) -> AsyncIterator[FeatureStore]:
+    client = aioredis.Redis.from_url(redis_url)
+    await client.flushdb()
+    yield FeatureStore(redis=client)
+    await client.aclose()
+
+
+async def live_profiles(store: FeatureStore, ids: list[str]) -> dict[str, Any]:
+    reader = ProfileReader(redis=store.redis)
+    profiles = {}
+    for customer_id in ids:
+        profile = await reader.profile("default", customer_id)
+        assert profile is not None, f"no profile for {customer_id}"
+        profiles[customer_id] = profile.features.model_dump()
+    return profiles
+
+
+async def apply_in_batches(store: FeatureStore, events: list[dict[str, Any]], size: int) -> None:
+    for start in range(0, len(events), size):
+        await store.apply_events([validate_event(e) for e in events[start:start + size]])
+
+
+async def test_any_arrival_order_gives_the_reference_features(store: FeatureStore) -> None:
+    """Verify that shuffled, duplicated delivery yields exactly the offline features."""
+    rng = random.Random(3)
+    events = random_events(rng, 400)
+    delivered = events + rng.sample(events, 60)  # duplicates, same event ids
+    rng.shuffle(delivered)
+    await apply_in_batches(store, delivered, 37)
+    expected = reference_profiles(events)
+    live = await live_profiles(store, sorted(expected))
+    for customer_id, features in expected.items():
+        assert_same_features(live[customer_id], features, customer_id)
+
+
+async def test_a_duplicate_changes_nothing(store: FeatureStore) -> None:
+    """Verify that an event applied twice reports a duplicate and counts once."""
+    event = random_events(random.Random(1), 1)[0] | {"type": "purchase", "order_id": "o1",
+        "items": [{"product_id": "p1", "quantity": 1, "unit_price": 5.0}], "total": 5.0,
+        "currency": "EUR"}
+    first = await store.apply_events([validate_event(event)])
+    second = await store.apply_events([validate_event(event)])
+    assert [a.outcome for a in first + second] == ["ok", "duplicate"]
+    profile = await ProfileReader(redis=store.redis).profile("default", event["customer_id"])
+    assert profile is not None and profile.features.orders == 1
+
+
+async def test_late_events_never_move_last_seen_backwards(store: FeatureStore) -> None:
+    """Verify that an older event arriving later leaves last_seen_at and last_order_at alone."""
+    def purchase(n: int, at: str) -> dict[str, Any]:
+        return {"event_id": f"e{n}", "customer_id": "c1", "occurred_at": at, "type": "purchase",
+                "order_id": f"o{n}", "items": [{"product_id": "p", "quantity": 1,
+                                                "unit_price": 2.0}], "total": 2.0,
+                "currency": "EUR"}
+    await store.apply_events([validate_event(purchase(1, "2026-03-05T00:00:00Z"))])
+    await store.apply_events([validate_event(purchase(2, "2026-03-01T00:00:00Z"))])
+    profile = await ProfileReader(redis=store.redis).profile("default", "c1")
+    assert profile is not None
+    assert profile.features.last_seen_at.isoformat() == "2026-03-05T00:00:00+00:00"
+    assert profile.features.last_order_at.isoformat() == "2026-03-05T00:00:00+00:00"
+    assert profile.features.first_seen_at.isoformat() == "2026-03-01T00:00:00+00:00"
+
+
+@pytest.mark.parametrize("visitor_first", [True, False])
+async def test_stitching_merges_a_visitor_once_in_any_order(
+    store: FeatureStore, visitor_first: bool
+) -> None:
+    """Verify that a visitor's history lands on the customer, before or after the login."""
+    browse = [{"event_id": f"a{n}", "anonymous_id": "v1", "session_id": "s-anon",
+               "occurred_at": f"2026-04-01T10:0{n}:00Z", "type": "click",
+               "kind": "product_view", "product_id": f"p{n}", "category": "toys"}
+              for n in range(3)]
+    login = {"event_id": "login", "customer_id": "c9", "anonymous_id": "v1",
+             "session_id": "s-anon", "occurred_at": "2026-04-01T10:05:00Z", "type": "click",
+             "kind": "page_view"}
+    later = {"event_id": "a9", "anonymous_id": "v1", "session_id": "s2",
+             "occurred_at": "2026-04-02T10:00:00Z", "type": "click", "kind": "search"}
+    order = [*browse, login, later] if visitor_first else [login, *browse, later]
+    for event in order:
+        await store.apply_events([validate_event(event)])
+    await store.apply_events([validate_event(login)])  # a redelivered login merges nothing twice
+    expected = reference_profiles([*browse, login, later])
+    assert sorted(expected) == ["c9"]
+    live = await live_profiles(store, ["c9"])
+    assert_same_features(live["c9"], expected["c9"], "c9")
+    reader = ProfileReader(redis=store.redis)
+    assert await reader.profile("default", "anon:v1") is None
+    assert await reader.customer_ids("default") == ["c9"]
+
+
+async def test_erasure_deletes_everything_and_blocks_later_events(store: FeatureStore) -> None:
+    """Verify that erasure removes every key of the customer and drops their later events."""
+    events = [e | {"customer_id": "c1"} for e in random_events(random.Random(5), 20)]
+    await store.apply_events([validate_event(e) for e in events])
+    await store.erase(tenant="default", customer_id="c1", block_seconds=3600, receipt_id="r1")
+    keys = {key.decode() for key in await store.redis.keys("crm:{default/c1}:*")}
+    assert keys == {"crm:{default/c1}:erased"}
+    later = events[0] | {"event_id": "new-one"}
+    applied = await store.apply_events([validate_event(later)])
+    assert applied[0].outcome == "erased"
+    assert await ProfileReader(redis=store.redis).profile("default", "c1") is None
