@@ -171,6 +171,7 @@ class ApacheKafka:
         """Fetch jars if needed, format storage, start the JVM and wait until it serves metadata."""
         if self._proc is not None:
             return self.bootstrap
+        started = time.monotonic()
         libs = ensure_kafka_jars(self._version, self._jars_dir)
         java = shutil.which("java")
         if java is None:
@@ -211,7 +212,8 @@ class ApacheKafka:
         except BaseException:
             self.stop()
             raise
-        log.info("Apache Kafka %s up at %s (data %s)", self._version, self._bootstrap, data)
+        log.info("Apache Kafka %s up at %s in %.1f s (data %s)",
+                 self._version, self._bootstrap, time.monotonic() - started, data)
         return self._bootstrap
 
     def _wait_ready(self, proc: subprocess.Popen[bytes], port: int) -> None:

@@ -1,0 +1,208 @@
+"""Public HTTP API shapes: what comes in (``...In``) and what goes out.
+
+Customer profiles and recommendations are in :mod:`schemas.profile`; alerts in
+:mod:`schemas.records`. Everything here is what only the HTTP API speaks.
+
+>>> RejectedEvent(index=3, field="total", code="total_mismatch", reason="total: ...").index
+3
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.profile import CustomerScores
+from schemas.records import Alert, Contribution
+
+#: The most events one ingest request may carry.
+MAX_BATCH_EVENTS = 1000
+
+
+class Scope(StrEnum):
+    """What an API key may do; every key is bound to one tenant."""
+
+    READ = "read"
+    INGEST = "ingest"
+    ADMIN = "admin"
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+class FieldProblem(BaseModel):
+    field: str | None = None
+    code: str
+    message: str
+
+
+class ApiError(BaseModel):
+    """Every error answer: a machine code, words for people, and the fields at fault."""
+
+    error: str = Field(description="Machine code, e.g. unauthorized, forbidden, not_found.")
+    message: str
+    problems: list[FieldProblem] = Field(default_factory=list)
+
+
+# -- ingest ------------------------------------------------------------------------------------
+
+
+class EventBatchIn(BaseModel):
+    """A batch of events as described in DESIGN.md; each one is validated on its own."""
+
+    events: Annotated[list[Any], Field(min_length=1, max_length=MAX_BATCH_EVENTS)]
+
+
+class RejectedEvent(BaseModel):
+    index: int = Field(description="Position of the event in the request's list.")
+    event_id: str | None = None
+    field: str | None = None
+    code: str = Field(description="An ErrorCode, or tenant_mismatch / unknown_event.")
+    reason: str
+
+
+class IngestResult(BaseModel):
+    """Accepted events are on the broker when this answer is sent."""
+
+    accepted: int
+    rejected: list[RejectedEvent] = Field(default_factory=list)
+
+
+class SegmentCallIn(BaseModel):
+    """One Segment / RudderStack tracking call (``track``, ``identify`` or ``page``)."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    type: str
+    event: str | None = None
+    userId: str | int | None = None  # noqa: N815 - Segment's spelling
+    anonymousId: str | int | None = None  # noqa: N815
+    messageId: str | None = None  # noqa: N815
+    timestamp: str | None = None
+    originalTimestamp: str | None = None  # noqa: N815
+    properties: dict[str, Any] = Field(default_factory=dict)
+    traits: dict[str, Any] = Field(default_factory=dict)
+    context: dict[str, Any] = Field(default_factory=dict)
+
+
+class SegmentBatchIn(BaseModel):
+    """The body of Segment's ``/v1/batch`` (RudderStack sends the same shape)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    batch: Annotated[list[Any], Field(min_length=1, max_length=MAX_BATCH_EVENTS)]
+    sentAt: str | None = None  # noqa: N815
+    context: dict[str, Any] = Field(default_factory=dict)
+
+
+# -- customers ---------------------------------------------------------------------------------
+
+
+class AtRiskCustomer(BaseModel):
+    customer_id: str
+    churn_probability: float
+    scores: CustomerScores = Field(default_factory=CustomerScores)
+    churn_explanation: list[Contribution] = Field(default_factory=list)
+    last_seen_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class AtRiskList(BaseModel):
+    customers: list[AtRiskCustomer]
+
+
+class RecommendationList(BaseModel):
+    customer_id: str
+    recommendations: list[Any] = Field(description="Recommendation objects, best first.")
+
+
+# -- erasure -----------------------------------------------------------------------------------
+
+
+class ErasureAccepted(BaseModel):
+    receipt_id: str
+    status: Literal["pending"] = "pending"
+    status_url: str
+
+
+class ErasureStatus(BaseModel):
+    receipt_id: str
+    customer_id: str
+    status: Literal["pending", "done"]
+    requested_at: datetime | None = None
+    completed_at: datetime | None = None
+
+
+# -- alerts, segments, models ------------------------------------------------------------------
+
+
+class AlertList(BaseModel):
+    alerts: list[Alert]
+
+
+class SegmentOut(BaseModel):
+    segment: int
+    label: str
+    size: int
+    centroid: dict[str, float] = Field(default_factory=dict)
+
+
+class SegmentList(BaseModel):
+    segments: list[SegmentOut]
+
+
+class ModelOut(BaseModel):
+    name: str
+    version: str | None = None
+    example_count: int = 0
+    metrics: dict[str, float | None] = Field(default_factory=dict)
+    updated_at: datetime | None = None
+
+
+class ModelList(BaseModel):
+    models: list[ModelOut]
+
+
+class ModelSnapshot(BaseModel):
+    at: datetime
+    model: str
+    metrics: dict[str, float | None]
+
+
+class ThroughputSample(BaseModel):
+    at: datetime
+    events_per_s: float
+    lag: float | None = None
+
+
+class PipelineCounter(BaseModel):
+    topic: str
+    outcome: str
+    count: int
+
+
+class DashboardSummary(BaseModel):
+    """Everything the dashboard draws, in one read."""
+
+    tenant: str
+    customers: int
+    throughput: list[ThroughputSample]
+    counters: list[PipelineCounter]
+    processed_total: int
+    segments: list[SegmentOut]
+    at_risk: list[AtRiskCustomer]
+    alerts: list[Alert]
+    models: list[ModelOut]
+    model_history: list[ModelSnapshot]
+    generated_at: datetime
+
+
+# -- health ------------------------------------------------------------------------------------
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, str]
