@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import redis.asyncio as aioredis
+from pydantic import BaseModel, ValidationError
 
-from feature_store.keys import CustomerKeys, customers_key, ranking_key
+from feature_store.keys import (
+    ALERTS_STREAM_KEY,
+    METRICS_KEY,
+    MODELS_HISTORY_KEY,
+    MODELS_KEY,
+    THROUGHPUT_KEY,
+    CustomerKeys,
+    customers_key,
+    erasure_receipt_key,
+    ranking_key,
+    segments_key,
+)
 from feature_store.store import text
+from schemas.api import ModelOut, ModelSnapshot, PipelineCounter, SegmentOut, ThroughputSample
 from schemas.profile import (
     CategoryWeight,
     CustomerFeatures,
@@ -17,7 +31,10 @@ from schemas.profile import (
     CustomerScores,
     Recommendation,
 )
-from schemas.records import Contribution
+from schemas.records import Alert, Contribution
+
+log = logging.getLogger(__name__)
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 _INT_FEATURES = ("orders", "items_bought", "views", "product_views", "cart_adds", "cart_removes",
                  "checkouts_started", "sessions", "searches", "tickets_total", "open_tickets")
@@ -25,7 +42,7 @@ _TIME_FEATURES = ("first_seen_at", "last_seen_at", "last_order_at")
 TOP_CATEGORIES = 5
 
 
-def from_ms(value: bytes | str | None) -> datetime | None:
+def from_ms(value: bytes | str | int | None) -> datetime | None:
     if value is None:
         return None
     return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
@@ -123,3 +140,153 @@ class ProfileReader:
 
     async def customer_count(self, tenant: str) -> int:
         return int(await self.redis.zcard(customers_key(tenant)))
+
+    async def profiles(self, tenant: str, customer_ids: list[str]) -> list[CustomerProfile | None]:
+        """Several customers' profiles (features without categories) in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for customer_id in customer_ids:
+                pipe.hgetall(CustomerKeys(tenant, customer_id).profile)
+            rows = await pipe.execute()
+        return [profile_from_raw(tenant, customer_id, fields, [], []) if fields else None
+                for customer_id, fields in zip(customer_ids, rows, strict=True)]
+
+    async def recommendations_of_known(
+        self, tenant: str, customer_id: str
+    ) -> list[Recommendation] | None:
+        """A known customer's recommendations ([] before any are computed); None if unknown."""
+        keys = CustomerKeys(tenant, customer_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.exists(keys.profile)
+            pipe.get(keys.recos)
+            exists, raw = await pipe.execute()
+        if not exists:
+            return None
+        return [Recommendation(**item) for item in orjson.loads(raw)] if raw else []
+
+
+def _entry_ms(entry_id: bytes) -> int:
+    return int(entry_id.split(b"-", 1)[0])
+
+
+def _decode_alert(fields: dict[bytes, bytes]) -> Alert | None:
+    try:
+        return Alert.model_validate_json(fields[b"alert"])
+    except (KeyError, ValidationError) as error:
+        log.warning("skipping an unreadable alert stream entry: %s", error)
+        return None
+
+
+class SystemReader:
+    """Reads of what workers publish for everyone: alerts, segments, models, throughput."""
+
+    def __init__(self, *, redis: aioredis.Redis) -> None:
+        self.redis = redis
+
+    async def alerts(self, tenant: str, *, kind: str | None = None, since_ms: int | None = None,
+                     limit: int = 50, scan_limit: int = 5000) -> list[Alert]:
+        """A tenant's newest alerts first, scanning at most ``scan_limit`` stream entries."""
+        found: list[Alert] = []
+        upper: bytes | str = "+"
+        lower = f"{since_ms}-0" if since_ms is not None else "-"
+        scanned = 0
+        while len(found) < limit and scanned < scan_limit:
+            page: Any = await self.redis.xrevrange(ALERTS_STREAM_KEY, upper, lower, count=500)
+            if not page:
+                break
+            for _, fields in page:
+                if fields.get(b"tenant", b"").decode() != tenant:
+                    continue
+                if kind is not None and fields.get(b"kind", b"").decode() != kind:
+                    continue
+                alert = _decode_alert(fields)
+                if alert is not None:
+                    found.append(alert)
+                    if len(found) == limit:
+                        break
+            scanned += len(page)
+            upper = b"(" + page[-1][0]
+        return found
+
+    async def alerts_after(self, last_id: str, *, block_ms: int
+                           ) -> tuple[str, list[tuple[str, str, str, Alert]]]:
+        """Alerts added after ``last_id`` ("$": from now), waiting up to ``block_ms``.
+
+        Answers the new last id and (entry id, tenant, kind, alert) for each new entry.
+        """
+        if last_id == "$":
+            newest: Any = await self.redis.xrevrange(ALERTS_STREAM_KEY, count=1)
+            last_id = newest[0][0].decode() if newest else "0-0"
+        reply: Any = await self.redis.xread({ALERTS_STREAM_KEY: last_id}, block=block_ms,
+                                                  count=100)
+        entries: list[tuple[str, str, str, Alert]] = []
+        for _, page in reply or []:
+            for entry_id, fields in page:
+                last_id = entry_id.decode()
+                alert = _decode_alert(fields)
+                if alert is not None:
+                    entries.append((last_id, fields.get(b"tenant", b"").decode(),
+                                    fields.get(b"kind", b"").decode(), alert))
+        return last_id, entries
+
+    async def segments(self, tenant: str) -> list[SegmentOut]:
+        raw: Any = await self.redis.hgetall(segments_key(tenant))  # type: ignore[misc]
+        segments = [_validated(SegmentOut, value) for value in raw.values()]
+        return sorted((s for s in segments if s is not None), key=lambda s: s.segment)
+
+    async def models(self) -> list[ModelOut]:
+        raw: Any = await self.redis.hgetall(MODELS_KEY)  # type: ignore[misc]
+        models = [_validated(ModelOut, value) for value in raw.values()]
+        return sorted((m for m in models if m is not None), key=lambda m: m.name)
+
+    async def model_history(self, limit: int = 300) -> list[ModelSnapshot]:
+        """The newest ``limit`` model metric snapshots, oldest first."""
+        snapshots: list[ModelSnapshot] = []
+        entries: Any = await self.redis.xrevrange(MODELS_HISTORY_KEY, count=limit)
+        for entry_id, fields in reversed(entries):
+            try:
+                snapshots.append(ModelSnapshot(
+                    at=from_ms(fields.get(b"at") or _entry_ms(entry_id)),
+                    model=fields[b"model"].decode(),
+                    metrics=orjson.loads(fields.get(b"metrics", b"{}"))))
+            except (KeyError, ValueError, ValidationError) as error:
+                log.warning("skipping an unreadable model snapshot: %s", error)
+        return snapshots
+
+    async def throughput(self, limit: int = 300) -> list[ThroughputSample]:
+        """The newest ``limit`` throughput samples, oldest first."""
+        samples: list[ThroughputSample] = []
+        entries: Any = await self.redis.xrevrange(THROUGHPUT_KEY, count=limit)
+        for entry_id, fields in reversed(entries):
+            try:
+                lag = fields.get(b"lag")
+                samples.append(ThroughputSample(
+                    at=from_ms(fields.get(b"at") or _entry_ms(entry_id)),
+                    events_per_s=float(fields[b"events_per_s"]),
+                    lag=float(lag) if lag not in (None, b"") else None))
+            except (KeyError, ValueError) as error:
+                log.warning("skipping an unreadable throughput sample: %s", error)
+        return samples
+
+    async def counters(self, topic_prefix: str = "") -> list[PipelineCounter]:
+        """The workers' processed-event counters, topic names without ``topic_prefix``."""
+        raw: Any = await self.redis.hgetall(METRICS_KEY)  # type: ignore[misc]
+        counters = []
+        for field, value in raw.items():
+            topic, _, outcome = field.decode().rpartition("|")
+            if topic_prefix and topic.startswith(topic_prefix):
+                topic = topic[len(topic_prefix):]
+            counters.append(PipelineCounter(topic=topic, outcome=outcome, count=int(value)))
+        return sorted(counters, key=lambda c: (c.topic, c.outcome))
+
+    async def erasure(self, receipt_id: str) -> dict[str, str]:
+        key = erasure_receipt_key(receipt_id)
+        raw: Any = await self.redis.hgetall(key)  # type: ignore[misc]
+        return {field.decode(): value.decode() for field, value in raw.items()}
+
+
+def _validated(model: type[ModelT], raw: bytes) -> ModelT | None:
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as error:
+        log.warning("skipping an unreadable %s: %s", model.__name__, error)
+        return None

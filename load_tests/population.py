@@ -65,23 +65,23 @@ class Segment:
 SEGMENTS: tuple[Segment, ...] = (
     Segment("loyal_high_spender", 0.15, gap_days=2.5, steps=6, p_buy=0.45, cart_weight=0.18,
             basket_extra=1.4, p_multi_quantity=0.15, price_alpha=1.2, p_ticket_purchase=0.03,
-            p_ticket_session=0.002, moods=(0.6, 0.35, 0.05), p_churn=0.08, p_anonymous=0.15,
+            p_ticket_session=0.002, moods=(0.6, 0.35, 0.05), p_churn=0.08, p_anonymous=0.10,
             style="premium", search_weight=0.10),
     Segment("bargain_hunter", 0.25, gap_days=4.0, steps=10, p_buy=0.22, cart_weight=0.10,
             basket_extra=0.6, p_multi_quantity=0.35, price_alpha=-1.5, p_ticket_purchase=0.05,
-            p_ticket_session=0.003, moods=(0.3, 0.5, 0.2), p_churn=0.30, p_anonymous=0.30,
+            p_ticket_session=0.003, moods=(0.3, 0.5, 0.2), p_churn=0.30, p_anonymous=0.25,
             style="bargain", search_weight=0.30),
     Segment("window_shopper", 0.25, gap_days=2.0, steps=12, p_buy=0.025, cart_weight=0.12,
             basket_extra=0.2, p_multi_quantity=0.05, price_alpha=0.0, p_ticket_purchase=0.02,
-            p_ticket_session=0.002, moods=(0.45, 0.45, 0.1), p_churn=0.35, p_anonymous=0.50,
+            p_ticket_session=0.002, moods=(0.45, 0.45, 0.1), p_churn=0.35, p_anonymous=0.35,
             style="plain", search_weight=0.15),
     Segment("one_time_buyer", 0.20, gap_days=12.0, steps=5, p_buy=0.6, cart_weight=0.10,
             basket_extra=0.3, p_multi_quantity=0.1, price_alpha=0.0, p_ticket_purchase=0.06,
-            p_ticket_session=0.003, moods=(0.3, 0.5, 0.2), p_churn=0.60, p_anonymous=0.50,
+            p_ticket_session=0.003, moods=(0.3, 0.5, 0.2), p_churn=0.60, p_anonymous=0.35,
             style="plain", search_weight=0.20),
     Segment("support_heavy", 0.15, gap_days=6.0, steps=5, p_buy=0.25, cart_weight=0.12,
             basket_extra=0.6, p_multi_quantity=0.1, price_alpha=0.3, p_ticket_purchase=0.40,
-            p_ticket_session=0.06, moods=(0.1, 0.3, 0.6), p_churn=0.45, p_anonymous=0.20,
+            p_ticket_session=0.06, moods=(0.1, 0.3, 0.6), p_churn=0.45, p_anonymous=0.15,
             style="plain", search_weight=0.10),
 )
 
@@ -146,7 +146,8 @@ class Customer:
 
 
 def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+    """RFC 3339 UTC with milliseconds and ``Z``, the same format as the events' times."""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
 def _weighted_sample(rng: random.Random, items: list[int], weights: list[float], k: int) -> list[int]:

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.profile import CustomerScores
+from schemas.profile import CustomerScores, Recommendation
 from schemas.records import Alert, Contribution
 
 #: The most events one ingest request may carry.
@@ -78,11 +78,12 @@ class SegmentCallIn(BaseModel):
 
     type: str
     event: str | None = None
-    userId: str | int | None = None  # noqa: N815 - Segment's spelling
-    anonymousId: str | int | None = None  # noqa: N815
-    messageId: str | None = None  # noqa: N815
+    # Segment's own camelCase names, so a forwarded call validates as is.
+    userId: str | int | None = None
+    anonymousId: str | int | None = None
+    messageId: str | None = None
     timestamp: str | None = None
-    originalTimestamp: str | None = None  # noqa: N815
+    originalTimestamp: str | None = None
     properties: dict[str, Any] = Field(default_factory=dict)
     traits: dict[str, Any] = Field(default_factory=dict)
     context: dict[str, Any] = Field(default_factory=dict)
@@ -94,7 +95,7 @@ class SegmentBatchIn(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     batch: Annotated[list[Any], Field(min_length=1, max_length=MAX_BATCH_EVENTS)]
-    sentAt: str | None = None  # noqa: N815
+    sentAt: str | None = None
     context: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -116,7 +117,7 @@ class AtRiskList(BaseModel):
 
 class RecommendationList(BaseModel):
     customer_id: str
-    recommendations: list[Any] = Field(description="Recommendation objects, best first.")
+    recommendations: list[Recommendation] = Field(description="Best first.")
 
 
 # -- erasure -----------------------------------------------------------------------------------

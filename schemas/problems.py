@@ -59,6 +59,9 @@ _CODE_BY_PYDANTIC_TYPE = {
 }
 
 
+MONEY_AND_QUANTITY_FIELDS = ("quantity", "unit_price", "total")
+
+
 def _field_path(location: tuple[int | str, ...]) -> str | None:
     # A discriminated union puts the tag ("click", ...) first in the location: drop it.
     parts = [str(part) for part in location]
@@ -75,6 +78,10 @@ def problem_from_validation_error(error: ValidationError) -> Problem:
     if code is None:
         code = ErrorCode(kind) if kind in ErrorCode._value2member_map_ else ErrorCode.INVALID_FIELD
     field = _field_path(tuple(first.get("loc", ())))
+    if kind in ("greater_than_equal", "greater_than") and field and field.rsplit(".", 1)[-1] in (
+        MONEY_AND_QUANTITY_FIELDS
+    ):
+        code = ErrorCode.NEGATIVE_AMOUNT
     if code is ErrorCode.UNKNOWN_TYPE or (kind == "union_tag_not_found"):
         field = "type"
     if field is None:

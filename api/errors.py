@@ -1,0 +1,78 @@
+"""Every error as JSON (:class:`schemas.api.ApiError`): a code, words, never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.responses import ORJSONResponse
+from schemas.api import ApiError, FieldProblem
+
+log = logging.getLogger(__name__)
+
+_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+          405: "method_not_allowed", 413: "payload_too_large", 422: "invalid_body",
+          429: "rate_limited", 503: "unavailable"}
+
+
+class ApiProblem(StarletteHTTPException):
+    """Raise to answer with an :class:`ApiError` of this status and code."""
+
+    def __init__(self, status_code: int, code: str, message: str,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(status_code=status_code, detail=message, headers=headers)
+        self.code = code
+
+
+def error_response(status_code: int, error: ApiError,
+                   headers: dict[str, str] | None = None) -> ORJSONResponse:
+    return ORJSONResponse(error.model_dump(), status_code=status_code, headers=headers)
+
+
+def _field(location: tuple[Any, ...]) -> str | None:
+    parts = [str(part) for part in location if part not in ("body", "query", "path", "header")]
+    return ".".join(parts) or None
+
+
+async def _http_error(_: Request, exc: Exception) -> ORJSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = getattr(exc, "code", None) or _CODES.get(exc.status_code, "error")
+    message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+    return error_response(exc.status_code, ApiError(error=code, message=message),
+                          headers=dict(exc.headers) if exc.headers else None)
+
+
+async def _validation_error(_: Request, exc: Exception) -> ORJSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = [
+        FieldProblem(field=_field(tuple(item.get("loc", ()))), code=str(item.get("type")),
+                     message=str(item.get("msg")))
+        for item in exc.errors()[:50]
+    ]
+    first = problems[0] if problems else None
+    message = f"{first.field}: {first.message}" if first and first.field else (
+        first.message if first else "invalid request")
+    return error_response(422, ApiError(error="invalid_body", message=message,
+                                        problems=problems))
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> ORJSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, ApiError(error="internal_error",
+                                        message="internal error; it has been logged"))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+
+
+#: ``responses=`` for routers, so the OpenAPI document names every error answer.
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": ApiError, "description": _CODES.get(status, "error")}
+            for status in statuses}

@@ -1,0 +1,119 @@
+"""API keys: random secrets shown once, stored in Redis only as their SHA-256.
+
+A key is bound to one tenant and carries scopes (``read``, ``ingest``, ``admin``).
+
+>>> hash_key("crm_example")[:12]
+'13a8a57c2ffe'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from feature_store.keys import api_key_key
+from schemas.api import Scope
+from stream.settings import Settings
+
+KEY_PREFIX = "crm_"
+_SCOPE_NAMES = frozenset(scope.value for scope in Scope)
+_TENANT_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """What a presented key is allowed to do (never the key itself)."""
+
+    key_hash: str
+    tenant: str
+    scopes: frozenset[Scope]
+    name: str
+    rate_limit: int | None = None
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def parse_scopes(scopes: Iterable[str] | str) -> frozenset[Scope]:
+    """Scopes from a list or a comma-separated string; raises ``ValueError`` on unknown ones.
+
+    >>> sorted(parse_scopes("read, ingest"))
+    [<Scope.INGEST: 'ingest'>, <Scope.READ: 'read'>]
+    """
+    items = scopes.split(",") if isinstance(scopes, str) else scopes
+    names = [item.strip() for item in items if item.strip()]
+    if not names:
+        raise ValueError("at least one scope is required (read, ingest, admin)")
+    return frozenset(Scope(name) for name in names)
+
+
+def _check_tenant(tenant: str) -> None:
+    if not tenant or len(tenant) > 64 or not set(tenant) <= _TENANT_CHARS:
+        raise ValueError(f"invalid tenant {tenant!r}: 1-64 of A-Z a-z 0-9 _ . -")
+
+
+async def create_key(
+    redis: aioredis.Redis,
+    tenant: str,
+    scopes: Iterable[str] | str,
+    name: str,
+    *,
+    rate_limit: int | None = None,
+) -> str:
+    """Make a new key for ``tenant``, store its hash, and return the key (shown only once)."""
+    _check_tenant(tenant)
+    parsed = parse_scopes(scopes)
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    record = {
+        "tenant": tenant,
+        "scopes": ",".join(sorted(parsed)),
+        "name": name,
+        "created_at": str(int(time.time() * 1000)),
+    }
+    if rate_limit is not None:
+        record["rate_limit"] = str(rate_limit)
+    await redis.hset(api_key_key(hash_key(key)), mapping=dict(record))  # type: ignore[misc,arg-type]
+    return key
+
+
+async def revoke_key(redis: aioredis.Redis, key: str) -> bool:
+    """Forget a key; answers whether it existed."""
+    return bool(await redis.delete(api_key_key(hash_key(key))))
+
+
+def api_key_from_record(key_hash: str, record: dict[bytes, bytes]) -> ApiKey | None:
+    """Decode a stored key record (``HGETALL``); ``None`` when there is none."""
+    if not record or b"tenant" not in record:
+        return None
+    text = {field.decode(): value.decode() for field, value in record.items()}
+    scopes = frozenset(Scope(s) for s in text.get("scopes", "").split(",") if s in _SCOPE_NAMES)
+    limit = text.get("rate_limit")
+    return ApiKey(key_hash=key_hash, tenant=text["tenant"], scopes=scopes,
+                  name=text.get("name", ""), rate_limit=int(limit) if limit else None)
+
+
+def create_key_sync(
+    settings: Settings,
+    *,
+    tenant: str,
+    scopes: Iterable[str] | str,
+    name: str,
+    rate_limit: int | None = None,
+) -> str:
+    """:func:`create_key` for command-line tools (``crm keys create``, ``crm dev``)."""
+
+    async def create() -> str:
+        client = aioredis.Redis.from_url(settings.redis_url)
+        try:
+            return await create_key(client, tenant, scopes, name, rate_limit=rate_limit)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(create())

@@ -1,0 +1,36 @@
+"""Settings only the API process reads (``CRM_API_*``); Kafka and Redis come from
+:class:`stream.settings.Settings`.
+
+>>> ApiSettings(api_rate_limit=50).api_rate_limit
+50
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ApiSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CRM_", frozen=True, extra="ignore")
+
+    api_rate_limit: int = Field(
+        default=1000, ge=0,
+        description="Requests per key per window (0: unlimited); a key may carry its own.",
+    )
+    api_rate_window_s: int = Field(default=1, ge=1, le=3600,
+                                   description="The fixed rate-limit window, in seconds.")
+    api_flush_timeout_s: float = Field(
+        default=10.0, gt=0, description="How long an ingest request waits for the broker."
+    )
+    api_broker_check_timeout_s: float = Field(default=2.0, gt=0)
+    api_broker_check_ttl_s: float = Field(
+        default=5.0, ge=0, description="How long /readyz trusts its last broker check."
+    )
+    api_sse_heartbeat_s: float = Field(
+        default=10.0, gt=0, description="A comment line on an idle alert stream this often."
+    )
+    api_alert_scan_limit: int = Field(
+        default=5000, ge=100,
+        description="At most this many stream entries are scanned per GET /v1/alerts.",
+    )
