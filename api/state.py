@@ -1,0 +1,35 @@
+"""What the app holds for its lifetime: settings, the Redis client, the producer, checks.
+
+Built in one place (:func:`api.main.create_app`), with overrides for tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+
+from api.metrics import ApiMetrics
+from api.publish import Publisher
+from api.readiness import BrokerCheck
+from api.settings import ApiSettings
+from feature_store.reads import ProfileReader, SystemReader
+from stream.settings import Settings
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    api_settings: ApiSettings
+    redis: aioredis.Redis
+    publisher: Publisher
+    broker_check: BrokerCheck
+    metrics: ApiMetrics = field(default_factory=ApiMetrics)
+
+    @property
+    def profiles(self) -> ProfileReader:
+        return ProfileReader(redis=self.redis)
+
+    @property
+    def system(self) -> SystemReader:
+        return SystemReader(redis=self.redis)
