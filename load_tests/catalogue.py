@@ -84,7 +84,8 @@ class Catalogue:
         # Uneven category sizes: some categories are far bigger than others.
         shares = [rng.uniform(0.4, 1.6) for _ in categories]
         # Every category gets at least one product; the rest is spread by share.
-        assignment = list(categories) + rng.choices(categories, weights=shares, k=size - len(categories))
+        extra = rng.choices(categories, weights=shares, k=size - len(categories))
+        assignment = list(categories) + extra
         rng.shuffle(assignment)  # position in the list is the popularity rank
         products: list[Product] = []
         for index, category in enumerate(assignment):

@@ -147,16 +147,17 @@ class Customer:
 
 def _iso(ms: int) -> str:
     """RFC 3339 UTC with milliseconds and ``Z``, the same format as the events' times."""
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    whole = datetime.fromtimestamp(ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{whole}.{ms % 1000:03d}Z"
 
 
-def _weighted_sample(rng: random.Random, items: list[int], weights: list[float], k: int) -> list[int]:
+def _weighted_sample(
+    rng: random.Random, items: list[int], weights: list[float], k: int
+) -> list[int]:
     """``k`` distinct items drawn without replacement, proportionally to ``weights``."""
     # Efraimidis-Spirakis: the k largest keys u ** (1 / w).
-    keyed = sorted(
-        ((rng.random() ** (1.0 / w), item) for item, w in zip(items, weights, strict=True) if w > 0),
-        reverse=True,
-    )
+    pairs = zip(items, weights, strict=True)
+    keyed = sorted(((rng.random() ** (1.0 / w), item) for item, w in pairs if w > 0), reverse=True)
     return [item for _, item in keyed[:k]]
 
 

@@ -10,9 +10,9 @@ replays the same shop.
 from __future__ import annotations
 
 import heapq
-from bisect import bisect_right as bisect
 import math
 import random
+from bisect import bisect_right as bisect
 from typing import Any
 
 from load_tests.catalogue import Catalogue
@@ -192,8 +192,8 @@ class SessionWriter:
                 view(last)
             elif roll < 1.0 + search_weight:
                 target = self._pick(customer)
-                product = self.catalogue.products[target]
-                query = search_query(rng, product.noun, product.name.split(" ")[0], profile.style)
+                found = self.catalogue.products[target]
+                query = search_query(rng, found.noun, found.name.split(" ")[0], profile.style)
                 click("search", query=query, url="/search?q=" + query.replace(" ", "+"))
                 t += 3_000 + int(rng.expovariate(1 / 15_000))
                 last = target

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 from river import compose, linear_model, metrics, optim, preprocessing
 
 from online_models.delayed_labels import ChurnLabeler, Snapshot
-from online_models.evaluation import CalibrationTable
+from online_models.evaluation import BinnedROCAUC, CalibrationTable
 from online_models.features import DAY_MS, churn_features
 from schemas import Contribution
 
@@ -146,7 +146,7 @@ class ChurnModel:
             max_review_age_ms=int(max_review_age_days * DAY_MS),
             release_at_deadline=release_at_deadline,
         )
-        self.roc_auc = metrics.ROCAUC(n_thresholds=50)
+        self.roc_auc = BinnedROCAUC()
         self.log_loss = metrics.LogLoss()
         self.calibration = CalibrationTable(n_bins=10)
         self.example_count = 0
