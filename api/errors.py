@@ -40,6 +40,8 @@ def _field(location: tuple[Any, ...]) -> str | None:
 
 async def _http_error(_: Request, exc: Exception) -> ORJSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:  # FastAPI's "error parsing the body": a malformed body, as all
+        return error_response(422, ApiError(error="invalid_body", message=str(exc.detail)))
     code = getattr(exc, "code", None) or _CODES.get(exc.status_code, "error")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
     return error_response(exc.status_code, ApiError(error=code, message=message),

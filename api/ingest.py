@@ -42,7 +42,12 @@ def validate_one(
         return RejectedEvent(index=index, event_id=event_id, field="tenant",
                              code=TENANT_MISMATCH,
                              reason=f"tenant: this API key sends for {tenant!r} only")
-    if len(orjson.dumps(item)) > max_bytes:
+    try:
+        size = len(orjson.dumps(item))
+    except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits, which JSON tools mangle
+        return RejectedEvent(index=index, event_id=event_id, code=ErrorCode.INVALID_FIELD,
+                             reason="holds a number beyond 64 bits or another unencodable value")
+    if size > max_bytes:
         return RejectedEvent(index=index, event_id=event_id, code=ErrorCode.PAYLOAD_TOO_LARGE,
                              reason=f"an event may take at most {max_bytes} bytes")
     try:

@@ -1,15 +1,55 @@
-"""The HTTP API (minimal until the API issue lands): health endpoints."""
+"""The HTTP API and dashboard: ``create_app`` wires settings, Redis, producer and routers."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import redis.asyncio as aioredis
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from api.errors import install_error_handlers
+from api.metrics import MetricsMiddleware
+from api.publish import ProducerLike, Publisher
+from api.readiness import BrokerCheck
+from api.responses import ORJSONResponse
+from api.routes import alerts, customers, dashboard, erasure, health, ingest, models
+from api.routes.dashboard import STATIC_DIR
+from api.settings import ApiSettings
+from api.state import AppState
+from stream.settings import Settings
 
 
-def create_app() -> FastAPI:
-    app = FastAPI(title="CRM stream API", version="0.1.0")
+def create_app(settings: Settings | None = None, api_settings: ApiSettings | None = None, *,
+               redis: aioredis.Redis | None = None,
+               producer: ProducerLike | None = None) -> FastAPI:
+    """Build the app from ``CRM_*`` settings; tests may pass their own pieces."""
+    settings = settings or Settings()
+    api_settings = api_settings or ApiSettings()
+    state = AppState(
+        settings=settings, api_settings=api_settings,
+        redis=redis or aioredis.Redis.from_url(settings.redis_url),
+        publisher=Publisher(settings=settings, flush_timeout_s=api_settings.api_flush_timeout_s,
+                            producer=producer),
+        broker_check=BrokerCheck(settings=settings,
+                                 timeout_s=api_settings.api_broker_check_timeout_s,
+                                 ttl_s=api_settings.api_broker_check_ttl_s))
 
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await anyio.to_thread.run_sync(state.publisher.close)
+        if redis is None:
+            await state.redis.aclose()
 
+    app = FastAPI(title="CRM stream API", version="1.0.0", lifespan=lifespan,
+                  default_response_class=ORJSONResponse)
+    app.state.crm = state
+    install_error_handlers(app)
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics)
+    for module in (health, customers, erasure, ingest, alerts, models, dashboard):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -14,9 +14,8 @@ customer), ``page`` a page view. Anything else is rejected with a reason.
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
-
-import orjson
 
 #: Segment e-commerce event names and the click kind each becomes.
 CLICK_KINDS = {
@@ -42,14 +41,19 @@ def _text(value: Any) -> str | None:
     return str(value) if value not in (None, "") else None
 
 
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _envelope(call: dict[str, Any], sent_at: str | None) -> dict[str, Any]:
-    context = call.get("context") if isinstance(call.get("context"), dict) else {}
-    properties = call.get("properties") if isinstance(call.get("properties"), dict) else {}
+    context = _object(call.get("context"))
+    properties = _object(call.get("properties"))
     occurred_at = call.get("timestamp") or call.get("originalTimestamp") or sent_at
     if not occurred_at:
         raise UnmappableCall("timestamp", "timestamp: required (or originalTimestamp, sentAt)")
+    # Without a messageId, the same call always gets the same id, so a resend is a duplicate.
     event_id = _text(call.get("messageId")) or "seg_" + hashlib.blake2b(
-        orjson.dumps(call, option=orjson.OPT_SORT_KEYS), digest_size=12).hexdigest()
+        json.dumps(call, sort_keys=True, default=str).encode(), digest_size=12).hexdigest()
     envelope = {
         "event_id": event_id,
         "customer_id": _text(call.get("userId")),
@@ -86,9 +90,10 @@ def _purchase(properties: dict[str, Any]) -> dict[str, Any]:
         raise UnmappableCall("properties.products",
                              "properties.products: each needs a numeric price and quantity"
                              ) from error
-    return {"type": "purchase", "order_id": _text(properties.get("order_id")),
-            "items": items, "total": total,
-            "currency": str(properties.get("currency") or DEFAULT_CURRENCY).upper()}
+    purchase = {"type": "purchase", "order_id": _text(properties.get("order_id")),
+                "items": items, "total": total,
+                "currency": str(properties.get("currency") or DEFAULT_CURRENCY).upper()}
+    return {key: value for key, value in purchase.items() if value is not None}
 
 
 def to_event(call: Any, *, sent_at: str | None) -> dict[str, Any]:
@@ -96,7 +101,7 @@ def to_event(call: Any, *, sent_at: str | None) -> dict[str, Any]:
     if not isinstance(call, dict):
         raise UnmappableCall("type", "a call is a JSON object")
     kind = call.get("type")
-    properties = call.get("properties") if isinstance(call.get("properties"), dict) else {}
+    properties = _object(call.get("properties"))
     envelope = _envelope(call, sent_at)
     if kind == "identify":
         if "customer_id" not in envelope:

@@ -127,15 +127,15 @@ class FeatureStore:
                     client=pipe,
                 )
             replies = await pipe.execute()
-        results = []
+        results = [Applied(reply[0].decode(), event.tenant, profile_id)
+                   for (event, profile_id, _), reply in zip(targets, replies, strict=True)]
+        # Index first: a merge below removes a stitched visitor from the index for good.
+        await self._index_customers(targets, results)
         merged: set[tuple[str, str, str]] = set()
         for (event, profile_id, stitch), reply in zip(targets, replies, strict=True):
-            outcome, needs_merge = reply[0].decode(), int(reply[1])
-            if needs_merge and (event.tenant, stitch, profile_id) not in merged:
+            if int(reply[1]) and (event.tenant, stitch, profile_id) not in merged:
                 await self.merge_anonymous(event.tenant, stitch, profile_id)
                 merged.add((event.tenant, stitch, profile_id))
-            results.append(Applied(outcome, event.tenant, profile_id))
-        await self._index_customers(targets, results)
         return results
 
     async def _index_customers(

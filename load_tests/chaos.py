@@ -165,7 +165,8 @@ def _invalid_json(rng: random.Random, event_id: str, now: datetime) -> Malformed
 def _invalid_utf8(rng: random.Random, event_id: str, now: datetime) -> Malformed:
     event = _base(rng, event_id, "ticket")
     event["body"] = "@@BAD@@"
-    payload = orjson.dumps(event).replace(b"@@BAD@@", rng.choice((b"\xff\xfe", b"caf\xe9", b"\xc3")))
+    bad = rng.choice((b"\xff\xfe", b"caf\xe9", b"\xc3"))  # not UTF-8 (Latin-1, a cut sequence)
+    payload = orjson.dumps(event).replace(b"@@BAD@@", bad)
     return _out(event, payload, ErrorCode.INVALID_UTF8.value)
 
 
@@ -216,10 +217,8 @@ def _negative_amount(rng: random.Random, event_id: str, now: datetime) -> Malfor
 
 def _total_mismatch(rng: random.Random, event_id: str, now: datetime) -> Malformed:
     event = _base(rng, event_id, "purchase")
-    event["total"] = round(event["total"] + rng.choice((-1, 1)) * rng.uniform(1, 50), 2)
-    event["total"] = abs(event["total"]) if event["total"] < 0 else event["total"]
-    if abs(event["total"] - event["items"][0]["quantity"] * event["items"][0]["unit_price"]) < 1:
-        event["total"] += 10.0
+    correct, delta = event["total"], round(rng.uniform(1, 50), 2)
+    event["total"] = correct - delta if correct > delta and rng.random() < 0.5 else correct + delta
     return _out(event, orjson.dumps(event), ErrorCode.TOTAL_MISMATCH.value)
 
 

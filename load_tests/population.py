@@ -17,7 +17,9 @@ benchmarks compare what the system learned against :meth:`Customer.truth`.
 
 from __future__ import annotations
 
+import functools
 import random
+from bisect import bisect_right as bisect
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import accumulate
@@ -193,6 +195,16 @@ def build_population(
 ) -> list[Customer]:
     """``customers`` customers with their hidden traits, deterministic for ``rng``."""
     clusters = _taste_clusters(rng, catalogue)
+
+    @functools.cache
+    def own_samplers(segment_index: int, category: str) -> tuple[list[int], list[float]]:
+        """A category's products and cumulative weights by popularity and price taste."""
+        alpha = SEGMENTS[segment_index].price_alpha
+        pool = catalogue.by_category[category]
+        weights = (catalogue.products[i].rank ** -0.5 * catalogue.products[i].price ** alpha
+                   for i in pool)
+        return pool, list(accumulate(weights))
+
     segment_weights = list(accumulate(segment.share for segment in SEGMENTS))
     period = end_ms - start_ms
     people: list[Customer] = []
@@ -208,14 +220,18 @@ def build_population(
         shared = list(cluster.favourites)
         rank_weights = [1.0 / (position + 1) ** 0.7 for position in range(len(shared))]
         favourites = _weighted_sample(rng, shared, rank_weights, SHARED_FAVOURITES)
-        own_pool = [i for category in categories for i in catalogue.by_category[category]]
-        own_weights = [
-            catalogue.products[i].rank ** -0.5 * catalogue.products[i].price ** segment.price_alpha
-            for i in own_pool
-        ]
+        # A few personal favourites from the customer's own categories (with replacement,
+        # deduplicated: cheap, since this runs once per customer).
         chosen = set(favourites)
-        own = [i for i in _weighted_sample(rng, own_pool, own_weights, OWN_FAVOURITES * 2)
-               if i not in chosen][:OWN_FAVOURITES]
+        own: list[int] = []
+        for _ in range(OWN_FAVOURITES * 5):
+            pool, cum = own_samplers(segment_index, categories[rng.randrange(len(categories))])
+            item = pool[bisect(cum, rng.random() * cum[-1])]
+            if item not in chosen:
+                chosen.add(item)
+                own.append(item)
+                if len(own) == OWN_FAVOURITES:
+                    break
         # Interleave: mostly the cluster's favourites first, a few personal ones among them.
         for position, item in enumerate(own):
             favourites.insert(min(len(favourites), 2 + position * 3), item)

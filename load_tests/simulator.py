@@ -119,20 +119,36 @@ class ShopSimulator:
         clock, millis = _clock_tables()
         day, date = -1, ""
         number = 0
-        pop = heapq.heappop
+        pop, replace, seq = heapq.heappop, heapq.heapreplace, writer.seq
         while heap:
-            at_ms, _, item = pop(heap)
-            if type(item) is dict:
-                item["event_id"] = prefix + str(number)
-                number += 1
-                if at_ms // DAY_MS != day:
-                    day = at_ms // DAY_MS
-                    date = datetime.fromtimestamp(day * 86_400, UTC).strftime("%Y-%m-%dT")
-                second, ms = divmod(at_ms % DAY_MS, 1000)
-                item["occurred_at"] = date + clock[second] + millis[ms]
-                yield item
+            item = heap[0][2]
+            if type(item) is list:  # a run of timed events, latest last popped first
+                at_ms, event = item.pop()
+                if not item:
+                    pop(heap)
+                else:
+                    entry = (item[-1][0], next(seq), item)
+                    size = len(heap)
+                    # Fast path: the run's next event still comes before both children of
+                    # the root, so it may stay on top without sifting.
+                    if (size < 2 or entry[0] < heap[1][0]) and (
+                        size < 3 or entry[0] < heap[2][0]
+                    ):
+                        heap[0] = entry
+                    else:
+                        replace(heap, entry)
             else:  # a customer whose next session starts now
+                at_ms = pop(heap)[0]
                 writer.session(item, at_ms)
+                continue
+            event["event_id"] = prefix + str(number)
+            number += 1
+            if at_ms // DAY_MS != day:
+                day = at_ms // DAY_MS
+                date = datetime.fromtimestamp(day * 86_400, UTC).strftime("%Y-%m-%dT")
+            second, ms = divmod(at_ms % DAY_MS, 1000)
+            event["occurred_at"] = date + clock[second] + millis[ms]
+            yield event
 
 
 @functools.cache

@@ -1,1 +1,51 @@
-"""online_models package."""
+"""Online models: pure River pipelines and the logic around them (no I/O).
+
+Every model takes plain dicts in and gives predictions out, learns from every event, is scored
+before it learns (progressive validation), reads time only from event-time arguments, and
+pickles into a :class:`ModelBundle` checkpoint.
+"""
+
+from __future__ import annotations
+
+from online_models.anomaly import AnomalyScore, PurchaseAnomaly
+from online_models.checkpoint import CheckpointError, ModelBundle, read_header
+from online_models.churn import ChurnModel, Explanation, FeatureContribution
+from online_models.clv import ClvEstimate, ClvModel
+from online_models.cooccurrence import CoOccurrence
+from online_models.delayed_labels import ChurnLabeler, Snapshot, WindowLabeler
+from online_models.evaluation import BinnedROCAUC, CalibrationTable, HitRate
+from online_models.features import DAY_MS, behaviour_vector, churn_features
+from online_models.recommend import KIND_WEIGHTS, Recommendation, Recommender
+from online_models.segments import Segmenter
+from online_models.sentiment import SentimentModel, SentimentScore
+from online_models.trending import DecayedPopularity
+
+__all__ = [
+    "DAY_MS",
+    "KIND_WEIGHTS",
+    "AnomalyScore",
+    "BinnedROCAUC",
+    "CalibrationTable",
+    "CheckpointError",
+    "ChurnLabeler",
+    "ChurnModel",
+    "ClvEstimate",
+    "ClvModel",
+    "CoOccurrence",
+    "DecayedPopularity",
+    "Explanation",
+    "FeatureContribution",
+    "HitRate",
+    "ModelBundle",
+    "PurchaseAnomaly",
+    "Recommendation",
+    "Recommender",
+    "Segmenter",
+    "SentimentModel",
+    "SentimentScore",
+    "Snapshot",
+    "WindowLabeler",
+    "behaviour_vector",
+    "churn_features",
+    "read_header",
+]

@@ -1,4 +1,4 @@
-"""Churn probability: online logistic regression on delayed, event-time labels, with explanations."""
+"""Churn probability: online logistic regression on delayed event-time labels, explained."""
 
 from __future__ import annotations
 

@@ -94,7 +94,9 @@ class _SnapshotBook:
         heapq.heappush(self._deadlines, (snapshot.deadline_ms, self._seq, snapshot))
 
     def _take(self, customer_id: str, profile: Mapping[str, Any], at_ms: int, kind: str) -> None:
-        snapshot = Snapshot(customer_id, slim_profile(profile), at_ms, at_ms + self.horizon_ms, kind)
+        snapshot = Snapshot(
+            customer_id, slim_profile(profile), at_ms, at_ms + self.horizon_ms, kind
+        )
         self._push(snapshot)
         if kind == "activity":
             self._latest[customer_id] = snapshot
@@ -123,7 +125,7 @@ class _SnapshotBook:
 
     def _unlist(self, snapshot: Snapshot) -> None:
         pending = self._pending.get(snapshot.customer_id)
-        if pending is not None:
+        if pending is not None and snapshot in pending:
             pending.remove(snapshot)
             if not pending:
                 del self._pending[snapshot.customer_id]
@@ -148,8 +150,10 @@ class _SnapshotBook:
         while True:
             next_deadline = deadlines[0][0] if deadlines else None
             next_review = reviews[0][0] if reviews else None
-            if next_review is not None and next_review <= watermark_ms and (
-                next_deadline is None or next_review < next_deadline
+            if (
+                next_review is not None
+                and next_review <= watermark_ms
+                and (next_deadline is None or next_review < next_deadline)
             ):
                 review_at, _, base = heapq.heappop(reviews)
                 if self._latest.get(base.customer_id) is base:  # still silent since `base`

@@ -92,7 +92,9 @@ def slim_profile(profile: Profile) -> dict[str, Any]:
     return {name: profile[name] for name in SCALAR_FIELDS if name in profile}
 
 
-def behaviour_vector(profile: Profile, now_ms: int, *, category_buckets: int = 8) -> dict[str, float]:
+def behaviour_vector(
+    profile: Profile, now_ms: int, *, category_buckets: int = 8
+) -> dict[str, float]:
     """The behaviour vector used for segmentation.
 
     Parameters

@@ -13,8 +13,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator
 
+from schemas.events import Event
 from schemas.profile import CustomerScores, Recommendation
 from schemas.records import Alert, Contribution
 
@@ -50,27 +51,6 @@ class ApiError(BaseModel):
 # -- ingest ------------------------------------------------------------------------------------
 
 
-class EventBatchIn(BaseModel):
-    """A batch of events as described in DESIGN.md; each one is validated on its own."""
-
-    events: Annotated[list[Any], Field(min_length=1, max_length=MAX_BATCH_EVENTS)]
-
-
-class RejectedEvent(BaseModel):
-    index: int = Field(description="Position of the event in the request's list.")
-    event_id: str | None = None
-    field: str | None = None
-    code: str = Field(description="An ErrorCode, or tenant_mismatch / unknown_event.")
-    reason: str
-
-
-class IngestResult(BaseModel):
-    """Accepted events are on the broker when this answer is sent."""
-
-    accepted: int
-    rejected: list[RejectedEvent] = Field(default_factory=list)
-
-
 class SegmentCallIn(BaseModel):
     """One Segment / RudderStack tracking call (``track``, ``identify`` or ``page``)."""
 
@@ -89,12 +69,44 @@ class SegmentCallIn(BaseModel):
     context: dict[str, Any] = Field(default_factory=dict)
 
 
+def _as_given(value: Any) -> Any:
+    return value
+
+
+#: An event as documented (the schema of :data:`schemas.events.Event`), taken as given here:
+#: each is validated on its own, so one bad event is rejected alone, not the whole batch.
+EventItem = Annotated[Any, PlainValidator(_as_given, json_schema_input_type=Event)]
+#: A Segment call as documented, likewise validated one by one.
+SegmentCallItem = Annotated[Any, PlainValidator(_as_given, json_schema_input_type=SegmentCallIn)]
+
+
+class EventBatchIn(BaseModel):
+    """A batch of events as described in DESIGN.md; each one is validated on its own."""
+
+    events: Annotated[list[EventItem], Field(min_length=1, max_length=MAX_BATCH_EVENTS)]
+
+
+class RejectedEvent(BaseModel):
+    index: int = Field(description="Position of the event in the request's list.")
+    event_id: str | None = None
+    field: str | None = None
+    code: str = Field(description="An ErrorCode, or tenant_mismatch / unknown_event.")
+    reason: str
+
+
+class IngestResult(BaseModel):
+    """Accepted events are on the broker when this answer is sent."""
+
+    accepted: int
+    rejected: list[RejectedEvent] = Field(default_factory=list)
+
+
 class SegmentBatchIn(BaseModel):
     """The body of Segment's ``/v1/batch`` (RudderStack sends the same shape)."""
 
     model_config = ConfigDict(extra="allow")
 
-    batch: Annotated[list[Any], Field(min_length=1, max_length=MAX_BATCH_EVENTS)]
+    batch: Annotated[list[SegmentCallItem], Field(min_length=1, max_length=MAX_BATCH_EVENTS)]
     sentAt: str | None = None
     context: dict[str, Any] = Field(default_factory=dict)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -30,11 +30,18 @@ def worker_process(*, name: str, env: dict[str, str], log_path: Path) -> Managed
 
 
 def wait_for(condition: Callable[[], T], *, timeout: float, what: str,
-             interval: float = 0.2) -> T:
-    """Poll ``condition`` until it returns something truthy; fail saying ``what`` never came."""
+             interval: float = 0.2, alive: Sequence[ManagedProcess] = ()) -> T:
+    """Poll ``condition`` until it returns something truthy; fail saying ``what`` never came.
+
+    Fails at once, with the log's tail, if one of the ``alive`` processes has died.
+    """
     deadline = time.monotonic() + timeout
     last: T | None = None
     while time.monotonic() < deadline:
+        for process in alive:
+            if not process.is_running():
+                raise AssertionError(f"{process.name} died while waiting for {what}:\n"
+                                     f"{process.log_tail(40)}")
         last = condition()
         if last:
             return last

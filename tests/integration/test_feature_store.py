@@ -126,6 +126,9 @@ async def test_stitching_merges_a_visitor_once_in_any_order(
     order = [*browse, login, later] if visitor_first else [login, *browse, later]
     for event in order:
         await store.apply_events([validate_event(event)])
+    # The visitor's browsing and the login in one batch: merged after the batch is applied.
+    await store.redis.flushdb()
+    await store.apply_events([validate_event(event) for event in order])
     await store.apply_events([validate_event(login)])  # a redelivered login merges nothing twice
     expected = reference_profiles([*browse, login, later])
     assert sorted(expected) == ["c9"]

@@ -29,7 +29,7 @@ def test_events_round_trip_into_live_features(
     settings: Settings, start_worker: Callable[..., ManagedProcess]
 ) -> None:
     """Verify that events sent with the SDK become a customer's features in Redis."""
-    start_worker()
+    worker = start_worker()
     with EventProducer(settings=settings) as producer:
         producer.send({"event_id": "e1", "customer_id": "c1", "session_id": "s1",
                        "type": "click", "kind": "product_view", "product_id": "p1",
@@ -49,7 +49,8 @@ def test_events_round_trip_into_live_features(
             return profile
         return None
 
-    profile = wait_for(complete, timeout=60, what="the worker to write c1's features")
+    profile = wait_for(complete, timeout=60, what="the worker to write c1's features",
+                       alive=[worker])
     features = profile.features
     assert (features.orders, features.revenue, features.items_bought) == (1, 25.0, 2)
     assert (features.views, features.product_views, features.sessions) == (1, 1, 1)

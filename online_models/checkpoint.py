@@ -1,0 +1,134 @@
+"""Checkpoints: all global models of one worker, versioned, as bytes.
+
+The byte layout is ``MAGIC``, a 4-byte big-endian header length, a JSON header (format
+version, creation time, model versions, example counts, BLAKE2b of the payload) and a pickle
+of the :class:`ModelBundle`. The header can be read without unpickling anything
+(:func:`read_header`). Unpickling runs code: load only checkpoints this system wrote.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from online_models.anomaly import PurchaseAnomaly
+from online_models.churn import ChurnModel
+from online_models.clv import ClvModel
+from online_models.recommend import Recommender
+from online_models.segments import Segmenter
+from online_models.sentiment import SentimentModel
+
+__all__ = ["FORMAT_VERSION", "MAGIC", "CheckpointError", "ModelBundle", "read_header"]
+
+MAGIC = b"CRMMODELS\n"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """The bytes are not a checkpoint this code can read."""
+
+
+@dataclass
+class ModelBundle:
+    """The global models of one worker, checkpointed and restored together.
+
+    Examples
+    --------
+    >>> bundle = ModelBundle()
+    >>> bundle.sentiment.learn("love it", csat=5)
+    True
+    >>> restored = ModelBundle.from_bytes(bundle.to_bytes(created_at_ms=0))
+    >>> restored.version == bundle.version, restored.model_versions()["sentiment"]
+    (True, 'sentiment-v1+1')
+    >>> read_header(bundle.to_bytes(created_at_ms=0))["example_counts"]["sentiment"]
+    1
+    """
+
+    segmenter: Segmenter = field(default_factory=Segmenter)
+    churn: ChurnModel = field(default_factory=ChurnModel)
+    clv: ClvModel = field(default_factory=ClvModel)
+    recommender: Recommender = field(default_factory=Recommender)
+    sentiment: SentimentModel = field(default_factory=SentimentModel)
+    anomaly: PurchaseAnomaly = field(default_factory=PurchaseAnomaly)
+
+    def models(self) -> dict[str, Any]:
+        return {
+            "segments": self.segmenter,
+            "churn": self.churn,
+            "clv": self.clv,
+            "recommendations": self.recommender,
+            "sentiment": self.sentiment,
+            "anomaly": self.anomaly,
+        }
+
+    def model_versions(self) -> dict[str, str]:
+        """``model_version`` of each model; it changes whenever that model learns."""
+        return {name: model.model_version for name, model in self.models().items()}
+
+    def example_counts(self) -> dict[str, int]:
+        return {name: model.example_count for name, model in self.models().items()}
+
+    @property
+    def version(self) -> str:
+        """One string for the bundle, e.g. ``bundle-3f2a9c1d@n=12345``."""
+        digest = hashlib.blake2b(
+            json.dumps(self.model_versions(), sort_keys=True).encode(), digest_size=4
+        ).hexdigest()
+        return f"bundle-{digest}@n={sum(self.example_counts().values())}"
+
+    def metrics(self) -> dict[str, dict[str, Any]]:
+        """Online metrics of every model that has them, plus versions and counts."""
+        out: dict[str, dict[str, Any]] = {}
+        for name, model in self.models().items():
+            metrics_dict = getattr(model, "metrics_dict", None)
+            out[name] = (
+                metrics_dict()
+                if metrics_dict
+                else {"model_version": model.model_version, "examples": model.example_count}
+            )
+        return out
+
+    def to_bytes(self, *, created_at_ms: int | None = None) -> bytes:
+        payload = pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+        header = {
+            "format_version": FORMAT_VERSION,
+            "created_at_ms": int(time.time() * 1000) if created_at_ms is None else created_at_ms,
+            "version": self.version,
+            "model_versions": self.model_versions(),
+            "example_counts": self.example_counts(),
+            "payload_blake2b": hashlib.blake2b(payload, digest_size=16).hexdigest(),
+        }
+        encoded = json.dumps(header, sort_keys=True).encode()
+        return MAGIC + len(encoded).to_bytes(4, "big") + encoded + payload
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ModelBundle:
+        header, payload = _split(data)
+        if hashlib.blake2b(payload, digest_size=16).hexdigest() != header.get("payload_blake2b"):
+            raise CheckpointError("checkpoint payload does not match its checksum")
+        bundle = pickle.loads(payload)
+        if not isinstance(bundle, cls):
+            raise CheckpointError(f"checkpoint holds a {type(bundle).__name__}, not a ModelBundle")
+        return bundle
+
+
+def _split(data: bytes) -> tuple[dict[str, Any], bytes]:
+    if not data.startswith(MAGIC):
+        raise CheckpointError("not a model checkpoint (bad magic)")
+    start = len(MAGIC) + 4
+    length = int.from_bytes(data[len(MAGIC) : start], "big")
+    header = json.loads(data[start : start + length])
+    if header.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint format {header.get('format_version')} is not {FORMAT_VERSION}"
+        )
+    return header, data[start + length :]
+
+
+def read_header(data: bytes) -> dict[str, Any]:
+    """The checkpoint's header (versions, counts, creation time) without unpickling it."""
+    return _split(data)[0]

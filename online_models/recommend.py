@@ -1,0 +1,245 @@
+"""Recommendations: implicit-feedback matrix factorisation, bought-together and trending."""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import Collection, Mapping, Sequence
+
+import numpy as np
+from river import optim, reco
+
+from online_models.cooccurrence import CoOccurrence
+from online_models.evaluation import HitRate
+from online_models.trending import DecayedPopularity
+
+__all__ = ["KIND_WEIGHTS", "Recommendation", "Recommender"]
+
+#: Implicit feedback strength per interaction kind (a view says less than a purchase).
+KIND_WEIGHTS: dict[str, float] = {
+    "page_view": 0.5,
+    "product_view": 1.0,
+    "view": 1.0,
+    "search": 0.5,
+    "add_to_cart": 3.0,
+    "cart": 3.0,
+    "checkout_start": 3.0,
+    "purchase": 5.0,
+}
+
+Recommendation = tuple[str, float, str]  # (item, score, source)
+
+
+class Recommender:
+    """Top-N products per customer, learning from every interaction.
+
+    * **collaborative** -- ``reco.BiasedMF`` on implicit weights (view 1 < cart 3 <
+      purchase 5); every positive is paired with ``negatives`` sampled items at ``0``, drawn
+      from recent interactions (so popularity-proportional: the model must beat popularity,
+      not just learn it);
+    * **bought_together** -- :class:`~online_models.cooccurrence.CoOccurrence` of the item with
+      the customer's recent products;
+    * **trending** -- :class:`~online_models.trending.DecayedPopularity`, the cold-start
+      fallback for customers the factorisation has not seen ``min_user_events`` times.
+
+    Scoring is restricted to candidates (co-occurrence neighbours of the recent products plus
+    the ``n_candidates`` most trending items, or an explicit ``candidates`` list) and
+    vectorised with numpy, so even a full catalogue of 2,000 items scores in about a
+    millisecond.
+
+    Parameters
+    ----------
+    n_factors, learning_rate, l2
+        Size, SGD step and L2 penalty of the factorisation.
+    negatives
+        Sampled negatives per positive interaction.
+    kind_weights
+        Implicit feedback per interaction kind (default :data:`KIND_WEIGHTS`).
+    trending_halflife_days
+        Event-time half-life of trending popularity.
+    together_weight
+        Weight of the (0-1) co-occurrence score added to the factorisation score.
+    min_user_events
+        Interactions before a customer gets collaborative scores.
+    n_candidates
+        Trending items added to the candidate set.
+    seed
+        Seed of the latent initialisation and of negative sampling.
+
+    Attributes
+    ----------
+    mf, together, trending
+        The three learners.
+    hit_rate, baseline_hit_rate
+        Progressive hit-rate@10 on purchases, of this recommender and of pure trending.
+    example_count
+        Interactions learnt.
+
+    Examples
+    --------
+    >>> day = 86_400_000
+    >>> recommender = Recommender(seed=1)
+    >>> for i in range(30):
+    ...     _ = recommender.learn(f"c{i}", "tent", "purchase", at_ms=i * day)
+    ...     _ = recommender.learn(f"c{i}", "stove", "purchase", at_ms=i * day, recent=["tent"])
+    >>> recommender.top_n("someone-new", 1, exclude={"tent"})  # doctest: +ELLIPSIS
+    [('stove', ..., 'trending')]
+    >>> recommender.top_n("someone-new", 1, recent=["tent"], exclude={"tent"})
+    [('stove', 1.0, 'bought_together')]
+    """
+
+    def __init__(
+        self,
+        *,
+        n_factors: int = 16,
+        learning_rate: float = 0.05,
+        l2: float = 0.01,
+        negatives: int = 2,
+        kind_weights: Mapping[str, float] | None = None,
+        trending_halflife_days: float = 7.0,
+        together_weight: float = 1.0,
+        min_user_events: int = 3,
+        n_candidates: int = 200,
+        seed: int = 42,
+    ) -> None:
+        self.n_factors = n_factors
+        self.learning_rate = learning_rate
+        self.l2 = l2
+        self.negatives = negatives
+        self.kind_weights = dict(kind_weights or KIND_WEIGHTS)
+        self.trending_halflife_days = trending_halflife_days
+        self.together_weight = together_weight
+        self.min_user_events = min_user_events
+        self.n_candidates = n_candidates
+        self.seed = seed
+        self.mf = reco.BiasedMF(
+            n_factors=n_factors,
+            bias_optimizer=optim.SGD(learning_rate),
+            latent_optimizer=optim.SGD(learning_rate),
+            l2_bias=l2,
+            l2_latent=l2,
+            weight_initializer=optim.initializers.Zeros(),
+            latent_initializer=optim.initializers.Normal(mu=0.0, sigma=0.1, seed=seed),
+        )
+        self.together = CoOccurrence()
+        self.trending = DecayedPopularity(halflife_ms=int(trending_halflife_days * 86_400_000))
+        self.hit_rate = HitRate()
+        self.baseline_hit_rate = HitRate()
+        self.example_count = 0
+        self._user_events: dict[str, int] = {}
+        self._recent_items: deque[str] = deque(maxlen=2000)
+        self._rng = random.Random(seed)
+
+    @property
+    def model_version(self) -> str:
+        return f"reco-v1+{self.example_count}"
+
+    def learn(
+        self,
+        customer_id: str,
+        product_id: str,
+        kind: str,
+        at_ms: int,
+        *,
+        recent: Sequence[str] = (),
+        exclude: Collection[str] = (),
+    ) -> bool | None:
+        """Learn one interaction; for a purchase, first record whether we would have hit it.
+
+        ``recent`` are the customer's recent products (most recent first, from the profile);
+        ``exclude`` what the served list would have excluded. Returns the hit for purchases.
+        """
+        weight = self.kind_weights.get(kind, 1.0)
+        hit = None
+        if kind == "purchase":
+            # Progressive validation: the top-10 as served before this purchase was known.
+            ours = {item for item, _, _ in self.top_n(customer_id, 10, exclude, recent=recent)}
+            hit = product_id in ours
+            self.hit_rate.update(hit)
+            baseline = {item for item, _ in self.trending.top(10, exclude)}
+            self.baseline_hit_rate.update(product_id in baseline)
+        self.mf.learn_one(customer_id, product_id, weight)
+        for _ in range(self.negatives if self._recent_items else 0):
+            negative = self._recent_items[self._rng.randrange(len(self._recent_items))]
+            if negative != product_id:
+                self.mf.learn_one(customer_id, negative, 0.0)
+        self.trending.add(product_id, weight, at_ms)
+        self.together.update(product_id, recent[:5], weight)
+        self._recent_items.append(product_id)
+        self._user_events[customer_id] = self._user_events.get(customer_id, 0) + 1
+        self.example_count += 1
+        return hit
+
+    def top_n(
+        self,
+        customer_id: str,
+        n: int = 10,
+        exclude: Collection[str] = (),
+        *,
+        recent: Sequence[str] = (),
+        candidates: Sequence[str] | None = None,
+    ) -> list[Recommendation]:
+        """The customer's top ``n`` as ``(item, score, source)``, never an item of ``exclude``.
+
+        Pure: nothing is learnt and no latent vector is created for unseen ids.
+        """
+        related = dict(self.together.related(recent, n=50)) if recent else {}
+        if candidates is None:
+            pool = dict.fromkeys(related)
+            pool.update(dict.fromkeys(item for item, _ in self.trending.top(self.n_candidates)))
+            candidates = list(pool)
+        candidates = [item for item in candidates if item not in exclude]
+        if self._user_events.get(customer_id, 0) >= self.min_user_events and candidates:
+            return self._collaborative(customer_id, candidates, related, n)
+        ranked: list[Recommendation] = [
+            (item, score, "bought_together")
+            for item, score in sorted(related.items(), key=lambda kv: -kv[1])
+            if item not in exclude
+        ][:n]
+        if len(ranked) < n:
+            taken = {item for item, _, _ in ranked}
+            for item, score in self.trending.top(n + len(taken), exclude):
+                if item not in taken:
+                    ranked.append((item, score, "trending"))
+        return ranked[:n]
+
+    def _collaborative(
+        self, user: str, candidates: list[str], related: Mapping[str, float], n: int
+    ) -> list[Recommendation]:
+        # Read BiasedMF's parameters with .get(): its defaultdicts would otherwise grow a
+        # random latent vector for every unseen item we merely score.
+        mf = self.mf
+        zeros = np.zeros(self.n_factors)
+        item_latents = np.array([mf.i_latents.get(item, zeros) for item in candidates])
+        item_biases = np.array([mf.i_biases.get(item, 0.0) for item in candidates])
+        together = np.array([related.get(item, 0.0) for item in candidates])
+        base = mf.global_mean.get() + mf.u_biases.get(user, 0.0)
+        scores = base + item_biases + item_latents @ mf.u_latents.get(user, zeros)
+        scores += self.together_weight * together
+        k = min(n, len(candidates))
+        best = np.argpartition(-scores, k - 1)[:k]
+        best = best[np.argsort(-scores[best])]
+        return [
+            (
+                candidates[i],
+                float(scores[i]),
+                "bought_together" if together[i] >= 0.5 else "collaborative",
+            )
+            for i in best
+        ]
+
+    def forget(self, customer_id: str) -> None:
+        """Erase a customer's latent factors and counts."""
+        for table in (self.mf.u_latents, self.mf.u_biases, self._user_events):
+            table.pop(customer_id, None)
+
+    def metrics_dict(self) -> dict[str, float | int | str | None]:
+        baseline = self.baseline_hit_rate.get()
+        return {
+            "model_version": self.model_version,
+            "examples": self.example_count,
+            "purchases_evaluated": self.hit_rate.n,
+            "hit_rate_at_10": self.hit_rate.get(),
+            "popularity_hit_rate_at_10": baseline,
+            "lift_over_popularity": self.hit_rate.get() / baseline if baseline else None,
+        }

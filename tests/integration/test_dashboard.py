@@ -1,0 +1,174 @@
+"""The dashboard in headless Chromium against a running stack with traffic.
+
+A worker consumes events sent with the SDK while the page is open; an alert XADDed to the
+alert stream must appear in the live feed. Model outputs the worker does not publish yet
+(segments, churn ranking, model metrics, throughput samples) are written the way the worker
+will write them, so every chart has something to draw. A screenshot is kept in
+``test-artifacts/dashboard.png``.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+import redis
+
+from feature_store.keys import (
+    ALERTS_STREAM_KEY, MODELS_HISTORY_KEY, MODELS_KEY, THROUGHPUT_KEY, CustomerKeys,
+    customers_key, ranking_key, segments_key,
+)
+from stream.processes import ManagedProcess
+from stream.producer import EventProducer
+from stream.settings import Settings
+from tests.helpers import wait_for
+from tests.integration.test_api_support import ApiServer, api_server  # noqa: F401
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER),
+    reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
+
+
+def _traffic(settings: Settings, stop: threading.Event) -> None:
+    """A small web shop: views, carts and purchases of 40 customers until told to stop."""
+    rng = random.Random(7)
+    start = datetime(2026, 3, 1, 9, tzinfo=UTC)
+    with EventProducer(settings=settings) as producer:
+        for n in range(100_000):
+            if stop.is_set():
+                return
+            customer = f"cust-{rng.randrange(40):03d}"
+            at = (start + timedelta(seconds=n * 7)).isoformat()
+            product = f"p{rng.randrange(25)}"
+            if rng.random() < 0.15:
+                price = rng.choice([9.5, 19.0, 42.0])
+                producer.send({"event_id": f"e{n}", "customer_id": customer, "type": "purchase",
+                               "order_id": f"o{n}", "currency": "EUR", "total": price,
+                               "items": [{"product_id": product, "quantity": 1,
+                                          "unit_price": price, "category": "tea"}],
+                               "occurred_at": at})
+            else:
+                producer.send({"event_id": f"e{n}", "customer_id": customer, "type": "click",
+                               "kind": rng.choice(["product_view", "add_to_cart", "page_view"]),
+                               "product_id": product, "category": "tea", "occurred_at": at,
+                               "session_id": f"s{n // 20}"})
+            if n % 20 == 0:
+                producer.flush()
+                time.sleep(0.05)
+
+
+def _fill_model_outputs(store: redis.Redis) -> None:
+    """What the model workers publish, where they have not published it yet."""
+    now_ms = int(time.time() * 1000)
+    customers = [c.decode() for c in store.zrange(customers_key("default"), 0, -1)]
+    if not store.exists(segments_key("default")):
+        for number, (label, size) in enumerate([("new visitors", 18), ("browsers", 11),
+                                                ("loyal buyers", 7), ("big spenders", 4)]):
+            store.hset(segments_key("default"), str(number), orjson.dumps(
+                {"segment": number, "label": label, "size": size, "centroid": {"orders": number}}))
+    if not store.exists(ranking_key("default", "churn")):
+        rng = random.Random(3)
+        for customer in customers[:12]:
+            probability = round(rng.uniform(0.35, 0.97), 3)
+            explanation = [{"feature": "days_since_last_order", "value": 41, "contribution": 1.1},
+                           {"feature": "open_tickets", "value": 1, "contribution": 0.4},
+                           {"feature": "orders", "value": 3, "contribution": -0.6}]
+            store.hset(CustomerKeys("default", customer).profile, mapping={
+                "churn_probability": probability, "churn_explanation": orjson.dumps(explanation)})
+            store.zadd(ranking_key("default", "churn"), {customer: probability})
+    if not store.exists(MODELS_HISTORY_KEY):
+        for step in range(40):
+            at = now_ms - (40 - step) * 15_000
+            store.xadd(MODELS_HISTORY_KEY, {"at": at, "model": "churn", "metrics": orjson.dumps(
+                {"roc_auc": 0.6 + step * 0.006, "log_loss": 0.68 - step * 0.005})})
+        store.hset(MODELS_KEY, "churn", orjson.dumps(
+            {"name": "churn", "version": "churn-v1", "example_count": 4000,
+             "metrics": {"roc_auc": 0.83, "log_loss": 0.48}, "updated_at": "2026-03-01T10:00:00Z"}))
+    if not store.exists(THROUGHPUT_KEY):
+        rng = random.Random(5)
+        for step in range(60):
+            store.xadd(THROUGHPUT_KEY, {"at": now_ms - (60 - step) * 2000,
+                                        "events_per_s": round(rng.uniform(150, 260), 1),
+                                        "lag": rng.randrange(0, 40)})
+
+
+def _alert(customer_id: str) -> dict[str, bytes | str]:
+    alert = {"alert_id": "al_dashboard_test", "kind": "churn_risk", "customer_id": customer_id,
+             "tenant": "default", "score": 0.93, "threshold": 0.7,
+             "reason": "No order for 41 days after 3 orders; churn risk 93%.",
+             "explanation": [], "triggered_by": "e1", "occurred_at": "2026-03-01T10:00:00Z",
+             "emitted_at": datetime.now(UTC).isoformat(), "model_version": "churn-v1"}
+    return {"alert": orjson.dumps(alert), "tenant": "default", "kind": "churn_risk"}
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[object]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM or ""
+    for argument in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--disable-background-networking", "--disable-quic", "--no-first-run",
+                     "--disable-component-update", "--disable-sync", "--window-size=1440,1250",
+                     f"--user-data-dir={tmp_path / 'chromium'}"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER or ""), options=options)
+    yield driver
+    driver.quit()
+
+
+def test_dashboard_shows_the_live_system(
+    api_server: ApiServer, settings: Settings, start_worker: Callable[..., ManagedProcess],
+    browser: object,
+) -> None:
+    """Verify that the page draws throughput, segments, models, at-risk customers and a live
+    alert from a running stack, with no resource fetched from outside."""
+    driver = browser  # a selenium WebDriver
+    store = redis.Redis.from_url(settings.redis_url)
+    start_worker()
+    stop = threading.Event()
+    traffic = threading.Thread(target=_traffic, args=(settings, stop), daemon=True)
+    traffic.start()
+    try:
+        wait_for(lambda: store.zcard(customers_key("default")) >= 20, timeout=60,
+                 what="the worker to know 20 customers")
+        _fill_model_outputs(store)
+        driver.get(f"{api_server.url}/?key={api_server.key}")  # type: ignore[attr-defined]
+        run = driver.execute_script  # type: ignore[attr-defined]
+        assert "key=" not in driver.current_url  # type: ignore[attr-defined]
+        wait_for(lambda: run("return document.getElementById('live').textContent") == "live",
+                 timeout=20, what="the live alert stream")
+        store.xadd(ALERTS_STREAM_KEY, _alert("cust-007"))
+        wait_for(lambda: "cust-007" in run(
+            "return document.getElementById('alert-feed').textContent"), timeout=15,
+            what="the XADDed alert in the live feed")
+        counts = wait_for(lambda: run("""
+            const c = window.crmDashboard.charts;
+            const n = {throughput: c.throughput.data.datasets[0].data.length,
+                       segments: c.segments.data.labels.length,
+                       models: c.models.data.datasets.length,
+                       risky: document.querySelectorAll('#at-risk-table tbody tr').length,
+                       customers: document.getElementById('kpi-customers').textContent};
+            return Object.values(n).every(v => v && v !== '–') ? n : null;"""),
+            timeout=20, what="every chart and table to hold data")
+        assert counts["segments"] == 4 and counts["risky"] >= 5
+        time.sleep(1.5)  # let the fresh-alert highlight fade for the screenshot
+        ARTIFACTS.mkdir(exist_ok=True)
+        driver.save_screenshot(str(ARTIFACTS / "dashboard.png"))  # type: ignore[attr-defined]
+        external = run("""return performance.getEntriesByType('resource')
+            .map(e => e.name).filter(u => !u.startsWith(location.origin));""")
+        assert external == []
+    finally:
+        stop.set()
+        traffic.join(10)

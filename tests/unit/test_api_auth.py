@@ -1,0 +1,102 @@
+"""API keys, scopes, tenant isolation, rate limits and error bodies."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from api.keys import create_key, hash_key, parse_scopes, revoke_key
+from feature_store.keys import api_key_key
+from tests.unit.test_api_support import Api, api, put_profile  # noqa: F401
+
+
+async def test_missing_or_unknown_key_is_401(api: Api) -> None:
+    """Verify that a request without a key, or with an unknown one, is 401 with a JSON body."""
+    missing = await api.client.get("/v1/customers/c1")
+    unknown = await api.client.get("/v1/customers/c1",
+                                   headers={"Authorization": "Bearer crm_nope"})
+    for response in (missing, unknown):
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"] == "Bearer"
+        assert response.json()["error"] == "unauthorized"
+
+
+async def test_key_is_stored_only_as_its_hash(api: Api) -> None:
+    """Verify that Redis keeps the key's SHA-256, tenant and scopes, never the key itself."""
+    key = await create_key(api.redis, "shop1", ["read"], "front-end")
+    record = await api.redis.hgetall(api_key_key(hash_key(key)))
+    assert record[b"tenant"] == b"shop1" and record[b"scopes"] == b"read"
+    everything = b"".join([k for k in await api.redis.keys("*")] + list(record.values()))
+    assert key.encode() not in everything
+    assert await revoke_key(api.redis, key)
+    response = await api.client.get("/v1/segments", headers={"X-API-Key": key})
+    assert response.status_code == 401
+
+
+async def test_every_way_of_presenting_a_key(api: Api) -> None:
+    """Verify that Bearer, X-API-Key and Basic (Segment's write key) all authenticate."""
+    key = await create_key(api.redis, "shop1", "read", "k")
+    basic = base64.b64encode(f"{key}:".encode()).decode()
+    for headers in ({"Authorization": f"Bearer {key}"}, {"X-API-Key": key},
+                    {"Authorization": f"Basic {basic}"}):
+        assert (await api.client.get("/v1/segments", headers=headers)).status_code == 200
+
+
+async def test_missing_scope_is_403(api: Api) -> None:
+    """Verify that a read-only key may read but not ingest nor erase."""
+    headers = await api.key(scopes="read")
+    assert (await api.client.get("/v1/models", headers=headers)).status_code == 200
+    ingest = await api.client.post("/v1/events", json={"events": [{}]}, headers=headers)
+    erase = await api.client.delete("/v1/customers/c1", headers=headers)
+    assert (ingest.status_code, erase.status_code) == (403, 403)
+    assert "ingest" in ingest.json()["message"]
+    ingest_only = await api.key(scopes="ingest")
+    assert (await api.client.get("/v1/models", headers=ingest_only)).status_code == 403
+
+
+async def test_a_key_never_sees_another_tenants_customer(api: Api) -> None:
+    """Verify that tenant B's key gets 404 (not 403) for tenant A's customer."""
+    await put_profile(api.redis, "shopA", "c1", churn_probability=0.9)
+    key_a, key_b = await api.key("shopA"), await api.key("shopB")
+    assert (await api.client.get("/v1/customers/c1", headers=key_a)).status_code == 200
+    for path in ("/v1/customers/c1", "/v1/customers/c1/recommendations"):
+        response = await api.client.get(path, headers=key_b)
+        assert response.status_code == 404
+        assert response.json()["error"] == "not_found"
+    at_risk = await api.client.get("/v1/customers/at-risk", headers=key_b)
+    assert at_risk.json() == {"customers": []}
+
+
+async def test_rate_limit_answers_429_with_retry_after(api: Api) -> None:
+    """Verify that the key's own limit applies per window and says when to come back."""
+    headers = await api.key(rate_limit=3)
+    codes = [(await api.client.get("/v1/models", headers=headers)).status_code
+             for _ in range(5)]
+    assert codes[:3] == [200, 200, 200] and 429 in codes[3:]
+    limited = await api.client.get("/v1/models", headers=headers)
+    if limited.status_code == 429:  # unless a new one-second window began meanwhile
+        assert 1 <= int(limited.headers["retry-after"]) <= 2
+        assert limited.json()["error"] == "rate_limited"
+    other = await api.key()
+    assert (await api.client.get("/v1/models", headers=other)).status_code == 200
+
+
+async def test_unexpected_errors_leak_nothing(api: Api) -> None:
+    """Verify that an internal failure is a JSON 500 with no trace and no secrets."""
+    headers = await api.key()
+    await api.redis.hset("crm:{shop1/c1}:profile", mapping={"orders": "not-a-number"})
+    response = await api.client.get("/v1/customers/c1", headers=headers)
+    assert response.status_code == 500
+    assert response.json() == {"error": "internal_error",
+                               "message": "internal error; it has been logged", "problems": []}
+    assert "Traceback" not in response.text
+
+
+def test_scopes_are_checked_when_a_key_is_made() -> None:
+    """Verify that unknown or empty scopes are refused."""
+    assert parse_scopes("read,admin") == {"read", "admin"}
+    with pytest.raises(ValueError):
+        parse_scopes("read,superuser")
+    with pytest.raises(ValueError):
+        parse_scopes("")

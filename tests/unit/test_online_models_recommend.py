@@ -1,0 +1,93 @@
+"""Recommendations: cold start, exclusions, progressive hit rate."""
+
+from __future__ import annotations
+
+import random
+
+from online_models.recommend import Recommender
+
+DAY = 86_400_000
+
+
+def shop(recommender: Recommender, customers: int = 200, seed: int = 0) -> None:
+    """Two tastes: even customers buy from items a*, odd ones from items b*; a* are more popular."""
+    rng = random.Random(seed)
+    for step in range(customers * 6):
+        cid = f"c{rng.randrange(customers)}"
+        taste = "a" if int(cid[1:]) % 2 == 0 else "b"
+        item = f"{taste}{rng.randrange(10)}"
+        recommender.learn(cid, item, rng.choice(["product_view", "add_to_cart", "purchase"]), step * 60_000)
+
+
+def test_unknown_customer_falls_back_to_trending() -> None:
+    """Verify that a customer the model never saw gets trending items, marked as such."""
+    recommender = Recommender()
+    shop(recommender)
+    recommendations = recommender.top_n("stranger", 5)
+    assert len(recommendations) == 5
+    assert {source for _, _, source in recommendations} == {"trending"}
+    assert [item for item, _, _ in recommendations] == [
+        item for item, _ in recommender.trending.top(5)
+    ]
+    assert "stranger" not in recommender.mf.u_latents  # scoring created no state
+
+
+def test_recently_decayed_popularity_ranks_new_hits_first() -> None:
+    """Verify that trending popularity decays in event time."""
+    recommender = Recommender(trending_halflife_days=1)
+    for i in range(10):
+        recommender.learn(f"c{i}", "old-hit", "purchase", at_ms=0)
+    for i in range(3):
+        recommender.learn(f"d{i}", "new-hit", "purchase", at_ms=10 * DAY)
+    assert recommender.top_n("stranger", 1)[0][0] == "new-hit"
+
+
+def test_excluded_items_are_never_recommended() -> None:
+    """Verify that already-bought items (exclude) never appear, for any source."""
+    recommender = Recommender()
+    shop(recommender)
+    bought = {f"a{i}" for i in range(5)}
+    for customer in ("c0", "c1", "stranger"):
+        items = {item for item, _, _ in recommender.top_n(customer, 10, exclude=bought, recent=["a0"])}
+        assert not items & bought
+
+
+def test_known_customer_gets_collaborative_recommendations_of_their_taste() -> None:
+    """Verify that collaborative filtering learns a customer's taste."""
+    recommender = Recommender(seed=3)
+    shop(recommender, customers=100)
+    top = recommender.top_n("c1", 5)
+    assert {source for _, _, source in top} <= {"collaborative", "bought_together"}
+    assert sum(item.startswith("b") for item, _, _ in top) >= 4
+
+
+def test_bought_together_seeds_from_recent_products() -> None:
+    """Verify that co-occurrence recommends what is bought with the recent products."""
+    recommender = Recommender()
+    for i in range(20):
+        recommender.learn(f"c{i}", "tent", "purchase", i * 1000)
+        recommender.learn(f"c{i}", "stove", "purchase", i * 1000 + 1, recent=["tent"])
+    for i in range(50):
+        recommender.learn(f"p{i}", "popular", "purchase", 100_000 + i)
+    assert recommender.top_n("stranger", 1, recent=["tent"])[0][::2] == ("stove", "bought_together")
+
+
+def test_progressive_hit_rate_is_measured_before_learning_and_against_popularity() -> None:
+    """Verify that each purchase is checked against the top-10 served before it was learnt."""
+    recommender = Recommender()
+    assert recommender.learn("c", "x", "purchase", 0) is False  # nothing known yet: a miss
+    shop(recommender)
+    metrics = recommender.metrics_dict()
+    assert metrics["purchases_evaluated"] == recommender.hit_rate.n == recommender.baseline_hit_rate.n
+    assert 0.0 < metrics["hit_rate_at_10"] <= 1.0
+    assert metrics["lift_over_popularity"] is not None
+
+
+def test_full_catalogue_scoring_is_supported() -> None:
+    """Verify that explicit candidates are all scored (used to score a whole catalogue)."""
+    recommender = Recommender()
+    shop(recommender)
+    catalogue = [f"{t}{i}" for t in "ab" for i in range(10)] + [f"unseen{i}" for i in range(5)]
+    top = recommender.top_n("c0", 25, candidates=catalogue)
+    assert sorted(item for item, _, _ in top) == sorted(catalogue)
+    assert not any(item.startswith("unseen") for item in recommender.mf.i_latents)
