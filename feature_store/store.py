@@ -141,10 +141,14 @@ class FeatureStore:
     async def _index_customers(
         self, targets: list[tuple[AnyEvent, str, str]], results: list[Applied]
     ) -> None:
-        """Keep the per-tenant customer index (by last event time) in step with the profiles."""
+        """Keep the per-tenant customer index (by last event time) in step with the profiles.
+
+        Duplicates are indexed too: after a crash between applying a batch and indexing it,
+        the redelivered events are duplicates, and the index must still catch up.
+        """
         latest: dict[tuple[str, str], int] = {}
         for (event, profile_id, _), applied in zip(targets, results, strict=True):
-            if applied.outcome == "ok":
+            if applied.outcome != "erased":
                 key = (event.tenant, profile_id)
                 latest[key] = max(latest.get(key, 0), event.occurred_at_ms)
         if latest:

@@ -58,11 +58,21 @@ def with_validation(sim: ShopSimulator, events: int) -> int:
     return count
 
 
-def end_to_end(settings: Settings, customers: int, seed: int, events: int) -> int:
-    report = run_simulation(settings=settings, customers=customers, seed=seed,
-                            max_events=events, progress=False)
-    assert report.invalid == 0, report
-    return report.events_sent
+def end_to_end(
+    settings: Settings, customers: int, seed: int, events: int, repeat: int
+) -> tuple[float, float]:
+    """Best events/s as ``run_simulation`` reports it (what ``crm simulate`` prints: from the
+    first event to the end of the flush), and CPU µs per event of the whole call."""
+    best_rate, best_cpu = 0.0, float("inf")
+    for _ in range(repeat):
+        cpu = time.process_time()
+        report = run_simulation(settings=settings, customers=customers, seed=seed,
+                                max_events=events, progress=False)
+        cpu = time.process_time() - cpu
+        assert report.invalid == 0, report
+        best_rate = max(best_rate, report.events_per_s)
+        best_cpu = min(best_cpu, cpu / report.events_sent * 1e6)
+    return best_rate, best_cpu
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -92,9 +102,8 @@ def main(argv: list[str] | None = None) -> None:
 
             settings = Settings(kafka_bootstrap=bootstrap, partitions=args.partitions)
             create_topics(settings)
-            e2e_rate, e2e_cpu = _timed(
-                lambda: end_to_end(settings, args.customers, args.seed, args.events),
-                args.repeat,
+            e2e_rate, e2e_cpu = end_to_end(
+                settings, args.customers, args.seed, args.events, args.repeat
             )
         finally:
             if broker is not None:

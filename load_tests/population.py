@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import random
 from bisect import bisect_right as bisect
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import accumulate
 
@@ -104,7 +104,7 @@ class TasteCluster:
     favourites: tuple[int, ...]
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Customer:
     index: int
     customer_id: str
@@ -119,9 +119,6 @@ class Customer:
     first_ms: int
     churn_ms: int | None
     anonymous_ids: list[str]
-    # Mutable state while events are generated.
-    orders: int = 0
-    last_order: tuple[str, str] | None = field(default=None)
 
     @property
     def profile(self) -> Segment:

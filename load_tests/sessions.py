@@ -59,6 +59,9 @@ class SessionWriter:
         self.seq = itertools.count()
         self._sessions = 0
         self._orders = 0
+        #: Per customer index: orders so far, and the last order's id and first item's name.
+        self.orders: dict[int, int] = {}
+        self.last_order: dict[int, tuple[str, str]] = {}
         self._tickets = 0
         products = catalogue.products
         self._pid = [p.product_id for p in products]
@@ -136,7 +139,7 @@ class SessionWriter:
             ids = customer.anonymous_ids
             anonymous_id = ids[0] if rng.random() < 0.7 else rng.choice(ids)
         p_buy = profile.p_buy * (1.0 - 0.7 * decline)
-        if profile.name == "one_time_buyer" and customer.orders:
+        if profile.name == "one_time_buyer" and customer.index in self.orders:
             p_buy = 0.03
         buy = rng.random() < p_buy
         steps = 1 + int(rng.expovariate(1.0 / profile.steps))
@@ -267,14 +270,14 @@ class SessionWriter:
                  "marketing_consent": customer.consent, "order_id": order_id, "items": items,
                  "total": round(total, 2), "currency": "EUR"}
         events.append((t, event))
-        customer.orders += 1
-        customer.last_order = (order_id, self.catalogue.products[cart[0]].name)
+        self.orders[customer.index] = self.orders.get(customer.index, 0) + 1
+        self.last_order[customer.index] = (order_id, self.catalogue.products[cart[0]].name)
         return order_id
 
     def _schedule_next(self, customer: Customer, t: int, decline: float) -> None:
         rng = self.rng
         mean_days = customer.profile.gap_days * (1 + 2 * decline)
-        if customer.profile.name == "one_time_buyer" and customer.orders:
+        if customer.profile.name == "one_time_buyer" and customer.index in self.orders:
             mean_days *= 3
         at = t + max(MIN_GAP_MS, int(rng.expovariate(1 / mean_days) * DAY_MS))
         hour = (at % DAY_MS) // HOUR_MS
@@ -292,9 +295,10 @@ class SessionWriter:
         rng, mood = self.rng, customer.mood
         ticket_id = f"t-{self.seed}-{self._tickets}"
         self._tickets += 1
-        if order is not None and customer.last_order is not None:
+        last_order = self.last_order.get(customer.index)
+        if order is not None and last_order is not None:
             topic = rng.choices(_ORDER_TOPICS, weights=_ORDER_TOPIC_WEIGHTS[mood])[0]
-            order_id, item = customer.last_order
+            order_id, item = last_order
         else:
             topic = rng.choice(("question", "account"))
             order_id, item = "-", self.catalogue.products[self._pick(customer)].name

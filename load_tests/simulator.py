@@ -99,11 +99,9 @@ class ShopSimulator:
         """Every event of the simulated period, in event-time order (ties by creation order).
 
         Each dict is a complete event: ``event_id`` is ``ev-{seed}-{n}`` with ``n`` counting
-        from 0 in emission order. Mutating a yielded dict does not affect later events.
+        from 0 in emission order. Mutating a yielded dict does not affect later events, and
+        each call is an independent replay (several may run side by side).
         """
-        for customer in self.customers:  # generation state is per run
-            customer.orders = 0
-            customer.last_order = None
         writer = SessionWriter(
             random.Random(f"shop-behaviour-{self.seed}"),
             self.catalogue,

@@ -129,6 +129,12 @@ class Recommender:
         self._user_events: dict[str, int] = {}
         self._recent_items: deque[str] = deque(maxlen=2000)
         self._rng = random.Random(seed)
+        # A dense copy of the item factors for vectorised scoring, refreshed lazily from the
+        # items learnt since (row 0 stays zero: the row of items the model never saw).
+        self._rows: dict[str, int] = {}
+        self._item_latents = np.zeros((1024, n_factors))
+        self._item_biases = np.zeros(1024)
+        self._dirty: set[str] = set()
 
     @property
     def model_version(self) -> str:
@@ -159,10 +165,12 @@ class Recommender:
             baseline = {item for item, _ in self.trending.top(10, exclude)}
             self.baseline_hit_rate.update(product_id in baseline)
         self.mf.learn_one(customer_id, product_id, weight)
+        self._dirty.add(product_id)
         for _ in range(self.negatives if self._recent_items else 0):
             negative = self._recent_items[self._rng.randrange(len(self._recent_items))]
             if negative != product_id:
                 self.mf.learn_one(customer_id, negative, 0.0)
+                self._dirty.add(negative)
         self.trending.add(product_id, weight, at_ms)
         self.together.update(product_id, recent[:5], weight)
         self._recent_items.append(product_id)
@@ -184,13 +192,14 @@ class Recommender:
         Pure: nothing is learnt and no latent vector is created for unseen ids.
         """
         related = dict(self.together.related(recent, n=50)) if recent else {}
-        if candidates is None:
-            pool = dict.fromkeys(related)
-            pool.update(dict.fromkeys(item for item, _ in self.trending.top(self.n_candidates)))
-            candidates = list(pool)
-        candidates = [item for item in candidates if item not in exclude]
-        if self._user_events.get(customer_id, 0) >= self.min_user_events and candidates:
-            return self._collaborative(customer_id, candidates, related, n)
+        if self._user_events.get(customer_id, 0) >= self.min_user_events:
+            if candidates is None:
+                pool = dict.fromkeys(related)
+                pool.update(dict.fromkeys(item for item, _ in self.trending.top(self.n_candidates)))
+                candidates = list(pool)
+            candidates = [item for item in candidates if item not in exclude]
+            if candidates:
+                return self._collaborative(customer_id, candidates, related, n)
         ranked: list[Recommendation] = [
             (item, score, "bought_together")
             for item, score in sorted(related.items(), key=lambda kv: -kv[1])
@@ -206,15 +215,17 @@ class Recommender:
     def _collaborative(
         self, user: str, candidates: list[str], related: Mapping[str, float], n: int
     ) -> list[Recommendation]:
-        # Read BiasedMF's parameters with .get(): its defaultdicts would otherwise grow a
-        # random latent vector for every unseen item we merely score.
+        self._sync_items()
+        rows = np.fromiter(
+            (self._rows.get(item, 0) for item in candidates), dtype=np.intp, count=len(candidates)
+        )
         mf = self.mf
-        zeros = np.zeros(self.n_factors)
-        item_latents = np.array([mf.i_latents.get(item, zeros) for item in candidates])
-        item_biases = np.array([mf.i_biases.get(item, 0.0) for item in candidates])
+        # .get(): BiasedMF's defaultdicts would grow a random vector for an id merely scored.
+        user_latent = mf.u_latents.get(user)
+        scores = mf.global_mean.get() + mf.u_biases.get(user, 0.0) + self._item_biases[rows]
+        if user_latent is not None:
+            scores = scores + self._item_latents[rows] @ user_latent
         together = np.array([related.get(item, 0.0) for item in candidates])
-        base = mf.global_mean.get() + mf.u_biases.get(user, 0.0)
-        scores = base + item_biases + item_latents @ mf.u_latents.get(user, zeros)
         scores += self.together_weight * together
         k = min(n, len(candidates))
         best = np.argpartition(-scores, k - 1)[:k]
@@ -227,6 +238,22 @@ class Recommender:
             )
             for i in best
         ]
+
+    def _sync_items(self) -> None:
+        for item in self._dirty:
+            row = self._rows.get(item)
+            if row is None:
+                row = self._rows[item] = len(self._rows) + 1
+                if row >= len(self._item_biases):  # grow by doubling
+                    self._item_latents = np.vstack(
+                        [self._item_latents, np.zeros_like(self._item_latents)]
+                    )
+                    self._item_biases = np.concatenate(
+                        [self._item_biases, np.zeros_like(self._item_biases)]
+                    )
+            self._item_latents[row] = self.mf.i_latents[item]
+            self._item_biases[row] = self.mf.i_biases[item]
+        self._dirty.clear()
 
     def forget(self, customer_id: str) -> None:
         """Erase a customer's latent factors and counts."""

@@ -94,7 +94,7 @@ class Segmenter:
         return int(self.model.predict_one(dict(vector)))
 
     def learn(self, vector: Mapping[str, float]) -> int:
-        """Learn from ``vector`` and return its segment after learning."""
+        """Learn from ``vector``; returns its segment (the centre that moved towards it)."""
         x = dict(vector)
         self.example_count += 1
         if self._buffer is not None:
@@ -104,8 +104,10 @@ class Segmenter:
                 self._seed_centres(self._buffer)
                 self._buffer = None
             return self.assign(x)
-        self.model.learn_one(x)
-        return self.assign(x)
+        # Pipeline.learn_one, spelled out to get the winning centre without a second search.
+        scaler = self.model["StandardScaler"]
+        scaler.learn_one(x)
+        return int(self.model["KMeans"].learn_predict_one(scaler.transform_one(x)))
 
     def _seed_centres(self, vectors: list[dict[str, float]]) -> None:
         scaler = self.model["StandardScaler"]
@@ -148,6 +150,7 @@ class Segmenter:
         return _make_distinct(labels, centroids)
 
     def label_for(self, segment: int) -> str:
+        """The label of one segment (computes all of them: cache :meth:`labels` when hot)."""
         return self.labels()[segment]
 
     def _describe(self, centroid: Mapping[str, float], top_revenue: float) -> str:

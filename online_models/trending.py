@@ -23,8 +23,9 @@ class DecayedPopularity:
     max_items
         When more items are tracked, the least popular half is dropped.
     refresh_every
-        The cached top list is rebuilt after this many updates (a slightly stale order is fine
-        for a fallback; rebuilding costs O(items)).
+        The cached top list is rebuilt after this many updates, or on any change while every
+        item fits in the cache (a slightly stale order is fine for a fallback; rebuilding
+        costs O(items)).
     cache_size
         Length of the cached top list.
 
@@ -105,8 +106,13 @@ class DecayedPopularity:
             self._cache = heapq.nlargest(self.cache_size, self.scores.items(), key=lambda kv: kv[1])
             self._stale = 0
         factor = self._now_factor()
-        picked = [(item, score * factor) for item, score in self._cache if item not in exclude]
-        if len(picked) < n and len(self._cache) < len(self.scores):  # exclusions ate the cache
+        picked = []
+        for item, score in self._cache:
+            if item not in exclude:
+                picked.append((item, score * factor))
+                if len(picked) == n:
+                    return picked
+        if len(self._cache) < len(self.scores):  # exclusions ate the cache
             picked = [
                 (item, score * factor)
                 for item, score in heapq.nlargest(

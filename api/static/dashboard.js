@@ -45,7 +45,13 @@ Chart.defaults.color = "#8d98b3";
 Chart.defaults.borderColor = "rgba(42,53,80,.7)";
 Chart.defaults.font.family = getComputedStyle(document.documentElement).fontFamily;
 
-const timeAxis = { type: "linear", ticks: { maxTicksLimit: 7, callback: (v) => time(v) } };
+const timeAxis = () => ({ type: "linear", ticks: { maxTicksLimit: 7, callback: (v) => time(v) } });
+
+function fitTime(chart) {  // a linear axis rounds its ends outwards; time reads better tight
+  const xs = chart.data.datasets.flatMap((d) => d.data.map((p) => p.x));
+  chart.options.scales.x.min = xs.length ? Math.min(...xs) : undefined;
+  chart.options.scales.x.max = xs.length ? Math.max(...xs) : undefined;
+}
 
 function makeCharts() {
   state.charts.throughput = new Chart($("throughput-chart"), {
@@ -56,7 +62,7 @@ function makeCharts() {
       { label: "consumer lag", data: [], borderColor: COLORS[2], tension: .3, pointRadius: 0,
         yAxisID: "lag" }] },
     options: { animation: false, maintainAspectRatio: false, interaction: { mode: "index", intersect: false },
-      scales: { x: timeAxis, y: { beginAtZero: true, title: { display: true, text: "events/s" } },
+      scales: { x: timeAxis(), y: { beginAtZero: true, title: { display: true, text: "events/s" } },
         lag: { position: "right", beginAtZero: true, grid: { drawOnChartArea: false },
                title: { display: true, text: "lag (messages)" } } } },
   });
@@ -69,7 +75,7 @@ function makeCharts() {
   });
   state.charts.models = new Chart($("models-chart"), {
     type: "line", data: { datasets: [] },
-    options: { animation: false, maintainAspectRatio: false, scales: { x: timeAxis },
+    options: { animation: false, maintainAspectRatio: false, scales: { x: timeAxis() },
                plugins: { legend: { position: "bottom", labels: { boxWidth: 12 } } } },
   });
 }
@@ -90,6 +96,7 @@ function drawThroughput(summary, now) {
   const chart = state.charts.throughput;
   chart.data.datasets[0].data = rates;
   chart.data.datasets[1].data = lags;
+  fitTime(chart);
   chart.update();
   $("kpi-rate").textContent = rates.length ? fmt.format(rates[rates.length - 1].y) : "–";
   $("kpi-lag").textContent = lags.length ? fmt.format(lags[lags.length - 1].y) : "–";
@@ -125,6 +132,7 @@ function drawModels(summary, now) {
   const chart = state.charts.models;
   chart.data.datasets = Object.entries(series).slice(0, COLORS.length).map(([label, data], i) => ({
     label, data, borderColor: COLORS[i], backgroundColor: COLORS[i], pointRadius: 0, tension: .25 }));
+  fitTime(chart);
   chart.update();
   $("models-empty").hidden = chart.data.datasets.length > 0;
 }

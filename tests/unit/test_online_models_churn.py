@@ -50,7 +50,9 @@ def test_scores_each_example_before_learning_it(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(
         model.model, "predict_proba_one", lambda x: calls.append("score") or original_predict(x)
     )
-    monkeypatch.setattr(model.model, "learn_one", lambda x, y: calls.append("learn") or original_learn(x, y))
+    monkeypatch.setattr(
+        model.model, "learn_one", lambda x, y: calls.append("learn") or original_learn(x, y)
+    )
     model.observe_activity("c", buyer(1, 0, 0), 0)
     model.advance_watermark(31 * DAY_MS)
     assert calls == ["score", "learn"]
@@ -68,7 +70,9 @@ def test_learns_to_rank_churners_above_loyal_buyers() -> None:
     assert sum(row["count"] for row in metrics["calibration"]) == model.example_count
     now = 200 * DAY_MS
     silent, _ = model.predict(model.featurize(buyer(1, now - 60 * DAY_MS, now - 60 * DAY_MS), now))
-    regular, _ = model.predict(model.featurize(buyer(12, now - 120 * DAY_MS, now - 2 * DAY_MS), now))
+    regular, _ = model.predict(
+        model.featurize(buyer(12, now - 120 * DAY_MS, now - 2 * DAY_MS), now)
+    )
     assert silent > regular
 
 
@@ -92,10 +96,16 @@ def test_predict_is_pure() -> None:
     """Verify that predicting changes neither the scaler nor the weights (no leakage)."""
     model = ChurnModel(horizon_days=30)
     replay(model, days=60)
-    before = (dict(model.model["StandardScaler"].means), dict(model.model["LogisticRegression"].weights))
+    before = (
+        dict(model.model["StandardScaler"].means),
+        dict(model.model["LogisticRegression"].weights),
+    )
     for orders in range(1, 50):
         model.predict(model.featurize(buyer(orders, 0, 59 * DAY_MS), 60 * DAY_MS))
-    after = (dict(model.model["StandardScaler"].means), dict(model.model["LogisticRegression"].weights))
+    after = (
+        dict(model.model["StandardScaler"].means),
+        dict(model.model["LogisticRegression"].weights),
+    )
     assert before == after
 
 

@@ -83,9 +83,7 @@ def test_activity_in_the_same_visit_replaces_the_snapshot() -> None:
 
 def test_review_snapshots_are_taken_during_silence_at_event_time() -> None:
     """Verify that silence produces review snapshots at the review times, up to the max age."""
-    labeler = ChurnLabeler(
-        horizon_ms=10 * DAY, review_every_ms=7 * DAY, max_review_age_ms=14 * DAY
-    )
+    labeler = ChurnLabeler(horizon_ms=10 * DAY, review_every_ms=7 * DAY, max_review_age_ms=14 * DAY)
     labeler.observe_activity("c", profile(), 0)
     resolved = labeler.advance_watermark(100 * DAY)
     assert [(s.kind, s.taken_at_ms // DAY, s.label) for s in resolved] == [

@@ -16,7 +16,9 @@ def shop(recommender: Recommender, customers: int = 200, seed: int = 0) -> None:
         cid = f"c{rng.randrange(customers)}"
         taste = "a" if int(cid[1:]) % 2 == 0 else "b"
         item = f"{taste}{rng.randrange(10)}"
-        recommender.learn(cid, item, rng.choice(["product_view", "add_to_cart", "purchase"]), step * 60_000)
+        recommender.learn(
+            cid, item, rng.choice(["product_view", "add_to_cart", "purchase"]), step * 60_000
+        )
 
 
 def test_unknown_customer_falls_back_to_trending() -> None:
@@ -48,7 +50,9 @@ def test_excluded_items_are_never_recommended() -> None:
     shop(recommender)
     bought = {f"a{i}" for i in range(5)}
     for customer in ("c0", "c1", "stranger"):
-        items = {item for item, _, _ in recommender.top_n(customer, 10, exclude=bought, recent=["a0"])}
+        items = {
+            item for item, _, _ in recommender.top_n(customer, 10, exclude=bought, recent=["a0"])
+        }
         assert not items & bought
 
 
@@ -78,7 +82,9 @@ def test_progressive_hit_rate_is_measured_before_learning_and_against_popularity
     assert recommender.learn("c", "x", "purchase", 0) is False  # nothing known yet: a miss
     shop(recommender)
     metrics = recommender.metrics_dict()
-    assert metrics["purchases_evaluated"] == recommender.hit_rate.n == recommender.baseline_hit_rate.n
+    assert (
+        metrics["purchases_evaluated"] == recommender.hit_rate.n == recommender.baseline_hit_rate.n
+    )
     assert 0.0 < metrics["hit_rate_at_10"] <= 1.0
     assert metrics["lift_over_popularity"] is not None
 

@@ -91,10 +91,22 @@ def test_clv_ranks_frequent_buyers_above_one_off_buyers() -> None:
             }
             clv.observe_activity(cid, profile, at, purchases=1, spend=25.0)
     now = 300 * DAY_MS
-    weekly = {"orders": 40, "revenue": 1000.0, "avg_order_value": 25.0, "first_seen_at": 0,
-              "last_seen_at": now - 3 * DAY_MS, "last_order_at": now - 3 * DAY_MS}
-    once = {"orders": 1, "revenue": 25.0, "avg_order_value": 25.0, "first_seen_at": now - 20 * DAY_MS,
-            "last_seen_at": now - 20 * DAY_MS, "last_order_at": now - 20 * DAY_MS}
+    weekly = {
+        "orders": 40,
+        "revenue": 1000.0,
+        "avg_order_value": 25.0,
+        "first_seen_at": 0,
+        "last_seen_at": now - 3 * DAY_MS,
+        "last_order_at": now - 3 * DAY_MS,
+    }
+    once = {
+        "orders": 1,
+        "revenue": 25.0,
+        "avg_order_value": 25.0,
+        "first_seen_at": now - 20 * DAY_MS,
+        "last_seen_at": now - 20 * DAY_MS,
+        "last_order_at": now - 20 * DAY_MS,
+    }
     high, low = clv.predict(weekly, now), clv.predict(once, now)
     assert high.clv > 5 * low.clv
     assert 2.0 < high.expected_purchases < 8.0  # about 4 weekly orders in 30 days
