@@ -6,10 +6,12 @@ file when it changes (its mtime is checked at most every ``reload_interval_s`` s
 once on SIGHUP). A file that does not parse or validate keeps the previous configuration and
 logs an error, so a typo never stops the alerts.
 
->>> config = AlertConfig.model_validate(
-...     {"churn_risk": {"threshold": 0.8, "cooldown": "3d"}, "cart_abandonment": {"enabled": False}})
->>> config.churn_risk.threshold, config.churn_risk.cooldown_ms, config.enabled(AlertKind.CART_ABANDONMENT)
-(0.8, 259200000, False)
+>>> config = AlertConfig.model_validate({"churn_risk": {"threshold": 0.8, "cooldown": "3d"},
+...                                      "cart_abandonment": {"enabled": False}})
+>>> config.churn_risk.threshold, config.churn_risk.cooldown_ms
+(0.8, 259200000)
+>>> config.enabled(AlertKind.CART_ABANDONMENT), config.enabled(AlertKind.CHURN_RISK)
+(False, True)
 >>> parse_duration_s("90m"), parse_duration_s("1.5h"), parse_duration_s(45)
 (5400.0, 5400.0, 45.0)
 """
@@ -36,7 +38,7 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 
 
 def parse_duration_s(value: Any) -> float:
-    """Seconds from a number of seconds or a string like ``"90s"``, ``"30m"``, ``"6h"``, ``"7d"``."""
+    """Seconds from a number (of seconds) or a string like ``"90s"``, ``"30m"``, ``"7d"``."""
     if isinstance(value, bool):
         raise ValueError("a duration must be a number of seconds or a string like '30m'")
     if isinstance(value, int | float):
@@ -98,6 +100,11 @@ class AnomalousPurchaseRule(_Rule):
 class CartAbandonmentRule(_Rule):
     timeout: Duration = Field(default=30 * 60.0, gt=0,
                               description="Event time after an add-to-cart without a purchase.")
+    wait_for_purchases: bool = Field(
+        default=True,
+        description="Fire only once the purchases partition's watermark passed the deadline "
+        "too (a lagging purchase consumer cannot cause a false alert); turn off if some "
+        "partitions see purchases too rarely to move their watermark.")
     cooldown: Duration = 86_400.0
 
     @property

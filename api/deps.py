@@ -12,7 +12,7 @@ from api.state import AppState
 from schemas.api import Scope
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
     state: AppState = request.app.state.crm
     return state
 

@@ -178,7 +178,8 @@ def main() -> None:
             if time.monotonic() > deadline or not worker.is_running():
                 raise SystemExit(f"the worker did not fill Redis:\n{worker.log_tail()}")
             time.sleep(0.5)
-        ids = [m.decode() for m in store.zrange(customers_key("default"), 0, -1)]
+        members: list[bytes] = store.zrange(customers_key("default"), 0, -1)  # type: ignore[assignment]
+        ids = [member.decode() for member in members]
         key = create_key_sync(settings, tenant="default", scopes="read", name="bench",
                               rate_limit=0)
         asyncio.run(_load(url, key, ids, args.rate, 2.0))  # warm-up, not counted

@@ -15,6 +15,7 @@ event are shown too, since wall time suffers most from a busy neighbour.
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -117,7 +118,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"| generation only | {gen_rate:,.0f} | {gen_cpu:.1f} |")
     print(f"| + validation + JSON | {val_rate:,.0f} | {val_cpu:.1f} |")
     print(f"| end to end (produce + flush) | {e2e_rate:,.0f} | {e2e_cpu:.1f} |")
-    print(f"end to end / generation only: {e2e_rate / gen_rate:.2f}")
+    print(f"end to end / generation only: {e2e_rate / gen_rate:.2f} by wall clock, "
+          f"{gen_cpu / e2e_cpu:.2f} by CPU per event")
+    print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "
+          "(wall-clock figures suffer when it exceeds the CPU count)")
 
 
 if __name__ == "__main__":

@@ -226,7 +226,9 @@ class SessionWriter:
             if not logged_in:
                 login()
             target = 1 + self._poisson(profile.basket_extra)
-            while len(cart) < target:
+            for _ in range(4 * target):  # bounded: a tiny catalogue may run out of products
+                if len(cart) >= target:
+                    break
                 product = self._pick(customer)
                 if product in cart:
                     continue

@@ -6,6 +6,18 @@ event-time order (a heap of every customer's next action), deterministic by seed
 possible), writes the ground truth (and optionally the events) as JSON lines, shows progress
 and returns a :class:`SimulationReport`.
 
+The hidden truth (see :mod:`load_tests.population`): five latent segments (loyal high
+spenders, bargain hunters, window shoppers who rarely buy but fill carts, one-time buyers,
+support-heavy customers), ~36% of customers churning at a date within the period (activity
+fades over the 30 days before it, then stops: no event at or after ``churn_at``), tastes
+shared within 20 taste clusters over a Zipf-popular catalogue (so collaborative filtering beats
+popularity), a ticket mood (happy / neutral / angry: wording and CSAT) and an ~80% marketing
+consent. Sessions (see :mod:`load_tests.sessions`) have page and product views, searches with
+query text, cart adds and removals, checkouts and purchases; some start anonymously and stitch
+at a ``/login`` page view carrying both ``anonymous_id`` and ``customer_id``. Anonymous events
+carry neither ``customer_id`` nor ``marketing_consent``. Tickets go opened -> replied ->
+resolved (with CSAT), sometimes reopened. Times are UTC with milliseconds (``...T10:00:00.000Z``).
+
 >>> from datetime import UTC, datetime
 >>> sim = ShopSimulator(customers=20, seed=1, start=datetime(2026, 1, 1, tzinfo=UTC), days=30)
 >>> events = list(sim.events())

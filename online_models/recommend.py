@@ -120,6 +120,7 @@ class Recommender:
             l2_latent=l2,
             weight_initializer=optim.initializers.Zeros(),
             latent_initializer=optim.initializers.Normal(mu=0.0, sigma=0.1, seed=seed),
+            clip_gradient=5.0,  # implicit weights up to 5 make big early errors; don't diverge
         )
         self.together = CoOccurrence()
         self.trending = DecayedPopularity(halflife_ms=int(trending_halflife_days * 86_400_000))

@@ -22,14 +22,23 @@ import pytest
 import redis
 
 from feature_store.keys import (
-    ALERTS_STREAM_KEY, MODELS_HISTORY_KEY, MODELS_KEY, THROUGHPUT_KEY, CustomerKeys,
-    customers_key, ranking_key, segments_key,
+    ALERTS_STREAM_KEY,
+    MODELS_HISTORY_KEY,
+    MODELS_KEY,
+    THROUGHPUT_KEY,
+    CustomerKeys,
+    customers_key,
+    ranking_key,
+    segments_key,
 )
 from stream.processes import ManagedProcess
 from stream.producer import EventProducer
 from stream.settings import Settings
 from tests.helpers import wait_for
-from tests.integration.test_api_support import ApiServer, api_server  # noqa: F401
+from tests.integration import test_api_support as support
+from tests.integration.test_api_support import ApiServer
+
+api_server = support.api_server  # the shared fixture, under its own name here
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -160,7 +169,7 @@ def test_dashboard_shows_the_live_system(
                        models: c.models.data.datasets.length,
                        risky: document.querySelectorAll('#at-risk-table tbody tr').length,
                        customers: document.getElementById('kpi-customers').textContent};
-            return Object.values(n).every(v => v && v !== '–') ? n : null;"""),
+            return Object.values(n).every(v => v && v !== '\u2013') ? n : null;"""),
             timeout=20, what="every chart and table to hold data")
         assert counts["segments"] == 4 and counts["risky"] >= 5
         time.sleep(1.5)  # let the fresh-alert highlight fade for the screenshot

@@ -8,7 +8,10 @@ import pytest
 
 from api.keys import create_key, hash_key, parse_scopes, revoke_key
 from feature_store.keys import api_key_key
-from tests.unit.test_api_support import Api, api, put_profile  # noqa: F401
+from tests.unit import test_api_support as support
+from tests.unit.test_api_support import Api, put_profile
+
+api = support.api  # the shared fixture, under its own name here
 
 
 async def test_missing_or_unknown_key_is_401(api: Api) -> None:

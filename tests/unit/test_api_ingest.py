@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from tests.unit.test_api_support import Api, api, click  # noqa: F401
+from tests.unit import test_api_support as support
+from tests.unit.test_api_support import Api, click
+
+api = support.api  # the shared fixture, under its own name here
 
 
 async def test_valid_events_are_published_with_the_keys_tenant(api: Api) -> None:

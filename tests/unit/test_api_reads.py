@@ -14,7 +14,10 @@ from feature_store.keys import (
     segments_key,
 )
 from schemas.records import ErasureRequest
-from tests.unit.test_api_support import Api, add_alert, api, put_profile  # noqa: F401
+from tests.unit import test_api_support as support
+from tests.unit.test_api_support import Api, add_alert, put_profile
+
+api = support.api  # the shared fixture, under its own name here
 
 EXPLANATION = orjson.dumps([{"feature": "days_since_last_order", "value": 40,
                              "contribution": 0.8}])

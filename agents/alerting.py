@@ -1,0 +1,321 @@
+"""The alert engine: rule state in Redis, alerts to ``crm.alerts`` and the Redis alert feed.
+
+Per customer, one JSON under the customer's hash tag (``crm:{tenant/customer}:alerts``, field
+``state``) holds what :mod:`agents.alert_rules` remembers: K-consecutive counters, hysteresis
+switches, the last alert per kind (its cooldown, and its id for a redelivery), the latest
+consent and the open cart. Open carts are also timers in a zset per input partition
+(``crm:alerts:carts:{topic/partition}``, scored by deadline in event time) that watermarks
+drain.
+
+Crash safety follows the pipeline's order (evaluate → publish → record progress):
+
+* ``evaluate`` stores the new state before anything is published. A redelivered trigger is
+  recognised (``seen``) and repeats its stored alert, same id, same content.
+* ``on_watermark`` leaves a fired cart in its zset until ``publish`` has flushed the alert;
+  after a crash the next watermark finds it again and repeats the same alert.
+* ``publish`` flushes the idempotent producer before returning, then appends each alert id
+  once to the capped Redis stream the API reads (a marker key drops repeats there).
+
+Kafka consumers of ``crm.alerts`` may therefore see an alert id twice after a crash, never a
+different alert for the same trigger, and never lose one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import orjson
+import redis.asyncio as aioredis
+from confluent_kafka import KafkaError, Message, Producer
+from prometheus_client import Counter
+
+from agents.alert_config import AlertConfig, AlertConfigWatcher
+from agents.alert_rules import (
+    CustomerAlertState,
+    CustomerUpdate,
+    Decision,
+    OpenCart,
+    Outcome,
+    evaluate_update,
+    fire_cart,
+)
+from feature_store.keys import ALERTS_STREAM_KEY, PREFIX, CustomerKeys, watermark_key
+from schemas.records import Alert
+from schemas.topics import ALERTS, CLICKS, PURCHASES
+from stream.settings import Settings, kafka_client_config
+
+log = logging.getLogger(__name__)
+
+#: Hash: alert kind -> alerts suppressed because the customer declined marketing.
+SUPPRESSED_KEY = f"{PREFIX}:metrics:alerts_suppressed"
+ALERTS_STREAM_MAXLEN = 10_000
+#: How long the Redis feed remembers that an alert id was appended (drops crash repeats).
+FEED_MARKER_TTL_S = 2 * 86_400
+
+ALERTS_PUBLISHED = Counter("crm_alerts_published", "Alerts produced to crm.alerts", ["kind"])
+ALERTS_REPEATED = Counter("crm_alerts_repeated",
+                          "Alerts produced again for a redelivered trigger (same id)", ["kind"])
+ALERTS_SUPPRESSED = Counter("crm_alerts_suppressed",
+                            "Alerts a rule wanted but consent or a cooldown held back",
+                            ["kind", "reason"])
+
+# Append an alert to the feed once per id. Both keys share one slot: the marker's hash tag
+# is the stream's whole name.
+_FEED_ONCE = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[4]) then
+  return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*',
+                    'alert', ARGV[1], 'tenant', ARGV[2], 'kind', ARGV[3])
+end
+return false
+"""
+
+
+def alert_state_key(tenant: str, customer_id: str) -> str:
+    return CustomerKeys(tenant, customer_id).key("alerts")
+
+
+def cart_timers_key(topic: str, partition: int) -> str:
+    return f"{PREFIX}:alerts:carts:{{{topic}/{partition}}}"
+
+
+def _feed_marker_key(alert_id: str) -> str:
+    return f"{{{ALERTS_STREAM_KEY}}}:sent:{alert_id}"
+
+
+def _cart_member(tenant: str, customer_id: str, event_id: str) -> bytes:
+    return orjson.dumps([tenant, customer_id, event_id])
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+class AlertPublishError(RuntimeError):
+    """Some alerts were not acknowledged by the broker; the batch must not be marked done."""
+
+
+class KafkaProducerLike(Protocol):
+    def produce(self, topic: str, value: bytes, key: str, on_delivery: Any) -> None: ...
+    def poll(self, timeout: float) -> int: ...
+    def flush(self, timeout: float) -> int: ...
+
+
+class AlertEngine:
+    """Evaluate the alert rules for micro-batches and watermarks; publish what fires.
+
+    Share one engine between a worker's agents: it serialises its read-modify-write of rule
+    state, so two agents updating one customer (a click and a purchase) never lose an update.
+    """
+
+    def __init__(self, *, redis: aioredis.Redis, settings: Settings,
+                 config: AlertConfig | AlertConfigWatcher | None = None,
+                 producer: KafkaProducerLike | None = None) -> None:
+        self.redis = redis
+        self.settings = settings
+        if isinstance(config, AlertConfigWatcher):
+            self.watcher: AlertConfigWatcher | None = config
+        elif config is None:
+            self.watcher = AlertConfigWatcher(settings.alerts_config)
+        else:
+            self.watcher = None
+            self._fixed_config = config
+        self._producer: Any = producer or Producer({
+            **kafka_client_config(settings),
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 1,
+        })
+        self.topic = settings.topic(ALERTS)
+        self._clicks = settings.topic(CLICKS)
+        self._purchases = settings.topic(PURCHASES)
+        self._lock = asyncio.Lock()
+        self._failed = 0
+        self._pending_carts: dict[str, tuple[str, bytes]] = {}  # alert id -> (zset, member)
+        self._feed_once = redis.register_script(_FEED_ONCE)
+
+    @property
+    def config(self) -> AlertConfig:
+        return self.watcher.current() if self.watcher is not None else self._fixed_config
+
+    def install_sighup_handler(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.watcher is not None:
+            self.watcher.install_sighup_handler(loop)
+
+    # -- rules ---------------------------------------------------------------------------
+
+    async def evaluate(self, updates: Sequence[CustomerUpdate]) -> list[Alert]:
+        """Run the rules over a micro-batch (in order); the alerts to publish, each id once."""
+        if not updates:
+            return []
+        config, now = self.config, datetime.now(UTC)
+        async with self._lock:
+            owners = list(dict.fromkeys((u.tenant, u.customer_id) for u in updates))
+            states = await self._load_states(owners)
+            carts_before = {owner: states[owner].cart for owner in owners}
+            decisions: list[Decision] = []
+            for update in updates:
+                decisions += evaluate_update(update, states[(update.tenant, update.customer_id)],
+                                             config, now=now)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for (tenant, customer_id), state in states.items():
+                    pipe.hset(alert_state_key(tenant, customer_id), "state", state.to_json())
+                    self._move_cart(pipe, tenant, customer_id, carts_before[(tenant, customer_id)],
+                                    state.cart)
+                self._count(pipe, decisions)
+                await pipe.execute()
+        return _to_publish(decisions)
+
+    async def on_watermark(self, topic: str, partition: int, watermark_ms: int) -> list[Alert]:
+        """Fire the cart timers of ``partition`` whose deadline the watermark has passed.
+
+        Called with the watermark of a clicks or purchases partition (others are ignored).
+        With ``wait_for_purchases`` the purchases partition's watermark must have passed the
+        deadline too, so a purchase still waiting in a lagging consumer cannot be missed.
+        """
+        if topic not in (self._clicks, self._purchases):
+            return []
+        config, now = self.config, datetime.now(UTC)
+        timers = cart_timers_key(self._clicks, partition)
+        other = self._purchases if topic == self._clicks else self._clicks
+        async with self._lock:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.get(watermark_key(other, partition))
+                pipe.zrangebyscore(timers, "-inf", watermark_ms, withscores=True)
+                stored, due = await pipe.execute()
+            effective = watermark_ms
+            if stored is not None and (topic == self._purchases or
+                                       config.cart_abandonment.wait_for_purchases):
+                effective = min(watermark_ms, int(stored))
+            members = [member for member, deadline in due if deadline <= effective
+                       and (timers, member) not in self._pending_carts.values()]
+            if not members:
+                return []
+            carts = [(member, *orjson.loads(member)) for member in members]
+            owners = list(dict.fromkeys((tenant, customer) for _, tenant, customer, _ in carts))
+            states = await self._load_states(owners)
+            profiles = await self._profile_facts(owners)
+            decisions: list[Decision] = []
+            removals: list[bytes] = []
+            for member, tenant, customer_id, event_id in carts:
+                exists, last_order_at, cart_adds = profiles[(tenant, customer_id)]
+                decision = fire_cart(
+                    tenant=tenant, customer_id=customer_id, event_id=event_id,
+                    state=states[(tenant, customer_id)], config=config,
+                    watermark_ms=effective, last_order_at_ms=last_order_at,
+                    cart_adds=cart_adds, profile_exists=exists, now=now)
+                if decision is not None and decision.publish:
+                    self._pending_carts[decision.alert.alert_id] = (timers, member)
+                else:
+                    removals.append(member)
+                if decision is not None:
+                    decisions.append(decision)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for (tenant, customer_id), state in states.items():
+                    pipe.hset(alert_state_key(tenant, customer_id), "state", state.to_json())
+                if removals:
+                    pipe.zrem(timers, *removals)
+                self._count(pipe, decisions)
+                await pipe.execute()
+        return _to_publish(decisions)
+
+    # -- publishing ----------------------------------------------------------------------
+
+    async def publish(self, alerts: Sequence[Alert], timeout: float = 30.0) -> None:
+        """Produce to ``crm.alerts`` keyed by customer, wait for the broker, then feed Redis."""
+        unique = list({alert.alert_id: alert for alert in alerts}.values())
+        if not unique:
+            return
+        payloads = [orjson.dumps(alert.model_dump(mode="json")) for alert in unique]
+        for alert, payload in zip(unique, payloads, strict=True):
+            self._produce(alert.customer_id, payload)
+        remaining = await asyncio.get_running_loop().run_in_executor(
+            None, self._producer.flush, timeout)
+        if remaining or self._failed:
+            failed, self._failed = self._failed, 0
+            raise AlertPublishError(f"{remaining} alerts unsent, {failed} failed")
+        async with self._lock, self.redis.pipeline(transaction=False) as pipe:
+            for alert, payload in zip(unique, payloads, strict=True):
+                await self._feed_once(
+                    keys=[_feed_marker_key(alert.alert_id), ALERTS_STREAM_KEY],
+                    args=[payload, alert.tenant, alert.kind.value, FEED_MARKER_TTL_S,
+                          ALERTS_STREAM_MAXLEN],
+                    client=pipe)
+                fired_cart = self._pending_carts.pop(alert.alert_id, None)
+                if fired_cart is not None:
+                    pipe.zrem(*fired_cart)
+            await pipe.execute()
+        for alert in unique:
+            ALERTS_PUBLISHED.labels(kind=alert.kind.value).inc()
+        log.info("published %d alerts to %s", len(unique), self.topic)
+
+    def close(self, timeout: float = 10.0) -> None:
+        self._producer.flush(timeout)
+
+    def _produce(self, key: str, payload: bytes) -> None:
+        while True:
+            try:
+                self._producer.produce(self.topic, value=payload, key=key,
+                                       on_delivery=self._on_delivery)
+                break
+            except BufferError:
+                self._producer.poll(0.05)
+        self._producer.poll(0)
+
+    def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            self._failed += 1
+            log.error("alert for %s could not be delivered: %s", message.key(), error.str())
+
+    # -- Redis helpers -------------------------------------------------------------------
+
+    async def _load_states(self, owners: list[tuple[str, str]]
+                           ) -> dict[tuple[str, str], CustomerAlertState]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for tenant, customer_id in owners:
+                pipe.hget(alert_state_key(tenant, customer_id), "state")
+            raw = await pipe.execute()
+        return {owner: CustomerAlertState.from_json(value)
+                for owner, value in zip(owners, raw, strict=True)}
+
+    async def _profile_facts(self, owners: list[tuple[str, str]]
+                             ) -> dict[tuple[str, str], tuple[bool, int | None, int]]:
+        """Per customer: whether the profile exists, ``last_order_at`` (ms), ``cart_adds``."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for tenant, customer_id in owners:
+                pipe.hmget(CustomerKeys(tenant, customer_id).profile,
+                           ["customer_id", "last_order_at", "cart_adds"])
+            rows = await pipe.execute()
+        return {owner: (row[0] is not None, _int(row[1]), _int(row[2]) or 0)
+                for owner, row in zip(owners, rows, strict=True)}
+
+    def _move_cart(self, pipe: Any, tenant: str, customer_id: str, before: OpenCart | None,
+                   after: OpenCart | None) -> None:
+        if before == after:
+            return
+        if before is not None:
+            pipe.zrem(cart_timers_key(self._clicks, before.partition),
+                      _cart_member(tenant, customer_id, before.event_id))
+        if after is not None:
+            pipe.zadd(cart_timers_key(self._clicks, after.partition),
+                      {_cart_member(tenant, customer_id, after.event_id): after.deadline_ms})
+
+    @staticmethod
+    def _count(pipe: Any, decisions: Iterable[Decision]) -> None:
+        for decision in decisions:
+            kind = decision.alert.kind.value
+            if decision.outcome is Outcome.SUPPRESSED_CONSENT:
+                pipe.hincrby(SUPPRESSED_KEY, kind, 1)
+                ALERTS_SUPPRESSED.labels(kind=kind, reason="consent").inc()
+            elif decision.outcome is Outcome.SUPPRESSED_COOLDOWN:
+                ALERTS_SUPPRESSED.labels(kind=kind, reason="cooldown").inc()
+            elif decision.outcome is Outcome.REPEAT:
+                ALERTS_REPEATED.labels(kind=kind).inc()
+
+
+def _to_publish(decisions: Iterable[Decision]) -> list[Alert]:
+    """The alerts to send, in decision order, each id once."""
+    return list({d.alert.alert_id: d.alert for d in decisions if d.publish}.values())

@@ -1,0 +1,85 @@
+"""Shared pieces of the alert tests: event and update factories, a fake Kafka producer.
+
+Nothing here is a test; the unit and integration alert tests import these helpers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from agents.alert_rules import CustomerUpdate
+from schemas.events import ClickEvent, PurchaseEvent, TicketEvent
+from schemas.records import Alert
+
+T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+MINUTE_MS = 60_000
+
+
+def at(minutes: float) -> datetime:
+    """Event time ``minutes`` after the story's start."""
+    return T0 + timedelta(minutes=minutes)
+
+
+def ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def click(event_id: str, customer: str, minutes: float, kind: str = "page_view",
+          product: str | None = "p-1", consent: bool | None = None) -> ClickEvent:
+    return ClickEvent(event_id=event_id, customer_id=customer, type="click", kind=kind,
+                      product_id=product, occurred_at=at(minutes), marketing_consent=consent)
+
+
+def purchase(event_id: str, customer: str, minutes: float, total: float = 40.0,
+             consent: bool | None = None) -> PurchaseEvent:
+    return PurchaseEvent(event_id=event_id, customer_id=customer, type="purchase",
+                         order_id=f"o-{event_id}", currency="EUR", total=total,
+                         items=[{"product_id": "p-1", "quantity": 1, "unit_price": total}],
+                         occurred_at=at(minutes), marketing_consent=consent)
+
+
+def ticket(event_id: str, customer: str, minutes: float, status: str = "opened",
+           csat: int | None = None, consent: bool | None = None) -> TicketEvent:
+    return TicketEvent(event_id=event_id, customer_id=customer, type="ticket",
+                       ticket_id=f"t-{event_id}", status=status, csat=csat,
+                       subject="order", body="where is my order", occurred_at=at(minutes),
+                       marketing_consent=consent)
+
+
+def update(event: ClickEvent | PurchaseEvent | TicketEvent, *, consent: bool | None = None,
+           features: Mapping[str, Any] | None = None, partition: int | None = 0,
+           **scores: Any) -> CustomerUpdate:
+    assert event.customer_id is not None
+    return CustomerUpdate(
+        tenant=event.tenant, customer_id=event.customer_id, event=event,
+        features=dict(features or {}),
+        scores={"model_versions": {"churn": "churn-7", "clv": "clv-3", "sentiment": "sent-2",
+                                   "anomaly": "anom-5", "segments": "seg-4"}, **scores},
+        marketing_consent=consent if consent is not None else event.marketing_consent,
+        partition=partition)
+
+
+@dataclass
+class FakeProducer:
+    """Records what the engine produces; ``unsent`` makes the next flush report a failure."""
+
+    messages: list[tuple[str, str, bytes]] = field(default_factory=list)
+    unsent: int = 0
+
+    def produce(self, topic: str, value: bytes, key: str, on_delivery: Any = None) -> None:
+        self.messages.append((topic, key, value))
+
+    def poll(self, timeout: float) -> int:
+        return 0
+
+    def flush(self, timeout: float = 0) -> int:
+        unsent, self.unsent = self.unsent, 0
+        return unsent
+
+    def alerts(self) -> list[Alert]:
+        return [Alert.model_validate(orjson.loads(value)) for _, _, value in self.messages]
