@@ -2,7 +2,8 @@
 
 Agents run with concurrency 1 and read micro-batches with ``take_events``, which acks a
 batch only after the agent has processed it; scale-out is by partitions and workers. Faust
-tables are not used: state lives in Redis (see DESIGN.md, "State lives in Redis").
+tables are not used: state lives in Redis (see DESIGN.md, "State lives in Redis"), global
+models in checkpoints this module writes on a timer and on shutdown.
 """
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ import faust
 import orjson
 from faust.types import StreamT
 
-from agents.pipeline import EventPipeline, RawMessage
-from feature_store.store import FeatureStore, StoreLimits
+from agents.pipeline import RawMessage
+from agents.runtime import WorkerRuntime
 from schemas.records import ErasureRequest
 from schemas.topics import CLICKS, ERASURE, PURCHASES, TICKETS
-from stream.deadletters import DeadLetterPublisher
 from stream.metrics import BATCH_SECONDS, EVENTS_PROCESSED
 from stream.settings import Settings
 
@@ -51,9 +51,23 @@ def _credentials(settings: Settings) -> Any:
     return None
 
 
+class CrmApp(faust.App):
+    """The Faust app, plus a final model checkpoint when the worker stops."""
+
+    runtime: WorkerRuntime | None = None
+
+    async def on_stop(self) -> None:
+        if self.runtime is not None:
+            try:
+                await self.runtime.checkpoint()
+            except Exception:  # stopping must go on
+                log.exception("final checkpoint failed")
+        await super().on_stop()
+
+
 def create_app(settings: Settings) -> faust.App:
-    """Build the worker's Faust app with its agents, configured from ``settings``."""
-    app = faust.App(
+    """Build the worker's Faust app with its agents and timers, configured from ``settings``."""
+    app = CrmApp(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         broker_credentials=_credentials(settings),
@@ -67,33 +81,23 @@ def create_app(settings: Settings) -> faust.App:
         broker_commit_interval=1.0,
         stream_wait_empty=False,
     )
-    state: dict[str, Any] = {}
 
-    async def pipeline() -> EventPipeline:
-        if "pipeline" not in state:
-            state["store"] = FeatureStore.from_url(
-                settings.redis_url,
-                limits=StoreLimits(max_event_ids=settings.dedupe_ids_per_customer),
-            )
-            state["pipeline"] = EventPipeline(
-                store=state["store"],
-                dead_letters=DeadLetterPublisher(settings=settings),
-                allowed_lateness_ms=int(settings.allowed_lateness_s * 1000),
-                max_event_bytes=settings.max_event_bytes,
-            )
-        return state["pipeline"]  # type: ignore[no-any-return]
+    def runtime() -> WorkerRuntime:
+        if app.runtime is None:
+            app.runtime = WorkerRuntime(settings)
+        return app.runtime
 
     def input_agent(topic_name: str) -> None:
         topic = app.topic(settings.topic(topic_name), value_type=bytes, value_serializer="raw",
                           key_type=bytes, key_serializer="raw")
 
         async def consume(stream: StreamT) -> None:
-            processor = await pipeline()
+            pipeline = runtime().pipeline
             async for events in stream.take_events(  # type: ignore[attr-defined]
                 settings.batch_max_events, within=settings.batch_max_wait_ms / 1000
             ):
                 with BATCH_SECONDS.labels(topic=topic_name).time():
-                    await processor.process([
+                    await pipeline.process([
                         RawMessage(e.message.topic, e.message.partition, e.message.offset,
                                    e.message.value or b"")
                         for e in events
@@ -109,18 +113,39 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.agent(erasure_topic, name="erase_customers", concurrency=1)
     async def erase_customers(stream: StreamT) -> None:
-        processor = await pipeline()
+        worker = runtime()
         async for value in stream:
             try:
                 request = ErasureRequest.model_validate(orjson.loads(value))
-            except Exception as error:  # a bad request must not stop erasures behind it
+            except Exception as error:  # a bad request must not stop the erasures behind it
                 log.error("invalid erasure request %r: %s", value[:200], error)
                 EVENTS_PROCESSED.labels(topic=ERASURE, outcome="dead_letter").inc()
                 continue
-            await processor.store.erase(
+            await worker.store.erase(
                 tenant=request.tenant, customer_id=request.customer_id,
                 block_seconds=settings.erasure_block_days * 86_400,
                 receipt_id=request.receipt_id,
             )
+            await worker.forget(request.customer_id)
+
+    @app.timer(settings.checkpoint_interval_s)
+    async def checkpoint_models() -> None:
+        if app.runtime is not None:
+            await app.runtime.checkpoint()
+
+    @app.timer(settings.telemetry_interval_s)
+    async def publish_telemetry() -> None:
+        if app.runtime is None:
+            return
+        lag = None
+        try:
+            consumer = app.consumer
+            assigned = consumer.assignment()
+            highwaters = {tp: consumer.highwater(tp) for tp in assigned}
+            positions = {tp: await consumer.position(tp) for tp in assigned}
+            lag = sum(max(0, (highwaters[tp] or 0) - (positions[tp] or 0)) for tp in assigned)
+        except Exception:  # lag is a nicety; never let it stop telemetry
+            log.debug("could not compute consumer lag", exc_info=True)
+        await app.runtime.publish_telemetry(lag)
 
     return app

@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 from feature_store.store import Applied, FeatureStore
 from schemas.problems import Problem
@@ -46,6 +47,13 @@ class BatchResult:
     applied: list[tuple[RawMessage, AnyEvent, Applied]] = field(default_factory=list)
 
 
+class BatchFollower(Protocol):
+    """What runs after a batch's features are in Redis and before it is marked done
+    (models, alerts): anything it publishes is therefore repeated, never lost, by a crash."""
+
+    async def on_batch(self, result: BatchResult, pipeline: EventPipeline) -> None: ...
+
+
 class EventPipeline:
     """Turns input micro-batches into features, keeping a watermark per partition."""
 
@@ -56,12 +64,25 @@ class EventPipeline:
         dead_letters: DeadLetterPublisher,
         allowed_lateness_ms: int,
         max_event_bytes: int,
+        follower: BatchFollower | None = None,
     ) -> None:
         self.store = store
         self.dead_letters = dead_letters
         self.allowed_lateness_ms = allowed_lateness_ms
         self.max_event_bytes = max_event_bytes
+        self.follower = follower
         self.max_event_time: dict[tuple[str, int], int] = {}
+        self.processed = 0
+
+    def model_watermark(self) -> int | None:
+        """The event time the models may treat as past: per topic the slowest partition,
+        then the most advanced topic (a quiet topic, like tickets, must not stall time)."""
+        per_topic: dict[str, int] = {}
+        for (topic, _), latest in self.max_event_time.items():
+            per_topic[topic] = min(per_topic.get(topic, latest), latest)
+        if not per_topic:
+            return None
+        return max(per_topic.values()) - self.allowed_lateness_ms
 
     def watermark(self, topic: str, partition: int) -> int | None:
         """Max event time seen on the partition minus the allowed lateness (ms)."""
@@ -106,6 +127,9 @@ class EventPipeline:
             key = (message.topic, message.partition)
             self.max_event_time[key] = max(self.max_event_time.get(key, 0), event.occurred_at_ms)
 
+        if self.follower is not None:
+            await self.follower.on_batch(result, self)
+
         progress: dict[tuple[str, int], int] = {}
         for message in fresh:
             key = (message.topic, message.partition)
@@ -119,6 +143,7 @@ class EventPipeline:
         )
         for (topic, outcome), count in result.outcomes.items():
             EVENTS_PROCESSED.labels(topic=topic, outcome=outcome).inc(count)
+        self.processed += len(messages)
         return result
 
     async def _restore_watermarks(self, partitions: set[tuple[str, int]]) -> None:

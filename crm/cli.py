@@ -65,7 +65,7 @@ def api(settings: Settings, host: str | None, port: int | None) -> None:
 
     uvicorn.run("api.main:create_app", factory=True, host=host or settings.api_host,
                 port=port or settings.api_port, log_level=settings.log_level.lower(),
-                access_log=False)
+                access_log=False, timeout_graceful_shutdown=5)
 
 
 @cli.group()
@@ -124,6 +124,51 @@ def simulate(settings: Settings, customers: int, seed: int, rate: float | None,
                             max_events=max_events, duration_s=duration, truth_path=truth,
                             events_path=events_out, progress=True)
     click.echo(str(report))
+
+
+@cli.group()
+def keys() -> None:
+    """Manage API keys."""
+
+
+@keys.command("create")
+@click.option("--tenant", required=True)
+@click.option("--scopes", default="read", show_default=True,
+              help="Comma-separated: read, ingest, admin.")
+@click.option("--name", default="", help="What the key is for.")
+@click.option("--rate-limit", type=int, default=None,
+              help="Requests per window (default CRM_API_RATE_LIMIT; 0 = unlimited).")
+@click.pass_obj
+def keys_create(settings: Settings, tenant: str, scopes: str, name: str,
+                rate_limit: int | None) -> None:
+    """Create an API key and print it (shown only this once)."""
+    from api.keys import create_key_sync
+
+    try:
+        key = create_key_sync(settings, tenant=tenant, scopes=scopes,
+                              name=name or f"{tenant} key", rate_limit=rate_limit)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(key)
+
+
+@cli.group()
+def alerts() -> None:
+    """Alerts for marketing automation."""
+
+
+@alerts.command("tail")
+@click.option("--kind", default=None, help="Only this alert kind (e.g. churn_risk).")
+@click.option("--from-beginning", is_flag=True, help="Start at the oldest alert, not the next.")
+@click.option("--max", "max_messages", type=int, default=None, help="Stop after N alerts.")
+@click.pass_obj
+def alerts_tail(settings: Settings, kind: str | None, from_beginning: bool,
+                max_messages: int | None) -> None:
+    """Print alerts from crm.alerts as JSON lines (a consumer for marketing tools)."""
+    from stream.alerts_consumer import tail_alerts
+
+    tail_alerts(settings, kind=kind, from_beginning=from_beginning,
+                max_messages=max_messages)
 
 
 def main() -> None:

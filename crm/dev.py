@@ -104,6 +104,7 @@ def run_dev(
         api_key = _create_dev_key(settings)
         if api_key:
             info["api_key"] = api_key
+            info["dashboard_url"] = f"{api_url}/?key={api_key}"
 
         worker = _crm_process("worker", ["worker"], env, work_dir).start()
         stack.started.append(("worker", worker))

@@ -58,6 +58,8 @@ def update_for(event: ClickEvent | PurchaseEvent | TicketEvent) -> dict[str, Any
     update: dict[str, Any] = {"inc": {}}
     if event.session_id:
         update["session"] = event.session_id
+    if event.marketing_consent is not None:
+        update["consent"] = int(event.marketing_consent)
     if isinstance(event, ClickEvent):
         for counter in _CLICK_COUNTERS[event.kind]:
             update["inc"][counter] = 1

@@ -108,7 +108,8 @@ def _report(outcome: Outcome, *, rate: float, customers: int, sim_rate: float,
         f"{customers:,} customers, while one worker consumed the simulated shop at "
         f"{sim_rate:,.0f} events/s ({processed:,} events processed during the run). "
         "Everything (embedded broker, redis-server, worker, simulator, API with one uvicorn "
-        "process, and the client) ran on this one machine over loopback.", "",
+        "process, and the client) ran on this one machine over loopback; load average "
+        f"{os.getloadavg()[0]:.1f} at the end (other work on the machine counts too).", "",
         "| measure | requests | p50 ms | p90 ms | p99 ms | max ms |",
         "|---|---:|---:|---:|---:|---:|",
     ]

@@ -99,7 +99,8 @@ class EventProducer:
             def callback(error: KafkaError | None, message: Message) -> None:
                 self._on_delivery(error, message)
                 if error is None:
-                    on_delivered(message.topic(), message.partition(), message.offset())
+                    on_delivered(message.topic() or topic, message.partition() or 0,
+                                 message.offset() or 0)
         while True:
             try:
                 self._producer.produce(topic, value=value, key=key, on_delivery=callback)

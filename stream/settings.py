@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     checkpoint_dir: Path = Path(".crm/checkpoints")
     checkpoint_interval_s: float = Field(default=30.0, gt=0)
     alerts_config: Path | None = None
+    churn_horizon_days: float = Field(
+        default=30.0, gt=0, description="No activity within this many days = churned.")
+    worker_name: str | None = Field(
+        default=None, description="Names this worker's checkpoints; the hostname if unset.")
+    telemetry_interval_s: float = Field(default=5.0, gt=0)
 
     # API
     api_host: str = "127.0.0.1"

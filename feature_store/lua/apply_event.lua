@@ -51,6 +51,14 @@ end
 keep_min('first_seen_at', at)
 keep_max('last_seen_at', at)
 
+if update['consent'] ~= nil then
+  -- The latest consent by event time wins, whatever the arrival order.
+  local current = tonumber(redis.call('HGET', profile, 'consent_at'))
+  if current == nil or at >= current then
+    redis.call('HSET', profile, 'marketing_consent', update['consent'],
+               'consent_at', string.format('%d', at))
+  end
+end
 if update['session'] then
   redis.call('SADD', sessions, update['session'])
   redis.call('HSET', profile, 'sessions', redis.call('SCARD', sessions))

@@ -1,0 +1,121 @@
+"""What one worker holds besides its Faust app: store, pipeline, models, alerts, telemetry."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from agents.alerting import AlertEngine
+from agents.checkpoints import CheckpointStore
+from agents.pipeline import BatchResult, EventPipeline
+from agents.scoring import ModelScorer
+from feature_store.keys import MODELS_HISTORY_KEY, MODELS_KEY, THROUGHPUT_KEY
+from feature_store.store import FeatureStore, StoreLimits
+from online_models import ChurnModel, ModelBundle
+from stream.deadletters import DeadLetterPublisher
+from stream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class ModelsAndAlerts:
+    """After each batch's features: models learn and score, alert rules run, alerts go out."""
+
+    def __init__(self, *, scorer: ModelScorer, alerts: AlertEngine) -> None:
+        self.scorer = scorer
+        self.alerts = alerts
+
+    async def on_batch(self, result: BatchResult, pipeline: EventPipeline) -> None:
+        events = [(event, applied.profile_id, message.partition, applied.outcome == "ok")
+                  for message, event, applied in result.applied
+                  if applied.outcome in ("ok", "duplicate")]
+        updates = await self.scorer.on_batch(events, pipeline.model_watermark())
+        fired = await self.alerts.evaluate(updates)
+        for topic, partition in sorted({(m.topic, m.partition) for m, _, _ in result.applied}):
+            watermark = pipeline.watermark(topic, partition)
+            if watermark is not None:
+                fired += await self.alerts.on_watermark(topic, partition, watermark)
+        await self.alerts.publish(fired)
+
+
+def new_bundle(settings: Settings) -> ModelBundle:
+    return ModelBundle(churn=ChurnModel(horizon_days=settings.churn_horizon_days))
+
+
+class WorkerRuntime:
+    """Built lazily inside the worker's event loop (redis.asyncio binds to the loop)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.redis = aioredis.Redis.from_url(settings.redis_url)
+        self.store = FeatureStore(
+            redis=self.redis, limits=StoreLimits(max_event_ids=settings.dedupe_ids_per_customer))
+        self.checkpoints = CheckpointStore(
+            directory=settings.checkpoint_dir, app_id=settings.app_id,
+            worker_name=settings.worker_name or socket.gethostname())
+        self.bundle = self.checkpoints.load_latest() or new_bundle(settings)
+        self.scorer = ModelScorer(redis=self.redis, bundle=self.bundle)
+        self.alerts = AlertEngine(redis=self.redis, settings=settings)
+        self.pipeline = EventPipeline(
+            store=self.store,
+            dead_letters=DeadLetterPublisher(settings=settings),
+            allowed_lateness_ms=int(settings.allowed_lateness_s * 1000),
+            max_event_bytes=settings.max_event_bytes,
+            follower=ModelsAndAlerts(scorer=self.scorer, alerts=self.alerts),
+        )
+        self.alerts.install_sighup_handler(asyncio.get_running_loop())
+        self._last_sample = (time.monotonic(), 0)
+
+    async def checkpoint(self) -> None:
+        """Serialise in the loop (the models are not thread-safe), write in a thread."""
+        data = self.bundle.to_bytes()
+        path = await asyncio.get_running_loop().run_in_executor(None, self.checkpoints.save, data)
+        log.info("checkpointed %s to %s (%d bytes)", self.bundle.version, path, len(data))
+
+    async def publish_telemetry(self, lag: int | None) -> None:
+        """Model versions and online metrics, and throughput, for the API and dashboard."""
+        now_ms = int(time.time() * 1000)
+        counts = self.bundle.example_counts()
+        metrics = self.bundle.metrics()
+        records = {
+            name: orjson.dumps({"name": name, "version": version,
+                                "example_count": counts.get(name, 0),
+                                "metrics": _plain(metrics.get(name, {})),
+                                "updated_at": now_ms})
+            for name, version in self.bundle.model_versions().items()
+        }
+        started, processed = self._last_sample
+        elapsed = max(time.monotonic() - started, 1e-3)
+        rate = (self.pipeline.processed - processed) / elapsed
+        self._last_sample = (time.monotonic(), self.pipeline.processed)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(MODELS_KEY, mapping=records)  # type: ignore[arg-type]
+            for name in records:
+                pipe.xadd(MODELS_HISTORY_KEY, {"at": now_ms, "model": name,
+                                               "metrics": orjson.dumps(_plain(metrics.get(name,
+                                                                                      {})))},
+                          maxlen=5000, approximate=True)
+            pipe.xadd(THROUGHPUT_KEY, {"at": now_ms, "events_per_s": f"{rate:.1f}",
+                                       "lag": -1 if lag is None else lag},
+                      maxlen=2000, approximate=True)
+            await pipe.execute()
+
+    async def forget(self, customer_id: str) -> None:
+        self.scorer.forget(customer_id)
+
+
+def _plain(value: Any) -> Any:
+    """Metrics as JSON-safe numbers (NaN and infinities become null)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    return value

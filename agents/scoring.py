@@ -1,0 +1,244 @@
+"""Models learn from every event and score every touched customer, once per micro-batch.
+
+The worker's global models (one :class:`~online_models.ModelBundle`) see each new event in
+order: activity snapshots for the delayed-label churn and CLV models, interactions for the
+recommender, tickets for sentiment, orders for anomalies. The watermark resolves delayed
+labels. Then each customer touched by the batch is scored once, from their profile after
+the batch, and the scores go back to Redis in one pipeline. Duplicates teach nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from agents.alert_rules import CustomerUpdate
+from feature_store.keys import CustomerKeys, ranking_key, segments_key
+from feature_store.model_inputs import ModelInput, load_model_inputs
+from online_models import ModelBundle, behaviour_vector
+from schemas.events import ClickEvent, ClickKind, PurchaseEvent, TicketEvent, TicketStatus
+
+log = logging.getLogger(__name__)
+
+AnyEvent = ClickEvent | PurchaseEvent | TicketEvent
+
+EXPLANATION_FEATURES = 5
+RECOMMENDATIONS = 10
+_INTERACTIONS = {ClickKind.PRODUCT_VIEW: "view", ClickKind.ADD_TO_CART: "cart"}
+
+
+@dataclass
+class EventScores:
+    """Scores that belong to one event rather than to the customer (tickets, orders)."""
+
+    sentiment: float | None = None
+    urgency: float | None = None
+    anomaly_score: float | None = None
+    anomaly_reason: str | None = None
+
+
+def segment_sizes_key(tenant: str) -> str:
+    return f"{segments_key(tenant)}:sizes"
+
+
+class ModelScorer:
+    """Teach the bundle a batch of new events and write every touched customer's scores."""
+
+    def __init__(
+        self,
+        *,
+        redis: aioredis.Redis,
+        bundle: ModelBundle,
+        recommendation_refresh_s: float = 5.0,
+    ) -> None:
+        self.redis = redis
+        self.bundle = bundle
+        self.recommendation_refresh_s = recommendation_refresh_s
+        self._recommended_at: dict[tuple[str, str], float] = {}
+
+    async def on_batch(
+        self,
+        events: Sequence[tuple[AnyEvent, str, int, bool]],
+        watermark_ms: int | None,
+    ) -> list[CustomerUpdate]:
+        """Learn from the new events and score every customer the batch touched.
+
+        ``events`` are (event, profile id, input partition, is new): duplicates (``is new``
+        false) teach nothing but are scored again, so a trigger redelivered after a crash
+        reaches the alert rules once more and repeats its alert with the same id.
+        """
+        if not events:
+            if watermark_ms is not None:
+                self.bundle.churn.advance_watermark(watermark_ms)
+                self.bundle.clv.advance_watermark(watermark_ms)
+            return []
+        touched = list(dict.fromkeys((e.tenant, profile_id) for e, profile_id, _, _ in events))
+        inputs = await load_model_inputs(self.redis, touched)
+        per_event = [self._learn(event, inputs.get((event.tenant, profile_id)), profile_id)
+                     if new else EventScores() for event, profile_id, _, new in events]
+        if watermark_ms is not None:
+            self.bundle.churn.advance_watermark(watermark_ms)
+            self.bundle.clv.advance_watermark(watermark_ms)
+        scores = await self._score_customers(inputs, events, per_event)
+        updates = []
+        for (event, profile_id, partition, _), extra in zip(events, per_event, strict=True):
+            key = (event.tenant, profile_id)
+            if key not in inputs:
+                continue
+            customer_scores = dict(scores[key])
+            customer_scores.update({k: v for k, v in vars(extra).items() if v is not None})
+            updates.append(CustomerUpdate(
+                tenant=event.tenant, customer_id=profile_id, event=event,
+                features=inputs[key].profile, scores=customer_scores,
+                marketing_consent=inputs[key].marketing_consent, partition=partition))
+        return updates
+
+    def _learn(self, event: AnyEvent, model_input: ModelInput | None, customer: str) -> EventScores:
+        scores = EventScores()
+        if model_input is None:
+            return scores
+        bundle, profile = self.bundle, model_input.profile
+        at_ms = event.occurred_at_ms
+        bundle.churn.observe_activity(customer, profile, at_ms)
+        recent = profile["recent_products"]
+        if isinstance(event, PurchaseEvent):
+            bundle.clv.observe_activity(customer, profile, at_ms, purchases=1, spend=event.total)
+            history = [total for order_id, total in model_input.order_totals
+                       if order_id != event.order_id]
+            anomaly = bundle.anomaly.score(event.total, event.items_bought, history)
+            bundle.anomaly.learn(event.total, event.items_bought)
+            scores.anomaly_score, scores.anomaly_reason = anomaly.score, anomaly.reason
+            for item in event.items:
+                bundle.recommender.learn(customer, item.product_id, "purchase", at_ms,
+                                         recent=recent, exclude=model_input.bought)
+        else:
+            bundle.clv.observe_activity(customer, profile, at_ms)
+            if isinstance(event, ClickEvent):
+                kind = _INTERACTIONS.get(event.kind)
+                if kind and event.product_id:
+                    bundle.recommender.learn(customer, event.product_id, kind, at_ms,
+                                             recent=recent)
+            else:
+                text = f"{event.subject}\n{event.body}".strip()
+                if text:
+                    sentiment = bundle.sentiment.score(text)
+                    scores.sentiment, scores.urgency = sentiment.sentiment, sentiment.urgency
+                    if event.status is TicketStatus.RESOLVED and event.csat is not None:
+                        bundle.sentiment.learn(text, event.csat)
+                if event.csat is not None and scores.sentiment is None:
+                    scores.sentiment = (event.csat - 3) / 2
+        return scores
+
+    async def _score_customers(
+        self,
+        inputs: dict[tuple[str, str], ModelInput],
+        events: Sequence[tuple[AnyEvent, str, int, bool]],
+        per_event: list[EventScores],
+    ) -> dict[tuple[str, str], dict[str, Any]]:
+        bundle = self.bundle
+        latest: dict[tuple[str, str], int] = {}
+        ticket_sentiment: dict[tuple[str, str], float] = {}
+        last_anomaly: dict[tuple[str, str], float] = {}
+        for (event, profile_id, _, _), extra in zip(events, per_event, strict=True):
+            key = (event.tenant, profile_id)
+            latest[key] = max(latest.get(key, 0), event.occurred_at_ms)
+            if extra.sentiment is not None:
+                ticket_sentiment[key] = extra.sentiment
+            if extra.anomaly_score is not None:
+                last_anomaly[key] = extra.anomaly_score
+        versions = bundle.model_versions()
+        model_version = bundle.version
+        wall = time.monotonic()
+        results: dict[tuple[str, str], dict[str, Any]] = {}
+        size_changes: dict[tuple[str, int], int] = {}
+        percentile_replies: dict[tuple[str, str], int] = {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key, model_input in inputs.items():
+                tenant, customer = key
+                profile = model_input.profile
+                now_ms = max(latest.get(key, 0), profile.get("last_seen_at") or 0)
+                probability, explanation = bundle.churn.predict(
+                    bundle.churn.featurize(profile, now_ms))
+                segment = bundle.segmenter.learn(behaviour_vector(profile, now_ms))
+                label = bundle.segmenter.label_for(segment)
+                clv = bundle.clv.predict(profile, now_ms).clv
+                sentiment = profile.get("sentiment")
+                if key in ticket_sentiment:  # an exponential average over the customer's tickets
+                    fresh = ticket_sentiment[key]
+                    sentiment = fresh if sentiment is None else 0.5 * sentiment + 0.5 * fresh
+                contributions = [c.model_dump() for c in explanation.as_records(
+                    EXPLANATION_FEATURES)]
+                fields: dict[str, Any] = {
+                    "churn_probability": f"{probability:.6f}",
+                    "churn_explanation": orjson.dumps(contributions),
+                    "segment": segment, "segment_label": label, "clv": f"{clv:.2f}",
+                    "model_version": model_version,
+                }
+                if sentiment is not None:
+                    fields["sentiment"] = f"{sentiment:.4f}"
+                if key in last_anomaly:
+                    fields["anomaly_score"] = f"{last_anomaly[key]:.4f}"
+                keys = CustomerKeys(tenant, customer)
+                pipe.hset(keys.profile, mapping=fields)  # type: ignore[arg-type]
+                pipe.zadd(ranking_key(tenant, "churn"), {customer: probability})
+                pipe.zadd(ranking_key(tenant, "clv"), {customer: clv})
+                percentile_replies[key] = len(pipe.command_stack)
+                pipe.zcount(ranking_key(tenant, "clv"), "-inf", clv)
+                pipe.zcard(ranking_key(tenant, "clv"))
+                previous = model_input.previous_segment
+                if previous != segment:
+                    size_changes[(tenant, segment)] = size_changes.get((tenant, segment), 0) + 1
+                    if previous is not None:
+                        size_changes[(tenant, previous)] = (
+                            size_changes.get((tenant, previous), 0) - 1)
+                if wall - self._recommended_at.get(key, -1e9) >= self.recommendation_refresh_s:
+                    self._recommended_at[key] = wall
+                    recommendations = bundle.recommender.top_n(
+                        customer, RECOMMENDATIONS, exclude=model_input.bought,
+                        recent=profile["recent_products"])
+                    pipe.set(keys.recos, orjson.dumps([
+                        {"product_id": item, "score": round(score, 6), "source": source}
+                        for item, score, source in recommendations]))
+                results[key] = {
+                    "churn_probability": probability, "churn_explanation":
+                    explanation.as_records(EXPLANATION_FEATURES), "segment": segment,
+                    "segment_label": label, "previous_segment": previous,
+                    "previous_segment_label": bundle.segmenter.label_for(previous)
+                    if previous is not None else None,
+                    "clv": clv, "sentiment": sentiment, "model_versions": versions,
+                }
+            for (tenant, segment), change in size_changes.items():
+                pipe.hincrby(segment_sizes_key(tenant), str(segment), change)
+            replies = await pipe.execute()
+        # The CLV percentile of each customer among all customers, from ZCOUNT / ZCARD.
+        for key, index in percentile_replies.items():
+            below, count = replies[index], replies[index + 1]
+            results[key]["clv_percentile"] = below / count if count else None
+        await self._publish_segments({tenant for tenant, _ in inputs})
+        return results
+
+    async def _publish_segments(self, tenants: set[str]) -> None:
+        """Segment labels, sizes and centroids for the API (a small hash per tenant)."""
+        segmenter = self.bundle.segmenter
+        for tenant in tenants:
+            sizes = await self.redis.hgetall(segment_sizes_key(tenant))  # type: ignore[misc]
+            records = {}
+            for segment_raw, size in sizes.items():
+                segment = int(segment_raw)
+                records[str(segment)] = orjson.dumps({
+                    "segment": segment, "label": segmenter.label_for(segment), "size": int(size),
+                    "centroid": segmenter.centroid(segment)})
+            if records:
+                await self.redis.hset(segments_key(tenant), mapping=records)  # type: ignore[misc,arg-type]
+
+    def forget(self, customer_id: str) -> None:
+        """Erasure: drop what the models keep per customer."""
+        self.bundle.churn.forget(customer_id)
+        self.bundle.clv.forget(customer_id)
+        self.bundle.recommender.forget(customer_id)

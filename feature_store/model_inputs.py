@@ -1,0 +1,83 @@
+"""Profiles as the online models read them: plain dicts, timestamps in epoch milliseconds.
+
+The API's :class:`~feature_store.reads.ProfileReader` renders profiles for people; the
+worker needs the same facts cheaply for many customers at once, in one round trip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from feature_store.keys import CustomerKeys
+from feature_store.reads import TOP_CATEGORIES
+from feature_store.store import text
+
+_COUNTERS = ("orders", "items_bought", "views", "product_views", "cart_adds", "cart_removes",
+             "checkouts_started", "sessions", "searches", "tickets_total", "open_tickets")
+_TIMES = ("first_seen_at", "last_seen_at", "last_order_at")
+
+
+@dataclass
+class ModelInput:
+    """One customer's features for the models, plus what the scorer needs around them."""
+
+    profile: dict[str, Any]
+    bought: set[str] = field(default_factory=set)
+    order_totals: list[tuple[str, float]] = field(default_factory=list)  # (order_id, total)
+    previous_segment: int | None = None
+    marketing_consent: bool | None = None
+
+
+def _profile(fields: dict[Any, Any], categories: list[Any], recent: list[Any]) -> dict[str, Any]:
+    raw = {text(key): text(value) for key, value in fields.items()}
+    profile: dict[str, Any] = {name: int(raw.get(name, 0)) for name in _COUNTERS}
+    revenue = int(raw.get("revenue_cents", 0)) / 100
+    profile["revenue"] = revenue
+    profile["avg_order_value"] = revenue / profile["orders"] if profile["orders"] else 0.0
+    for name in _TIMES:
+        profile[name] = int(raw[name]) if name in raw else None
+    total = sum(float(weight) for _, weight in categories) or 1.0
+    profile["category_affinity"] = {
+        text(name): float(weight) / total for name, weight in categories[:TOP_CATEGORIES]}
+    profile["recent_products"] = [text(product) for product in recent]
+    profile["sentiment"] = float(raw["sentiment"]) if "sentiment" in raw else None
+    return profile
+
+
+async def load_model_inputs(
+    redis: aioredis.Redis, customers: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], ModelInput]:
+    """Profiles of ``(tenant, customer_id)`` pairs that exist, in one pipelined round trip."""
+    wanted = list(dict.fromkeys(customers))
+    async with redis.pipeline(transaction=False) as pipe:
+        for tenant, customer_id in wanted:
+            keys = CustomerKeys(tenant, customer_id)
+            pipe.hgetall(keys.profile)
+            pipe.zrevrange(keys.key("categories"), 0, -1, withscores=True)
+            pipe.zrevrange(keys.key("recent"), 0, -1)
+            pipe.smembers(keys.key("bought"))
+            pipe.zrange(keys.key("orders"), 0, -1)
+        replies = await pipe.execute()
+    inputs = {}
+    for index, pair in enumerate(wanted):
+        fields, categories, recent, bought, orders = replies[index * 5:index * 5 + 5]
+        if not fields:
+            continue
+        raw = {text(key): text(value) for key, value in fields.items()}
+        totals = []
+        for member in orders:
+            order_id, _, cents = text(member).rpartition("|")
+            totals.append((order_id, int(cents) / 100))
+        consent = raw.get("marketing_consent")
+        inputs[pair] = ModelInput(
+            profile=_profile(fields, categories, recent),
+            bought={text(product) for product in bought},
+            order_totals=totals,
+            previous_segment=int(raw["segment"]) if "segment" in raw else None,
+            marketing_consent=None if consent is None else consent == "1",
+        )
+    return inputs

@@ -1,0 +1,64 @@
+"""``crm alerts tail``: alerts from the real broker as JSON lines, filtered by kind."""
+
+from __future__ import annotations
+
+import io
+
+import orjson
+import pytest
+import redis.asyncio as aioredis
+
+from agents.alerting import AlertEngine
+from schemas.records import Alert
+from stream.alerts_consumer import tail_alerts
+from stream.settings import Settings
+from tests.unit.test_alert_support import click, ticket, update
+
+
+async def publish_some(settings: Settings) -> list[Alert]:
+    client = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        engine = AlertEngine(redis=client, settings=settings)
+        alerts = await engine.evaluate([
+            update(ticket("t1", "c1", 0), sentiment=-0.9, urgency=0.8),
+            update(click("e1", "c2", 0), segment=2, previous_segment=1),
+            update(ticket("t2", "c3", 0, status="resolved", csat=1)),
+        ])
+        await engine.publish(alerts)
+        engine.close()
+        return alerts
+    finally:
+        await client.aclose()
+
+
+async def test_tail_prints_alerts_as_json_lines_filtered_by_kind(settings: Settings) -> None:
+    """Verify that the tail prints each alert as one JSON line, only of the asked kind."""
+    alerts = await publish_some(settings)
+    assert len(alerts) == 3
+    out = io.StringIO()
+    printed = tail_alerts(settings, "negative_ticket", True, out=out, max_messages=10,
+                          idle_timeout_s=5)
+    lines = out.getvalue().splitlines()
+    assert printed == len(lines) == 2
+    received = [Alert.model_validate(orjson.loads(line)) for line in lines]
+    assert sorted(a.alert_id for a in received) == sorted(
+        a.alert_id for a in alerts if a.kind.value == "negative_ticket")
+
+    everything = io.StringIO()
+    assert tail_alerts(settings, None, True, out=everything, max_messages=3) == 3
+
+
+async def test_a_named_group_resumes_where_it_stopped(settings: Settings) -> None:
+    """Verify that a tail with a group commits what it printed, so a restart skips it."""
+    await publish_some(settings)
+    group = f"{settings.app_id}-marketing"
+    first = io.StringIO()
+    assert tail_alerts(settings, None, True, out=first, max_messages=3, group_id=group) == 3
+    again = io.StringIO()
+    assert tail_alerts(settings, None, True, out=again, group_id=group, idle_timeout_s=4) == 0
+
+
+def test_an_unknown_kind_is_refused(settings: Settings) -> None:
+    """Verify that a misspelt kind fails fast instead of printing nothing forever."""
+    with pytest.raises(ValueError):
+        tail_alerts(settings, "churn", True, out=io.StringIO(), max_messages=1)
