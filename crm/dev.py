@@ -127,6 +127,10 @@ def run_dev(
         while not stop_requested.wait(0.5):
             for name, thing in stack.started:
                 if isinstance(thing, ManagedProcess) and not thing.is_running():
+                    if name == "simulator" and thing.process and thing.process.returncode == 0:
+                        echo("the simulated shop has played its whole period; the rest runs on")
+                        stack.started.remove((name, thing))
+                        break
                     echo(f"{name} exited unexpectedly; see {thing.log_path}")
                     stop_requested.set()
     finally:
