@@ -34,19 +34,21 @@ urgency high (0.90)
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-import orjson
-
 from agents import alert_reasons as reasons
 from agents.alert_config import AlertConfig
+from agents.alert_state import CustomerAlertState, FiredAlert, OpenCart
 from schemas.events import ClickEvent, ClickKind, PurchaseEvent, TicketEvent
 from schemas.records import Alert, AlertKind, Contribution, alert_id_for
 
 AnyEvent = ClickEvent | PurchaseEvent | TicketEvent
+
+__all__ = ["CustomerAlertState", "CustomerUpdate", "Decision", "FiredAlert", "OpenCart",
+           "Outcome", "evaluate_update", "fire_cart"]
 
 #: How many recent trigger ids a customer's state remembers to recognise a redelivery.
 SEEN_LIMIT = 64
@@ -73,58 +75,6 @@ class CustomerUpdate:
     scores: Mapping[str, Any]
     marketing_consent: bool | None
     partition: int | None = None
-
-
-@dataclass
-class OpenCart:
-    """An add-to-cart waiting for a purchase until ``deadline_ms`` (event time)."""
-
-    event_id: str
-    at_ms: int
-    deadline_ms: int
-    partition: int
-    product_id: str | None = None
-
-
-@dataclass
-class CustomerAlertState:
-    """What the rules remember about one customer between updates (stored as one JSON)."""
-
-    churn_streak: int = 0
-    churn_armed: bool = True
-    high_value_armed: bool = True
-    consent: bool | None = None
-    last_segment: int | None = None
-    last_segment_label: str | None = None
-    cart: OpenCart | None = None
-    seen: list[str] = field(default_factory=list)
-    fired: dict[AlertKind, Alert] = field(default_factory=dict)  # last alert sent per kind
-
-    def to_json(self) -> bytes:
-        return orjson.dumps({
-            "churn_streak": self.churn_streak, "churn_armed": self.churn_armed,
-            "high_value_armed": self.high_value_armed, "consent": self.consent,
-            "last_segment": self.last_segment, "last_segment_label": self.last_segment_label,
-            "cart": self.cart.__dict__ if self.cart else None, "seen": self.seen,
-            "fired": {kind.value: alert.model_dump(mode="json")
-                      for kind, alert in self.fired.items()},
-        })
-
-    @classmethod
-    def from_json(cls, raw: bytes | str | None) -> CustomerAlertState:
-        if not raw:
-            return cls()
-        data = orjson.loads(raw)
-        cart = data.get("cart")
-        return cls(
-            churn_streak=data.get("churn_streak", 0), churn_armed=data.get("churn_armed", True),
-            high_value_armed=data.get("high_value_armed", True), consent=data.get("consent"),
-            last_segment=data.get("last_segment"),
-            last_segment_label=data.get("last_segment_label"),
-            cart=OpenCart(**cart) if cart else None, seen=list(data.get("seen", [])),
-            fired={AlertKind(kind): Alert.model_validate(alert)
-                   for kind, alert in data.get("fired", {}).items()},
-        )
 
 
 class Outcome(StrEnum):
@@ -335,6 +285,10 @@ def decide(candidate: Candidate, *, tenant: str, customer_id: str, triggered_by:
            consent: bool | None, now: datetime) -> Decision:
     """Apply redelivery, cooldown and consent to a rule's candidate; record what was sent."""
     kind = candidate.kind
+    previous = state.fired.get(kind)
+    if previous is not None and previous.triggered_by == triggered_by:
+        return Decision(previous.as_alert(), Outcome.REPEAT)
+    occurred_at_ms = int(occurred_at.timestamp() * 1000)
     alert = Alert(
         alert_id=alert_id_for(tenant=tenant, customer_id=customer_id, kind=kind.value,
                               triggered_by=triggered_by),
@@ -343,16 +297,12 @@ def decide(candidate: Candidate, *, tenant: str, customer_id: str, triggered_by:
         explanation=candidate.explanation, triggered_by=triggered_by,
         occurred_at=occurred_at.astimezone(UTC), emitted_at=now,
         model_version=candidate.model_version)
-    previous = state.fired.get(kind)
-    if previous is not None:
-        if previous.triggered_by == triggered_by:
-            return Decision(previous, Outcome.REPEAT)
-        elapsed_s = abs((occurred_at - previous.occurred_at).total_seconds())
-        if elapsed_s * 1000 < config.cooldown_ms(kind):
-            return Decision(alert, Outcome.SUPPRESSED_COOLDOWN)
+    if previous is not None and (abs(occurred_at_ms - previous.occurred_at_ms)
+                                 < config.cooldown_ms(kind)):
+        return Decision(alert, Outcome.SUPPRESSED_COOLDOWN)
     if config.suppressed_by_consent(kind, consent):
         return Decision(alert, Outcome.SUPPRESSED_CONSENT)
-    state.fired[kind] = alert
+    state.fired[kind] = FiredAlert(triggered_by, occurred_at_ms, alert.model_dump(mode="json"))
     return Decision(alert, Outcome.EMIT)
 
 
@@ -365,8 +315,8 @@ def evaluate_update(update: CustomerUpdate, state: CustomerAlertState, config: A
     if event.event_id in state.seen:
         # A redelivery: the state already counted this event. Repeat what it fired, if any
         # (cart alerts are fired by watermarks, not by re-reading the add-to-cart).
-        return [Decision(alert, Outcome.REPEAT) for kind, alert in state.fired.items()
-                if alert.triggered_by == event.event_id and kind is not AlertKind.CART_ABANDONMENT]
+        return [Decision(fired.as_alert(), Outcome.REPEAT) for kind, fired in state.fired.items()
+                if fired.triggered_by == event.event_id and kind is not AlertKind.CART_ABANDONMENT]
     state.seen.append(event.event_id)
     del state.seen[:-SEEN_LIMIT]
     candidates = [
@@ -389,7 +339,7 @@ def fire_cart(*, tenant: str, customer_id: str, event_id: str, state: CustomerAl
     """Decide about one cart whose deadline the watermark passed; ``None`` when it is moot."""
     previous = state.fired.get(AlertKind.CART_ABANDONMENT)
     if previous is not None and previous.triggered_by == event_id:
-        return Decision(previous, Outcome.REPEAT)  # fired before a crash, not yet removed
+        return Decision(previous.as_alert(), Outcome.REPEAT)  # fired before a crash, not removed
     cart = state.cart
     if cart is None or cart.event_id != event_id:
         return None  # bought since, or a later add-to-cart replaced it

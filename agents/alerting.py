@@ -1,7 +1,7 @@
 """The alert engine: rule state in Redis, alerts to ``crm.alerts`` and the Redis alert feed.
 
-Per customer, one JSON under the customer's hash tag (``crm:{tenant/customer}:alerts``, field
-``state``) holds what :mod:`agents.alert_rules` remembers: K-consecutive counters, hysteresis
+Per customer, one JSON string under the customer's hash tag (``crm:{tenant/customer}:alerts``)
+holds what :mod:`agents.alert_rules` remembers: K-consecutive counters, hysteresis
 switches, the last alert per kind (its cooldown, and its id for a redelivery), the latest
 consent and the open cart. Open carts are also timers in a zset per input partition
 (``crm:alerts:carts:{topic/partition}``, scored by deadline in event time) that watermarks
@@ -43,7 +43,13 @@ from agents.alert_rules import (
     evaluate_update,
     fire_cart,
 )
-from feature_store.keys import ALERTS_STREAM_KEY, PREFIX, CustomerKeys, watermark_key
+from feature_store.keys import (
+    ALERTS_STREAM_KEY,
+    PREFIX,
+    CustomerKeys,
+    anonymous_profile_id,
+    watermark_key,
+)
 from schemas.records import Alert
 from schemas.topics import ALERTS, CLICKS, PURCHASES
 from stream.settings import Settings, kafka_client_config
@@ -53,6 +59,10 @@ log = logging.getLogger(__name__)
 #: Hash: alert kind -> alerts suppressed because the customer declined marketing.
 SUPPRESSED_KEY = f"{PREFIX}:metrics:alerts_suppressed"
 ALERTS_STREAM_MAXLEN = 10_000
+#: At most this many due carts per watermark call (the rest fire on the next one).
+CARTS_PER_SWEEP = 1_000
+#: Profiles of anonymous visitors: no one to send marketing to, so no alerts.
+_ANONYMOUS_PREFIX = anonymous_profile_id("")
 #: How long the Redis feed remembers that an alert id was appended (drops crash repeats).
 FEED_MARKER_TTL_S = 2 * 86_400
 
@@ -149,6 +159,7 @@ class AlertEngine:
 
     async def evaluate(self, updates: Sequence[CustomerUpdate]) -> list[Alert]:
         """Run the rules over a micro-batch (in order); the alerts to publish, each id once."""
+        updates = [u for u in updates if not u.customer_id.startswith(_ANONYMOUS_PREFIX)]
         if not updates:
             return []
         config, now = self.config, datetime.now(UTC)
@@ -161,8 +172,8 @@ class AlertEngine:
                 decisions += evaluate_update(update, states[(update.tenant, update.customer_id)],
                                              config, now=now)
             async with self.redis.pipeline(transaction=False) as pipe:
+                self._save_states(pipe, states)
                 for (tenant, customer_id), state in states.items():
-                    pipe.hset(alert_state_key(tenant, customer_id), "state", state.to_json())
                     self._move_cart(pipe, tenant, customer_id, carts_before[(tenant, customer_id)],
                                     state.cart)
                 self._count(pipe, decisions)
@@ -184,7 +195,8 @@ class AlertEngine:
         async with self._lock:
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.get(watermark_key(other, partition))
-                pipe.zrangebyscore(timers, "-inf", watermark_ms, withscores=True)
+                pipe.zrangebyscore(timers, "-inf", watermark_ms, start=0, num=CARTS_PER_SWEEP,
+                                   withscores=True)
                 stored, due = await pipe.execute()
             effective = watermark_ms
             if stored is not None and (topic == self._purchases or
@@ -214,8 +226,7 @@ class AlertEngine:
                 if decision is not None:
                     decisions.append(decision)
             async with self.redis.pipeline(transaction=False) as pipe:
-                for (tenant, customer_id), state in states.items():
-                    pipe.hset(alert_state_key(tenant, customer_id), "state", state.to_json())
+                self._save_states(pipe, states)
                 if removals:
                     pipe.zrem(timers, *removals)
                 self._count(pipe, decisions)
@@ -274,12 +285,17 @@ class AlertEngine:
 
     async def _load_states(self, owners: list[tuple[str, str]]
                            ) -> dict[tuple[str, str], CustomerAlertState]:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for tenant, customer_id in owners:
-                pipe.hget(alert_state_key(tenant, customer_id), "state")
-            raw = await pipe.execute()
+        # One MGET, not one command per customer: redis-py's per-command cost dominates.
+        raw = await self.redis.mget([alert_state_key(tenant, customer) for tenant, customer
+                                     in owners])
         return {owner: CustomerAlertState.from_json(value)
                 for owner, value in zip(owners, raw, strict=True)}
+
+    @staticmethod
+    def _save_states(pipe: Any, states: dict[tuple[str, str], CustomerAlertState]) -> None:
+        if states:
+            pipe.mset({alert_state_key(tenant, customer): state.to_json()
+                       for (tenant, customer), state in states.items()})
 
     async def _profile_facts(self, owners: list[tuple[str, str]]
                              ) -> dict[tuple[str, str], tuple[bool, int | None, int]]:

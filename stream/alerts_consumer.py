@@ -1,9 +1,10 @@
 """``crm alerts tail``: follow ``crm.alerts`` and print each alert as one JSON line.
 
 For marketing tools and people at a terminal: ``crm alerts tail --kind churn_risk | jq``.
-Without a group the tail is ephemeral (a fresh consumer group, nothing committed) and starts
-at the end of the topic, or at its beginning with ``from_beginning``. With a group it commits
-what it printed, so a restarted tail resumes where it stopped. Alerts are delivered at least
+Without a group the tail is ephemeral (it reads every partition directly, commits nothing)
+and starts at the end of the topic, or at its beginning with ``from_beginning``. With a group
+it joins that consumer group and commits what it printed, so a restarted tail resumes where
+it stopped (``from_beginning`` then only matters the first time). Alerts are delivered at least
 once: after a worker crash the same ``alert_id`` can appear twice, so deduplicate by it.
 """
 
@@ -16,7 +17,7 @@ import uuid
 from typing import TextIO
 
 import orjson
-from confluent_kafka import Consumer, KafkaError
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, TopicPartition
 
 from schemas.records import AlertKind
 from schemas.topics import ALERTS
@@ -29,7 +30,7 @@ def tail_alerts(
     settings: Settings,
     kind: str | None,
     from_beginning: bool,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
     max_messages: int | None = None,
     *,
     group_id: str | None = None,
@@ -39,10 +40,13 @@ def tail_alerts(
     """Print alerts (optionally only of ``kind``) as JSON lines; returns how many were printed.
 
     Stops after ``max_messages`` printed alerts, after ``idle_timeout_s`` seconds without a
-    new message (if given), or on Ctrl-C. Raises ``ValueError`` for an unknown ``kind``.
+    new message once reading has started (if given), or on Ctrl-C. Raises ``ValueError`` for
+    an unknown ``kind``.
     """
     wanted = AlertKind(kind).value if kind is not None else None
+    out = out if out is not None else sys.stdout  # looked up now: click's runner swaps it
     durable = group_id is not None
+    topic = settings.topic(ALERTS)
     consumer = Consumer({
         **kafka_client_config(settings),
         "group.id": group_id or f"crm-alerts-tail-{uuid.uuid4().hex[:12]}",
@@ -50,11 +54,26 @@ def tail_alerts(
         "enable.auto.commit": durable,
         "enable.auto.offset.store": False,
         "enable.partition.eof": False,
+        "session.timeout.ms": max(6000, int(settings.session_timeout_s * 1000)),
     })
-    consumer.subscribe([settings.topic(ALERTS)])
     printed = 0
     last_message = time.monotonic()
+
+    def started(*_: object) -> None:
+        nonlocal last_message
+        last_message = time.monotonic()
+
     try:
+        if durable:
+            consumer.subscribe([topic], on_assign=started)
+        else:
+            metadata = consumer.list_topics(topic, timeout=30).topics[topic]
+            if metadata.error is not None:
+                raise RuntimeError(f"cannot read {topic}: {metadata.error.str()}")
+            start = OFFSET_BEGINNING if from_beginning else OFFSET_END
+            consumer.assign([TopicPartition(topic, partition, start)
+                             for partition in sorted(metadata.partitions)])
+            started()
         while max_messages is None or printed < max_messages:
             message = consumer.poll(poll_timeout_s)
             if message is None:

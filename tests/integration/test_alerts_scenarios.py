@@ -1,7 +1,7 @@
 """Scripted stories per alert kind on a real broker and Redis: exactly the expected alerts.
 
-Until the engine is wired into the Faust worker, these play the pipeline's part themselves:
-each micro-batch is applied to the real feature store, turned into updates (profile features
+The first test plays the pipeline's part itself, so the scores can be scripted: each
+micro-batch is applied to the real feature store, turned into updates (profile features
 from Redis, scores from the script), evaluated, its watermarks swept, published to
 ``crm.alerts`` and then its progress "recorded". A crash is a fresh engine re-running a
 batch: either before the batch was published (alerts lost with the process) or after it was
@@ -9,6 +9,10 @@ published but before its progress was recorded (the batch is redelivered).
 
 ``crm.alerts`` must then hold exactly the expected triggers: nothing more, no id with two
 different contents, and repeats only of a batch that was redelivered after publishing.
+
+The last test runs the real ``crm worker`` (SIGKILLed mid-story in one variant) on the kinds
+that rules decide from the events alone (carts, low CSAT), since the learnt models' scores
+cannot be scripted there.
 """
 
 from __future__ import annotations
@@ -23,15 +27,21 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from redis import Redis as SyncRedis
 
 from agents.alert_rules import CustomerUpdate
 from agents.alerting import SUPPRESSED_KEY, AlertEngine
+from feature_store.keys import METRICS_KEY, progress_key
 from feature_store.reads import ProfileReader
 from feature_store.store import FeatureStore
+from load_tests.simulator import TOPIC_BY_TYPE
 from schemas.events import ClickEvent, PurchaseEvent, TicketEvent, topic_for
 from schemas.records import Alert
 from schemas.topics import ALERTS, CLICKS, PURCHASES, TICKETS
+from stream.processes import ManagedProcess
+from stream.producer import EventProducer
 from stream.settings import Settings, kafka_client_config
+from tests.helpers import wait_for
 from tests.unit.test_alert_support import click, purchase, ticket
 
 AnyEvent = ClickEvent | PurchaseEvent | TicketEvent
@@ -277,3 +287,109 @@ def test_inputs_are_the_contract_topics() -> None:
     """Verify that the stories use the same input topics the worker consumes."""
     assert {topic_for(step.event) for build in STORIES.values() for step in build().steps} == {
         CLICKS, PURCHASES, TICKETS}
+
+
+# -- the same through the real worker (SDK → Kafka → crm worker → crm.alerts) ----------------
+
+WORKER_KINDS = {"cart_abandonment", "negative_ticket"}  # decided by rules, not by learnt models
+
+
+def worker_story() -> tuple[list[list[dict[str, Any]]], set[tuple[str, str, str]]]:
+    """Two phases of events (the second moves every partition's watermark past the carts)."""
+    def ev(event: AnyEvent) -> dict[str, Any]:
+        return event.model_dump(mode="json", exclude_none=True)
+
+    add = "add_to_cart"
+    kind_ticket = ticket("eve-t1", "eve", 5)
+    happy = kind_ticket.model_copy(update={"subject": "Question about sizes",
+                                           "body": "Thank you, great service, happy customer"})
+    resolved_badly = ticket("eve-t2", "eve", 50, status="resolved", csat=1).model_copy(
+        update={"subject": "", "body": ""})
+    resolved_well = ticket("fay-t1", "fay", 40, status="resolved", csat=5).model_copy(
+        update={"subject": "Happy with my order", "body": "Thanks a lot, excellent delivery"})
+    story = [
+        ev(click("anna-a1", "anna", 0, kind=add)),
+        ev(click("dan-a1", "dan", 1, kind=add)),
+        ev(click("ben-a1", "ben", 2, kind=add, consent=False)),
+        ev(click("cleo-a1", "cleo", 3, kind=add)),
+        ev(happy),
+        ev(purchase("dan-p1", "dan", 11)),
+        ev(click("cleo-a2", "cleo", 20, kind=add)),
+        ev(resolved_well),
+        ev(resolved_badly),
+    ]
+    clock = [ev(click(f"clock-{i}-v", f"clock-{i}", 240)) for i in range(30)]
+    clock += [ev(purchase(f"clock-{i}-p", f"clock-{i}", 240)) for i in range(30)]
+    expected = {("anna", "cart_abandonment", "anna-a1"), ("cleo", "cart_abandonment", "cleo-a2"),
+                ("eve", "negative_ticket", "eve-t2")}
+    return [story, clock], expected
+
+
+def read_until(settings: Settings, wanted: Callable[[list[Alert]], bool], quiet_s: float = 4.0,
+               timeout_s: float = 120.0) -> list[Alert]:
+    """Every alert on the topic, once ``wanted`` holds and nothing arrived for ``quiet_s``."""
+    consumer = Consumer({**kafka_client_config(settings), "group.id": f"{settings.app_id}-read",
+                         "enable.auto.commit": False})
+    topic = settings.topic(ALERTS)
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING)
+                     for p in range(settings.partitions)])
+    alerts: list[Alert] = []
+    deadline, last = time.monotonic() + timeout_s, time.monotonic()
+    try:
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.2)
+            if message is None or message.error():
+                if wanted(alerts) and time.monotonic() - last > quiet_s:
+                    break
+                continue
+            last = time.monotonic()
+            alerts.append(Alert.model_validate(orjson.loads(message.value())))
+    finally:
+        consumer.close()
+    return alerts
+
+
+@pytest.mark.parametrize("crash", [None, "sigkill"])
+def test_worker_story_yields_exactly_the_expected_alerts(
+    crash: str | None, settings: Settings, start_worker: Callable[..., ManagedProcess]
+) -> None:
+    """Verify that the running worker puts exactly the rule-decided alerts of a story on
+    crm.alerts, also when it is SIGKILLed mid-story and restarted."""
+    phases, expected = worker_story()
+    client = SyncRedis.from_url(settings.redis_url)
+    last_offsets: dict[tuple[str, int], int] = {}
+
+    def delivered(topic: str, partition: int, offset: int) -> None:
+        last_offsets[(topic, partition)] = max(last_offsets.get((topic, partition), -1), offset)
+
+    def caught_up() -> bool:
+        done = client.mget([progress_key(t, p) for t, p in last_offsets])
+        return all(value is not None and int(value) >= last_offsets[key]
+                   for key, value in zip(last_offsets, done, strict=True))
+
+    worker = start_worker("worker-1", allowed_lateness_s=60.0)
+    for index, phase in enumerate(phases):
+        with EventProducer(settings=settings) as producer:
+            for event in phase:
+                producer.send_raw(settings.topic(TOPIC_BY_TYPE[event["type"]]),
+                                  event["customer_id"], orjson.dumps(event),
+                                  on_delivered=delivered)
+        if crash and index == 0:
+            wait_for(lambda: client.hlen(METRICS_KEY), timeout=120, alive=[worker],
+                     what="the worker to process part of the story", interval=0.02)
+            worker.kill()  # SIGKILL: no shutdown, no final commit
+            worker = start_worker("worker-2", allowed_lateness_s=60.0)
+        wait_for(caught_up, timeout=180, alive=[worker], what=f"phase {index} to be processed")
+
+    def story_alerts(alerts: list[Alert]) -> set[tuple[str, str, str]]:
+        return {(a.customer_id, a.kind.value, a.triggered_by) for a in alerts
+                if a.kind.value in WORKER_KINDS}
+
+    alerts = read_until(settings, lambda found: story_alerts(found) >= expected)
+    assert story_alerts(alerts) == expected, [a.reason for a in alerts]
+    by_id: dict[str, Alert] = {}
+    for alert in alerts:
+        assert by_id.setdefault(alert.alert_id, alert) == alert, "one content per alert id"
+    if crash is None:
+        assert len(by_id) == len(alerts), "without a crash every alert is published once"
+    assert int(client.hget(SUPPRESSED_KEY, "cart_abandonment") or 0) == 1  # ben: no consent

@@ -67,7 +67,10 @@ def test_dev_stack_starts_answers_and_stops_cleanly(tmp_path: Path) -> None:
         wait_for(lambda: healthy(f"http://127.0.0.1:{port}/healthz"), timeout=60,
                  what="/healthz to answer")
         elapsed = time.monotonic() - started
-        info = json.loads((tmp_path / "crm" / "dev.json").read_text())
+        dev_json = tmp_path / "crm" / "dev.json"
+        wait_for(dev_json.exists, timeout=30, what="crm dev to write dev.json")
+        info = json.loads(dev_json.read_text())
+        assert info["api_key"] and info["dashboard_url"].endswith(info["api_key"])
         assert info["api_url"] == f"http://127.0.0.1:{port}"
         assert info["kafka_bootstrap"].startswith("127.0.0.1:")
         assert info["redis_url"].startswith("redis://127.0.0.1:")

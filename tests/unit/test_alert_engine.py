@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import orjson
 import pytest
@@ -57,7 +61,7 @@ async def test_rule_state_lives_in_redis_across_restarts(redis: aioredis.Redis,
     assert await engine(redis, settings).evaluate(churn[:2]) == []
     [alert] = await engine(redis, settings).evaluate(churn[2:3])
     assert alert.kind is AlertKind.CHURN_RISK and alert.triggered_by == "e2"
-    assert await redis.hexists(alert_state_key("default", "c1"), "state")
+    assert await redis.exists(alert_state_key("default", "c1"))
     dip = update(click("d1", "c1", 400), churn_probability=0.1)
     assert await engine(redis, settings).evaluate(
         [dip, *[update(click(f"f{i}", "c1", 500 + i), churn_probability=0.9) for i in range(3)]]
@@ -187,3 +191,28 @@ async def test_an_erased_customers_cart_is_dropped(redis: aioredis.Redis,
     await alerts_engine.evaluate([update(click("a1", "gone", 0, kind="add_to_cart"))])
     assert await alerts_engine.on_watermark(clicks, 0, ms(at(31))) == []
     assert await redis.zcard(cart_timers_key(clicks, 0)) == 0
+
+
+async def test_anonymous_visitors_get_no_alerts(redis: aioredis.Redis,
+                                                settings: Settings) -> None:
+    """Verify that a visitor's profile (anon:...) never alerts: there is no one to contact."""
+    event = ticket("t1", "c1", 0)
+    visitor = update(event, sentiment=-0.9)
+    visitor = type(visitor)(**{**visitor.__dict__, "customer_id": "anon:v1"})
+    assert await engine(redis, settings).evaluate([visitor]) == []
+
+
+async def test_the_engine_follows_the_config_file_named_in_the_settings(
+    redis: aioredis.Redis, settings: Settings, tmp_path: Path
+) -> None:
+    """Verify that CRM_ALERTS_CONFIG is read, and a change applies without a restart."""
+    path = tmp_path / "alerts.yaml"
+    path.write_text("reload_interval_s: 0.01\nnegative_ticket: {enabled: false}\n")
+    alerts_engine = AlertEngine(redis=redis, settings=settings.model_copy(
+        update={"alerts_config": path}), producer=FakeProducer())
+    assert await alerts_engine.evaluate([update(ticket("t1", "c1", 0), sentiment=-0.9)]) == []
+    path.write_text("reload_interval_s: 0.01\nnegative_ticket: {enabled: true}\n")
+    os.utime(path, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
+    await asyncio.sleep(0.02)
+    [alert] = await alerts_engine.evaluate([update(ticket("t2", "c1", 0), sentiment=-0.9)])
+    assert alert.triggered_by == "t2"

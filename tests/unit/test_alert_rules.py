@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from agents import alert_config, alert_reasons, alert_rules
+from agents import alert_config, alert_reasons, alert_rules, alert_state
 from agents.alert_config import AlertConfig
 from agents.alert_rules import (
     CustomerAlertState,
@@ -32,8 +32,8 @@ def run(updates: list[CustomerUpdate], state: CustomerAlertState | None = None,
 
 def emitted(per_update: list[list[Decision]], kind: AlertKind | None = None) -> list[int]:
     """Indexes of the updates that emitted an alert (of ``kind``)."""
-    return [i for i, decisions in enumerate(per_update)
-            for d in decisions if d.outcome is Outcome.EMIT and (kind is None or d.alert.kind is kind)]
+    return [i for i, decisions in enumerate(per_update) for d in decisions
+            if d.outcome is Outcome.EMIT and (kind is None or d.alert.kind is kind)]
 
 
 def churn_updates(probabilities: list[float], customer: str = "c1", start: float = 0,
@@ -51,7 +51,7 @@ def churn_updates(probabilities: list[float], customer: str = "c1", start: float
 
 def test_module_doctests_pass() -> None:
     """Verify that the examples in the alert modules' docstrings run."""
-    for module in (alert_rules, alert_config, alert_reasons):
+    for module in (alert_rules, alert_config, alert_reasons, alert_state):
         assert doctest.testmod(module).failed == 0, module.__name__
 
 
@@ -318,8 +318,8 @@ def test_a_replaced_cart_timer_is_moot() -> None:
 def test_state_round_trips_through_json() -> None:
     """Verify that everything the rules remember survives storage."""
     state = CustomerAlertState()
-    run(churn_updates([0.8, 0.8, 0.8]) + [update(click("a1", "c1", 500, kind="add_to_cart"),
-                                                 segment=1, segment_label="x")], state)
+    cart = update(click("a1", "c1", 500, kind="add_to_cart"), segment=1, segment_label="x")
+    run([*churn_updates([0.8, 0.8, 0.8]), cart], state)
     restored = CustomerAlertState.from_json(state.to_json())
     assert restored == state
     assert restored.cart is not None and restored.cart.deadline_ms == ms(at(500)) + 30 * MINUTE_MS

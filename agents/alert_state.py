@@ -1,0 +1,79 @@
+"""What the alert rules remember per customer between updates, stored as one JSON in Redis.
+
+>>> state = CustomerAlertState(churn_streak=2, consent=False)
+>>> CustomerAlertState.from_json(state.to_json()) == state
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from schemas.records import Alert, AlertKind
+
+
+@dataclass
+class OpenCart:
+    """An add-to-cart waiting for a purchase until ``deadline_ms`` (event time)."""
+
+    event_id: str
+    at_ms: int
+    deadline_ms: int
+    partition: int
+    product_id: str | None = None
+
+
+@dataclass
+class FiredAlert:
+    """The last alert sent for one kind: its trigger and time (for cooldowns and redeliveries)
+    and the record itself, JSON-ready, so a redelivery repeats it word for word."""
+
+    triggered_by: str
+    occurred_at_ms: int
+    alert: dict[str, Any]
+
+    def as_alert(self) -> Alert:
+        return Alert.model_validate(self.alert)
+
+
+@dataclass
+class CustomerAlertState:
+    """What the rules remember about one customer between updates (stored as one JSON)."""
+
+    churn_streak: int = 0
+    churn_armed: bool = True
+    high_value_armed: bool = True
+    consent: bool | None = None
+    last_segment: int | None = None
+    last_segment_label: str | None = None
+    cart: OpenCart | None = None
+    seen: list[str] = field(default_factory=list)
+    fired: dict[AlertKind, FiredAlert] = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps({
+            "churn_streak": self.churn_streak, "churn_armed": self.churn_armed,
+            "high_value_armed": self.high_value_armed, "consent": self.consent,
+            "last_segment": self.last_segment, "last_segment_label": self.last_segment_label,
+            "cart": self.cart.__dict__ if self.cart else None, "seen": self.seen,
+            "fired": {kind.value: fired.__dict__ for kind, fired in self.fired.items()},
+        })
+
+    @classmethod
+    def from_json(cls, raw: bytes | str | None) -> CustomerAlertState:
+        if not raw:
+            return cls()
+        data = orjson.loads(raw)
+        cart = data.get("cart")
+        return cls(
+            churn_streak=data.get("churn_streak", 0), churn_armed=data.get("churn_armed", True),
+            high_value_armed=data.get("high_value_armed", True), consent=data.get("consent"),
+            last_segment=data.get("last_segment"),
+            last_segment_label=data.get("last_segment_label"),
+            cart=OpenCart(**cart) if cart else None, seen=list(data.get("seen", [])),
+            fired={AlertKind(kind): FiredAlert(**fired)
+                   for kind, fired in data.get("fired", {}).items()},
+        )

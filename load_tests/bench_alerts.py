@@ -1,0 +1,212 @@
+"""Benchmark: latency from a triggering event to its alert on ``crm.alerts`` under load.
+
+Sends simulated shop traffic with the producer SDK at a fixed rate (open loop: event *i* leaves
+at ``start + i / rate``) and, every ``--probe-every`` events, a *probe*: a support ticket
+resolved with CSAT 1 by a fresh customer, which the ``negative_ticket`` rule must alert on
+(it is not a marketing kind, so consent never holds it back, and a fresh customer has no
+cooldown). A consumer of ``crm.alerts`` matches each alert's ``triggered_by`` to the probe's
+send time; the report gives p50/p90/p99 of send → alert received, and the probes that never
+alerted. Probe event times follow the simulated clock, so watermarks stay coherent.
+
+    python -m load_tests.bench_alerts --rate 2000 --duration 30
+
+Starts (on loopback) an embedded broker, a redis-server and one ``crm worker`` unless
+``CRM_KAFKA_BOOTSTRAP`` is set, in which case it uses that cluster, ``CRM_REDIS_URL`` and the
+worker already running there. Writes ``load_tests/results/ALERTS.md``. Goal: p99 <= 100 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from itertools import islice
+from pathlib import Path
+
+import orjson
+from confluent_kafka import OFFSET_END, Consumer, TopicPartition
+
+from load_tests.simulator import TOPIC_BY_TYPE, ShopSimulator
+from schemas.topics import ALERTS
+from stream.processes import ManagedProcess
+from stream.producer import EventProducer
+from stream.settings import Settings, kafka_client_config
+from stream.topics import create_topics
+
+RESULTS = Path(__file__).resolve().parent / "results" / "ALERTS.md"
+GOAL_P99_MS = 100.0
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] if ordered else float("nan")
+
+
+@dataclass
+class AlertWatch:
+    """Reads ``crm.alerts`` from its end on a thread; remembers when each trigger alerted."""
+
+    settings: Settings
+    received_at: dict[str, float] = field(default_factory=dict)
+    kinds: dict[str, int] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _ready: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> AlertWatch:
+        self._thread = threading.Thread(target=self._run, name="alert-watch", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(60):
+            raise SystemExit("could not start reading crm.alerts")
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        topic = self.settings.topic(ALERTS)
+        consumer = Consumer({**kafka_client_config(self.settings),
+                             "group.id": f"bench-alerts-{uuid.uuid4().hex[:8]}",
+                             "enable.auto.commit": False, "fetch.wait.max.ms": 5})
+        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, OFFSET_END) for p in sorted(partitions)])
+        consumer.poll(0.5)  # resolve the end offsets before any probe is sent
+        self._ready.set()
+        try:
+            while not self._stop.is_set():
+                message = consumer.poll(0.05)
+                if message is None or message.error():
+                    continue
+                now = time.time()
+                alert = orjson.loads(message.value() or b"{}")
+                if "triggered_by" not in alert:
+                    continue
+                self.received_at.setdefault(alert["triggered_by"], now)
+                self.kinds[alert["kind"]] = self.kinds.get(alert["kind"], 0) + 1
+        finally:
+            consumer.close()
+
+
+def run_load(settings: Settings, *, rate: float, duration_s: float, probe_every: int,
+             customers: int, watch: AlertWatch) -> tuple[dict[str, float], int, float]:
+    """Send the traffic; answers probe send times (wall clock), events sent, elapsed seconds."""
+    total = int(rate * duration_s)
+    start_day = datetime.now(UTC) - timedelta(days=120)
+    simulator = ShopSimulator(customers=customers, seed=17, start=start_day, days=120)
+    run_id = uuid.uuid4().hex[:6]
+    probes: dict[str, float] = {}
+    with EventProducer(settings=settings, extra_config={"linger.ms": 1}) as producer:
+        events = islice(simulator.events(), total)
+        start = time.perf_counter() + 0.05
+        for index, event in enumerate(events):
+            due = start + index / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            if index % probe_every == probe_every - 1:
+                probe_id = f"probe-{run_id}-{index}"
+                probes[probe_id] = time.time()
+                producer.send({
+                    "event_id": probe_id, "customer_id": f"probe-{run_id}-c{index}",
+                    "type": "ticket", "ticket_id": f"pt-{index}", "status": "resolved",
+                    "csat": 1, "subject": "Damaged parcel", "body": "Arrived broken.",
+                    "occurred_at": event["occurred_at"],
+                })
+                continue
+            producer.send_raw(settings.topic(TOPIC_BY_TYPE[event["type"]]),
+                              event.get("customer_id") or f"anon:{event['anonymous_id']}",
+                              orjson.dumps(event))
+        elapsed = time.perf_counter() - start
+    return probes, total, elapsed
+
+
+def report(probes: dict[str, float], watch: AlertWatch, *, rate: float, sent: int,
+           elapsed_s: float, remote: bool) -> str:
+    latencies = [(watch.received_at[p] - sent_at) * 1000 for p, sent_at in probes.items()
+                 if p in watch.received_at]
+    missing = len(probes) - len(latencies)
+    p99 = _percentile(latencies, 99)
+    where = ("against the configured cluster and worker" if remote else
+             "with an embedded broker, a redis-server, one worker and this client on one machine")
+    lines = [
+        "# Alert latency: triggering event → alert on crm.alerts", "",
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()}, {os.cpu_count()} "
+        f"CPUs, Python {platform.python_version()}, {where}. {sent:,} events at "
+        f"{rate:,.0f}/s offered ({sent / elapsed_s:,.0f}/s achieved over {elapsed_s:.1f} s), "
+        f"{len(probes):,} probes (tickets resolved with CSAT 1 by fresh customers).", "",
+        "| measure | alerts | p50 ms | p90 ms | p99 ms | max ms |",
+        "|---|---:|---:|---:|---:|---:|",
+        f"| probe sent → alert received | {len(latencies):,} | {_percentile(latencies, 50):.1f} | "
+        f"{_percentile(latencies, 90):.1f} | {p99:.1f} | "
+        f"{max(latencies, default=float('nan')):.1f} |", "",
+        f"Probes without an alert: {missing:,}. Alerts seen by kind: "
+        f"{', '.join(f'{k} {v:,}' for k, v in sorted(watch.kinds.items())) or 'none'}.",
+        f"Goal p99 <= {GOAL_P99_MS:.0f} ms: "
+        f"**{'met' if latencies and p99 <= GOAL_P99_MS and not missing else 'missed'}**.", "",
+        "Reproduce: `python -m load_tests.bench_alerts --rate 2000 --duration 30`.", "",
+    ]
+    if not latencies:
+        lines.insert(-2, "No probe alerted: is the alert engine wired into the worker?")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=2000.0, help="events/s offered")
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds of load")
+    parser.add_argument("--probe-every", type=int, default=100,
+                        help="one probe ticket per this many events")
+    parser.add_argument("--customers", type=int, default=5000)
+    parser.add_argument("--drain", type=float, default=15.0,
+                        help="seconds to wait for the last alerts after the load")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args()
+
+    remote = bool(os.environ.get("CRM_KAFKA_BOOTSTRAP"))
+    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="bench-alerts-") as tmp:
+        work = Path(tmp)
+        if remote:
+            settings = Settings()
+        else:
+            from stream.devstack import EmbeddedBroker, RedisServer
+
+            broker = EmbeddedBroker(work_dir=work)
+            bootstrap = broker.start()
+            stack.callback(broker.stop)
+            server = RedisServer(work_dir=work, persist=False)
+            redis_url = server.start()
+            stack.callback(server.stop)
+            run_id = uuid.uuid4().hex[:6]
+            settings = Settings(kafka_bootstrap=bootstrap, redis_url=redis_url,
+                                topic_prefix=f"bench{run_id}.", app_id=f"bench-{run_id}")
+            create_topics(settings)
+            env = {"CRM_KAFKA_BOOTSTRAP": bootstrap, "CRM_REDIS_URL": redis_url,
+                   "CRM_TOPIC_PREFIX": settings.topic_prefix, "CRM_APP_ID": settings.app_id,
+                   "CRM_CHECKPOINT_DIR": str(work / "checkpoints"), "CRM_LOG_LEVEL": "WARNING"}
+            worker = ManagedProcess(name="worker", argv=[sys.executable, "-m", "crm", "worker"],
+                                    log_path=work / "worker.log", env=env).start()
+            stack.callback(worker.stop)
+        watch = AlertWatch(settings).start()
+        stack.callback(watch.stop)
+        probes, sent, elapsed = run_load(settings, rate=args.rate, duration_s=args.duration,
+                                         probe_every=args.probe_every, customers=args.customers,
+                                         watch=watch)
+        deadline = time.monotonic() + args.drain
+        while time.monotonic() < deadline and not set(probes) <= set(watch.received_at):
+            time.sleep(0.2)
+        text = report(probes, watch, rate=args.rate, sent=sent, elapsed_s=elapsed, remote=remote)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

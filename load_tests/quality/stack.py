@@ -1,0 +1,269 @@
+"""The real pipeline for a quality run: broker, redis-server, topics and one ``crm worker``.
+
+:class:`PipelineRun` replays a list of events through Kafka exactly as shops would send them,
+waits until the worker has recorded progress past every delivered offset (the worker's
+Redis progress keys, as the replay-exactness test does), stops the worker with SIGTERM so it
+writes its final model checkpoint, and then hands back that checkpoint and the profiles.
+Nothing here is mocked: what is measured is what ``crm worker`` learnt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+
+from agents.checkpoints import CheckpointStore
+from feature_store.keys import progress_key
+from feature_store.model_inputs import ModelInput, load_model_inputs
+from online_models import ModelBundle
+from stream.processes import ManagedProcess
+from stream.producer import EventProducer
+from stream.settings import Settings
+from stream.topics import create_topics
+
+log = logging.getLogger(__name__)
+
+#: (full topic name, key, JSON bytes) of one event, ready for ``EventProducer.send_raw``.
+Message = tuple[str, str, bytes]
+
+
+class WorkerFailed(RuntimeError):
+    """The worker died or stalled before processing every delivered event."""
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The ``CRM_*`` environment that reproduces ``settings`` in a child process."""
+    env = {}
+    for name, value in settings.model_dump(exclude_none=True).items():
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        env[f"CRM_{name.upper()}"] = str(value)
+    return env
+
+
+class LocalStack:
+    """An embedded broker and a redis-server under ``work_dir``, for as long as the ``with``."""
+
+    def __init__(self, *, work_dir: Path) -> None:
+        self.work_dir = work_dir
+        self.bootstrap = ""
+        self.redis_url = ""
+        self._stack = ExitStack()
+
+    def __enter__(self) -> LocalStack:
+        from stream.devstack import EmbeddedBroker, RedisServer
+
+        broker = EmbeddedBroker(work_dir=self.work_dir)
+        self.bootstrap = broker.start()
+        self._stack.callback(broker.stop)
+        server = RedisServer(work_dir=self.work_dir, persist=False)
+        self.redis_url = server.start()
+        self._stack.callback(server.stop)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stack.close()
+
+
+class PipelineRun:
+    """One replay through the real pipeline: fresh topics, an empty Redis db, one worker.
+
+    Parameters
+    ----------
+    stack
+        The running broker and redis-server.
+    name
+        Names the run's topics, consumer group and logs (``quality-<name>-<random>``).
+    overrides
+        Extra :class:`~stream.settings.Settings` fields for the worker (horizon, lateness...).
+    progress
+        Show tqdm bars while producing and while waiting for the worker.
+    """
+
+    def __init__(
+        self,
+        *,
+        stack: LocalStack,
+        name: str,
+        overrides: dict[str, Any] | None = None,
+        progress: bool = True,
+    ) -> None:
+        run_id = f"quality-{name}-{uuid.uuid4().hex[:6]}"
+        self.work_dir = stack.work_dir / run_id
+        self.settings = Settings(
+            kafka_bootstrap=stack.bootstrap,
+            redis_url=stack.redis_url,
+            topic_prefix=f"{run_id}.",
+            app_id=run_id,
+            worker_name="quality",
+            checkpoint_dir=self.work_dir / "checkpoints",
+            log_level="WARNING",
+            **(overrides or {}),
+        )
+        self.progress = progress
+        self.worker: ManagedProcess | None = None
+        self.last_offsets: dict[tuple[str, int], int] = {}
+        self.delivered = 0
+
+    @property
+    def log_path(self) -> Path:
+        return self.work_dir / "worker.log"
+
+    def start(self) -> None:
+        """Empty the Redis db, create the topics and start ``crm worker``."""
+        redis.Redis.from_url(self.settings.redis_url).flushdb()
+        create_topics(self.settings)
+        self.worker = ManagedProcess(
+            name=f"crm worker ({self.settings.app_id})",
+            argv=[sys.executable, "-m", "crm", "worker"],
+            log_path=self.log_path,
+            env=settings_env(self.settings),
+        ).start()
+
+    def produce(self, messages: Iterable[Message], *, total: int | None, desc: str) -> int:
+        """Send every message with the producer SDK; remember the last offset per partition."""
+
+        def delivered(topic: str, partition: int, offset: int) -> None:
+            key = (topic, partition)
+            if offset > self.last_offsets.get(key, -1):
+                self.last_offsets[key] = offset
+            self.delivered += 1
+
+        bar = _bar(total, desc, self.progress)
+        sent = 0
+        with EventProducer(settings=self.settings) as producer:
+            for topic, key, payload in messages:
+                producer.send_raw(topic, key, payload, on_delivered=delivered)
+                sent += 1
+                if sent % 2048 == 0:
+                    bar.update(2048)
+                    self._check_alive()
+        bar.update(sent - bar.n)
+        bar.close()
+        if self.delivered != sent:
+            raise WorkerFailed(f"only {self.delivered} of {sent} events were delivered")
+        return sent
+
+    def wait_until_processed(self, *, stall_timeout_s: float = 180.0) -> float:
+        """Wait until the worker's progress reaches every delivered offset; returns seconds."""
+        client = redis.Redis.from_url(self.settings.redis_url)
+        keys = [progress_key(topic, partition) for topic, partition in self.last_offsets]
+        targets = list(self.last_offsets.values())
+        total = sum(offset + 1 for offset in targets)
+        bar = _bar(total, "worker processing", self.progress)
+        started = last_change = time.monotonic()
+        done = -1
+        try:
+            while True:
+                self._check_alive()
+                values = client.mget(keys) if keys else []
+                current = [int(v) if v is not None else -1 for v in values]  # type: ignore[union-attr]
+                now_done = sum(min(c, t) + 1 for c, t in zip(current, targets, strict=True))
+                if now_done != done:
+                    bar.update(now_done - bar.n)
+                    done, last_change = now_done, time.monotonic()
+                if all(c >= t for c, t in zip(current, targets, strict=True)):
+                    return time.monotonic() - started
+                if time.monotonic() - last_change > stall_timeout_s:
+                    raise WorkerFailed(f"the worker made no progress for {stall_timeout_s:.0f}s "
+                                       f"({done}/{total}):\n{self._tail()}")
+                time.sleep(0.25)
+        finally:
+            bar.close()
+            client.close()
+
+    def stop_worker(self, *, timeout: float = 60.0) -> None:
+        """SIGTERM: Faust stops the agents and the app writes its final checkpoint."""
+        if self.worker is None:
+            return
+        self.worker.signal(signal.SIGTERM)
+        assert self.worker.process is not None
+        try:
+            self.worker.process.wait(timeout)
+        finally:
+            self.worker.stop(timeout=5)
+
+    def final_bundle(self) -> ModelBundle:
+        """The worker's newest checkpoint (written on shutdown)."""
+        store = CheckpointStore(directory=self.settings.checkpoint_dir,
+                                app_id=self.settings.app_id, worker_name="quality")
+        bundle = store.load_latest()
+        if bundle is None:
+            raise WorkerFailed(f"the worker left no checkpoint:\n{self._tail()}")
+        return bundle
+
+    def profiles(self, customer_ids: list[str], *, tenant: str = "default",
+                 chunk: int = 2000) -> dict[str, ModelInput]:
+        """The profiles (as the models read them) of the customers that have one."""
+        return asyncio.run(_load_profiles(self.settings.redis_url, tenant, customer_ids, chunk,
+                                          self.progress))
+
+    def profile_fields(self, customer_ids: list[str], fields: list[str], *,
+                       tenant: str = "default") -> dict[str, dict[str, str]]:
+        """Raw fields of the profile hashes (the scores the worker wrote), per customer."""
+        from feature_store.keys import CustomerKeys
+
+        client = redis.Redis.from_url(self.settings.redis_url, decode_responses=True)
+        out: dict[str, dict[str, str]] = {}
+        try:
+            for start in range(0, len(customer_ids), 2000):
+                batch = customer_ids[start:start + 2000]
+                with client.pipeline(transaction=False) as pipe:
+                    for customer in batch:
+                        pipe.hmget(CustomerKeys(tenant, customer).profile, fields)
+                    replies = pipe.execute()
+                for customer, values in zip(batch, replies, strict=True):
+                    if any(v is not None for v in values):
+                        out[customer] = {f: v for f, v in zip(fields, values, strict=True)
+                                         if v is not None}
+        finally:
+            client.close()
+        return out
+
+    def _check_alive(self) -> None:
+        if self.worker is not None and not self.worker.is_running():
+            raise WorkerFailed(f"the worker exited:\n{self._tail()}")
+
+    def _tail(self) -> str:
+        return self.worker.log_tail(40) if self.worker else "(no worker)"
+
+
+async def _load_profiles(url: str, tenant: str, customer_ids: list[str], chunk: int,
+                         progress: bool) -> dict[str, ModelInput]:
+    client = aioredis.Redis.from_url(url)
+    out: dict[str, ModelInput] = {}
+    bar = _bar(len(customer_ids), "reading profiles", progress)
+    try:
+        for start in range(0, len(customer_ids), chunk):
+            batch = customer_ids[start:start + chunk]
+            inputs = await load_model_inputs(client, [(tenant, c) for c in batch])
+            out.update({customer: model_input for (_, customer), model_input in inputs.items()})
+            bar.update(len(batch))
+    finally:
+        bar.close()
+        await client.aclose()
+    return out
+
+
+def _bar(total: int | None, desc: str, enabled: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="ev" if "profiles" not in desc else "customer",
+                unit_scale=True, file=sys.stderr, mininterval=1.0, disable=not enabled,
+                leave=True)
+
+
+def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
