@@ -9,7 +9,9 @@ models in checkpoints this module writes on a timer and on shutdown.
 from __future__ import annotations
 
 import logging
+import os
 import ssl
+import threading
 from typing import Any
 
 import faust
@@ -51,8 +53,18 @@ def _credentials(settings: Settings) -> Any:
     return None
 
 
+#: How long a stopping worker may take after its final checkpoint before it exits anyway.
+SHUTDOWN_GRACE_S = 5.0
+
+
 class CrmApp(faust.App):
-    """The Faust app, plus a final model checkpoint when the worker stops."""
+    """The Faust app, plus a final model checkpoint and a bounded shutdown.
+
+    An agent iterating ``take_events`` never finishes stopping (faust-streaming issue #162),
+    so after the final checkpoint a watchdog ends the process after a grace period. That is
+    safe by design: Redis progress and per-event ids make the uncommitted tail of each
+    partition a harmless redelivery.
+    """
 
     runtime: WorkerRuntime | None = None
 
@@ -62,7 +74,16 @@ class CrmApp(faust.App):
                 await self.runtime.checkpoint()
             except Exception:  # stopping must go on
                 log.exception("final checkpoint failed")
+        watchdog = threading.Timer(SHUTDOWN_GRACE_S, _exit_after_grace)
+        watchdog.daemon = True
+        watchdog.start()
         await super().on_stop()
+
+
+def _exit_after_grace() -> None:
+    log.warning("agents did not stop within %.0fs (faust-streaming#162); exiting", SHUTDOWN_GRACE_S)
+    logging.shutdown()
+    os._exit(0)
 
 
 def create_app(settings: Settings) -> faust.App:

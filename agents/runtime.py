@@ -86,7 +86,8 @@ class WorkerRuntime:
         records = {
             name: orjson.dumps({"name": name, "version": version,
                                 "example_count": counts.get(name, 0),
-                                "metrics": _plain(metrics.get(name, {})),
+                                "metrics": _numbers(metrics.get(name, {})),
+                                "details": _plain(metrics.get(name, {})),
                                 "updated_at": now_ms})
             for name, version in self.bundle.model_versions().items()
         }
@@ -98,8 +99,8 @@ class WorkerRuntime:
             pipe.hset(MODELS_KEY, mapping=records)  # type: ignore[arg-type]
             for name in records:
                 pipe.xadd(MODELS_HISTORY_KEY, {"at": now_ms, "model": name,
-                                               "metrics": orjson.dumps(_plain(metrics.get(name,
-                                                                                      {})))},
+                                               "metrics": orjson.dumps(
+                                                   _numbers(metrics.get(name, {})))},
                           maxlen=5000, approximate=True)
             pipe.xadd(THROUGHPUT_KEY, {"at": now_ms, "events_per_s": f"{rate:.1f}",
                                        "lag": -1 if lag is None else lag},
@@ -108,6 +109,12 @@ class WorkerRuntime:
 
     async def forget(self, customer_id: str) -> None:
         self.scorer.forget(customer_id)
+
+
+def _numbers(metrics: dict[str, Any]) -> dict[str, float | None]:
+    """The scalar metrics of a model (the API's and the dashboard's charts plot these)."""
+    return {name: _plain(value) for name, value in metrics.items()
+            if value is None or (isinstance(value, int | float) and not isinstance(value, bool))}
 
 
 def _plain(value: Any) -> Any:

@@ -114,9 +114,12 @@ class ModelScorer:
             anomaly = bundle.anomaly.score(event.total, event.items_bought, history)
             bundle.anomaly.learn(event.total, event.items_bought)
             scores.anomaly_score, scores.anomaly_reason = anomaly.score, anomaly.reason
+            # The profile already holds this order: what the list served before it excluded
+            # was the bought set without this order's products.
+            bought_before = model_input.bought - {item.product_id for item in event.items}
             for item in event.items:
                 bundle.recommender.learn(customer, item.product_id, "purchase", at_ms,
-                                         recent=recent, exclude=model_input.bought)
+                                         recent=recent, exclude=bought_before)
         else:
             bundle.clv.observe_activity(customer, profile, at_ms)
             if isinstance(event, ClickEvent):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from schemas.records import AlertKind
 from stream.settings import Settings
 
 
@@ -158,17 +159,19 @@ def alerts() -> None:
 
 
 @alerts.command("tail")
-@click.option("--kind", default=None, help="Only this alert kind (e.g. churn_risk).")
+@click.option("--kind", type=click.Choice([kind.value for kind in AlertKind]), default=None,
+              help="Only this alert kind.")
 @click.option("--from-beginning", is_flag=True, help="Start at the oldest alert, not the next.")
+@click.option("--group", "group_id", default=None,
+              help="Commit and resume in this consumer group.")
 @click.option("--max", "max_messages", type=int, default=None, help="Stop after N alerts.")
 @click.pass_obj
 def alerts_tail(settings: Settings, kind: str | None, from_beginning: bool,
-                max_messages: int | None) -> None:
+                group_id: str | None, max_messages: int | None) -> None:
     """Print alerts from crm.alerts as JSON lines (a consumer for marketing tools)."""
     from stream.alerts_consumer import tail_alerts
 
-    tail_alerts(settings, kind=kind, from_beginning=from_beginning,
-                max_messages=max_messages)
+    tail_alerts(settings, kind, from_beginning, max_messages=max_messages, group_id=group_id)
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ CUSTOMER_KEY_SUFFIXES = (
     "merged",  # set: anonymous ids merged into this customer
     "erased",  # string with TTL: tombstone of an erased customer
     "recos",  # string: the cached recommendation list (JSON)
+    "alerts",  # string: alert rule state (streaks, cooldowns, open cart), see agents/alerting
 )
 
 

@@ -95,6 +95,25 @@ class AlertWatch:
             consumer.close()
 
 
+def probe_event(probe_id: str, customer_id: str, occurred_at: str) -> dict[str, object]:
+    return {"event_id": probe_id, "customer_id": customer_id, "type": "ticket",
+            "ticket_id": f"pt-{probe_id}", "status": "resolved", "csat": 1,
+            "subject": "Damaged parcel", "body": "Arrived broken.", "occurred_at": occurred_at}
+
+
+def warm_up(settings: Settings, watch: AlertWatch, timeout_s: float = 180.0) -> float:
+    """Wait until a first probe alerts: the worker has joined, loaded and is consuming."""
+    probe_id = f"warm-up-{uuid.uuid4().hex[:6]}"
+    started = time.monotonic()
+    with EventProducer(settings=settings) as producer:
+        producer.send(probe_event(probe_id, probe_id, datetime.now(UTC).isoformat()))
+    while probe_id not in watch.received_at:
+        if time.monotonic() - started > timeout_s:
+            raise SystemExit("no alert for the warm-up probe: is the worker running and wired?")
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
 def run_load(settings: Settings, *, rate: float, duration_s: float, probe_every: int,
              customers: int, watch: AlertWatch) -> tuple[dict[str, float], int, float]:
     """Send the traffic; answers probe send times (wall clock), events sent, elapsed seconds."""
@@ -114,12 +133,8 @@ def run_load(settings: Settings, *, rate: float, duration_s: float, probe_every:
             if index % probe_every == probe_every - 1:
                 probe_id = f"probe-{run_id}-{index}"
                 probes[probe_id] = time.time()
-                producer.send({
-                    "event_id": probe_id, "customer_id": f"probe-{run_id}-c{index}",
-                    "type": "ticket", "ticket_id": f"pt-{index}", "status": "resolved",
-                    "csat": 1, "subject": "Damaged parcel", "body": "Arrived broken.",
-                    "occurred_at": event["occurred_at"],
-                })
+                producer.send(probe_event(probe_id, f"probe-{run_id}-c{index}",
+                                          event["occurred_at"]))
                 continue
             producer.send_raw(settings.topic(TOPIC_BY_TYPE[event["type"]]),
                               event.get("customer_id") or f"anon:{event['anonymous_id']}",
@@ -196,6 +211,7 @@ def main() -> None:
             stack.callback(worker.stop)
         watch = AlertWatch(settings).start()
         stack.callback(watch.stop)
+        print(f"worker ready after {warm_up(settings, watch):.1f} s", file=sys.stderr)
         probes, sent, elapsed = run_load(settings, rate=args.rate, duration_s=args.duration,
                                          probe_every=args.probe_every, customers=args.customers,
                                          watch=watch)
