@@ -157,6 +157,8 @@ class ModelScorer:
                 last_anomaly[key] = extra.anomaly_score
         versions = bundle.model_versions()
         model_version = bundle.version
+        # Labels come from centroids, which move slowly: derive them once per batch.
+        labels = bundle.segmenter.labels()
         wall = time.monotonic()
         results: dict[tuple[str, str], dict[str, Any]] = {}
         size_changes: dict[tuple[str, int], int] = {}
@@ -169,7 +171,7 @@ class ModelScorer:
                 probability, explanation = bundle.churn.predict(
                     bundle.churn.featurize(profile, now_ms))
                 segment = bundle.segmenter.learn(behaviour_vector(profile, now_ms))
-                label = bundle.segmenter.label_for(segment)
+                label = labels.get(segment) or bundle.segmenter.label_for(segment)
                 clv = bundle.clv.predict(profile, now_ms).clv
                 sentiment = profile.get("sentiment")
                 if key in ticket_sentiment:  # an exponential average over the customer's tickets
@@ -212,7 +214,7 @@ class ModelScorer:
                     "churn_probability": probability, "churn_explanation":
                     explanation.as_records(EXPLANATION_FEATURES), "segment": segment,
                     "segment_label": label, "previous_segment": previous,
-                    "previous_segment_label": bundle.segmenter.label_for(previous)
+                    "previous_segment_label": labels.get(previous)
                     if previous is not None else None,
                     "clv": clv, "sentiment": sentiment, "model_versions": versions,
                 }
@@ -229,13 +231,15 @@ class ModelScorer:
     async def _publish_segments(self, tenants: set[str]) -> None:
         """Segment labels, sizes and centroids for the API (a small hash per tenant)."""
         segmenter = self.bundle.segmenter
+        labels = segmenter.labels()
         for tenant in tenants:
             sizes = await self.redis.hgetall(segment_sizes_key(tenant))  # type: ignore[misc]
             records = {}
             for segment_raw, size in sizes.items():
                 segment = int(segment_raw)
                 records[str(segment)] = orjson.dumps({
-                    "segment": segment, "label": segmenter.label_for(segment), "size": int(size),
+                    "segment": segment, "label": labels.get(segment, f"segment {segment}"),
+                    "size": int(size),
                     "centroid": segmenter.centroid(segment)})
             if records:
                 await self.redis.hset(segments_key(tenant), mapping=records)  # type: ignore[misc,arg-type]
