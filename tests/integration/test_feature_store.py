@@ -22,7 +22,8 @@ def random_events(rng: random.Random, count: int, customers: int = 5) -> list[di
     events: list[dict[str, Any]] = []
     for n in range(count):
         customer = f"c{rng.randrange(customers)}"
-        at = f"2026-02-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:00Z"
+        day, hour, minute = rng.randint(1, 28), rng.randint(0, 23), rng.randint(0, 59)
+        at = f"2026-02-{day:02d}T{hour:02d}:{minute:02d}:00Z"
         base = {"event_id": f"e{n}", "customer_id": customer, "occurred_at": at,
                 "session_id": f"s{rng.randrange(8)}"}
         roll = rng.random()

@@ -19,5 +19,5 @@ def test_creating_topics_twice_is_harmless(settings: Settings) -> None:
 def test_an_existing_topic_with_other_partitions_is_an_error(settings: Settings) -> None:
     """Verify that a partition-count mismatch is reported, never silently used."""
     other = settings.model_copy(update={"partitions": settings.partitions + 1})
-    with pytest.raises(TopicMismatchError, match="shop.clicks has 3 partitions"):
+    with pytest.raises(TopicMismatchError, match=r"shop\.clicks has 3 partitions"):
         create_topics(other)
