@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit integration redis install clean bench-quality
+.PHONY: demo test lint unit integration redis browser install clean bench-quality
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,16 @@ redis:
 	    exit 1; \
 	  fi; }
 
+# Headless Chromium for the dashboard test (skipped with a reason where it cannot be installed).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium with apt-get ..."; \
+	    apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null || true; \
+	  else \
+	    echo "chromium is missing: the dashboard test will be skipped"; \
+	  fi; }
+
 demo: install redis
 	$(BIN)/crm dev --simulate 300
 
@@ -39,7 +49,7 @@ unit: install
 integration: install redis
 	$(BIN)/pytest -m integration -q
 
-test: install redis lint
+test: install redis browser lint
 	$(BIN)/pytest -q
 
 bench-quality: install redis
