@@ -147,7 +147,7 @@ def create_app(settings: Settings) -> faust.App:
                 block_seconds=settings.erasure_block_days * 86_400,
                 receipt_id=request.receipt_id,
             )
-            await worker.forget(request.customer_id)
+            await worker.forget(request.tenant, request.customer_id)
 
     @app.timer(settings.checkpoint_interval_s)
     async def checkpoint_models() -> None:

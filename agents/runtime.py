@@ -107,8 +107,8 @@ class WorkerRuntime:
                       maxlen=2000, approximate=True)
             await pipe.execute()
 
-    async def forget(self, customer_id: str) -> None:
-        self.scorer.forget(customer_id)
+    async def forget(self, tenant: str, customer_id: str) -> None:
+        await self.scorer.forget(tenant, customer_id)
 
 
 def _numbers(metrics: dict[str, Any]) -> dict[str, float | None]:

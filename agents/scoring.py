@@ -43,8 +43,9 @@ class EventScores:
     anomaly_reason: str | None = None
 
 
-def segment_sizes_key(tenant: str) -> str:
-    return f"{segments_key(tenant)}:sizes"
+def segment_members_key(tenant: str, segment: int) -> str:
+    """The customers of one segment: a set, so sizes stay exact under redelivery and races."""
+    return f"{segments_key(tenant)}:members:{segment}"
 
 
 class ModelScorer:
@@ -161,7 +162,7 @@ class ModelScorer:
         labels = bundle.segmenter.labels()
         wall = time.monotonic()
         results: dict[tuple[str, str], dict[str, Any]] = {}
-        size_changes: dict[tuple[str, int], int] = {}
+        tenants: set[str] = set()
         percentile_replies: dict[tuple[str, str], int] = {}
         async with self.redis.pipeline(transaction=False) as pipe:
             for key, model_input in inputs.items():
@@ -197,11 +198,13 @@ class ModelScorer:
                 pipe.zcount(ranking_key(tenant, "clv"), "-inf", clv)
                 pipe.zcard(ranking_key(tenant, "clv"))
                 previous = model_input.previous_segment
-                if previous != segment:
-                    size_changes[(tenant, segment)] = size_changes.get((tenant, segment), 0) + 1
-                    if previous is not None:
-                        size_changes[(tenant, previous)] = (
-                            size_changes.get((tenant, previous), 0) - 1)
+                # A customer is in exactly one segment's set: add to the new one, remove from
+                # every other (idempotent, so redelivered or concurrent batches cannot drift).
+                pipe.sadd(segment_members_key(tenant, segment), customer)
+                for other in range(bundle.segmenter.n_clusters):
+                    if other != segment:
+                        pipe.srem(segment_members_key(tenant, other), customer)
+                tenants.add(tenant)
                 if wall - self._recommended_at.get(key, -1e9) >= self.recommendation_refresh_s:
                     self._recommended_at[key] = wall
                     recommendations = bundle.recommender.top_n(
@@ -218,34 +221,43 @@ class ModelScorer:
                     if previous is not None else None,
                     "clv": clv, "sentiment": sentiment, "model_versions": versions,
                 }
-            for (tenant, segment), change in size_changes.items():
-                pipe.hincrby(segment_sizes_key(tenant), str(segment), change)
             replies = await pipe.execute()
         # The CLV percentile of each customer among all customers, from ZCOUNT / ZCARD.
         for key, index in percentile_replies.items():
             below, count = replies[index], replies[index + 1]
             results[key]["clv_percentile"] = below / count if count else None
-        await self._publish_segments({tenant for tenant, _ in inputs})
+        await self._publish_segments(tenants)
         return results
 
     async def _publish_segments(self, tenants: set[str]) -> None:
         """Segment labels, sizes and centroids for the API (a small hash per tenant)."""
         segmenter = self.bundle.segmenter
         labels = segmenter.labels()
+        segments = range(segmenter.n_clusters)
         for tenant in tenants:
-            sizes = await self.redis.hgetall(segment_sizes_key(tenant))  # type: ignore[misc]
-            records = {}
-            for segment_raw, size in sizes.items():
-                segment = int(segment_raw)
-                records[str(segment)] = orjson.dumps({
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for segment in segments:
+                    pipe.scard(segment_members_key(tenant, segment))
+                sizes = await pipe.execute()
+            records = {
+                str(segment): orjson.dumps({
                     "segment": segment, "label": labels.get(segment, f"segment {segment}"),
-                    "size": int(size),
-                    "centroid": segmenter.centroid(segment)})
-            if records:
-                await self.redis.hset(segments_key(tenant), mapping=records)  # type: ignore[misc,arg-type]
+                    "size": int(size), "centroid": segmenter.centroid(segment)})
+                for segment, size in zip(segments, sizes, strict=True) if size
+            }
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.delete(segments_key(tenant))
+                if records:
+                    pipe.hset(segments_key(tenant), mapping=records)  # type: ignore[arg-type]
+                await pipe.execute()
 
-    def forget(self, customer_id: str) -> None:
-        """Erasure: drop what the models keep per customer."""
+    async def forget(self, tenant: str, customer_id: str) -> None:
+        """Erasure: drop what the models and the segment sets keep of the customer."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for segment in range(self.bundle.segmenter.n_clusters):
+                pipe.srem(segment_members_key(tenant, segment), customer_id)
+            await pipe.execute()
+        await self._publish_segments({tenant})
         self.bundle.churn.forget(customer_id)
         self.bundle.clv.forget(customer_id)
         self.bundle.recommender.forget(customer_id)

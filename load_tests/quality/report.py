@@ -308,6 +308,8 @@ def _sim_section(sim: SimulatedResult, plots: dict[str, str]) -> list[str]:
         "|---|---:|",
         f"| ARI, `segment` in the Redis profiles vs latent segment | {_fmt(sim.ari_live)} |",
         f"| ARI, final model re-assigning every customer at the end | {_fmt(sim.ari_final)} |",
+        f"| reference: ARI of batch k-means (sklearn, 10 restarts) on the same final vectors | "
+        f"{_fmt(sim.ari_batch_kmeans)} |",
         f"| churn ROC-AUC, final checkpoint at the final watermark vs truth | "
         f"{_fmt(sim.churn_auc)} |",
         f"| churn progressive ROC-AUC on delayed labels (online, {online.get('examples')} "

@@ -46,6 +46,8 @@ class SimulatedConfig:
     seed: int = 11
     catalogue_size: int = 2000
     partitions: int = 3
+    #: How many events the producer may run ahead of the worker (see ``PipelineRun.produce``).
+    max_backlog: int = 500
 
     @classmethod
     def quick(cls) -> SimulatedConfig:
@@ -63,6 +65,8 @@ class SimulatedResult:
     # segments
     ari_live: float
     ari_final: float
+    #: Reference: batch k-means (sklearn, same k, 10 restarts) on the final behaviour vectors.
+    ari_batch_kmeans: float
     latent_segments: list[int]
     live_segments: list[int]
     final_segments: list[int]
@@ -109,7 +113,8 @@ def run_simulated(stack: LocalStack, config: SimulatedConfig, *,
     run.start()
     try:
         started = time.monotonic()
-        run.produce(_messages(simulator, run), total=total, desc="simulated shop → Kafka")
+        run.produce(_messages(simulator, run), total=total, desc="simulated shop → Kafka",
+                    max_backlog=config.max_backlog)
         producing = time.monotonic() - started
         run.wait_until_processed()
         processing = time.monotonic() - started
@@ -123,11 +128,14 @@ def run_simulated(stack: LocalStack, config: SimulatedConfig, *,
     now_ms = bundle.churn.labeler.watermark_ms or int(simulator.end.timestamp() * 1000)
     scored = [record for record in truth if record["customer_id"] in inputs]
     latent, live_segments, final_segments, churned, scores = [], [], [], [], []
+    vectors = []
     for record in scored:
         profile = inputs[record["customer_id"]].profile
         latent.append(int(record["segment"]))
         live_segments.append(int(live.get(record["customer_id"], {}).get("segment", -1)))
-        final_segments.append(bundle.segmenter.assign(behaviour_vector(profile, now_ms)))
+        vector = behaviour_vector(profile, now_ms)
+        vectors.append(vector)
+        final_segments.append(bundle.segmenter.assign(vector))
         churned.append(int(record["churn_at"] is not None))
         scores.append(bundle.churn.predict(bundle.churn.featurize(profile, now_ms))[0])
     return SimulatedResult(
@@ -135,12 +143,29 @@ def run_simulated(stack: LocalStack, config: SimulatedConfig, *,
         seconds_producing=producing, seconds_processing=processing, now_ms=now_ms,
         ari_live=float(adjusted_rand_score(latent, live_segments)),
         ari_final=float(adjusted_rand_score(latent, final_segments)),
+        ari_batch_kmeans=_batch_kmeans_ari(vectors, latent, bundle.segmenter.n_clusters),
         latent_segments=latent, live_segments=live_segments, final_segments=final_segments,
         segment_labels=bundle.segmenter.labels(),
         churned=churned, churn_scores=scores, churn_auc=_auc(churned, scores),
         churn_online=_churn_online(bundle), reco=dict(bundle.recommender.metrics_dict()),
         worker_settings=overrides,
     )
+
+
+def _batch_kmeans_ari(vectors: list[dict[str, float]], latent: list[int],
+                      n_clusters: int) -> float:
+    """What offline k-means reaches on the same vectors: separates the representation's limit
+    from the online learner's."""
+    from sklearn.cluster import KMeans
+    from sklearn.preprocessing import StandardScaler
+
+    if len(vectors) <= n_clusters:
+        return float("nan")
+    names = sorted({name for vector in vectors for name in vector})
+    matrix = StandardScaler().fit_transform(
+        np.array([[vector.get(name, 0.0) for name in names] for vector in vectors]))
+    labels = KMeans(n_clusters=n_clusters, n_init=10, random_state=0).fit_predict(matrix)
+    return float(adjusted_rand_score(latent, labels))
 
 
 def _auc(labels: list[int], scores: list[float]) -> float:

@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -27,12 +27,15 @@ from agents.checkpoints import CheckpointStore
 from feature_store.keys import progress_key
 from feature_store.model_inputs import ModelInput, load_model_inputs
 from online_models import ModelBundle
+from schemas.topics import CLICKS, PURCHASES, TICKETS
 from stream.processes import ManagedProcess
 from stream.producer import EventProducer
 from stream.settings import Settings
 from stream.topics import create_topics
 
 log = logging.getLogger(__name__)
+
+INPUT_TOPICS = (CLICKS, PURCHASES, TICKETS)
 
 #: (full topic name, key, JSON bytes) of one event, ready for ``EventProducer.send_raw``.
 Message = tuple[str, str, bytes]
@@ -131,8 +134,18 @@ class PipelineRun:
             env=settings_env(self.settings),
         ).start()
 
-    def produce(self, messages: Iterable[Message], *, total: int | None, desc: str) -> int:
-        """Send every message with the producer SDK; remember the last offset per partition."""
+    def produce(self, messages: Iterable[Message], *, total: int | None, desc: str,
+                max_backlog: int | None = None) -> int:
+        """Send every message with the producer SDK; remember the last offset per partition.
+
+        ``max_backlog`` bounds how far the producer may run ahead of the worker (in events).
+        A replay as fast as possible would otherwise let the quiet topics (purchases,
+        tickets) race months of event time ahead of the busy one (clicks), since each topic
+        has its own agent: purchases would be learnt before the clicks that led to them, and
+        the watermark, driven by the most advanced topic, would call customers churned whose
+        clicks are still queued. Live traffic has milliseconds of lag, not months; a small
+        backlog keeps the replay close to that while the worker stays busy.
+        """
 
         def delivered(topic: str, partition: int, offset: int) -> None:
             key = (topic, partition)
@@ -141,19 +154,42 @@ class PipelineRun:
             self.delivered += 1
 
         bar = _bar(total, desc, self.progress)
+        client = redis.Redis.from_url(self.settings.redis_url)
+        progress_keys = [progress_key(self.settings.topic(name), partition)
+                         for name in INPUT_TOPICS for partition in range(self.settings.partitions)]
         sent = 0
-        with EventProducer(settings=self.settings) as producer:
-            for topic, key, payload in messages:
-                producer.send_raw(topic, key, payload, on_delivered=delivered)
-                sent += 1
-                if sent % 2048 == 0:
-                    bar.update(2048)
-                    self._check_alive()
+        try:
+            with EventProducer(settings=self.settings) as producer:
+                for topic, key, payload in messages:
+                    producer.send_raw(topic, key, payload, on_delivered=delivered)
+                    sent += 1
+                    if sent % 256 == 0:
+                        bar.update(sent - bar.n)
+                        self._check_alive()
+                        if max_backlog is not None:
+                            self._wait_for_backlog(producer, client, progress_keys,
+                                                   sent - max_backlog)
+        finally:
+            client.close()
         bar.update(sent - bar.n)
         bar.close()
         if self.delivered != sent:
             raise WorkerFailed(f"only {self.delivered} of {sent} events were delivered")
         return sent
+
+    def _wait_for_backlog(self, producer: EventProducer, client: redis.Redis,
+                          keys: list[str], target: int, stall_timeout_s: float = 180.0) -> None:
+        """Block until the worker has finished ``target`` messages."""
+        last, since = -1, time.monotonic()
+        while (done := _processed(client, keys)) < target:
+            self._check_alive()
+            if done != last:
+                last, since = done, time.monotonic()
+            elif time.monotonic() - since > stall_timeout_s:
+                raise WorkerFailed(f"the worker made no progress for {stall_timeout_s:.0f}s "
+                                   f"({done} done):\n{self._tail()}")
+            producer.flush(30.0)
+            time.sleep(0.02)
 
     def wait_until_processed(self, *, stall_timeout_s: float = 180.0) -> float:
         """Wait until the worker's progress reaches every delivered offset; returns seconds."""
@@ -256,14 +292,14 @@ async def _load_profiles(url: str, tenant: str, customer_ids: list[str], chunk: 
     return out
 
 
+def _processed(client: redis.Redis, keys: list[str]) -> int:
+    """Messages the worker has finished, from its progress keys (fresh topics: offsets from 0)."""
+    return sum(int(value) + 1 for value in client.mget(keys) if value is not None)  # type: ignore[union-attr]
+
+
 def _bar(total: int | None, desc: str, enabled: bool) -> Any:
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit="ev" if "profiles" not in desc else "customer",
                 unit_scale=True, file=sys.stderr, mininterval=1.0, disable=not enabled,
                 leave=True)
-
-
-def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]

@@ -26,7 +26,6 @@ from feature_store.keys import (
     MODELS_HISTORY_KEY,
     MODELS_KEY,
     THROUGHPUT_KEY,
-    CustomerKeys,
     customers_key,
     ranking_key,
     segments_key,
@@ -76,41 +75,6 @@ def _traffic(settings: Settings, stop: threading.Event) -> None:
                 time.sleep(0.05)
 
 
-def _fill_model_outputs(store: redis.Redis) -> None:
-    """What the model workers publish, where they have not published it yet."""
-    now_ms = int(time.time() * 1000)
-    customers = [c.decode() for c in store.zrange(customers_key("default"), 0, -1)]
-    if not store.exists(segments_key("default")):
-        for number, (label, size) in enumerate([("new visitors", 18), ("browsers", 11),
-                                                ("loyal buyers", 7), ("big spenders", 4)]):
-            store.hset(segments_key("default"), str(number), orjson.dumps(
-                {"segment": number, "label": label, "size": size, "centroid": {"orders": number}}))
-    if not store.exists(ranking_key("default", "churn")):
-        rng = random.Random(3)
-        for customer in customers[:12]:
-            probability = round(rng.uniform(0.35, 0.97), 3)
-            explanation = [{"feature": "days_since_last_order", "value": 41, "contribution": 1.1},
-                           {"feature": "open_tickets", "value": 1, "contribution": 0.4},
-                           {"feature": "orders", "value": 3, "contribution": -0.6}]
-            store.hset(CustomerKeys("default", customer).profile, mapping={
-                "churn_probability": probability, "churn_explanation": orjson.dumps(explanation)})
-            store.zadd(ranking_key("default", "churn"), {customer: probability})
-    if not store.exists(MODELS_HISTORY_KEY):
-        for step in range(40):
-            at = now_ms - (40 - step) * 15_000
-            store.xadd(MODELS_HISTORY_KEY, {"at": at, "model": "churn", "metrics": orjson.dumps(
-                {"roc_auc": 0.6 + step * 0.006, "log_loss": 0.68 - step * 0.005})})
-        store.hset(MODELS_KEY, "churn", orjson.dumps(
-            {"name": "churn", "version": "churn-v1", "example_count": 4000,
-             "metrics": {"roc_auc": 0.83, "log_loss": 0.48}, "updated_at": "2026-03-01T10:00:00Z"}))
-    if not store.exists(THROUGHPUT_KEY):
-        rng = random.Random(5)
-        for step in range(60):
-            store.xadd(THROUGHPUT_KEY, {"at": now_ms - (60 - step) * 2000,
-                                        "events_per_s": round(rng.uniform(150, 260), 1),
-                                        "lag": rng.randrange(0, 40)})
-
-
 def _alert(customer_id: str) -> dict[str, bytes | str]:
     alert = {"alert_id": "al_dashboard_test", "kind": "churn_risk", "customer_id": customer_id,
              "tenant": "default", "score": 0.93, "threshold": 0.7,
@@ -145,14 +109,17 @@ def test_dashboard_shows_the_live_system(
     alert from a running stack, with no resource fetched from outside."""
     driver = browser  # a selenium WebDriver
     store = redis.Redis.from_url(settings.redis_url)
-    start_worker()
+    start_worker(telemetry_interval_s=1.0)
     stop = threading.Event()
     traffic = threading.Thread(target=_traffic, args=(settings, stop), daemon=True)
     traffic.start()
     try:
         wait_for(lambda: store.zcard(customers_key("default")) >= 20, timeout=60,
                  what="the worker to know 20 customers")
-        _fill_model_outputs(store)
+        # Everything the page draws comes from the running worker itself.
+        wait_for(lambda: all(store.exists(key) for key in (
+            segments_key("default"), ranking_key("default", "churn"), MODELS_HISTORY_KEY,
+            MODELS_KEY, THROUGHPUT_KEY)), timeout=60, what="the worker's models and telemetry")
         driver.get(f"{api_server.url}/?key={api_server.key}")  # type: ignore[attr-defined]
         run = driver.execute_script  # type: ignore[attr-defined]
         assert "key=" not in driver.current_url  # type: ignore[attr-defined]
@@ -171,7 +138,7 @@ def test_dashboard_shows_the_live_system(
                        customers: document.getElementById('kpi-customers').textContent};
             return Object.values(n).every(v => v && v !== '\u2013') ? n : null;"""),
             timeout=20, what="every chart and table to hold data")
-        assert counts["segments"] == 4 and counts["risky"] >= 5
+        assert counts["segments"] >= 1 and counts["risky"] >= 5
         time.sleep(1.5)  # let the fresh-alert highlight fade for the screenshot
         ARTIFACTS.mkdir(exist_ok=True)
         driver.save_screenshot(str(ARTIFACTS / "dashboard.png"))  # type: ignore[attr-defined]

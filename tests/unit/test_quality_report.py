@@ -62,6 +62,7 @@ def _sim_result(n: int = 300) -> SimulatedResult:
     return SimulatedResult(
         config=SimulatedConfig.quick(), events=10_000, customers_scored=n,
         seconds_producing=1.0, seconds_processing=2.0, now_ms=0, ari_live=0.5, ari_final=0.6,
+        ari_batch_kmeans=0.7,
         latent_segments=latent, live_segments=[(s + 1) % 5 for s in latent],
         final_segments=latent, segment_labels={i: f"segment {i}" for i in range(5)},
         churned=churned, churn_scores=[0.3 * y + 0.7 * rng.random() for y in churned],
