@@ -9,12 +9,12 @@ import time
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 
 from agents.alerting import AlertEngine
 from agents.checkpoints import CheckpointStore
 from agents.pipeline import BatchResult, EventPipeline
 from agents.scoring import ModelScorer
+from feature_store.client import connect
 from feature_store.keys import MODELS_HISTORY_KEY, MODELS_KEY, THROUGHPUT_KEY
 from feature_store.store import FeatureStore, StoreLimits
 from online_models import ChurnModel, ModelBundle
@@ -53,7 +53,7 @@ class WorkerRuntime:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.redis = aioredis.Redis.from_url(settings.redis_url)
+        self.redis = connect(settings.redis_url)
         self.store = FeatureStore(
             redis=self.redis, limits=StoreLimits(max_event_ids=settings.dedupe_ids_per_customer))
         self.checkpoints = CheckpointStore(

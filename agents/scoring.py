@@ -83,6 +83,7 @@ class ModelScorer:
         inputs = await load_model_inputs(self.redis, touched)
         per_event = [self._learn(event, inputs.get((event.tenant, profile_id)), profile_id)
                      if new else EventScores() for event, profile_id, _, new in events]
+        self._observe_activity(events, inputs)
         if watermark_ms is not None:
             self.bundle.churn.advance_watermark(watermark_ms)
             self.bundle.clv.advance_watermark(watermark_ms)
@@ -106,10 +107,8 @@ class ModelScorer:
             return scores
         bundle, profile = self.bundle, model_input.profile
         at_ms = event.occurred_at_ms
-        bundle.churn.observe_activity(customer, profile, at_ms)
         recent = profile["recent_products"]
         if isinstance(event, PurchaseEvent):
-            bundle.clv.observe_activity(customer, profile, at_ms, purchases=1, spend=event.total)
             history = [total for order_id, total in model_input.order_totals
                        if order_id != event.order_id]
             anomaly = bundle.anomaly.score(event.total, event.items_bought, history)
@@ -122,7 +121,6 @@ class ModelScorer:
                 bundle.recommender.learn(customer, item.product_id, "purchase", at_ms,
                                          recent=recent, exclude=bought_before)
         else:
-            bundle.clv.observe_activity(customer, profile, at_ms)
             if isinstance(event, ClickEvent):
                 kind = _INTERACTIONS.get(event.kind)
                 if kind and event.product_id:
@@ -138,6 +136,33 @@ class ModelScorer:
                 if event.csat is not None and scores.sentiment is None:
                     scores.sentiment = (event.csat - 3) / 2
         return scores
+
+    def _observe_activity(
+        self,
+        events: Sequence[tuple[AnyEvent, str, int, bool]],
+        inputs: dict[tuple[str, str], ModelInput],
+    ) -> None:
+        """One activity snapshot per customer per batch, at their latest new event.
+
+        A session is a burst of clicks, and activity within a day replaces the pending
+        snapshot anyway, so observing each click would cost much and teach nothing more.
+        """
+        latest: dict[tuple[str, str], int] = {}
+        orders: dict[tuple[str, str], tuple[int, float]] = {}
+        for event, profile_id, _, new in events:
+            key = (event.tenant, profile_id)
+            if not new or key not in inputs:
+                continue
+            latest[key] = max(latest.get(key, 0), event.occurred_at_ms)
+            if isinstance(event, PurchaseEvent):
+                count, spend = orders.get(key, (0, 0.0))
+                orders[key] = (count + 1, spend + event.total)
+        for key, at_ms in sorted(latest.items(), key=lambda item: item[1]):
+            profile = inputs[key].profile
+            count, spend = orders.get(key, (0, 0.0))
+            self.bundle.churn.observe_activity(key[1], profile, at_ms)
+            self.bundle.clv.observe_activity(key[1], profile, at_ms, purchases=count,
+                                             spend=spend)
 
     async def _score_customers(
         self,

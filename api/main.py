@@ -19,6 +19,7 @@ from api.routes import alerts, customers, dashboard, erasure, health, ingest, mo
 from api.routes.dashboard import STATIC_DIR
 from api.settings import ApiSettings
 from api.state import AppState
+from feature_store.client import connect
 from stream.settings import Settings
 
 
@@ -30,7 +31,7 @@ def create_app(settings: Settings | None = None, api_settings: ApiSettings | Non
     api_settings = api_settings or ApiSettings()
     state = AppState(
         settings=settings, api_settings=api_settings,
-        redis=redis or aioredis.Redis.from_url(settings.redis_url),
+        redis=redis or connect(settings.redis_url),
         publisher=Publisher(settings=settings, flush_timeout_s=api_settings.api_flush_timeout_s,
                             producer=producer),
         broker_check=BrokerCheck(settings=settings,

@@ -88,7 +88,9 @@ class FeatureStore:
 
     @classmethod
     def from_url(cls, url: str, *, limits: StoreLimits | None = None) -> FeatureStore:
-        return cls(redis=aioredis.Redis.from_url(url), limits=limits)
+        from feature_store.client import connect
+
+        return cls(redis=connect(url), limits=limits)
 
     async def close(self) -> None:
         await self.redis.aclose()

@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("lifetimes", reason="the quality benchmark needs the bench extra")
 pytest.importorskip("matplotlib", reason="the quality benchmark needs the bench extra")
 
-from load_tests.quality.runner import run_quality_benchmark  # noqa: E402
+from load_tests.quality.runner import run_quality_benchmark
 
 pytestmark = pytest.mark.slow
 
