@@ -230,15 +230,21 @@ def plot_segments(path: Path, sim: SimulatedResult) -> Path:
 
 def plot_hit_rate(path: Path, sim: SimulatedResult) -> Path:
     plt = _pyplot()
-    ours = float(sim.reco.get("hit_rate_at_10") or 0.0)
-    baseline = float(sim.reco.get("popularity_hit_rate_at_10") or 0.0)
-    fig, ax = plt.subplots(figsize=(5, 4))
-    ax.bar(["ours (MF + bought together)", "popularity (decayed trending)"], [ours, baseline],
-           color=["tab:blue", "tab:grey"])
-    ax.axhline(TARGET_HIT_RATIO * baseline, color="tab:red", ls="--", lw=1,
-               label=f"target: {TARGET_HIT_RATIO:g}x popularity")
-    for x, value in enumerate((ours, baseline)):
-        ax.text(x, value, f"{value:.3f}", ha="center", va="bottom")
+    groups = (("through the pipeline", sim.reco), ("diagnostic: in event order", sim.reco_in_order))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    width = 0.38
+    for index, (_, reco) in enumerate(groups):
+        ours = float(reco.get("hit_rate_at_10") or 0.0)
+        baseline = float(reco.get("popularity_hit_rate_at_10") or 0.0)
+        first = index == 0
+        for offset, value, color, label in (
+                (-width / 2, ours, "tab:blue", "ours (MF + bought together)"),
+                (width / 2, baseline, "tab:grey", "popularity (decayed trending)")):
+            ax.bar(index + offset, value, width, color=color, label=label if first else None)
+            ax.text(index + offset, value, f"{value:.3f}", ha="center", va="bottom", fontsize=8)
+        ax.plot([index, index + width], [TARGET_HIT_RATIO * baseline] * 2, color="tab:red",
+                ls="--", lw=1, label=f"target: {TARGET_HIT_RATIO:g}x popularity" if first else None)
+    ax.set_xticks(range(len(groups)), [name for name, _ in groups])
     ax.set_ylabel("progressive hit-rate@10 on purchases")
     ax.set_title(f"Recommendations ({sim.reco.get('purchases_evaluated')} purchases)")
     ax.legend(fontsize=8)
@@ -291,6 +297,7 @@ def render(
 def _sim_section(sim: SimulatedResult, plots: dict[str, str]) -> list[str]:
     config = sim.config
     reco = sim.reco
+    in_order = sim.reco_in_order
     online = sim.churn_online
     churn_rate = sum(sim.churned) / max(len(sim.churned), 1)
     lines = [
@@ -320,6 +327,21 @@ def _sim_section(sim: SimulatedResult, plots: dict[str, str]) -> list[str]:
         f"| hit-rate@10, decayed popularity on the same purchases | "
         f"{_fmt(reco.get('popularity_hit_rate_at_10'))} |",
         f"| lift over popularity | {_fmt(sim.hit_rate_ratio, 2)}x |",
+        f"| diagnostic: hit-rate@10 with the same events strictly in event order (no pipeline)"
+        f" | {_fmt(in_order.get('hit_rate_at_10'))} |",
+        f"| diagnostic: popularity hit-rate@10, in event order | "
+        f"{_fmt(in_order.get('popularity_hit_rate_at_10'))} |",
+        f"| diagnostic: lift over popularity, in event order | "
+        f"{_fmt(in_order.get('lift_over_popularity'), 2)}x |",
+        "",
+        "The worker runs one agent per input topic. Replaying months of events in minutes, "
+        "the quiet purchases topic is read hours of event time ahead of the busy clicks topic "
+        f"(even with the producer held to {config.max_backlog:,} events ahead of the worker), "
+        "so a purchase is usually learnt and evaluated before the clicks of its own session "
+        "(the product views and cart adds that lead to it); live, they are milliseconds "
+        "apart. The in-order diagnostic feeds the same events to a fresh `Recommender` with "
+        "the scorer's calls in event order: the gap between the two rows is that session "
+        "context. The target is judged on the pipeline's figure.",
         "",
     ]
     for key, caption in (("segments", "Latent vs learned segments"),

@@ -69,6 +69,8 @@ def _sim_result(n: int = 300) -> SimulatedResult:
         churn_auc=0.7, churn_online={"examples": 10, "roc_auc": 0.8, "log_loss": 0.5},
         reco={"purchases_evaluated": 50, "hit_rate_at_10": 0.3,
               "popularity_hit_rate_at_10": 0.1},
+        reco_in_order={"purchases_evaluated": 50, "hit_rate_at_10": 0.4,
+                       "popularity_hit_rate_at_10": 0.1},
     )
 
 
