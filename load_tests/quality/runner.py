@@ -28,6 +28,14 @@ NOTES = (
     "CDNOW's CLV: ClvModel predicts spend in the next 90 days (its label window); the table "
     "scales it by 273/90 to the 39-week holdout. BG/NBD x Gamma-Gamma is the expected number "
     "of holdout purchases times the expected order value.",
+    'CDNOW calibration plot: `churn_probability` is the chance of 90 days without activity '
+    '(CRM_CHURN_HORIZON_DAYS=90) while the outcome is 39 weeks without a purchase, which is'
+    ' rarer; a well-calibrated model therefore sits below the diagonal there.',
+    "The `clv` row from the Redis profile is the score written at each customer's last "
+    'purchase, by the model as it was then (for most CDNOW customers, before any 90-day '
+    "label had resolved): profile scores are refreshed only by the customer's own events, "
+    'so they go stale for silent customers. The end-of-calibration rows score everyone at '
+    'one time.',
     "A model whose target is missed is reported as is; see the issue note for what was tried.",
 )
 

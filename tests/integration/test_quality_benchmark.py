@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 def _number(text: str, label: str) -> float:
     """The number in the last column of the table row that starts with ``label``."""
-    match = re.search(rf"^\| {re.escape(label)}[^\n]*\| ([0-9.]+)x? \|", text, re.MULTILINE)
+    match = re.search(rf"^\| {re.escape(label)}[^\n]*\| (-?[0-9.]+)x? \|", text, re.MULTILINE)
     assert match, f"no row {label!r} in the report"
     return float(match.group(1))
 
