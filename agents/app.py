@@ -154,6 +154,16 @@ def create_app(settings: Settings) -> faust.App:
         if app.runtime is not None:
             await app.runtime.checkpoint()
 
+    @app.timer(settings.rescore_interval_s)
+    async def rescore_quiet_customers() -> None:
+        worker = app.runtime
+        if worker is None:
+            return
+        now_ms = worker.pipeline.model_watermark()
+        if now_ms is not None:
+            for tenant in worker.tenants():
+                await worker.sweep.tick(tenant, now_ms)
+
     @app.timer(settings.telemetry_interval_s)
     async def publish_telemetry() -> None:
         if app.runtime is None:

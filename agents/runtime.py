@@ -13,6 +13,7 @@ import orjson
 from agents.alerting import AlertEngine
 from agents.checkpoints import CheckpointStore
 from agents.pipeline import BatchResult, EventPipeline
+from agents.rescoring import SilenceSweep
 from agents.scoring import ModelScorer
 from feature_store.client import connect
 from feature_store.keys import MODELS_HISTORY_KEY, MODELS_KEY, THROUGHPUT_KEY
@@ -62,6 +63,7 @@ class WorkerRuntime:
         self.bundle = self.checkpoints.load_latest() or new_bundle(settings)
         self.scorer = ModelScorer(redis=self.redis, bundle=self.bundle)
         self.alerts = AlertEngine(redis=self.redis, settings=settings)
+        self.sweep = SilenceSweep(redis=self.redis, churn=self.bundle.churn)
         self.pipeline = EventPipeline(
             store=self.store,
             dead_letters=DeadLetterPublisher(settings=settings),
@@ -106,6 +108,10 @@ class WorkerRuntime:
                                        "lag": -1 if lag is None else lag},
                       maxlen=2000, approximate=True)
             await pipe.execute()
+
+    def tenants(self) -> set[str]:
+        """The tenants this worker has seen events of."""
+        return self.scorer.tenants_seen
 
     async def forget(self, tenant: str, customer_id: str) -> None:
         await self.scorer.forget(tenant, customer_id)

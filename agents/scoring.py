@@ -62,6 +62,7 @@ class ModelScorer:
         self.bundle = bundle
         self.recommendation_refresh_s = recommendation_refresh_s
         self._recommended_at: dict[tuple[str, str], float] = {}
+        self.tenants_seen: set[str] = set()
 
     async def on_batch(
         self,
@@ -80,6 +81,7 @@ class ModelScorer:
                 self.bundle.clv.advance_watermark(watermark_ms)
             return []
         touched = list(dict.fromkeys((e.tenant, profile_id) for e, profile_id, _, _ in events))
+        self.tenants_seen.update(tenant for tenant, _ in touched)
         inputs = await load_model_inputs(self.redis, touched)
         per_event = [self._learn(event, inputs.get((event.tenant, profile_id)), profile_id)
                      if new else EventScores() for event, profile_id, _, new in events]

@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     worker_name: str | None = Field(
         default=None, description="Names this worker's checkpoints; the hostname if unset.")
     telemetry_interval_s: float = Field(default=5.0, gt=0)
+    rescore_interval_s: float = Field(
+        default=10.0, gt=0, description="How often a chunk of quiet customers is re-scored.")
 
     # API
     api_host: str = "127.0.0.1"
