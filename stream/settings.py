@@ -76,6 +76,15 @@ class Settings(BaseSettings):
     api_port: int = 8000
     log_level: str = "INFO"
 
+    def to_env(self) -> dict[str, str]:
+        """The ``CRM_*`` environment that reproduces these settings in a child process."""
+        env = {}
+        for name, value in self.model_dump(exclude_none=True).items():
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[f"CRM_{name.upper()}"] = str(value)
+        return env
+
     def topic(self, name: str) -> str:
         """The full name of one of the system's topics (see :mod:`schemas.topics`)."""
         return f"{self.topic_prefix}{name}"

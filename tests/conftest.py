@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 
+from feature_store import FeatureStore
 from stream.processes import ManagedProcess
 from stream.settings import Settings
 from stream.topics import create_topics
@@ -60,6 +62,15 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server = RedisServer(work_dir=tmp_path_factory.mktemp("redis"), persist=False)
     yield server.start()
     server.stop()
+
+
+@pytest.fixture
+async def store(redis_url: str) -> AsyncIterator[FeatureStore]:
+    """The feature store on an emptied database of the session's redis-server."""
+    client = aioredis.Redis.from_url(redis_url)
+    await client.flushdb()
+    yield FeatureStore(redis=client)
+    await client.aclose()
 
 
 @pytest.fixture

@@ -16,12 +16,7 @@ T = TypeVar("T")
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The ``CRM_*`` environment that reproduces ``settings`` in a child process."""
-    env = {}
-    for name, value in settings.model_dump(exclude_none=True).items():
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        env[f"CRM_{name.upper()}"] = str(value)
-    return env
+    return settings.to_env()
 
 
 def worker_process(*, name: str, env: dict[str, str], log_path: Path) -> ManagedProcess:

@@ -45,16 +45,6 @@ class WorkerFailed(RuntimeError):
     """The worker died or stalled before processing every delivered event."""
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The ``CRM_*`` environment that reproduces ``settings`` in a child process."""
-    env = {}
-    for name, value in settings.model_dump(exclude_none=True).items():
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        env[f"CRM_{name.upper()}"] = str(value)
-    return env
-
-
 class LocalStack:
     """An embedded broker and a redis-server under ``work_dir``, for as long as the ``with``."""
 
@@ -131,7 +121,7 @@ class PipelineRun:
             name=f"crm worker ({self.settings.app_id})",
             argv=[sys.executable, "-m", "crm", "worker"],
             log_path=self.log_path,
-            env=settings_env(self.settings),
+            env=self.settings.to_env(),
         ).start()
 
     def produce(self, messages: Iterable[Message], *, total: int | None, desc: str,

@@ -4,11 +4,9 @@ identity stitching and erasure, each checked against the offline reference."""
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 
 from feature_store import FeatureStore, ProfileReader
 from schemas.events import validate_event
@@ -44,14 +42,6 @@ def random_events(rng: random.Random, count: int, customers: int = 5) -> list[di
                 ["opened", "replied", "resolved", "reopened"])}
         events.append(base)
     return events
-
-
-@pytest.fixture
-async def store(redis_url: str) -> AsyncIterator[FeatureStore]:
-    client = aioredis.Redis.from_url(redis_url)
-    await client.flushdb()
-    yield FeatureStore(redis=client)
-    await client.aclose()
 
 
 async def live_profiles(store: FeatureStore, ids: list[str]) -> dict[str, Any]:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
-import redis.asyncio as aioredis
 
 from agents.rescoring import SilenceSweep
 from feature_store import FeatureStore, ProfileReader
@@ -15,14 +12,6 @@ from online_models import ChurnModel
 from schemas.events import validate_event
 
 DAY_MS = 86_400_000
-
-
-@pytest.fixture
-async def store(redis_url: str) -> AsyncIterator[FeatureStore]:
-    client = aioredis.Redis.from_url(redis_url)
-    await client.flushdb()
-    yield FeatureStore(redis=client)
-    await client.aclose()
 
 
 def purchase(n: int, customer: str, day: int) -> dict[str, object]:

@@ -44,3 +44,14 @@ def test_topic_prefix_applies_to_every_topic() -> None:
     """Verify that a topic prefix (e.g. per environment) is prepended to topic names."""
     assert Settings(topic_prefix="staging.").topic("shop.clicks") == "staging.shop.clicks"
     assert Settings().topic("crm.alerts") == "crm.alerts"
+
+
+def test_settings_survive_the_trip_through_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Verify that to_env() reproduces the same settings in a child process's environment."""
+    original = Settings(kafka_bootstrap="k:1", partitions=4, topic_prefix="t1.",
+                        kafka_sasl_password="pw", session_timeout_s=6.5)
+    for name, value in original.to_env().items():
+        monkeypatch.setenv(name, value)
+    assert Settings() == original
