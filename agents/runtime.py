@@ -93,6 +93,7 @@ class WorkerRuntime:
                                 "updated_at": now_ms})
             for name, version in self.bundle.model_versions().items()
         }
+        await self.scorer.publish_segments()
         started, processed = self._last_sample
         elapsed = max(time.monotonic() - started, 1e-3)
         rate = (self.pipeline.processed - processed) / elapsed

@@ -189,7 +189,6 @@ class ModelScorer:
         labels = bundle.segmenter.labels()
         wall = time.monotonic()
         results: dict[tuple[str, str], dict[str, Any]] = {}
-        tenants: set[str] = set()
         percentile_replies: dict[tuple[str, str], int] = {}
         async with self.redis.pipeline(transaction=False) as pipe:
             for key, model_input in inputs.items():
@@ -231,7 +230,6 @@ class ModelScorer:
                 for other in range(bundle.segmenter.n_clusters):
                     if other != segment:
                         pipe.srem(segment_members_key(tenant, other), customer)
-                tenants.add(tenant)
                 if wall - self._recommended_at.get(key, -1e9) >= self.recommendation_refresh_s:
                     self._recommended_at[key] = wall
                     recommendations = bundle.recommender.top_n(
@@ -253,11 +251,15 @@ class ModelScorer:
         for key, index in percentile_replies.items():
             below, count = replies[index], replies[index + 1]
             results[key]["clv_percentile"] = below / count if count else None
-        await self._publish_segments(tenants)
         return results
 
-    async def _publish_segments(self, tenants: set[str]) -> None:
-        """Segment labels, sizes and centroids for the API (a small hash per tenant)."""
+    async def publish_segments(self, tenants: set[str] | None = None) -> None:
+        """Segment labels, sizes and centroids for the API (a small hash per tenant).
+
+        Called on the telemetry timer rather than per batch: sizes and centroids move slowly,
+        and per batch it would cost two round trips for every tenant touched.
+        """
+        tenants = self.tenants_seen if tenants is None else tenants
         segmenter = self.bundle.segmenter
         labels = segmenter.labels()
         segments = range(segmenter.n_clusters)
@@ -284,7 +286,7 @@ class ModelScorer:
             for segment in range(self.bundle.segmenter.n_clusters):
                 pipe.srem(segment_members_key(tenant, segment), customer_id)
             await pipe.execute()
-        await self._publish_segments({tenant})
+        await self.publish_segments({tenant})
         self.bundle.churn.forget(customer_id)
         self.bundle.clv.forget(customer_id)
         self.bundle.recommender.forget(customer_id)
