@@ -84,6 +84,8 @@ class HighValueRule(_Rule):
     percentile: Probability = 0.99
     hysteresis: Probability = 0.02
     cooldown: Duration = 30 * 86_400.0
+    #: A percentile among fewer customers than this says little (a new shop, a cold start).
+    min_customers: Annotated[int, Field(ge=1)] = 100
 
 
 class NegativeTicketRule(_Rule):

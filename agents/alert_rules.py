@@ -162,7 +162,8 @@ def high_value(update: CustomerUpdate, state: CustomerAlertState,
     """CLV percentile enters the top (re-armed after falling below it by the hysteresis)."""
     rule = config.high_value
     percentile = _number(update.scores, "clv_percentile")
-    if percentile is None:
+    population = _number(update.scores, "clv_population")
+    if percentile is None or (population is not None and population < rule.min_customers):
         return None
     if percentile < rule.percentile - rule.hysteresis:
         state.high_value_armed = True

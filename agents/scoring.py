@@ -251,6 +251,7 @@ class ModelScorer:
         for key, index in percentile_replies.items():
             below, count = replies[index], replies[index + 1]
             results[key]["clv_percentile"] = below / count if count else None
+            results[key]["clv_population"] = count
         return results
 
     async def publish_segments(self, tenants: set[str] | None = None) -> None:

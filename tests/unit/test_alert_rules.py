@@ -136,6 +136,15 @@ def test_high_value_fires_when_clv_enters_the_top_percentile() -> None:
                                                 contribution=0.002)
 
 
+def test_high_value_waits_for_enough_customers_to_rank_against() -> None:
+    """Verify that a top percentile among fewer than min_customers customers fires nothing."""
+    config = AlertConfig.model_validate({"high_value": {"cooldown": 0, "min_customers": 100}})
+    few = update(purchase("p1", "c1", 0), clv=500.0, clv_percentile=1.0, clv_population=12)
+    many = update(purchase("p2", "c1", 60), clv=500.0, clv_percentile=1.0, clv_population=100)
+    decisions = run([few, many], config=config)
+    assert emitted(decisions, AlertKind.HIGH_VALUE) == [1]
+
+
 # -- negative_ticket -------------------------------------------------------------------------
 
 
