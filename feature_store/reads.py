@@ -107,18 +107,13 @@ class ProfileReader:
         keys = CustomerKeys(tenant, customer_id)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(keys.profile)
-            pipe.zrevrange(keys.key("categories"), 0, TOP_CATEGORIES - 1, withscores=True)
-            pipe.zrange(keys.key("categories"), 0, -1, withscores=True)
+            # Every category, strongest first: shares are of the whole decayed interest.
+            pipe.zrevrange(keys.key("categories"), 0, -1, withscores=True)
             pipe.zrevrange(keys.key("recent"), 0, -1)
-            fields, top, every, recent = await pipe.execute()
+            fields, categories, recent = await pipe.execute()
         if not fields:
             return None
-        total = sum(weight for _, weight in every) or 1.0
-        profile = profile_from_raw(tenant, customer_id, fields, top, recent)
-        # Shares are of the whole decayed interest, not only of the top categories.
-        for item, (_, weight) in zip(profile.features.category_affinity, top, strict=True):
-            item.weight = round(weight / total, 4)
-        return profile
+        return profile_from_raw(tenant, customer_id, fields, categories, recent)
 
     async def recommendations(self, tenant: str, customer_id: str) -> list[Recommendation] | None:
         raw = await self.redis.get(CustomerKeys(tenant, customer_id).recos)

@@ -203,9 +203,8 @@ def main() -> None:
             settings = Settings(kafka_bootstrap=bootstrap, redis_url=redis_url,
                                 topic_prefix=f"bench{run_id}.", app_id=f"bench-{run_id}")
             create_topics(settings)
-            env = {"CRM_KAFKA_BOOTSTRAP": bootstrap, "CRM_REDIS_URL": redis_url,
-                   "CRM_TOPIC_PREFIX": settings.topic_prefix, "CRM_APP_ID": settings.app_id,
-                   "CRM_CHECKPOINT_DIR": str(work / "checkpoints"), "CRM_LOG_LEVEL": "WARNING"}
+            env = settings.model_copy(update={"checkpoint_dir": work / "checkpoints",
+                                               "log_level": "WARNING"}).to_env()
             worker = ManagedProcess(name="worker", argv=[sys.executable, "-m", "crm", "worker"],
                                     log_path=work / "worker.log", env=env).start()
             stack.callback(worker.stop)
