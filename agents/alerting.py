@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -187,51 +187,91 @@ class AlertEngine:
         With ``wait_for_purchases`` the purchases partition's watermark must have passed the
         deadline too, so a purchase still waiting in a lagging consumer cannot be missed.
         """
-        if topic not in (self._clicks, self._purchases):
+        return await self.on_watermarks({(topic, partition): watermark_ms})
+
+    async def on_watermarks(self, watermarks: Mapping[tuple[str, int], int]) -> list[Alert]:
+        """:meth:`on_watermark` for all partitions a micro-batch advanced, in three round
+        trips in all (timers, then the owners' state and profiles, then the new state)
+        rather than in three per partition.
+
+        The other topic's watermark of the same partition comes from ``watermarks`` when the
+        batch advanced it too, else from what the pipeline last recorded in Redis.
+        """
+        relevant = {(topic, partition): mark for (topic, partition), mark in watermarks.items()
+                    if topic in (self._clicks, self._purchases)}
+        if not relevant:
             return []
         config, now = self.config, datetime.now(UTC)
-        timers = cart_timers_key(self._clicks, partition)
-        other = self._purchases if topic == self._clicks else self._clicks
+        wait = config.cart_abandonment.wait_for_purchases
+        partitions = sorted({partition for _, partition in relevant})
         async with self._lock:
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.get(watermark_key(other, partition))
-                pipe.zrangebyscore(timers, "-inf", watermark_ms, start=0, num=CARTS_PER_SWEEP,
-                                   withscores=True)
-                stored, due = await pipe.execute()
-            effective = watermark_ms
-            if stored is not None and (topic == self._purchases or
-                                       config.cart_abandonment.wait_for_purchases):
-                effective = min(watermark_ms, int(stored))
-            members = [member for member, deadline in due if deadline <= effective
-                       and (timers, member) not in self._pending_carts.values()]
-            if not members:
+                for partition in partitions:
+                    pipe.mget([watermark_key(self._clicks, partition),
+                               watermark_key(self._purchases, partition)])
+                    bound = max(mark for (_, p), mark in relevant.items() if p == partition)
+                    pipe.zrangebyscore(cart_timers_key(self._clicks, partition), "-inf", bound,
+                                       start=0, num=CARTS_PER_SWEEP, withscores=True)
+                replies = await pipe.execute()
+            pending = set(self._pending_carts.values())
+            carts: list[tuple[int, str, bytes, str, str, str]] = []
+            effective: dict[int, int] = {}
+            for partition, stored, due in zip(partitions, replies[::2], replies[1::2],
+                                              strict=True):
+                effective[partition] = self._effective_watermark(
+                    partition, relevant, stored_clicks=_int(stored[0]),
+                    stored_purchases=_int(stored[1]), wait_for_purchases=wait)
+                timers = cart_timers_key(self._clicks, partition)
+                carts += [(partition, timers, member, *orjson.loads(member))
+                          for member, deadline in due
+                          if deadline <= effective[partition] and (timers, member) not in pending]
+            if not carts:
                 return []
-            carts = [(member, *orjson.loads(member)) for member in members]
-            owners = list(dict.fromkeys((tenant, customer) for _, tenant, customer, _ in carts))
-            states = await self._load_states(owners)
-            profiles = await self._profile_facts(owners)
+            owners = list(dict.fromkeys((cart[3], cart[4]) for cart in carts))
+            states, profiles = await self._states_and_profile_facts(owners)
             decisions: list[Decision] = []
-            removals: list[bytes] = []
-            for member, tenant, customer_id, event_id in carts:
+            removals: dict[str, list[bytes]] = {}
+            for partition, timers, member, tenant, customer_id, event_id in carts:
                 exists, last_order_at, cart_adds = profiles[(tenant, customer_id)]
                 decision = fire_cart(
                     tenant=tenant, customer_id=customer_id, event_id=event_id,
                     state=states[(tenant, customer_id)], config=config,
-                    watermark_ms=effective, last_order_at_ms=last_order_at,
+                    watermark_ms=effective[partition], last_order_at_ms=last_order_at,
                     cart_adds=cart_adds, profile_exists=exists, now=now)
                 if decision is not None and decision.publish:
                     self._pending_carts[decision.alert.alert_id] = (timers, member)
                 else:
-                    removals.append(member)
+                    removals.setdefault(timers, []).append(member)
                 if decision is not None:
                     decisions.append(decision)
             async with self.redis.pipeline(transaction=False) as pipe:
                 self._save_states(pipe, states)
-                if removals:
-                    pipe.zrem(timers, *removals)
+                for timers, members in removals.items():
+                    pipe.zrem(timers, *members)
                 self._count(pipe, decisions)
                 await pipe.execute()
         return _to_publish(decisions)
+
+    def _effective_watermark(self, partition: int, watermarks: Mapping[tuple[str, int], int], *,
+                             stored_clicks: int | None, stored_purchases: int | None,
+                             wait_for_purchases: bool) -> int:
+        """How far in event time the carts of ``partition`` may be judged.
+
+        A purchases watermark alone never outruns the clicks recorded for the partition; a
+        clicks watermark waits for the purchases one when ``wait_for_purchases``. A watermark
+        never recorded does not hold the other back.
+        """
+        clicks = watermarks.get((self._clicks, partition))
+        purchases = watermarks.get((self._purchases, partition))
+        candidates = []
+        if clicks is not None:
+            other = purchases if purchases is not None else stored_purchases
+            candidates.append(min(clicks, other) if wait_for_purchases and other is not None
+                              else clicks)
+        if purchases is not None:
+            other = clicks if clicks is not None else stored_clicks
+            candidates.append(min(purchases, other) if other is not None else purchases)
+        return max(candidates)
 
     # -- publishing ----------------------------------------------------------------------
 
@@ -297,16 +337,23 @@ class AlertEngine:
             pipe.mset({alert_state_key(tenant, customer): state.to_json()
                        for (tenant, customer), state in states.items()})
 
-    async def _profile_facts(self, owners: list[tuple[str, str]]
-                             ) -> dict[tuple[str, str], tuple[bool, int | None, int]]:
-        """Per customer: whether the profile exists, ``last_order_at`` (ms), ``cart_adds``."""
+    async def _states_and_profile_facts(
+        self, owners: list[tuple[str, str]]
+    ) -> tuple[dict[tuple[str, str], CustomerAlertState],
+               dict[tuple[str, str], tuple[bool, int | None, int]]]:
+        """Per customer: the alert state, and whether the profile exists, ``last_order_at``
+        (ms) and ``cart_adds`` (one round trip)."""
         async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.mget([alert_state_key(tenant, customer) for tenant, customer in owners])
             for tenant, customer_id in owners:
                 pipe.hmget(CustomerKeys(tenant, customer_id).profile,
                            ["customer_id", "last_order_at", "cart_adds"])
-            rows = await pipe.execute()
-        return {owner: (row[0] is not None, _int(row[1]), _int(row[2]) or 0)
-                for owner, row in zip(owners, rows, strict=True)}
+            raw_states, *rows = await pipe.execute()
+        states = {owner: CustomerAlertState.from_json(value)
+                  for owner, value in zip(owners, raw_states, strict=True)}
+        facts = {owner: (row[0] is not None, _int(row[1]), _int(row[2]) or 0)
+                 for owner, row in zip(owners, rows, strict=True)}
+        return states, facts
 
     def _move_cart(self, pipe: Any, tenant: str, customer_id: str, before: OpenCart | None,
                    after: OpenCart | None) -> None:

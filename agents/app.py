@@ -1,9 +1,10 @@
 """The Faust application: input topics → :class:`~agents.pipeline.EventPipeline` → Redis.
 
-Agents run with concurrency 1 and read micro-batches with ``take_events``, which acks a
-batch only after the agent has processed it; scale-out is by partitions and workers. Faust
-tables are not used: state lives in Redis (see DESIGN.md, "State lives in Redis"), global
-models in checkpoints this module writes on a timer and on shutdown.
+One agent reads the three input topics with concurrency 1, in micro-batches from
+``take_events``, which acks a batch only after the agent has processed it; scale-out is by
+partitions and workers. Faust tables are not used: state lives in Redis (see DESIGN.md,
+"State lives in Redis"), global models in checkpoints this module writes on a timer and on
+shutdown.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 import os
 import ssl
 import threading
+import time
 from typing import Any
 
 import faust
@@ -20,9 +22,10 @@ from faust.types import StreamT
 
 from agents.pipeline import RawMessage
 from agents.runtime import WorkerRuntime
+from agents.transport import transport_for
 from schemas.records import ErasureRequest
 from schemas.topics import CLICKS, ERASURE, PURCHASES, TICKETS
-from stream.metrics import BATCH_SECONDS, EVENTS_PROCESSED
+from stream.metrics import BATCH_SECONDS, EVENT_DELAY_SECONDS, EVENTS_PROCESSED
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -58,7 +61,8 @@ SHUTDOWN_GRACE_S = 5.0
 
 
 class CrmApp(faust.App):
-    """The Faust app, plus a final model checkpoint and a bounded shutdown.
+    """The Faust app, plus a final model checkpoint, a bounded shutdown and a consumer whose
+    fetch wait is a setting (see :mod:`agents.transport`).
 
     An agent iterating ``take_events`` never finishes stopping (faust-streaming issue #162),
     so after the final checkpoint a watchdog ends the process after a grace period. That is
@@ -67,6 +71,10 @@ class CrmApp(faust.App):
     """
 
     runtime: WorkerRuntime | None = None
+    fetch_max_wait_ms: int = 100
+
+    def _new_transport(self) -> Any:
+        return transport_for(self.fetch_max_wait_ms)(self.conf.broker_consumer, self)
 
     async def on_stop(self) -> None:
         if self.runtime is not None:
@@ -102,33 +110,35 @@ def create_app(settings: Settings) -> faust.App:
         broker_commit_interval=1.0,
         stream_wait_empty=False,
     )
+    app.fetch_max_wait_ms = settings.fetch_max_wait_ms
 
     def runtime() -> WorkerRuntime:
         if app.runtime is None:
             app.runtime = WorkerRuntime(settings)
         return app.runtime
 
-    def input_agent(topic_name: str) -> None:
-        topic = app.topic(settings.topic(topic_name), value_type=bytes, value_serializer="raw",
-                          key_type=bytes, key_serializer="raw")
+    inputs = app.topic(*(settings.topic(name) for name in (CLICKS, PURCHASES, TICKETS)),
+                       value_type=bytes, value_serializer="raw",
+                       key_type=bytes, key_serializer="raw")
 
-        async def consume(stream: StreamT) -> None:
-            pipeline = runtime().pipeline
-            async for events in stream.take_events(  # type: ignore[attr-defined]
-                settings.batch_max_events, within=settings.batch_max_wait_ms / 1000
-            ):
-                with BATCH_SECONDS.labels(topic=topic_name).time():
-                    await pipeline.process([
-                        RawMessage(e.message.topic, e.message.partition, e.message.offset,
-                                   e.message.value or b"")
-                        for e in events
-                    ])
-
-        consume.__name__ = f"consume_{topic_name.replace('.', '_')}"
-        app.agent(topic, name=consume.__name__, concurrency=1)(consume)
-
-    for name in (CLICKS, PURCHASES, TICKETS):
-        input_agent(name)
+    @app.agent(inputs, name="process_events", concurrency=1)
+    async def process_events(stream: StreamT) -> None:
+        """One agent over the three input topics: a micro-batch mixes clicks, purchases and
+        tickets, so each batch pays for its Redis round trips once, batches never wait on each
+        other, and the models learn a batch in event-time order across topics."""
+        pipeline = runtime().pipeline
+        async for events in stream.take_events(  # type: ignore[attr-defined]
+            settings.batch_max_events, within=settings.batch_max_wait_ms / 1000
+        ):
+            started = time.time()
+            for event in events:
+                EVENT_DELAY_SECONDS.observe(max(0.0, started - event.message.timestamp))
+            with BATCH_SECONDS.time():
+                await pipeline.process([
+                    RawMessage(e.message.topic, e.message.partition, e.message.offset,
+                               e.message.value or b"")
+                    for e in events
+                ])
 
     erasure_topic = app.topic(settings.topic(ERASURE), value_type=bytes, value_serializer="raw")
 

@@ -33,15 +33,17 @@ class ModelsAndAlerts:
         self.alerts = alerts
 
     async def on_batch(self, result: BatchResult, pipeline: EventPipeline) -> None:
+        # A batch mixes topics: learn and alert in event-time order (stable for equal times).
+        in_event_time = sorted(result.applied, key=lambda item: item[1].occurred_at_ms)
         events = [(event, applied.profile_id, message.partition, applied.outcome == "ok")
-                  for message, event, applied in result.applied
+                  for message, event, applied in in_event_time
                   if applied.outcome in ("ok", "duplicate")]
         updates = await self.scorer.on_batch(events, pipeline.model_watermark())
         fired = await self.alerts.evaluate(updates)
-        for topic, partition in sorted({(m.topic, m.partition) for m, _, _ in result.applied}):
-            watermark = pipeline.watermark(topic, partition)
-            if watermark is not None:
-                fired += await self.alerts.on_watermark(topic, partition, watermark)
+        advanced = {(m.topic, m.partition) for m, _, _ in result.applied}
+        watermarks = {key: mark for key in advanced
+                      if (mark := pipeline.watermark(*key)) is not None}
+        fired += await self.alerts.on_watermarks(watermarks)
         await self.alerts.publish(fired)
 
 

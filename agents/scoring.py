@@ -222,14 +222,17 @@ class ModelScorer:
                 pipe.zadd(ranking_key(tenant, "clv"), {customer: clv})
                 percentile_replies[key] = len(pipe.command_stack)
                 pipe.zcount(ranking_key(tenant, "clv"), "-inf", clv)
-                pipe.zcard(ranking_key(tenant, "clv"))
                 previous = model_input.previous_segment
-                # A customer is in exactly one segment's set: add to the new one, remove from
-                # every other (idempotent, so redelivered or concurrent batches cannot drift).
+                # A customer is in exactly one segment's set. Adding is idempotent, so a
+                # redelivered batch cannot drift; the other sets are swept only when the
+                # segment moved or was unknown (most batches leave a customer where it was).
                 pipe.sadd(segment_members_key(tenant, segment), customer)
-                for other in range(bundle.segmenter.n_clusters):
-                    if other != segment:
-                        pipe.srem(segment_members_key(tenant, other), customer)
+                if previous is None:
+                    for other in range(bundle.segmenter.n_clusters):
+                        if other != segment:
+                            pipe.srem(segment_members_key(tenant, other), customer)
+                elif previous != segment:
+                    pipe.srem(segment_members_key(tenant, previous), customer)
                 if wall - self._recommended_at.get(key, -1e9) >= self.recommendation_refresh_s:
                     self._recommended_at[key] = wall
                     recommendations = bundle.recommender.top_n(
@@ -246,10 +249,14 @@ class ModelScorer:
                     if previous is not None else None,
                     "clv": clv, "sentiment": sentiment, "model_versions": versions,
                 }
+            population_replies = {}
+            for tenant in dict.fromkeys(tenant for tenant, _ in inputs):
+                population_replies[tenant] = len(pipe.command_stack)
+                pipe.zcard(ranking_key(tenant, "clv"))
             replies = await pipe.execute()
         # The CLV percentile of each customer among all customers, from ZCOUNT / ZCARD.
         for key, index in percentile_replies.items():
-            below, count = replies[index], replies[index + 1]
+            below, count = replies[index], replies[population_replies[key[0]]]
             results[key]["clv_percentile"] = below / count if count else None
             results[key]["clv_population"] = count
         return results

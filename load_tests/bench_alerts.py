@@ -32,10 +32,12 @@ from itertools import islice
 from pathlib import Path
 
 import orjson
-from confluent_kafka import OFFSET_END, Consumer, TopicPartition
+from confluent_kafka import OFFSET_END, Consumer, ConsumerGroupState, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
+from tqdm import tqdm
 
 from load_tests.simulator import TOPIC_BY_TYPE, ShopSimulator
-from schemas.topics import ALERTS
+from schemas.topics import ALERTS, TICKETS
 from stream.processes import ManagedProcess
 from stream.producer import EventProducer
 from stream.settings import Settings, kafka_client_config
@@ -56,6 +58,7 @@ class AlertWatch:
 
     settings: Settings
     received_at: dict[str, float] = field(default_factory=dict)
+    emitted_at: dict[str, float] = field(default_factory=dict)
     kinds: dict[str, int] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _ready: threading.Event = field(default_factory=threading.Event)
@@ -90,6 +93,8 @@ class AlertWatch:
                 if "triggered_by" not in alert:
                     continue
                 self.received_at.setdefault(alert["triggered_by"], now)
+                self.emitted_at.setdefault(
+                    alert["triggered_by"], datetime.fromisoformat(alert["emitted_at"]).timestamp())
                 self.kinds[alert["kind"]] = self.kinds.get(alert["kind"], 0) + 1
         finally:
             consumer.close()
@@ -114,39 +119,83 @@ def warm_up(settings: Settings, watch: AlertWatch, timeout_s: float = 180.0) -> 
     return time.monotonic() - started
 
 
-def run_load(settings: Settings, *, rate: float, duration_s: float, probe_every: int,
-             customers: int, watch: AlertWatch) -> tuple[dict[str, float], int, float]:
-    """Send the traffic; answers probe send times (wall clock), events sent, elapsed seconds."""
-    total = int(rate * duration_s)
+def wait_for_members(settings: Settings, workers: int, timeout_s: float = 120.0) -> None:
+    """Wait until every worker is a member of the stable consumer group, so no rebalance
+    falls inside the measurement.
+
+    The embedded broker describes groups without their members; there the wait is a session
+    timeout and a half (its join takes about half of one), and the warm-up traffic follows.
+    """
+    admin = AdminClient(kafka_client_config(settings))
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        future = admin.describe_consumer_groups([settings.app_id])[settings.app_id]
+        try:
+            group = future.result(timeout=10)
+        except KafkaException:
+            group = None
+        if group is not None and group.state == ConsumerGroupState.STABLE:
+            if len(group.members) == workers:
+                return
+            if not group.members:  # a broker that does not report members
+                time.sleep(1.5 * settings.session_timeout_s)
+                return
+        time.sleep(0.5)
+    raise SystemExit(f"the consumer group did not reach {workers} stable members")
+
+
+def run_load(settings: Settings, *, rate: float, duration_s: float, warmup_s: float,
+             probe_every: int, customers: int) -> tuple[dict[str, float], int, float]:
+    """Send ``warmup_s`` then ``duration_s`` of traffic; probes only after the warm-up.
+
+    Answers the probes' send times (wall clock), the events sent and the elapsed seconds.
+    """
+    warmup, total = int(rate * warmup_s), int(rate * (warmup_s + duration_s))
     start_day = datetime.now(UTC) - timedelta(days=120)
     simulator = ShopSimulator(customers=customers, seed=17, start=start_day, days=120)
     run_id = uuid.uuid4().hex[:6]
+    # Generated and serialised up front, so the sender's CPU does not compete with the worker.
+    messages: list[tuple[str, str, bytes, str | None]] = []
+    for index, event in enumerate(tqdm(islice(simulator.events(), total), total=total,
+                                       desc="generating", unit="ev", file=sys.stderr)):
+        if index >= warmup and index % probe_every == probe_every - 1:
+            probe_id = f"probe-{run_id}-{index}"
+            probe = probe_event(probe_id, f"probe-{run_id}-c{index}", event["occurred_at"])
+            messages.append((settings.topic(TICKETS), str(probe["customer_id"]),
+                             orjson.dumps(probe), probe_id))
+        else:
+            messages.append((settings.topic(TOPIC_BY_TYPE[event["type"]]),
+                             event.get("customer_id") or f"anon:{event['anonymous_id']}",
+                             orjson.dumps(event), None))
     probes: dict[str, float] = {}
     with EventProducer(settings=settings, extra_config={"linger.ms": 1}) as producer:
-        events = islice(simulator.events(), total)
         start = time.perf_counter() + 0.05
-        for index, event in enumerate(events):
-            due = start + index / rate
-            delay = due - time.perf_counter()
+        for index, (topic, key, payload, probe_id) in enumerate(tqdm(
+                messages, desc="sending", unit="ev", file=sys.stderr, mininterval=1.0)):
+            delay = start + index / rate - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-            if index % probe_every == probe_every - 1:
-                probe_id = f"probe-{run_id}-{index}"
+            if probe_id is not None:
                 probes[probe_id] = time.time()
-                producer.send(probe_event(probe_id, f"probe-{run_id}-c{index}",
-                                          event["occurred_at"]))
-                continue
-            producer.send_raw(settings.topic(TOPIC_BY_TYPE[event["type"]]),
-                              event.get("customer_id") or f"anon:{event['anonymous_id']}",
-                              orjson.dumps(event))
+            producer.send_raw(topic, key, payload)
         elapsed = time.perf_counter() - start
     return probes, total, elapsed
+
+
+def _row(measure: str, latencies: list[float]) -> str:
+    return (f"| {measure} | {len(latencies):,} | {_percentile(latencies, 50):.1f} | "
+            f"{_percentile(latencies, 90):.1f} | {_percentile(latencies, 99):.1f} | "
+            f"{max(latencies, default=float('nan')):.1f} |")
 
 
 def report(probes: dict[str, float], watch: AlertWatch, *, rate: float, sent: int,
            elapsed_s: float, remote: bool) -> str:
     latencies = [(watch.received_at[p] - sent_at) * 1000 for p, sent_at in probes.items()
                  if p in watch.received_at]
+    to_emitted = [(watch.emitted_at[p] - sent_at) * 1000 for p, sent_at in probes.items()
+                  if p in watch.emitted_at]
+    to_received = [(watch.received_at[p] - watch.emitted_at[p]) * 1000 for p in probes
+                   if p in watch.emitted_at]
     missing = len(probes) - len(latencies)
     p99 = _percentile(latencies, 99)
     where = ("against the configured cluster and worker" if remote else
@@ -159,9 +208,9 @@ def report(probes: dict[str, float], watch: AlertWatch, *, rate: float, sent: in
         f"{len(probes):,} probes (tickets resolved with CSAT 1 by fresh customers).", "",
         "| measure | alerts | p50 ms | p90 ms | p99 ms | max ms |",
         "|---|---:|---:|---:|---:|---:|",
-        f"| probe sent → alert received | {len(latencies):,} | {_percentile(latencies, 50):.1f} | "
-        f"{_percentile(latencies, 90):.1f} | {p99:.1f} | "
-        f"{max(latencies, default=float('nan')):.1f} |", "",
+        _row("probe sent → alert received", latencies),
+        _row("… sent → alert emitted by the worker", to_emitted),
+        _row("… emitted → received by this consumer", to_received), "",
         f"Probes without an alert: {missing:,}. Alerts seen by kind: "
         f"{', '.join(f'{k} {v:,}' for k, v in sorted(watch.kinds.items())) or 'none'}.",
         f"Goal p99 <= {GOAL_P99_MS:.0f} ms: "
@@ -180,6 +229,10 @@ def main() -> None:
     parser.add_argument("--probe-every", type=int, default=100,
                         help="one probe ticket per this many events")
     parser.add_argument("--customers", type=int, default=5000)
+    parser.add_argument("--warmup", type=float, default=5.0,
+                        help="seconds of traffic before the first probe (not measured)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes sharing the partitions (embedded stack only)")
     parser.add_argument("--drain", type=float, default=15.0,
                         help="seconds to wait for the last alerts after the load")
     parser.add_argument("--output", type=Path, default=RESULTS)
@@ -205,15 +258,20 @@ def main() -> None:
             create_topics(settings)
             env = settings.model_copy(update={"checkpoint_dir": work / "checkpoints",
                                                "log_level": "WARNING"}).to_env()
-            worker = ManagedProcess(name="worker", argv=[sys.executable, "-m", "crm", "worker"],
-                                    log_path=work / "worker.log", env=env).start()
-            stack.callback(worker.stop)
+            for number in range(args.workers):
+                worker = ManagedProcess(
+                    name=f"worker-{number}", argv=[sys.executable, "-m", "crm", "worker"],
+                    log_path=work / f"worker-{number}.log",
+                    env={**env, "CRM_WORKER_NAME": f"bench-{number}"}).start()
+                stack.callback(worker.stop)
         watch = AlertWatch(settings).start()
         stack.callback(watch.stop)
         print(f"worker ready after {warm_up(settings, watch):.1f} s", file=sys.stderr)
+        if not remote and args.workers > 1:
+            wait_for_members(settings, args.workers)
         probes, sent, elapsed = run_load(settings, rate=args.rate, duration_s=args.duration,
-                                         probe_every=args.probe_every, customers=args.customers,
-                                         watch=watch)
+                                         warmup_s=args.warmup, probe_every=args.probe_every,
+                                         customers=args.customers)
         deadline = time.monotonic() + args.drain
         while time.monotonic() < deadline and not set(probes) <= set(watch.received_at):
             time.sleep(0.2)

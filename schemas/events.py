@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -100,8 +101,9 @@ class Envelope(BaseModel):
         """The Kafka key: the customer, or the anonymous visitor when no customer is known."""
         return self.customer_id or f"anon:{self.anonymous_id}"
 
-    @property
+    @cached_property
     def occurred_at_ms(self) -> int:
+        """Event time in epoch milliseconds (computed once: the worker reads it often)."""
         return int(self.occurred_at.timestamp() * 1000)
 
 

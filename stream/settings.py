@@ -55,6 +55,13 @@ class Settings(BaseSettings):
     )
     batch_max_events: int = Field(default=500, ge=1)
     batch_max_wait_ms: float = Field(default=5.0, gt=0)
+    fetch_max_wait_ms: int = Field(
+        default=100,
+        ge=1,
+        description="Longest a worker's fetch waits at the broker for new data. Apache Kafka "
+        "answers as soon as data arrives; the embedded broker holds a fetch until this "
+        "passes, so it bounds the latency there (Faust's built-in is 1,500 ms).",
+    )
     allowed_lateness_s: float = Field(default=600.0, ge=0)
     dedupe_ids_per_customer: int = Field(default=10_000, ge=100)
     erasure_block_days: float = Field(default=30.0, ge=0)

@@ -183,6 +183,31 @@ async def test_carts_wait_for_the_purchases_watermark(redis: aioredis.Redis,
     assert [a.triggered_by for a in await other.on_watermark(clicks, 0, ms(at(90)))] == ["b1"]
 
 
+async def test_one_batch_fires_the_due_carts_of_all_its_partitions(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    """Verify that the watermarks of a whole micro-batch are handled in one call: each
+    partition's carts fire by its own clicks watermark, held back by the purchases
+    watermark of the same partition, whether that is in the batch or recorded in Redis."""
+    clicks, purchases = settings.topic(CLICKS), settings.topic(PURCHASES)
+    alerts_engine = engine(redis, settings)
+    for customer, partition in (("c0", 0), ("c1", 1), ("c2", 2)):
+        await profile(redis, customer, cart_adds=1)
+        await alerts_engine.evaluate([update(click(f"a-{customer}", customer, 0,
+                                                   kind="add_to_cart"), partition=partition)])
+    await redis.set(watermark_key(purchases, 2), ms(at(10)))  # partition 2 lags on purchases
+    fired = await alerts_engine.on_watermarks({
+        (clicks, 0): ms(at(31)),
+        (clicks, 1): ms(at(90)), (purchases, 1): ms(at(29)),  # held back within the batch
+        (clicks, 2): ms(at(90)),
+        (settings.topic("support.tickets"), 0): ms(at(99)),  # not a cart topic: ignored
+    })
+    assert [alert.triggered_by for alert in fired] == ["a-c0"]
+    fired = await alerts_engine.on_watermarks({(purchases, 1): ms(at(31)),
+                                               (purchases, 2): ms(at(31))})
+    assert sorted(alert.triggered_by for alert in fired) == ["a-c1", "a-c2"]
+
+
 async def test_an_erased_customers_cart_is_dropped(redis: aioredis.Redis,
                                                    settings: Settings) -> None:
     """Verify that a cart whose customer profile is gone fires nothing."""
