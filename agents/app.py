@@ -14,6 +14,7 @@ import os
 import ssl
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -94,6 +95,12 @@ def _exit_after_grace() -> None:
     os._exit(0)
 
 
+def _faust_datadir(settings: Settings) -> Path:
+    datadir = settings.checkpoint_dir / "faust" / settings.app_id
+    datadir.mkdir(parents=True, exist_ok=True)
+    return datadir
+
+
 def create_app(settings: Settings) -> faust.App:
     """Build the worker's Faust app with its agents and timers, configured from ``settings``."""
     app = CrmApp(
@@ -101,6 +108,9 @@ def create_app(settings: Settings) -> faust.App:
         broker=f"kafka://{settings.kafka_bootstrap}",
         broker_credentials=_credentials(settings),
         store="memory://",
+        # Faust makes a data folder even without tables; keep it beside the checkpoints
+        # instead of in the working directory.
+        datadir=str(_faust_datadir(settings)),
         web_enabled=False,
         topic_allow_declare=False,
         topic_disable_leader=True,
