@@ -46,7 +46,9 @@ def text(value: bytes | str) -> str:
 
 
 def _script(name: str) -> str:
-    return resources.files("feature_store").joinpath("lua", name).read_text()
+    """A Lua script with the shared helpers of ``lua/common.lua`` in front of it."""
+    lua = resources.files("feature_store").joinpath("lua")
+    return lua.joinpath("common.lua").read_text() + lua.joinpath(name).read_text()
 
 
 @dataclass(frozen=True)

@@ -24,10 +24,7 @@ end
 if redis.call('ZADD', events, 'NX', at, event_id) == 0 then
   return {'duplicate', needs_merge}
 end
-local seen = redis.call('ZCARD', events)
-if seen > max_ids then
-  redis.call('ZREMRANGEBYRANK', events, 0, seen - max_ids - 1)
-end
+trim(events, max_ids)
 
 redis.call('HSETNX', profile, 'customer_id', ARGV[7])
 redis.call('HSETNX', profile, 'tenant', ARGV[8])
@@ -36,20 +33,8 @@ for field, amount in pairs(update['inc']) do
   redis.call('HINCRBY', profile, field, amount)
 end
 
-local function keep_min(field, value)
-  local current = tonumber(redis.call('HGET', profile, field))
-  if current == nil or value < current then
-    redis.call('HSET', profile, field, string.format('%d', value))
-  end
-end
-local function keep_max(field, value)
-  local current = tonumber(redis.call('HGET', profile, field))
-  if current == nil or value > current then
-    redis.call('HSET', profile, field, string.format('%d', value))
-  end
-end
-keep_min('first_seen_at', at)
-keep_max('last_seen_at', at)
+keep_min(profile, 'first_seen_at', at)
+keep_max(profile, 'last_seen_at', at)
 
 if update['consent'] ~= nil then
   -- The latest consent by event time wins, whatever the arrival order.
@@ -72,43 +57,21 @@ if update['products'] then
   for _, product in ipairs(update['products']) do
     redis.call('ZADD', recent, 'GT', at, product)
   end
-  local count = redis.call('ZCARD', recent)
-  if count > max_recent then
-    redis.call('ZREMRANGEBYRANK', recent, 0, count - max_recent - 1)
-  end
+  trim(recent, max_recent)
 end
 if update['bought'] then
   redis.call('SADD', bought, unpack(update['bought']))
 end
 if update['order'] then
-  keep_max('last_order_at', at)
+  keep_max(profile, 'last_order_at', at)
   redis.call('ZADD', orders, at, update['order'][1] .. '|' .. string.format('%d', update['order'][2]))
-  local count = redis.call('ZCARD', orders)
-  if count > max_orders then
-    redis.call('ZREMRANGEBYRANK', orders, 0, count - max_orders - 1)
-  end
+  trim(orders, max_orders)
 end
 if update['ticket'] then
-  -- The latest status by event time wins (ties broken by event id), whatever the arrival order.
   local ticket_id, status = update['ticket'][1], update['ticket'][2]
-  local current = redis.call('HGET', tickets, ticket_id)
-  local replace = true
-  if current then
-    local cur_at, cur_id = string.match(current, '^(%d+)|([^|]*)|')
-    cur_at = tonumber(cur_at)
-    replace = at > cur_at or (at == cur_at and event_id > cur_id)
-  end
-  if replace then
-    redis.call('HSET', tickets, ticket_id, string.format('%d', at) .. '|' .. event_id .. '|' .. status)
-  end
-  local open = 0
-  local all = redis.call('HVALS', tickets)
-  for _, value in ipairs(all) do
-    if string.sub(value, -9) ~= '|resolved' then
-      open = open + 1
-    end
-  end
-  redis.call('HSET', profile, 'tickets_total', #all, 'open_tickets', open)
+  put_ticket(tickets, ticket_id, at, event_id,
+             string.format('%d', at) .. '|' .. event_id .. '|' .. status)
+  recount_tickets(profile, tickets)
 end
 
 return {'ok', needs_merge}

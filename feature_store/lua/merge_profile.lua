@@ -21,22 +21,6 @@ end
 redis.call('HSETNX', profile, 'customer_id', ARGV[6])
 redis.call('HSETNX', profile, 'tenant', ARGV[7])
 
-local function trim(key, limit)
-  local count = redis.call('ZCARD', key)
-  if count > limit then
-    redis.call('ZREMRANGEBYRANK', key, 0, count - limit - 1)
-  end
-end
-local function keep(field, value, better)
-  if value == nil then return end
-  local current = tonumber(redis.call('HGET', profile, field))
-  if current == nil or better(value, current) then
-    redis.call('HSET', profile, field, string.format('%d', value))
-  end
-end
-local function smaller(a, b) return a < b end
-local function larger(a, b) return a > b end
-
 for _, pair in ipairs(snapshot['events']) do
   redis.call('ZADD', events, 'NX', pair[2], pair[1])
 end
@@ -51,9 +35,9 @@ for _, field in ipairs(counters) do
     redis.call('HINCRBY', profile, field, amount)
   end
 end
-keep('first_seen_at', tonumber(source['first_seen_at']), smaller)
-keep('last_seen_at', tonumber(source['last_seen_at']), larger)
-keep('last_order_at', tonumber(source['last_order_at']), larger)
+keep_min(profile, 'first_seen_at', tonumber(source['first_seen_at']))
+keep_max(profile, 'last_seen_at', tonumber(source['last_seen_at']))
+keep_max(profile, 'last_order_at', tonumber(source['last_order_at']))
 
 for _, session in ipairs(snapshot['sessions']) do
   redis.call('SADD', sessions, session)
@@ -80,24 +64,9 @@ local ticket_changed = false
 for ticket_id, value in pairs(snapshot['tickets']) do
   ticket_changed = true
   local at, id = string.match(value, '^(%d+)|([^|]*)|')
-  local current = redis.call('HGET', tickets, ticket_id)
-  local replace = true
-  if current then
-    local cur_at, cur_id = string.match(current, '^(%d+)|([^|]*)|')
-    replace = tonumber(at) > tonumber(cur_at) or (tonumber(at) == tonumber(cur_at) and id > cur_id)
-  end
-  if replace then
-    redis.call('HSET', tickets, ticket_id, value)
-  end
+  put_ticket(tickets, ticket_id, tonumber(at), id, value)
 end
 if ticket_changed then
-  local open = 0
-  local all = redis.call('HVALS', tickets)
-  for _, value in ipairs(all) do
-    if string.sub(value, -9) ~= '|resolved' then
-      open = open + 1
-    end
-  end
-  redis.call('HSET', profile, 'tickets_total', #all, 'open_tickets', open)
+  recount_tickets(profile, tickets)
 end
 return 'merged'
