@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from river import compose, linear_model, metrics, optim, preprocessing
 
-from online_models.delayed_labels import ChurnLabeler, Snapshot
+from online_models.delayed_labels import ChurnLabeler, DelayedLabelModel, Snapshot
 from online_models.evaluation import BinnedROCAUC, CalibrationTable
 from online_models.features import DAY_MS, churn_features
 from schemas import Contribution
@@ -55,7 +55,7 @@ def _sigmoid(z: float) -> float:
     return e / (1.0 + e)
 
 
-class ChurnModel:
+class ChurnModel(DelayedLabelModel):
     """``StandardScaler | LogisticRegression`` learning churn from delayed labels.
 
     At each activity a snapshot of the profile is kept (see
@@ -113,6 +113,8 @@ class ChurnModel:
     True
     """
 
+    labeler: ChurnLabeler
+
     def __init__(
         self,
         *,
@@ -151,10 +153,6 @@ class ChurnModel:
         self.calibration = CalibrationTable(n_bins=10)
         self.example_count = 0
 
-    @property
-    def model_version(self) -> str:
-        return f"{self.name}-v1+{self.example_count}"
-
     def featurize(self, profile: Mapping[str, Any], now_ms: int) -> dict[str, float]:
         return self.featurizer(profile, now_ms)
 
@@ -162,28 +160,14 @@ class ChurnModel:
         """Snapshot ``profile`` at ``at_ms``; learn what this resolves. Returns examples learnt."""
         return self._learn(self.labeler.observe_activity(customer_id, profile, at_ms))
 
-    def advance_watermark(self, watermark_ms: int) -> int:
-        """Resolve snapshots whose deadline the watermark passed (label 1); learn them."""
-        return self._learn(self.labeler.advance_watermark(watermark_ms))
-
-    def forget(self, customer_id: str) -> None:
-        """Erase a customer's pending snapshots (the learned weights keep no per-customer data)."""
-        self.labeler.forget(customer_id)
-
-    def _learn(self, snapshots: Iterable[Snapshot]) -> int:
-        n = 0
-        for snapshot in snapshots:
-            features = self.featurizer(snapshot.profile, snapshot.taken_at_ms)
-            churned = snapshot.label == 1.0
-            # Score first, then learn: the metrics never see a model that trained on the example.
-            probability = self.model.predict_proba_one(features).get(True, 0.5)
-            self.roc_auc.update(churned, probability)
-            self.log_loss.update(churned, probability)
-            self.calibration.update(probability, float(churned))
-            self.model.learn_one(features, churned)
-            n += 1
-        self.example_count += n
-        return n
+    def _learn_one(self, snapshot: Snapshot, features: dict[str, float]) -> None:
+        churned = snapshot.label == 1.0
+        # Score first, then learn: the metrics never see a model that trained on the example.
+        probability = self.model.predict_proba_one(features).get(True, 0.5)
+        self.roc_auc.update(churned, probability)
+        self.log_loss.update(churned, probability)
+        self.calibration.update(probability, float(churned))
+        self.model.learn_one(features, churned)
 
     def predict(self, features: Mapping[str, float]) -> tuple[float, Explanation]:
         """Churn probability and its explanation; pure (no scaler or weight updates).

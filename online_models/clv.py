@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from river import compose, linear_model, metrics, optim, preprocessing, stats
 
-from online_models.delayed_labels import Snapshot, WindowLabeler
+from online_models.delayed_labels import DelayedLabelModel, Snapshot, WindowLabeler
 from online_models.features import DAY_MS, churn_features
 
 __all__ = ["ClvEstimate", "ClvModel"]
@@ -21,7 +21,7 @@ class ClvEstimate(NamedTuple):
     expected_order_value: float
 
 
-class ClvModel:
+class ClvModel(DelayedLabelModel):
     """Online CLV: a Poisson regression on delayed window labels times a shrunk order value.
 
     * **Purchases.** A snapshot of the profile is kept at each activity (and every
@@ -78,6 +78,8 @@ class ClvModel:
     True
     """
 
+    labeler: WindowLabeler
+
     def __init__(
         self,
         *,
@@ -121,10 +123,6 @@ class ClvModel:
         self.spend_mae = metrics.MAE()
         self.example_count = 0
 
-    @property
-    def model_version(self) -> str:
-        return f"{self.name}-v1+{self.example_count}"
-
     def observe_activity(
         self,
         customer_id: str,
@@ -143,25 +141,12 @@ class ClvModel:
             )
         )
 
-    def advance_watermark(self, watermark_ms: int) -> int:
-        """Resolve the windows the watermark closed; learn them. Returns examples learnt."""
-        return self._learn(self.labeler.advance_watermark(watermark_ms))
-
-    def forget(self, customer_id: str) -> None:
-        self.labeler.forget(customer_id)
-
-    def _learn(self, snapshots: Iterable[Snapshot]) -> int:
-        n = 0
-        for snapshot in snapshots:
-            features = self.featurizer(snapshot.profile, snapshot.taken_at_ms)
-            purchases = self._expected_purchases(features)
-            value = self.expected_order_value(snapshot.profile)
-            self.purchases_mae.update(snapshot.purchases, purchases)
-            self.spend_mae.update(snapshot.spend, purchases * value)
-            self.model.learn_one(features, float(snapshot.purchases))
-            n += 1
-        self.example_count += n
-        return n
+    def _learn_one(self, snapshot: Snapshot, features: dict[str, float]) -> None:
+        purchases = self._expected_purchases(features)
+        value = self.expected_order_value(snapshot.profile)
+        self.purchases_mae.update(snapshot.purchases, purchases)
+        self.spend_mae.update(snapshot.spend, purchases * value)
+        self.model.learn_one(features, float(snapshot.purchases))
 
     def _expected_purchases(self, features: dict[str, float]) -> float:
         # Cap the log-link so one extreme customer cannot overflow exp().

@@ -29,13 +29,13 @@ Pending snapshots sit in a heap by deadline (stale entries are skipped lazily).
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from online_models.features import slim_profile
 
-__all__ = ["ChurnLabeler", "Snapshot", "WindowLabeler"]
+__all__ = ["ChurnLabeler", "DelayedLabelModel", "Snapshot", "WindowLabeler"]
 
 
 @dataclass(slots=True)
@@ -280,3 +280,41 @@ class WindowLabeler(_SnapshotBook):
                     snapshot.spend += spend
         self._take(customer_id, profile, at_ms, "activity")
         return out
+
+
+class DelayedLabelModel:
+    """What a model learning from delayed labels does besides its own maths: resolve
+    snapshots by watermark, learn each resolved one (evaluated first), forget a customer,
+    count examples into its version. Subclasses set ``labeler``, ``featurizer`` and ``name``
+    and implement :meth:`_learn_one`.
+    """
+
+    name: str
+    labeler: _SnapshotBook
+    featurizer: Any  # Callable[[Mapping[str, Any], int], dict[str, float]]
+    example_count: int = 0
+
+    @property
+    def model_version(self) -> str:
+        return f"{self.name}-v1+{self.example_count}"
+
+    def advance_watermark(self, watermark_ms: int) -> int:
+        """Resolve the snapshots whose deadline the watermark passed; learn them.
+        Returns examples learnt."""
+        return self._learn(self.labeler.advance_watermark(watermark_ms))
+
+    def forget(self, customer_id: str) -> None:
+        """Erase a customer's pending snapshots (the learned weights keep no per-customer data)."""
+        self.labeler.forget(customer_id)
+
+    def _learn(self, snapshots: Iterable[Snapshot]) -> int:
+        n = 0
+        for snapshot in snapshots:
+            self._learn_one(snapshot, self.featurizer(snapshot.profile, snapshot.taken_at_ms))
+            n += 1
+        self.example_count += n
+        return n
+
+    def _learn_one(self, snapshot: Snapshot, features: dict[str, float]) -> None:
+        """Score the resolved snapshot into the online metrics, then learn its label."""
+        raise NotImplementedError
