@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit integration redis browser install clean bench-quality
+.PHONY: demo test lint unit integration redis browser install clean bench-quality bench-tools bench-api
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,14 @@ test: install redis browser lint
 
 bench-quality: install redis
 	$(BIN)/crm bench quality
+
+# vegeta (Go, constant-rate load) for bench-api, built once into ~/.cache/crm-bench/bin
+# (CRM_BENCH_TOOLS) from the Go module proxy; without Go the benchmark uses its Python client.
+bench-tools: install
+	$(BIN)/python -m load_tests.bench_api --install-client
+
+bench-api: install redis
+	$(BIN)/python -m load_tests.bench_api --rate 1000 --duration 20
 
 clean:
 	rm -rf $(VENV) .crm .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -1,7 +1,14 @@
 """Who is calling: the API key from the request, its scopes, and its rate limit.
 
-One Redis round trip per request looks the key up (by its SHA-256) and counts the request in
-the key's current fixed window (``INCR`` + ``EXPIRE``), so auth costs no more than one read.
+A key's record (tenant, scopes, limit; looked up by the key's SHA-256) is cached in the process
+for ``CRM_API_KEY_CACHE_TTL_S`` seconds (default 2), so a revoked key stops working within that
+time, not at once; unknown keys are never cached, so a new key works immediately.
+
+Each request is counted in its key's current fixed window in Redis (``INCR`` + ``EXPIRE``, shared
+by every API process, so the limit holds however many run). Keys without a limit are not
+counted. Most routes count in a round trip of their own; the hot profile read
+(``GET /v1/customers/{id}``) asks for :data:`ReadCaller` instead and queues the count on the
+same pipeline as its reads, so a cached key costs that request one Redis round trip in all.
 """
 
 from __future__ import annotations
@@ -11,10 +18,12 @@ import binascii
 import math
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPBearer
+from redis.asyncio.client import Pipeline
 
 from api.errors import ApiProblem
 from api.keys import ApiKey, api_key_from_record, hash_key
@@ -29,6 +38,40 @@ API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 def rate_limit_key(key_hash: str, window: int) -> str:
     return f"{PREFIX}:ratelimit:{{{key_hash}}}:{window}"
+
+
+@dataclass(frozen=True)
+class RateCount:
+    """This request's count in its key's current window, not yet sent to Redis."""
+
+    counter: str
+    limit: int
+    window: int
+    window_s: int
+    now: float
+
+    def queue(self, pipe: Pipeline) -> None:
+        """Add the two commands (``INCR``, ``EXPIRE``) to ``pipe``; their replies come first."""
+        pipe.incr(self.counter)
+        pipe.expire(self.counter, self.window_s + 1)
+
+    def check(self, count: int) -> None:
+        """Raise 429 (with ``Retry-After``) when ``count`` (the ``INCR`` reply) is over."""
+        if count > self.limit:
+            retry_after = max(1, math.ceil((self.window + 1) * self.window_s - self.now))
+            raise ApiProblem(
+                429, "rate_limited",
+                f"more than {self.limit} requests in {self.window_s}s; "
+                f"retry after {retry_after}s",
+                headers={"Retry-After": str(retry_after)})
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated key and, when it has a limit, the count its route must still send."""
+
+    key: ApiKey
+    pending: RateCount | None
 
 
 def presented_key(request: Request) -> str | None:
@@ -55,48 +98,82 @@ def _unauthorized(message: str) -> ApiProblem:
     return ApiProblem(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
 
 
-async def authenticate(request: Request) -> ApiKey:
-    """The calling key, counted against its rate limit; raises 401 or 429."""
+async def _lookup(state: AppState, key_hash: str) -> ApiKey | None:
+    now = time.monotonic()
+    api_key = state.key_cache.get(key_hash, now)
+    if api_key is None:
+        record: Any = await state.redis.hgetall(api_key_key(key_hash))  # type: ignore[misc]
+        api_key = api_key_from_record(key_hash, record)
+        if api_key is not None:
+            state.key_cache.put(api_key, now)
+    return api_key
+
+
+def _rate_count(state: AppState, api_key: ApiKey) -> RateCount | None:
+    limit = api_key.rate_limit if api_key.rate_limit is not None else (
+        state.api_settings.api_rate_limit)
+    if not limit:
+        return None
+    window_s = state.api_settings.api_rate_window_s
+    now = time.time()
+    window = int(now // window_s)
+    return RateCount(rate_limit_key(api_key.key_hash, window), limit, window, window_s, now)
+
+
+async def authenticate(request: Request, *, count: bool = True) -> Caller:
+    """The calling key; raises 401. With ``count`` it is counted now (and may raise 429),
+    else the count is left in :attr:`Caller.pending` for the route's own pipeline."""
     state: AppState = request.app.state.crm
     key = presented_key(request)
     if not key:
         raise _unauthorized("an API key is required (Authorization: Bearer <key>)")
-    key_hash = hash_key(key)
-    window_s = state.api_settings.api_rate_window_s
-    now = time.time()
-    window = int(now // window_s)
-    counter = rate_limit_key(key_hash, window)
-    async with state.redis.pipeline(transaction=False) as pipe:
-        pipe.hgetall(api_key_key(key_hash))
-        pipe.incr(counter)
-        pipe.expire(counter, window_s + 1)
-        record, count, _ = await pipe.execute()
-    api_key = api_key_from_record(key_hash, record)
+    api_key = await _lookup(state, hash_key(key))
     if api_key is None:
         raise _unauthorized("unknown API key")
-    limit = api_key.rate_limit if api_key.rate_limit is not None else (
-        state.api_settings.api_rate_limit)
-    if limit and count > limit:
-        retry_after = max(1, math.ceil((window + 1) * window_s - now))
-        raise ApiProblem(429, "rate_limited",
-                         f"more than {limit} requests in {window_s}s; retry after {retry_after}s",
-                         headers={"Retry-After": str(retry_after)})
+    pending = _rate_count(state, api_key)
+    if count and pending is not None:
+        async with state.redis.pipeline(transaction=False) as pipe:
+            pending.queue(pipe)
+            replies = await pipe.execute()
+        pending.check(replies[0])
+        pending = None
     request.state.api_key = api_key
-    return api_key
+    return Caller(api_key, pending)
+
+
+def _check_scope(api_key: ApiKey, scope: Scope) -> None:
+    if scope not in api_key.scopes:
+        raise ApiProblem(403, "forbidden", f"this key lacks the {scope.value!r} scope")
 
 
 def require(scope: Scope) -> Callable[..., Awaitable[ApiKey]]:
-    """A dependency: the calling key, which must hold ``scope`` (else 403)."""
+    """A dependency: the calling key, counted, which must hold ``scope`` (else 403)."""
 
     async def dependency(
         request: Request,
         _bearer: Annotated[Any, Depends(BEARER)] = None,
         _header: Annotated[str | None, Depends(API_KEY_HEADER)] = None,
     ) -> ApiKey:
-        api_key = await authenticate(request)
-        if scope not in api_key.scopes:
-            raise ApiProblem(403, "forbidden", f"this key lacks the {scope.value!r} scope")
-        return api_key
+        caller = await authenticate(request)
+        _check_scope(caller.key, scope)
+        return caller.key
+
+    dependency.__name__ = f"require_{scope.value}"
+    return dependency
+
+
+def require_caller(scope: Scope) -> Callable[..., Awaitable[Caller]]:
+    """Like :func:`require`, but the route must send :attr:`Caller.pending` itself (with
+    :meth:`RateCount.queue` on its pipeline, then :meth:`RateCount.check`)."""
+
+    async def dependency(
+        request: Request,
+        _bearer: Annotated[Any, Depends(BEARER)] = None,
+        _header: Annotated[str | None, Depends(API_KEY_HEADER)] = None,
+    ) -> Caller:
+        caller = await authenticate(request, count=False)
+        _check_scope(caller.key, scope)
+        return caller
 
     dependency.__name__ = f"require_{scope.value}"
     return dependency

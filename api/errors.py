@@ -7,6 +7,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.responses import ORJSONResponse
@@ -62,6 +64,16 @@ async def _validation_error(_: Request, exc: Exception) -> ORJSONResponse:
                                         problems=problems))
 
 
+async def _redis_unavailable(request: Request, exc: Exception) -> ORJSONResponse:
+    """Redis down, or every pooled connection busy past the pool's wait (overload): the
+    request may well succeed a moment later, so 503 with ``Retry-After``, not 500."""
+    log.warning("redis unavailable on %s %s: %s", request.method, request.url.path, exc)
+    return error_response(503, ApiError(error="unavailable",
+                                        message="the feature store is busy or unreachable; "
+                                                "retry shortly"),
+                          headers={"Retry-After": "1"})
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> ORJSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, ApiError(error="internal_error",
@@ -71,6 +83,8 @@ async def _unexpected_error(request: Request, exc: Exception) -> ORJSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(RedisConnectionError, _redis_unavailable)
+    app.add_exception_handler(RedisTimeoutError, _redis_unavailable)
     app.add_exception_handler(Exception, _unexpected_error)
 
 

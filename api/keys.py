@@ -13,7 +13,7 @@ import hashlib
 import secrets
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 
@@ -35,6 +35,42 @@ class ApiKey:
     scopes: frozenset[Scope]
     name: str
     rate_limit: int | None = None
+
+
+@dataclass
+class KeyCache:
+    """Known keys' records for ``ttl_s`` seconds (0: no caching), at most ``max_entries``.
+
+    >>> cache = KeyCache(ttl_s=2.0)
+    >>> cache.put(ApiKey("h", "shop1", frozenset(), "k"), now=10.0)
+    >>> cache.get("h", now=11.9).tenant, cache.get("h", now=12.1)
+    ('shop1', None)
+    """
+
+    ttl_s: float
+    max_entries: int = 10_000
+    _entries: dict[str, tuple[float, ApiKey]] = field(default_factory=dict, repr=False)
+
+    def get(self, key_hash: str, now: float) -> ApiKey | None:
+        entry = self._entries.get(key_hash)
+        if entry is None:
+            return None
+        if now >= entry[0]:
+            del self._entries[key_hash]
+            return None
+        return entry[1]
+
+    def put(self, api_key: ApiKey, now: float) -> None:
+        if self.ttl_s <= 0:
+            return
+        if len(self._entries) >= self.max_entries:
+            self._entries = {h: e for h, e in self._entries.items() if e[0] > now}
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+        self._entries[api_key.key_hash] = (now + self.ttl_s, api_key)
+
+    def clear(self) -> None:
+        self._entries.clear()
 
 
 def hash_key(key: str) -> str:

@@ -20,6 +20,23 @@ class ApiSettings(BaseSettings):
     )
     api_rate_window_s: int = Field(default=1, ge=1, le=3600,
                                    description="The fixed rate-limit window, in seconds.")
+    api_key_cache_ttl_s: float = Field(
+        default=2.0, ge=0, le=60,
+        description="How long each API process trusts a key record it looked up (0: not at "
+                    "all); a revoked key keeps working for at most this long.",
+    )
+    api_workers: int = Field(
+        default=1, ge=1, le=64,
+        description="API server processes (`crm api`); each keeps its own key cache and its "
+                    "own request metrics, rate limits are shared through Redis.",
+    )
+    api_redis_connections: int = Field(
+        default=64, ge=1, le=10_000,
+        description="Redis connections per API process; more concurrent requests wait.",
+    )
+    api_redis_pool_timeout_s: float = Field(
+        default=5.0, gt=0, description="How long a request waits for a Redis connection.",
+    )
     api_flush_timeout_s: float = Field(
         default=10.0, gt=0, description="How long an ingest request waits for the broker."
     )

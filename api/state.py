@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 
+from api.keys import KeyCache
 from api.metrics import ApiMetrics
 from api.publish import Publisher
 from api.readiness import BrokerCheck
@@ -24,6 +25,7 @@ class AppState:
     redis: aioredis.Redis
     publisher: Publisher
     broker_check: BrokerCheck
+    key_cache: KeyCache
     metrics: ApiMetrics = field(default_factory=ApiMetrics)
 
     @property

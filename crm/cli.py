@@ -59,14 +59,25 @@ def worker(settings: Settings) -> None:
 @cli.command()
 @click.option("--host", default=None, help="Overrides CRM_API_HOST.")
 @click.option("--port", type=int, default=None, help="Overrides CRM_API_PORT.")
+@click.option("--workers", type=int, default=None,
+              help="Server processes; overrides CRM_API_WORKERS (default 1).")
 @click.pass_obj
-def api(settings: Settings, host: str | None, port: int | None) -> None:
+def api(settings: Settings, host: str | None, port: int | None, workers: int | None) -> None:
     """Run the HTTP API and dashboard."""
+    import importlib.util
+
     import uvicorn
 
+    from api.settings import ApiSettings
+
+    # uvloop and httptools (both dependencies) where they exist; uvicorn's pure-Python
+    # fallbacks elsewhere (uvloop has no Windows build).
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
     uvicorn.run("api.main:create_app", factory=True, host=host or settings.api_host,
                 port=port or settings.api_port, log_level=settings.log_level.lower(),
-                access_log=False, timeout_graceful_shutdown=5)
+                access_log=False, timeout_graceful_shutdown=5, loop=loop, http=http,
+                workers=workers or ApiSettings().api_workers)
 
 
 @cli.group()

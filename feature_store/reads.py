@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -50,6 +51,25 @@ def from_ms(value: bytes | str | int | None) -> datetime | None:
 
 def _float(value: bytes | None) -> float | None:
     return float(value) if value is not None else None
+
+
+def queue_profile_reads(pipe: Any, tenant: str, customer_id: str) -> None:
+    """Queue the reads of one customer's profile on ``pipe`` (a caller may share the round
+    trip with commands of its own); decode its three replies with :func:`profile_from_replies`."""
+    keys = CustomerKeys(tenant, customer_id)
+    pipe.hgetall(keys.profile)
+    # Every category, strongest first: shares are of the whole decayed interest.
+    pipe.zrevrange(keys.key("categories"), 0, -1, withscores=True)
+    pipe.zrevrange(keys.key("recent"), 0, -1)
+
+
+def profile_from_replies(tenant: str, customer_id: str,
+                         replies: Sequence[Any]) -> CustomerProfile | None:
+    """The profile from the replies of :func:`queue_profile_reads` (``None``: no customer)."""
+    fields, categories, recent = replies
+    if not fields:
+        return None
+    return profile_from_raw(tenant, customer_id, fields, categories, recent)
 
 
 def profile_from_raw(
@@ -104,16 +124,10 @@ class ProfileReader:
         self.redis = redis
 
     async def profile(self, tenant: str, customer_id: str) -> CustomerProfile | None:
-        keys = CustomerKeys(tenant, customer_id)
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(keys.profile)
-            # Every category, strongest first: shares are of the whole decayed interest.
-            pipe.zrevrange(keys.key("categories"), 0, -1, withscores=True)
-            pipe.zrevrange(keys.key("recent"), 0, -1)
-            fields, categories, recent = await pipe.execute()
-        if not fields:
-            return None
-        return profile_from_raw(tenant, customer_id, fields, categories, recent)
+            queue_profile_reads(pipe, tenant, customer_id)
+            replies = await pipe.execute()
+        return profile_from_replies(tenant, customer_id, replies)
 
     async def recommendations(self, tenant: str, customer_id: str) -> list[Recommendation] | None:
         raw = await self.redis.get(CustomerKeys(tenant, customer_id).recos)

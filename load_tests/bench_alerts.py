@@ -225,9 +225,10 @@ def _ms(values: list[float], q: float) -> str:
 
 
 def report(points: list[Point], watch: AlertWatch, *, workers: int, remote: bool,
-           probe_every: int, plot: Path | None) -> str:
+           broker: str, probe_every: int, plot: Path | None) -> str:
+    kafka = "Apache Kafka (one KRaft node)" if broker == "apache" else "the embedded broker"
     where = ("against the configured cluster and worker(s)" if remote else
-             f"with an embedded broker, a redis-server, {workers} worker process"
+             f"with {kafka}, a redis-server, {workers} worker process"
              f"{'es' if workers > 1 else ''} and this client on one machine")
     rows = [
         f"| {p.rate:,.0f} | {p.achieved:,.0f} | {len(p.total_ms):,}/{p.probes:,} | "
@@ -321,6 +322,8 @@ def main() -> None:
                         help="worker processes sharing the partitions (embedded stack only)")
     parser.add_argument("--drain", type=float, default=60.0,
                         help="longest wait for the last alerts and the backlog after a rate")
+    parser.add_argument("--broker", choices=["embedded", "apache"], default="embedded",
+                        help="which Kafka to start on this machine (unless CRM_KAFKA_BOOTSTRAP)")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so the servers started below stop.
@@ -336,9 +339,16 @@ def main() -> None:
         else:
             from stream.devstack import EmbeddedBroker, RedisServer
 
-            broker = EmbeddedBroker(work_dir=work)
-            bootstrap = broker.start()
-            stack.callback(broker.stop)
+            if args.broker == "apache":
+                from stream.apache_kafka import ApacheKafka
+
+                kafka = ApacheKafka(data_dir=work / "apache-kafka")
+                bootstrap = kafka.start()
+                stack.callback(kafka.stop)
+            else:
+                broker = EmbeddedBroker(work_dir=work)
+                bootstrap = broker.start()
+                stack.callback(broker.stop)
             server = RedisServer(work_dir=work, persist=False)
             redis_url = server.start()
             stack.callback(server.stop)
@@ -381,7 +391,7 @@ def main() -> None:
                                   worker_cpu=cpu))
         plot = args.output.with_suffix(".png") if len(points) > 1 else None
         text = report(points, watch, workers=args.workers, remote=remote,
-                      probe_every=args.probe_every, plot=plot)
+                      broker=args.broker, probe_every=args.probe_every, plot=plot)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     if plot is not None:
         plot_points(points, plot)

@@ -36,7 +36,9 @@ def test_ingested_events_come_back_as_a_live_profile(
         def profile() -> dict | None:  # type: ignore[type-arg]
             answer = client.get("/v1/customers/c1")
             body = answer.json() if answer.status_code == 200 else None
-            return body if body and body["features"]["orders"] == 1 else None
+            # Clicks and purchases are separate topics, applied independently: wait for both.
+            done = body and body["features"]["orders"] == 1 and body["features"]["views"] == 1
+            return body if done else None
 
         body = wait_for(profile, timeout=60, what="c1's profile through the API")
         assert body["features"]["revenue"] == 25.0 and body["features"]["views"] == 1

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import time
 
+import httpx
 import pytest
 
 from api.keys import create_key, hash_key, parse_scopes, revoke_key
+from api.main import create_app
+from api.settings import ApiSettings
 from feature_store.keys import api_key_key
 from tests.unit import test_api_support as support
-from tests.unit.test_api_support import Api, put_profile
+from tests.unit.test_api_support import Api, FakeProducer, put_profile
 
 api = support.api  # the shared fixture, under its own name here
 
@@ -103,3 +108,88 @@ def test_scopes_are_checked_when_a_key_is_made() -> None:
         parse_scopes("read,superuser")
     with pytest.raises(ValueError):
         parse_scopes("")
+
+
+async def _early_in_a_window(window_s: float = 1.0) -> None:
+    """Wait for the first half of a fixed rate-limit window, so a few requests share one."""
+    while time.time() % window_s > window_s / 2:
+        await asyncio.sleep(0.05)
+
+
+async def test_a_revoked_key_stops_working_within_the_cache_ttl(api: Api) -> None:
+    """Verify that a key's record is cached for the TTL only: revoked, it is refused after."""
+    api.app.state.crm.key_cache.ttl_s = 0.5
+    key = await create_key(api.redis, "shop1", "read", "soon revoked")
+    headers = {"Authorization": f"Bearer {key}"}
+    assert (await api.client.get("/v1/segments", headers=headers)).status_code == 200
+    assert await revoke_key(api.redis, key)
+    # Still in this process's cache (documented: revocation takes up to the TTL) ...
+    assert (await api.client.get("/v1/segments", headers=headers)).status_code == 200
+    await asyncio.sleep(0.6)
+    # ... and refused once the TTL has passed, on every route.
+    for path in ("/v1/segments", "/v1/customers/c1"):
+        response = await api.client.get(path, headers=headers)
+        assert response.status_code == 401, path
+        assert response.json()["error"] == "unauthorized"
+
+
+async def test_without_a_cache_revocation_is_immediate(api: Api) -> None:
+    """Verify that a TTL of 0 caches nothing: the next request after revoking is 401."""
+    api.app.state.crm.key_cache.ttl_s = 0
+    key = await create_key(api.redis, "shop1", "read", "k")
+    headers = {"X-API-Key": key}
+    assert (await api.client.get("/v1/customers/c1", headers=headers)).status_code == 404
+    await revoke_key(api.redis, key)
+    assert (await api.client.get("/v1/customers/c1", headers=headers)).status_code == 401
+
+
+async def test_an_unknown_key_is_not_cached(api: Api) -> None:
+    """Verify that a key refused once works as soon as it is stored (no negative caching)."""
+    headers = {"Authorization": "Bearer crm_made_later"}
+    assert (await api.client.get("/v1/segments", headers=headers)).status_code == 401
+    await api.redis.hset(api_key_key(hash_key("crm_made_later")),
+                         mapping={"tenant": "shop1", "scopes": "read", "name": "later"})
+    assert (await api.client.get("/v1/segments", headers=headers)).status_code == 200
+
+
+async def test_the_profile_read_counts_against_the_rate_limit(api: Api) -> None:
+    """Verify that GET /v1/customers/{id}, which counts in its read's round trip, is limited
+    like every route, shares the counter with them, and answers 429 with Retry-After."""
+    await put_profile(api.redis, "shop1", "c1")
+    headers = await api.key(rate_limit=4)
+    await _early_in_a_window()
+    codes = [(await api.client.get("/v1/models", headers=headers)).status_code
+             for _ in range(2)]
+    codes += [(await api.client.get("/v1/customers/c1", headers=headers)).status_code
+              for _ in range(3)]
+    assert codes == [200, 200, 200, 200, 429]
+    limited = await api.client.get("/v1/customers/nobody", headers=headers)
+    assert limited.status_code == 429  # refused before it says whether the customer exists
+    assert 1 <= int(limited.headers["retry-after"]) <= 2
+    assert limited.json()["error"] == "rate_limited"
+
+
+async def test_the_rate_limit_is_shared_by_api_processes(api: Api) -> None:
+    """Verify that two app instances (as two API processes) count in the same window."""
+    other = create_app(api.settings, ApiSettings(api_rate_limit=1000), redis=api.redis,
+                       producer=FakeProducer())
+    transport = httpx.ASGITransport(app=other, raise_app_exceptions=False)
+    await put_profile(api.redis, "shop1", "c1")
+    headers = await api.key(rate_limit=3)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api2") as client:
+        await _early_in_a_window()
+        codes = [(await api.client.get("/v1/customers/c1", headers=headers)).status_code,
+                 (await client.get("/v1/customers/c1", headers=headers)).status_code,
+                 (await api.client.get("/v1/segments", headers=headers)).status_code,
+                 (await client.get("/v1/customers/c1", headers=headers)).status_code]
+    assert codes == [200, 200, 200, 429]
+
+
+async def test_a_key_without_a_limit_is_never_refused(api: Api) -> None:
+    """Verify that rate_limit=0 means unlimited, also on the profile read."""
+    await put_profile(api.redis, "shop1", "c1")
+    headers = await api.key(rate_limit=0)
+    api.app.state.crm.api_settings = ApiSettings(api_rate_limit=2)
+    codes = {(await api.client.get("/v1/customers/c1", headers=headers)).status_code
+             for _ in range(5)}
+    assert codes == {200}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import orjson
 
+from api.auth import RateCount
+from api.profiles import read_profile
 from feature_store.keys import (
     METRICS_KEY,
     MODELS_HISTORY_KEY,
@@ -13,6 +15,7 @@ from feature_store.keys import (
     erasure_receipt_key,
     segments_key,
 )
+from feature_store.reads import ProfileReader
 from schemas.records import ErasureRequest
 from tests.unit import test_api_support as support
 from tests.unit.test_api_support import Api, add_alert, put_profile
@@ -170,3 +173,51 @@ async def test_readyz_says_which_dependency_is_down(api: Api) -> None:
     assert response.status_code == 503
     assert response.json()["checks"] == {"redis": "ok", "broker": "unreachable"}
     assert (await api.client.get("/healthz")).json() == {"status": "ok"}
+
+
+async def test_the_one_round_trip_profile_read_matches_the_feature_store(api: Api) -> None:
+    """Verify that the hot route's read (counter + profile in one pipeline) decodes the same
+    profile as feature_store's ProfileReader, categories and recent products included."""
+    await put_profile(api.redis, "shop1", "c1", churn_probability=0.4, segment=1,
+                      segment_label="loyal", churn_explanation=EXPLANATION, clv=120.5)
+    keys = CustomerKeys("shop1", "c1")
+    await api.redis.zadd(keys.key("categories"), {"shoes": 3.0, "hats": 1.0, "bags": 0.5})
+    await api.redis.zadd(keys.key("recent"), {"p1": 1, "p2": 2})
+    expected = await ProfileReader(redis=api.redis).profile("shop1", "c1")
+    assert expected is not None and expected.features.category_affinity
+    assert await read_profile(api.redis, "shop1", "c1", None) == expected
+    pending = RateCount("crm:ratelimit:{t}:1", limit=5, window=1, window_s=1, now=1.0)
+    assert await read_profile(api.redis, "shop1", "c1", pending) == expected
+    assert await read_profile(api.redis, "shop1", "nobody", pending) is None
+    assert await api.redis.get("crm:ratelimit:{t}:1") == b"2"  # both counted
+    assert 0 < await api.redis.ttl("crm:ratelimit:{t}:1") <= 2
+    body = (await api.client.get("/v1/customers/c1", headers=await api.key())).json()
+    assert body == orjson.loads(expected.model_dump_json())
+
+
+async def test_an_exhausted_redis_pool_answers_503_with_retry_after(api: Api) -> None:
+    """Verify that when every pooled Redis connection stays busy past the pool's wait, a read
+    is refused with 503 and Retry-After (overload, retry later), not a 500."""
+    import asyncio
+
+    import httpx
+
+    from api.main import create_app
+    from api.settings import ApiSettings
+
+    headers = await api.key()
+    app = create_app(api.settings, ApiSettings(api_redis_connections=1,
+                                               api_redis_pool_timeout_s=0.2),
+                     producer=support.FakeProducer())
+    pooled = app.state.crm.redis
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+        busy = asyncio.create_task(pooled.blpop(["never-filled"], timeout=2))
+        await asyncio.sleep(0.1)  # the one connection is now held by the blocking pop
+        response = await client.get("/v1/customers/c1", headers=headers)
+        assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+        assert response.json()["error"] == "unavailable"
+        await busy
+        assert (await client.get("/v1/customers/c1", headers=headers)).status_code == 404
+    await pooled.aclose()
+    await pooled.connection_pool.disconnect()
