@@ -5,7 +5,8 @@ machines; this one is shared and noisy):
 
 1. consume only: a confluent-kafka consumer reading the events from the embedded broker;
 2. features: the worker's :class:`~agents.pipeline.EventPipeline` (decode, validate, the Lua
-   feature updates in a real redis-server), in-process, batches of 500;
+   feature updates in a real redis-server), in-process, batches of ``--batch`` events of the
+   three topics mixed (as the worker's single agent takes them);
 3. full: the same plus the online models and alert rules (:class:`agents.runtime.WorkerRuntime`).
 
 Run ``python -m load_tests.bench_pipeline [--events N]``; writes load_tests/results/PIPELINE.md.
@@ -89,6 +90,8 @@ async def in_process(settings: Settings, batches: list[list[RawMessage]], *,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=30_000)
+    parser.add_argument("--batch", type=int, default=BATCH,
+                        help="events per micro-batch (the worker takes up to 500)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="crm-bench-"))
     broker, redis_server = EmbeddedBroker(work_dir=work), RedisServer(work_dir=work, persist=False)
@@ -98,17 +101,19 @@ def main() -> None:
         create_topics(settings)
         simulator = ShopSimulator(customers=3000, seed=9, start=datetime(2025, 3, 1, tzinfo=UTC))
         events = list(islice(simulator.events(), args.events))
-        per_topic: dict[str, list[RawMessage]] = {}
+        per_topic: dict[str, int] = {}
+        messages: list[RawMessage] = []
         with EventProducer(settings=settings) as producer:
             for event in events:
                 topic = TOPIC_BY_TYPE[event["type"]]
                 payload = orjson.dumps(event)
                 producer.send_raw(settings.topic(topic), event.get("customer_id") or
                                   f"anon:{event['anonymous_id']}", payload)
-                messages = per_topic.setdefault(topic, [])
-                messages.append(RawMessage(topic, 0, len(messages), payload))
-        batches = sorted((msgs[i:i + BATCH] for msgs in per_topic.values()
-                          for i in range(0, len(msgs), BATCH)), key=lambda b: b[0].offset)
+                offset = per_topic.get(topic, 0)
+                per_topic[topic] = offset + 1
+                messages.append(RawMessage(topic, 0, offset, payload))
+        # As the worker's one agent sees them: the three topics mixed, in arrival order.
+        batches = [messages[i:i + args.batch] for i in range(0, len(messages), args.batch)]
         baseline = consume_only(settings, len(events))
         features = asyncio.run(in_process(settings, batches, with_models=False))
         full = asyncio.run(in_process(settings, batches, with_models=True))
@@ -124,10 +129,12 @@ def main() -> None:
     report = "\n".join([
         "# Worker throughput", "",
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {len(events):,} simulated events "
-        f"({', '.join(f'{t}: {len(m):,}' for t, m in per_topic.items())}), batches of {BATCH}, "
+        f"({', '.join(f'{t}: {n:,}' for t, n in per_topic.items())}), mixed batches of "
+        f"{args.batch}, "
         "one process, real redis-server and embedded broker on this machine.", "",
         *table, "",
-        "Reproduce: `python -m load_tests.bench_pipeline --events 30000`.", ""])
+        f"Reproduce: `python -m load_tests.bench_pipeline --events {args.events} "
+        f"--batch {args.batch}`.", ""])
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(report)
     print(report)
