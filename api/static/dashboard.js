@@ -49,17 +49,22 @@ const timeAxis = () => ({ type: "linear", ticks: { maxTicksLimit: 7, callback: (
 
 function fitTime(chart) {  // a linear axis rounds its ends outwards; time reads better tight
   const xs = chart.data.datasets.flatMap((d) => d.data.map((p) => p.x));
-  chart.options.scales.x.min = xs.length ? Math.min(...xs) : undefined;
-  chart.options.scales.x.max = xs.length ? Math.max(...xs) : undefined;
+  const low = Math.min(...xs), high = Math.max(...xs);
+  const pad = high - low < 60000 ? 30000 : 0;  // a first sample alone still gets a visible span
+  chart.options.scales.x.min = xs.length ? low - pad : undefined;
+  chart.options.scales.x.max = xs.length ? high + pad : undefined;
 }
+
+// Lines without markers read best, but a series of one or two samples would be invisible.
+const fewPoints = (ctx) => (ctx.dataset.data.length < 3 ? 3 : 0);
 
 function makeCharts() {
   state.charts.throughput = new Chart($("throughput-chart"), {
     type: "line",
     data: { datasets: [
       { label: "events/s", data: [], borderColor: COLORS[0], backgroundColor: "rgba(91,140,255,.15)",
-        fill: true, tension: .3, pointRadius: 0, yAxisID: "y" },
-      { label: "consumer lag", data: [], borderColor: COLORS[2], tension: .3, pointRadius: 0,
+        fill: true, tension: .3, pointRadius: fewPoints, yAxisID: "y" },
+      { label: "consumer lag", data: [], borderColor: COLORS[2], tension: .3, pointRadius: fewPoints,
         yAxisID: "lag" }] },
     options: { animation: false, maintainAspectRatio: false, interaction: { mode: "index", intersect: false },
       scales: { x: timeAxis(), y: { beginAtZero: true, title: { display: true, text: "events/s" } },
@@ -131,7 +136,7 @@ function drawModels(summary, now) {
   }
   const chart = state.charts.models;
   chart.data.datasets = Object.entries(series).slice(0, COLORS.length).map(([label, data], i) => ({
-    label, data, borderColor: COLORS[i], backgroundColor: COLORS[i], pointRadius: 0, tension: .25 }));
+    label, data, borderColor: COLORS[i], backgroundColor: COLORS[i], pointRadius: fewPoints, tension: .25 }));
   fitTime(chart);
   chart.update();
   $("models-empty").hidden = chart.data.datasets.length > 0;
