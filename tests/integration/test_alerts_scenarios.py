@@ -213,21 +213,21 @@ class MiniPipeline:
             watermarks={key: self.max_event_time[key] - LATENESS_MS for key in touched})
 
 
-def read_alerts(settings: Settings, expected: int, quiet_s: float = 2.0,
-                timeout_s: float = 60.0) -> list[Alert]:
+def read_until(settings: Settings, wanted: Callable[[list[Alert]], bool], quiet_s: float = 4.0,
+               timeout_s: float = 120.0) -> list[Alert]:
+    """Every alert on the topic, once ``wanted`` holds and nothing arrived for ``quiet_s``."""
     consumer = Consumer({**kafka_client_config(settings), "group.id": f"{settings.app_id}-read",
                          "enable.auto.commit": False})
     topic = settings.topic(ALERTS)
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING)
                      for p in range(settings.partitions)])
     alerts: list[Alert] = []
-    deadline = time.monotonic() + timeout_s
-    last = time.monotonic()
+    deadline, last = time.monotonic() + timeout_s, time.monotonic()
     try:
         while time.monotonic() < deadline:
             message = consumer.poll(0.2)
             if message is None or message.error():
-                if len(alerts) >= expected and time.monotonic() - last > quiet_s:
+                if wanted(alerts) and time.monotonic() - last > quiet_s:
                     break
                 continue
             last = time.monotonic()
@@ -266,7 +266,8 @@ async def test_story_yields_exactly_the_expected_alerts(
             redelivered_after_publish.update(step.event.event_id for step in batch)
         await pipeline.process(batch)
 
-    alerts = read_alerts(settings, expected=len(story.expected))
+    alerts = read_until(settings, lambda found: len(found) >= len(story.expected),
+                        quiet_s=2.0, timeout_s=60.0)
     seen = {(a.customer_id, a.kind.value, a.triggered_by) for a in alerts}
     assert seen == story.expected, f"{kind}: {[a.reason for a in alerts]}"
     by_id: dict[str, Alert] = {}
@@ -323,30 +324,6 @@ def worker_story() -> tuple[list[list[dict[str, Any]]], set[tuple[str, str, str]
     expected = {("anna", "cart_abandonment", "anna-a1"), ("cleo", "cart_abandonment", "cleo-a2"),
                 ("eve", "negative_ticket", "eve-t2")}
     return [story, clock], expected
-
-
-def read_until(settings: Settings, wanted: Callable[[list[Alert]], bool], quiet_s: float = 4.0,
-               timeout_s: float = 120.0) -> list[Alert]:
-    """Every alert on the topic, once ``wanted`` holds and nothing arrived for ``quiet_s``."""
-    consumer = Consumer({**kafka_client_config(settings), "group.id": f"{settings.app_id}-read",
-                         "enable.auto.commit": False})
-    topic = settings.topic(ALERTS)
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING)
-                     for p in range(settings.partitions)])
-    alerts: list[Alert] = []
-    deadline, last = time.monotonic() + timeout_s, time.monotonic()
-    try:
-        while time.monotonic() < deadline:
-            message = consumer.poll(0.2)
-            if message is None or message.error():
-                if wanted(alerts) and time.monotonic() - last > quiet_s:
-                    break
-                continue
-            last = time.monotonic()
-            alerts.append(Alert.model_validate(orjson.loads(message.value())))
-    finally:
-        consumer.close()
-    return alerts
 
 
 @pytest.mark.parametrize("crash", [None, "sigkill"])
