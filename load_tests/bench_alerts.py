@@ -39,6 +39,7 @@ from confluent_kafka.admin import AdminClient
 from tqdm import tqdm
 
 from feature_store.keys import METRICS_KEY
+from load_tests.measure import percentile, process_cpu_seconds
 from load_tests.simulator import TOPIC_BY_TYPE, ShopSimulator
 from schemas.topics import ALERTS, TICKETS
 from stream.processes import ManagedProcess
@@ -48,11 +49,6 @@ from stream.topics import create_topics
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ALERTS.md"
 GOAL_P99_MS = 100.0
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] if ordered else float("nan")
 
 
 @dataclass
@@ -205,7 +201,7 @@ class Point:
     @property
     def met(self) -> bool:
         return bool(self.total_ms) and not self.missing and (
-            _percentile(self.total_ms, 99) <= GOAL_P99_MS)
+            percentile(self.total_ms, 99) <= GOAL_P99_MS)
 
 
 def measure(probes: dict[str, float], watch: AlertWatch, *, rate: float, sent: int,
@@ -221,7 +217,7 @@ def measure(probes: dict[str, float], watch: AlertWatch, *, rate: float, sent: i
 
 
 def _ms(values: list[float], q: float) -> str:
-    return f"{_percentile(values, q):,.1f}" if values else "n/a"
+    return f"{percentile(values, q):,.1f}" if values else "n/a"
 
 
 def report(points: list[Point], watch: AlertWatch, *, workers: int, remote: bool,
@@ -270,7 +266,7 @@ def plot_points(points: list[Point], path: Path) -> None:
     figure, axes = plt.subplots(figsize=(7, 4))
     rates = [p.rate for p in points]
     for q, style in ((50, "o-"), (99, "s-")):
-        axes.plot(rates, [_percentile(p.total_ms, q) for p in points], style, label=f"p{q}")
+        axes.plot(rates, [percentile(p.total_ms, q) for p in points], style, label=f"p{q}")
     axes.axhline(GOAL_P99_MS, color="grey", linestyle="--", label="goal p99")
     axes.set_yscale("log")
     axes.set_xlabel("offered events/s")
@@ -285,11 +281,7 @@ def plot_points(points: list[Point], path: Path) -> None:
 def _cpu_seconds(pids: list[int]) -> float | None:
     """User + system CPU seconds of local processes (Linux /proc), None elsewhere."""
     try:
-        total = 0
-        for pid in pids:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        return total / os.sysconf("SC_CLK_TCK")
+        return sum(process_cpu_seconds(pid) for pid in pids)
     except (OSError, ValueError, IndexError):
         return None
 

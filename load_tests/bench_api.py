@@ -48,6 +48,7 @@ import redis
 
 from api.keys import create_key_sync
 from feature_store.keys import METRICS_KEY, customers_key
+from load_tests.measure import cpu_seconds_from_stat, percentile
 from stream.processes import ManagedProcess, free_port
 from stream.settings import Settings
 from stream.topics import create_topics
@@ -76,11 +77,6 @@ class Outcome:
         self.errors[reason] = self.errors.get(reason, 0) + 1
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] if ordered else float("nan")
-
-
 class Progress:
     """One line a second while the load runs: answered, errors, p50/p99 of that second."""
 
@@ -98,8 +94,8 @@ class Progress:
         done, errors = len(self.outcome.latencies_ms), self.outcome.error_count
         recent = self.outcome.latencies_ms[self.mark[0]:]
         print(f"  {now - self.started:5.1f} s: {done - self.mark[0]:5d} answered, "
-              f"{errors - self.mark[1]} errors, p50 {_percentile(recent, 50):7.2f} ms, "
-              f"p99 {_percentile(recent, 99):8.2f} ms", flush=True)
+              f"{errors - self.mark[1]} errors, p50 {percentile(recent, 50):7.2f} ms, "
+              f"p99 {percentile(recent, 99):8.2f} ms", flush=True)
         self.mark = (done, errors)
 
 
@@ -258,7 +254,6 @@ def _run_vegeta(vegeta: Path, url: str, key: str, ids: list[str], rate: float,
 
 def _cpu_by_process() -> dict[int, tuple[str, float]]:
     """CPU seconds so far of every process: pid -> (command line, seconds)."""
-    ticks = os.sysconf("SC_CLK_TCK")
     found: dict[int, tuple[str, float]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -268,9 +263,8 @@ def _cpu_by_process() -> dict[int, tuple[str, float]]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2:].split()
         found[int(entry.name)] = (cmdline or stat[stat.index("(") + 1:stat.rindex(")")],
-                                  (int(fields[11]) + int(fields[12])) / ticks)
+                                  cpu_seconds_from_stat(stat))
     return found
 
 
@@ -386,7 +380,7 @@ def _report(outcome: Outcome, info: RunInfo) -> str:
             ("client lateness (sent after due)", outcome.late_ms)]
     seconds = outcome.elapsed_s or 1
     achieved = len(outcome.latencies_ms) / seconds
-    p99 = _percentile(outcome.latencies_ms, 99)
+    p99 = percentile(outcome.latencies_ms, 99)
     errors = ", ".join(f"{count} {reason}" for reason, count in outcome.errors.items())
     lines = [
         "# API latency: GET /v1/customers/{id}", "",
@@ -408,8 +402,8 @@ def _report(outcome: Outcome, info: RunInfo) -> str:
         "|---|---:|---:|---:|---:|---:|",
     ]
     for label, values in rows:
-        lines.append(f"| {label} | {len(values):,} | {_percentile(values, 50):.2f} | "
-                     f"{_percentile(values, 90):.2f} | {_percentile(values, 99):.2f} | "
+        lines.append(f"| {label} | {len(values):,} | {percentile(values, 50):.2f} | "
+                     f"{percentile(values, 90):.2f} | {percentile(values, 99):.2f} | "
                      f"{max(values, default=float('nan')):.2f} |")
     lines += [
         "", f"Achieved {achieved:,.0f} successful requests/s of {info.rate:,.0f} scheduled; "
