@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import anyio
 import redis.asyncio as aioredis
@@ -21,21 +20,8 @@ from api.routes import alerts, customers, dashboard, erasure, health, ingest, mo
 from api.routes.dashboard import STATIC_DIR
 from api.settings import ApiSettings
 from api.state import AppState
-from feature_store.client import HiredisConnection, HiredisSSLConnection
+from feature_store.client import connect
 from stream.settings import Settings
-
-
-def _redis(url: str, api_settings: ApiSettings) -> aioredis.Redis:
-    """A client whose pool waits for a free connection (up to a timeout) rather than failing
-    at once when every one is busy: under overload requests queue instead of erroring."""
-    options: dict[str, Any] = {}
-    if url.startswith(("redis://", "rediss://")):  # hiredis packing, as feature_store.connect
-        options["connection_class"] = (HiredisSSLConnection if url.startswith("rediss://")
-                                       else HiredisConnection)
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url, max_connections=api_settings.api_redis_connections,
-        timeout=api_settings.api_redis_pool_timeout_s, **options)
-    return aioredis.Redis(connection_pool=pool)
 
 
 def create_app(settings: Settings | None = None, api_settings: ApiSettings | None = None, *,
@@ -46,7 +32,11 @@ def create_app(settings: Settings | None = None, api_settings: ApiSettings | Non
     api_settings = api_settings or ApiSettings()
     state = AppState(
         settings=settings, api_settings=api_settings,
-        redis=redis or _redis(settings.redis_url, api_settings),
+        # A pool that waits for a free connection (up to a timeout) rather than failing at
+        # once when every one is busy: under overload requests queue instead of erroring.
+        redis=redis or connect(settings.redis_url, pool_class=aioredis.BlockingConnectionPool,
+                               max_connections=api_settings.api_redis_connections,
+                               timeout=api_settings.api_redis_pool_timeout_s),
         key_cache=KeyCache(ttl_s=api_settings.api_key_cache_ttl_s),
         publisher=Publisher(settings=settings, flush_timeout_s=api_settings.api_flush_timeout_s,
                             producer=producer),
@@ -60,7 +50,6 @@ def create_app(settings: Settings | None = None, api_settings: ApiSettings | Non
         await anyio.to_thread.run_sync(state.publisher.close)
         if redis is None:
             await state.redis.aclose()
-            await state.redis.connection_pool.disconnect()
 
     app = FastAPI(title="CRM stream API", version="1.0.0", lifespan=lifespan,
                   default_response_class=ORJSONResponse)

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.asyncio.connection import Connection, SSLConnection
+from redis.asyncio.connection import Connection, ConnectionPool, SSLConnection
 
 try:
     import hiredis
@@ -49,10 +49,14 @@ class HiredisSSLConnection(_HiredisPacking, SSLConnection):
     pass
 
 
-def connect(url: str, **options: Any) -> aioredis.Redis:
-    """An asyncio Redis client for ``url`` (``redis://``, ``rediss://`` or ``unix://``)."""
+def connect(url: str, *, pool_class: type[ConnectionPool] = ConnectionPool,
+            **options: Any) -> aioredis.Redis:
+    """An asyncio Redis client for ``url`` (``redis://``, ``rediss://`` or ``unix://``) that
+    owns its pool (closing the client closes it). ``pool_class`` and ``options`` go to the
+    pool, e.g. ``BlockingConnectionPool`` with ``max_connections`` and ``timeout`` to make
+    requests wait for a busy pool rather than fail."""
     if hiredis is not None and url.startswith(("redis://", "rediss://")):
         connection_class = HiredisSSLConnection if url.startswith("rediss://") else (
             HiredisConnection)
         options.setdefault("connection_class", connection_class)
-    return aioredis.Redis.from_url(url, **options)
+    return aioredis.Redis.from_pool(pool_class.from_url(url, **options))

@@ -220,4 +220,3 @@ async def test_an_exhausted_redis_pool_answers_503_with_retry_after(api: Api) ->
         await busy
         assert (await client.get("/v1/customers/c1", headers=headers)).status_code == 404
     await pooled.aclose()
-    await pooled.connection_pool.disconnect()
