@@ -19,7 +19,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPBearer
@@ -49,6 +49,9 @@ class RateCount:
     window: int
     window_s: int
     now: float
+
+    #: How many replies :meth:`queue` adds to the pipeline (``INCR``'s is the first).
+    REPLIES: ClassVar[int] = 2
 
     def queue(self, pipe: Pipeline) -> None:
         """Add the two commands (``INCR``, ``EXPIRE``) to ``pipe``; their replies come first."""

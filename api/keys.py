@@ -69,9 +69,6 @@ class KeyCache:
                 self._entries.clear()
         self._entries[api_key.key_hash] = (now + self.ttl_s, api_key)
 
-    def clear(self) -> None:
-        self._entries.clear()
-
 
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()

@@ -21,5 +21,5 @@ async def read_profile(redis: aioredis.Redis, tenant: str, customer_id: str,
         replies = await pipe.execute()
     if pending is not None:
         pending.check(replies[0])
-        replies = replies[2:]
+        replies = replies[RateCount.REPLIES:]
     return profile_from_replies(tenant, customer_id, replies)
