@@ -172,7 +172,7 @@ def create_app(settings: Settings) -> faust.App:
     @app.timer(settings.checkpoint_interval_s)
     async def checkpoint_models() -> None:
         if app.runtime is not None:
-            await app.runtime.checkpoint()
+            await app.runtime.checkpoint_in_background()
 
     @app.timer(settings.rescore_interval_s)
     async def rescore_quiet_customers() -> None:

@@ -75,12 +75,28 @@ class WorkerRuntime:
         )
         self.alerts.install_sighup_handler(asyncio.get_running_loop())
         self._last_sample = (time.monotonic(), 0)
+        self._checkpointing = False
 
     async def checkpoint(self) -> None:
-        """Serialise in the loop (the models are not thread-safe), write in a thread."""
+        """The final checkpoint of a stopping worker: serialise in the loop (the models are
+        not thread-safe; nothing waits on the loop any more), write in a thread."""
         data = self.bundle.to_bytes()
         path = await asyncio.get_running_loop().run_in_executor(None, self.checkpoints.save, data)
         log.info("checkpointed %s to %s (%d bytes)", self.bundle.version, path, len(data))
+
+    async def checkpoint_in_background(self) -> None:
+        """The periodic checkpoint of a running worker, written by a forked child so the
+        loop never stalls on serialising the models (see :mod:`agents.checkpoints`)."""
+        if self._checkpointing:
+            return
+        self._checkpointing = True
+        try:
+            version = self.bundle.version
+            path = await self.checkpoints.save_in_background(self.bundle)
+            if path is not None:
+                log.info("checkpointed %s to %s", version, path)
+        finally:
+            self._checkpointing = False
 
     async def publish_telemetry(self, lag: int | None) -> None:
         """Model versions and online metrics, and throughput, for the API and dashboard."""
