@@ -9,6 +9,7 @@ shutdown.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import ssl
@@ -121,6 +122,9 @@ def create_app(settings: Settings) -> faust.App:
         stream_wait_empty=False,
     )
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms
+    # The worker's Redis client has no per-reply timeout; each batch, erasure and timer tick
+    # has this one deadline instead (see feature_store.client.connect).
+    deadline_s = settings.redis_deadline_s
 
     def runtime() -> WorkerRuntime:
         if app.runtime is None:
@@ -144,11 +148,12 @@ def create_app(settings: Settings) -> faust.App:
             for event in events:
                 EVENT_DELAY_SECONDS.observe(max(0.0, started - event.message.timestamp))
             with BATCH_SECONDS.time():
-                await pipeline.process([
-                    RawMessage(e.message.topic, e.message.partition, e.message.offset,
-                               e.message.value or b"")
-                    for e in events
-                ])
+                async with asyncio.timeout(deadline_s):
+                    await pipeline.process([
+                        RawMessage(e.message.topic, e.message.partition, e.message.offset,
+                                   e.message.value or b"")
+                        for e in events
+                    ])
 
     erasure_topic = app.topic(settings.topic(ERASURE), value_type=bytes, value_serializer="raw")
 
@@ -162,12 +167,13 @@ def create_app(settings: Settings) -> faust.App:
                 log.error("invalid erasure request %r: %s", value[:200], error)
                 EVENTS_PROCESSED.labels(topic=ERASURE, outcome="dead_letter").inc()
                 continue
-            await worker.store.erase(
-                tenant=request.tenant, customer_id=request.customer_id,
-                block_seconds=settings.erasure_block_days * 86_400,
-                receipt_id=request.receipt_id,
-            )
-            await worker.forget(request.tenant, request.customer_id)
+            async with asyncio.timeout(deadline_s):
+                await worker.store.erase(
+                    tenant=request.tenant, customer_id=request.customer_id,
+                    block_seconds=settings.erasure_block_days * 86_400,
+                    receipt_id=request.receipt_id,
+                )
+                await worker.forget(request.tenant, request.customer_id)
 
     @app.timer(settings.checkpoint_interval_s)
     async def checkpoint_models() -> None:
@@ -181,8 +187,9 @@ def create_app(settings: Settings) -> faust.App:
             return
         now_ms = worker.pipeline.model_watermark()
         if now_ms is not None:
-            for tenant in worker.tenants():
-                await worker.sweep.tick(tenant, now_ms)
+            async with asyncio.timeout(deadline_s):
+                for tenant in worker.tenants():
+                    await worker.sweep.tick(tenant, now_ms)
 
     @app.timer(settings.telemetry_interval_s)
     async def publish_telemetry() -> None:
@@ -197,6 +204,7 @@ def create_app(settings: Settings) -> faust.App:
             lag = sum(max(0, (highwaters[tp] or 0) - (positions[tp] or 0)) for tp in assigned)
         except Exception:  # lag is a nicety; never let it stop telemetry
             log.debug("could not compute consumer lag", exc_info=True)
-        await app.runtime.publish_telemetry(lag)
+        async with asyncio.timeout(deadline_s):
+            await app.runtime.publish_telemetry(lag)
 
     return app

@@ -56,7 +56,9 @@ class WorkerRuntime:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.redis = connect(settings.redis_url)
+        # No per-reply socket timeout (see feature_store.client.connect): the agents and
+        # timers bound each batch, erasure and tick with ``settings.redis_deadline_s``.
+        self.redis = connect(settings.redis_url, socket_timeout=None)
         self.store = FeatureStore(
             redis=self.redis, limits=StoreLimits(max_event_ids=settings.dedupe_ids_per_customer))
         self.checkpoints = CheckpointStore(

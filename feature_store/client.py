@@ -54,7 +54,12 @@ def connect(url: str, *, pool_class: type[ConnectionPool] = ConnectionPool,
     """An asyncio Redis client for ``url`` (``redis://``, ``rediss://`` or ``unix://``) that
     owns its pool (closing the client closes it). ``pool_class`` and ``options`` go to the
     pool, e.g. ``BlockingConnectionPool`` with ``max_connections`` and ``timeout`` to make
-    requests wait for a busy pool rather than fail."""
+    requests wait for a busy pool rather than fail.
+
+    ``socket_timeout=None`` drops redis-py's per-reply timeout: it wraps every reply read in
+    an ``asyncio.timeout``, which took a pipelined command from 7.8 to 13.8 µs of client CPU.
+    A caller that does so bounds its work with a deadline of its own (the worker: one per
+    batch)."""
     if hiredis is not None and url.startswith(("redis://", "rediss://")):
         connection_class = HiredisSSLConnection if url.startswith("rediss://") else (
             HiredisConnection)

@@ -62,6 +62,13 @@ class Settings(BaseSettings):
         "answers as soon as data arrives; the embedded broker holds a fetch until this "
         "passes, so it bounds the latency there (Faust's built-in is 1,500 ms).",
     )
+    redis_deadline_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest one batch, erasure or timer of a worker may take (mostly waiting "
+        "on Redis) before it fails. One deadline per batch instead of a socket timeout per "
+        "Redis reply, which doubled the client's CPU per command.",
+    )
     allowed_lateness_s: float = Field(default=600.0, ge=0)
     dedupe_ids_per_customer: int = Field(default=10_000, ge=100)
     erasure_block_days: float = Field(default=30.0, ge=0)
