@@ -184,7 +184,11 @@ async def test_the_one_round_trip_profile_read_matches_the_feature_store(api: Ap
     await api.redis.zadd(keys.key("categories"), {"shoes": 3.0, "hats": 1.0, "bags": 0.5})
     await api.redis.zadd(keys.key("recent"), {"p1": 1, "p2": 2})
     expected = await ProfileReader(redis=api.redis).profile("shop1", "c1")
-    assert expected is not None and expected.features.category_affinity
+    assert expected is not None
+    assert [(c.category, c.weight) for c in expected.features.category_affinity] == [
+        ("shoes", round(3 / 4.5, 4)), ("hats", round(1 / 4.5, 4)), ("bags", round(0.5 / 4.5, 4))]
+    assert expected.features.recent_products == ["p2", "p1"]
+    assert expected.scores.clv == 120.5 and expected.scores.segment_label == "loyal"
     assert await read_profile(api.redis, "shop1", "c1", None) == expected
     pending = RateCount("crm:ratelimit:{t}:1", limit=5, window=1, window_s=1, now=1.0)
     assert await read_profile(api.redis, "shop1", "c1", pending) == expected
@@ -220,3 +224,17 @@ async def test_an_exhausted_redis_pool_answers_503_with_retry_after(api: Api) ->
         await busy
         assert (await client.get("/v1/customers/c1", headers=headers)).status_code == 404
     await pooled.aclose()
+
+
+async def test_profile_reads_survive_redis_losing_its_scripts(api: Api) -> None:
+    """Verify that after SCRIPT FLUSH (as after a Redis restart) the profile read loads its
+    script again and answers, rather than failing with NOSCRIPT."""
+    await put_profile(api.redis, "shop1", "c1", churn_probability=0.4)
+    headers = await api.key()
+    before = (await api.client.get("/v1/customers/c1", headers=headers)).json()
+    await api.redis.script_flush()
+
+    response = await api.client.get("/v1/customers/c1", headers=headers)
+
+    assert response.status_code == 200 and response.json() == before
+    assert await ProfileReader(redis=api.redis).profile("shop1", "c1") is not None
