@@ -8,11 +8,14 @@ events per second per worker that difference is most of the Python cost of a bat
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 from redis.asyncio.connection import Connection, ConnectionPool, SSLConnection
+from redis.exceptions import NoScriptError
 
 try:
     import hiredis
@@ -65,3 +68,41 @@ def connect(url: str, *, pool_class: type[ConnectionPool] = ConnectionPool,
             HiredisConnection)
         options.setdefault("connection_class", connection_class)
     return aioredis.Redis.from_pool(pool_class.from_url(url, **options))
+
+
+class PipelineScript:
+    """A Lua script queued on pipelines as a bare ``EVALSHA``.
+
+    redis-py's ``Script`` makes every pipeline it is queued on ask ``SCRIPT EXISTS`` first, in
+    a round trip of its own on each execute. This one assumes Redis has the script, and
+    :func:`execute_pipeline` loads it and runs the pipeline again only when Redis answers
+    ``NOSCRIPT`` (after a restart or a ``SCRIPT FLUSH``).
+    """
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    def queue(self, pipe: Pipeline, keys: Sequence[Any], args: Sequence[Any] = ()) -> None:
+        pipe.evalsha(self.sha, len(keys), *keys, *args)
+
+
+async def execute_pipeline(redis: aioredis.Redis, fill: Callable[[Pipeline], None],
+                           scripts: Sequence[PipelineScript]) -> list[Any]:
+    """Run a non-transactional pipeline that ``fill`` queues, ``scripts`` among its commands.
+
+    On ``NOSCRIPT`` the scripts are loaded and the pipeline runs once more, so every command
+    ``fill`` queues must be safe to repeat (the store's scripts are at most once by event id;
+    reads are reads).
+    """
+    for attempt in range(2):
+        async with redis.pipeline(transaction=False) as pipe:
+            fill(pipe)
+            try:
+                return await pipe.execute()
+            except NoScriptError:
+                if attempt:
+                    raise
+        for script in scripts:
+            await redis.script_load(script.source)
+    raise AssertionError("unreachable")  # pragma: no cover

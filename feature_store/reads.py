@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -12,8 +11,8 @@ from typing import Any, TypeVar
 import orjson
 import redis.asyncio as aioredis
 from pydantic import BaseModel, ValidationError
-from redis.exceptions import NoScriptError
 
+from feature_store.client import PipelineScript, execute_pipeline
 from feature_store.keys import (
     ALERTS_STREAM_KEY,
     METRICS_KEY,
@@ -58,40 +57,23 @@ def _float(value: bytes | None) -> float | None:
 
 #: Reads one customer's profile keys in one reply (one reply to parse instead of three: the
 #: client's cost per reply is most of the API's Redis time).
-PROFILE_SCRIPT = resources.files("feature_store").joinpath("lua", "read_profile.lua").read_text()
-PROFILE_SCRIPT_SHA = hashlib.sha1(PROFILE_SCRIPT.encode()).hexdigest()
-
-#: How many replies :func:`queue_profile_reads` adds to a pipeline.
-PROFILE_REPLIES = 1
+PROFILE_SCRIPT = PipelineScript(
+    resources.files("feature_store").joinpath("lua", "read_profile.lua").read_text())
 
 
 def queue_profile_reads(pipe: Any, tenant: str, customer_id: str) -> None:
     """Queue the read of one customer's profile on ``pipe`` (a caller may share the round
     trip with commands of its own); decode its reply with :func:`profile_from_replies`.
-
-    It is an ``EVALSHA`` of :data:`PROFILE_SCRIPT` (not redis-py's ``Script``, whose pipelines
-    ask ``SCRIPT EXISTS`` in a round trip of its own every time): run the pipeline with
-    :func:`execute_reads`, which loads the script if Redis does not have it.
-    """
+    Run the pipeline with :func:`execute_reads` (it loads the script if Redis lacks it)."""
     keys = CustomerKeys(tenant, customer_id)
-    pipe.evalsha(PROFILE_SCRIPT_SHA, 3, keys.profile, keys.key("categories"), keys.key("recent"))
+    PROFILE_SCRIPT.queue(pipe, [keys.profile, keys.key("categories"), keys.key("recent")])
 
 
-async def execute_reads(redis: aioredis.Redis, queue: Callable[[Any], None]) -> list[Any]:
-    """Run a pipeline that ``queue`` fills (with :func:`queue_profile_reads` among its
-    commands). If Redis lacks the script (a restart or ``SCRIPT FLUSH``), load it and run the
-    pipeline once more; whatever else ``queue`` added then runs twice (the rate-limit count
-    of one request, once per Redis restart)."""
-    for attempt in range(2):
-        async with redis.pipeline(transaction=False) as pipe:
-            queue(pipe)
-            try:
-                return await pipe.execute()
-            except NoScriptError:
-                if attempt:
-                    raise
-        await redis.script_load(PROFILE_SCRIPT)
-    raise AssertionError("unreachable")  # pragma: no cover
+async def execute_reads(redis: aioredis.Redis, fill: Callable[[Any], None]) -> list[Any]:
+    """Run a pipeline that ``fill`` fills, :func:`queue_profile_reads` among its commands.
+    After a Redis restart whatever else ``fill`` queued runs twice (for the API: one
+    request's rate-limit count)."""
+    return await execute_pipeline(redis, fill, [PROFILE_SCRIPT])
 
 
 def profile_from_replies(tenant: str, customer_id: str,

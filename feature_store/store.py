@@ -16,7 +16,9 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 
+from feature_store.client import PipelineScript, execute_pipeline
 from feature_store.keys import (
     METRICS_KEY,
     CustomerKeys,
@@ -85,7 +87,7 @@ class FeatureStore:
     def __init__(self, *, redis: aioredis.Redis, limits: StoreLimits | None = None) -> None:
         self.redis = redis
         self.limits = limits or StoreLimits()
-        self._apply = redis.register_script(_script("apply_event.lua"))
+        self._apply = PipelineScript(_script("apply_event.lua"))
         self._merge = redis.register_script(_script("merge_profile.lua"))
 
     @classmethod
@@ -117,20 +119,24 @@ class FeatureStore:
         now_ms = str(int(time.time() * 1000))
         limits = self.limits
         targets = []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for event in events:
-                profile_id = profile_id_for(event, aliases)
+        for event in events:
+            profile_id = profile_id_for(event, aliases)
+            stitch = event.anonymous_id if event.customer_id and event.anonymous_id else ""
+            targets.append((event, profile_id, stitch))
+
+        def fill(pipe: Pipeline) -> None:
+            for event, profile_id, stitch in targets:
                 keys = CustomerKeys(event.tenant, profile_id)
-                stitch = event.anonymous_id if event.customer_id and event.anonymous_id else ""
-                targets.append((event, profile_id, stitch))
-                await self._apply(
+                self._apply.queue(
+                    pipe,
                     keys=[keys.key(suffix) for suffix in _SCRIPT_KEY_SUFFIXES],
                     args=[event.event_id, event.occurred_at_ms, orjson.dumps(update_for(event)),
                           limits.max_event_ids, limits.recent_products, limits.recent_orders,
                           profile_id, event.tenant, stitch, now_ms],
-                    client=pipe,
                 )
-            replies = await pipe.execute()
+
+        # Safe to repeat after NOSCRIPT: the script applies each event at most once.
+        replies = await execute_pipeline(self.redis, fill, [self._apply])
         results = [Applied(reply[0].decode(), event.tenant, profile_id)
                    for (event, profile_id, _), reply in zip(targets, replies, strict=True)]
         # Index first: a merge below removes a stitched visitor from the index for good.

@@ -84,6 +84,26 @@ async def test_a_duplicate_changes_nothing(store: FeatureStore) -> None:
     assert profile is not None and profile.features.orders == 1
 
 
+async def test_events_apply_after_redis_lost_its_scripts(store: FeatureStore) -> None:
+    """Verify that after SCRIPT FLUSH (as after a Redis restart) a batch loads the script
+    again and applies every event exactly once, with no extra round trip per batch before."""
+    rng = random.Random(5)
+    events = random_events(rng, 60)
+    await apply_in_batches(store, events[:30], 30)
+    await store.redis.script_flush()
+    await store.redis.config_resetstat()
+
+    await apply_in_batches(store, events[30:], 30)
+    await apply_in_batches(store, events, 60)  # all duplicates now
+
+    expected = reference_profiles(events)
+    live = await live_profiles(store, sorted(expected))
+    for customer_id, features in expected.items():
+        assert_same_features(live[customer_id], features, customer_id)
+    calls = await store.redis.info("commandstats")
+    assert "cmdstat_script|exists" not in calls  # no SCRIPT EXISTS round trips per batch
+
+
 async def test_late_events_never_move_last_seen_backwards(store: FeatureStore) -> None:
     """Verify that an older event arriving later leaves last_seen_at and last_order_at alone."""
     def purchase(n: int, at: str) -> dict[str, Any]:
