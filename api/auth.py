@@ -19,10 +19,9 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar
+from typing import Any, ClassVar
 
-from fastapi import Depends, Request
-from fastapi.security import APIKeyHeader, HTTPBearer
+from fastapi import Request
 from redis.asyncio.client import Pipeline
 
 from api.errors import ApiProblem
@@ -31,9 +30,13 @@ from api.state import AppState
 from feature_store.keys import PREFIX, api_key_key
 from schemas.api import Scope
 
-#: Declared for the OpenAPI document (and its "Authorize" button); parsing is done below.
-BEARER = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
-API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False)
+#: How a key may be presented, for the OpenAPI document and its "Authorize" button (written
+#: there by :mod:`api.openapi`; :func:`presented_key` does the parsing).
+SECURITY_SCHEMES: dict[str, dict[str, str]] = {
+    "HTTPBearer": {"type": "http", "description": "Authorization: Bearer <API key>",
+                   "scheme": "bearer"},
+    "APIKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+}
 
 
 def rate_limit_key(key_hash: str, window: int) -> str:
@@ -152,11 +155,7 @@ def _check_scope(api_key: ApiKey, scope: Scope) -> None:
 def require(scope: Scope) -> Callable[..., Awaitable[ApiKey]]:
     """A dependency: the calling key, counted, which must hold ``scope`` (else 403)."""
 
-    async def dependency(
-        request: Request,
-        _bearer: Annotated[Any, Depends(BEARER)] = None,
-        _header: Annotated[str | None, Depends(API_KEY_HEADER)] = None,
-    ) -> ApiKey:
+    async def dependency(request: Request) -> ApiKey:
         caller = await authenticate(request)
         _check_scope(caller.key, scope)
         return caller.key
@@ -169,11 +168,7 @@ def require_caller(scope: Scope) -> Callable[..., Awaitable[Caller]]:
     """Like :func:`require`, but the route must send :attr:`Caller.pending` itself (with
     :meth:`RateCount.queue` on its pipeline, then :meth:`RateCount.check`)."""
 
-    async def dependency(
-        request: Request,
-        _bearer: Annotated[Any, Depends(BEARER)] = None,
-        _header: Annotated[str | None, Depends(API_KEY_HEADER)] = None,
-    ) -> Caller:
+    async def dependency(request: Request) -> Caller:
         caller = await authenticate(request, count=False)
         _check_scope(caller.key, scope)
         return caller

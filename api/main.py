@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from api.errors import install_error_handlers
 from api.keys import KeyCache
 from api.metrics import MetricsMiddleware
+from api.openapi import document_security
 from api.publish import ProducerLike, Publisher
 from api.readiness import BrokerCheck
 from api.responses import ORJSONResponse
@@ -59,4 +60,5 @@ def create_app(settings: Settings | None = None, api_settings: ApiSettings | Non
     for module in (health, customers, erasure, ingest, alerts, models, dashboard):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    document_security(app)
     return app

@@ -30,6 +30,22 @@ async def test_missing_or_unknown_key_is_401(api: Api) -> None:
         assert response.json()["error"] == "unauthorized"
 
 
+async def test_the_openapi_document_marks_exactly_the_routes_that_need_a_key(api: Api) -> None:
+    """Verify that every operation the document says needs a key (HTTPBearer or X-API-Key)
+    answers 401 without one, and every other operation does not."""
+    schema = (await api.client.get("/openapi.json")).json()
+    assert set(schema["components"]["securitySchemes"]) == {"HTTPBearer", "APIKeyHeader"}
+    keyed, open_ = [], []
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            url = path.replace("{customer_id}", "c1").replace("{receipt_id}", "r1")
+            response = await api.client.request(method.upper(), url)
+            (keyed if operation.get("security") else open_).append((url, response.status_code))
+    assert len(keyed) >= 10 and all(status == 401 for _, status in keyed), keyed
+    assert {url for url, _ in open_} == {"/healthz", "/readyz", "/metrics"}
+    assert all(status != 401 for _, status in open_), open_
+
+
 async def test_key_is_stored_only_as_its_hash(api: Api) -> None:
     """Verify that Redis keeps the key's SHA-256, tenant and scopes, never the key itself."""
     key = await create_key(api.redis, "shop1", ["read"], "front-end")
