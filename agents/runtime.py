@@ -12,6 +12,7 @@ import orjson
 
 from agents.alerting import AlertEngine
 from agents.checkpoints import CheckpointStore
+from agents.collector import CollectorSchedule
 from agents.pipeline import BatchResult, EventPipeline
 from agents.rescoring import SilenceSweep
 from agents.scoring import ModelScorer
@@ -78,6 +79,7 @@ class WorkerRuntime:
         self.alerts.install_sighup_handler(asyncio.get_running_loop())
         self._last_sample = (time.monotonic(), 0)
         self._checkpointing = False
+        self.collector = CollectorSchedule()
 
     async def checkpoint(self) -> None:
         """The final checkpoint of a stopping worker: serialise in the loop (the models are
@@ -94,6 +96,7 @@ class WorkerRuntime:
         self._checkpointing = True
         try:
             version = self.bundle.version
+            self.collector.before_fork()
             path = await self.checkpoints.save_in_background(self.bundle)
             if path is not None:
                 log.info("checkpointed %s to %s", version, path)

@@ -9,6 +9,7 @@ import faust
 import mode.loop
 
 from agents.app import create_app
+from agents.collector import configure_worker_process
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -20,6 +21,7 @@ def run_worker(settings: Settings) -> None:
     # per fetch, and at 1,500 events/s one worker kept up with it and fell behind without.
     if sys.platform != "win32":  # uvloop has no Windows build
         mode.loop.use("uvloop")
+    configure_worker_process()
     app = create_app(settings)
     if settings.worker_metrics_port:
         from prometheus_client import start_http_server
