@@ -78,7 +78,6 @@ class WorkerRuntime:
         )
         self.alerts.install_sighup_handler(asyncio.get_running_loop())
         self._last_sample = (time.monotonic(), 0)
-        self._checkpointing = False
         self.collector = CollectorSchedule()
 
     async def checkpoint(self) -> None:
@@ -90,18 +89,13 @@ class WorkerRuntime:
 
     async def checkpoint_in_background(self) -> None:
         """The periodic checkpoint of a running worker, written by a forked child so the
-        loop never stalls on serialising the models (see :mod:`agents.checkpoints`)."""
-        if self._checkpointing:
-            return
-        self._checkpointing = True
-        try:
-            version = self.bundle.version
-            self.collector.before_fork()
-            path = await self.checkpoints.save_in_background(self.bundle)
-            if path is not None:
-                log.info("checkpointed %s to %s", version, path)
-        finally:
-            self._checkpointing = False
+        loop never stalls on serialising the models (see :mod:`agents.checkpoints`). Faust
+        runs a timer's next tick only after this one returns, so children never overlap."""
+        version = self.bundle.version
+        self.collector.before_fork()
+        path = await self.checkpoints.save_in_background(self.bundle)
+        if path is not None:
+            log.info("checkpointed %s to %s", version, path)
 
     async def publish_telemetry(self, lag: int | None) -> None:
         """Model versions and online metrics, and throughput, for the API and dashboard."""
