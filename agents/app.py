@@ -64,7 +64,7 @@ SHUTDOWN_GRACE_S = 5.0
 
 class CrmApp(faust.App):
     """The Faust app, plus a final model checkpoint, a bounded shutdown and a consumer whose
-    fetch wait is a setting (see :mod:`agents.transport`).
+    fetch wait and fetch minimum are settings (see :mod:`agents.transport`).
 
     An agent iterating ``take_events`` never finishes stopping (faust-streaming issue #162),
     so after the final checkpoint a watchdog ends the process after a grace period. That is
@@ -74,9 +74,11 @@ class CrmApp(faust.App):
 
     runtime: WorkerRuntime | None = None
     fetch_max_wait_ms: int = 100
+    fetch_min_bytes: int = 1
 
     def _new_transport(self) -> Any:
-        return transport_for(self.fetch_max_wait_ms)(self.conf.broker_consumer, self)
+        transport = transport_for(self.fetch_max_wait_ms, self.fetch_min_bytes)
+        return transport(self.conf.broker_consumer, self)
 
     async def on_stop(self) -> None:
         if self.runtime is not None:
@@ -122,6 +124,7 @@ def create_app(settings: Settings) -> faust.App:
         stream_wait_empty=False,
     )
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms
+    app.fetch_min_bytes = settings.fetch_min_bytes
     # The worker's Redis client has no per-reply timeout; each batch, erasure and timer tick
     # has this one deadline instead (see feature_store.client.connect).
     deadline_s = settings.redis_deadline_s

@@ -56,11 +56,17 @@ class Settings(BaseSettings):
     batch_max_events: int = Field(default=500, ge=1)
     batch_max_wait_ms: float = Field(default=5.0, gt=0)
     fetch_max_wait_ms: int = Field(
-        default=100,
+        default=10,
         ge=1,
         description="Longest a worker's fetch waits at the broker for new data. Apache Kafka "
         "answers as soon as data arrives; the embedded broker holds a fetch until this "
         "passes, so it bounds the latency there (Faust's built-in is 1,500 ms).",
+    )
+    fetch_min_bytes: int = Field(
+        default=32 * 1024,
+        ge=1,
+        description="Bytes Apache Kafka gathers before it answers a worker's fetch (or the "
+        "fetch wait passes). More than 1 makes fewer, bigger fetches and batches.",
     )
     redis_deadline_s: float = Field(
         default=30.0,
