@@ -289,8 +289,9 @@ def _machine_table(before: dict[int, tuple[str, float]], after: dict[int, tuple[
     return lines
 
 
-def _roles(groups: dict[str, ManagedProcess], client_pids: dict[str, int]) -> dict[int, str]:
-    """pid -> role, for our processes and their children (uvicorn's workers)."""
+def _roles(groups: dict[str, int], client_pids: dict[str, int]) -> dict[int, str]:
+    """pid -> role, for the process groups started here (``groups``: name -> process group
+    id) with all their children (uvicorn's workers), and the ``client_pids``."""
     roles = {pid: name for name, pid in client_pids.items()}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -300,8 +301,8 @@ def _roles(groups: dict[str, ManagedProcess], client_pids: dict[str, int]) -> di
         except OSError:
             continue
         pgrp = int(stat[stat.rindex(")") + 2:].split()[2])
-        for name, process in groups.items():
-            if process.is_running() and pgrp == process.pid:
+        for name, group in groups.items():
+            if pgrp == group:
                 roles[int(entry.name)] = name
     return roles
 
@@ -372,6 +373,7 @@ class RunInfo:
     in_process: tuple[float, float]
     machine: list[str]
     load_average: float
+    broker: str = "the embedded broker"
 
 
 def _report(outcome: Outcome, info: RunInfo) -> str:
@@ -392,7 +394,7 @@ def _report(outcome: Outcome, info: RunInfo) -> str:
         f"{info.processed / seconds:,.0f}/s). The API ran as `crm api` (uvicorn, uvloop, "
         f"httptools, no access log) with {info.api_workers} process"
         f"{'es' if info.api_workers > 1 else ''}; every request carried a key with a rate "
-        "limit, so each was counted in Redis. Everything (embedded broker, redis-server, "
+        f"limit, so each was counted in Redis. Everything ({info.broker}, redis-server, "
         "worker, simulator, API and the load client) ran on this one machine over loopback; "
         f"load average {info.load_average:.1f} at the end (other work on the machine counts "
         "too).", "",
@@ -415,7 +417,7 @@ def _report(outcome: Outcome, info: RunInfo) -> str:
         f"{info.in_process[1]:.0f} µs of CPU.", "",
         "CPU used on the machine during the load:", "", *info.machine, "",
         "Reproduce: `python -m load_tests.bench_api --rate 1000 --duration 20` "
-        "(`make bench-api`).", ""]
+        "(`make bench-api`; `--broker apache` for Apache Kafka).", ""]
     return "\n".join(lines)
 
 
@@ -425,6 +427,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of load")
     parser.add_argument("--sim-rate", type=float, default=500.0, help="shop events/s")
     parser.add_argument("--customers", type=int, default=2000)
+    parser.add_argument("--broker", choices=("embedded", "apache"), default="embedded",
+                        help="which Kafka to start here (unless CRM_KAFKA_BOOTSTRAP): the "
+                        "embedded broker's CPU grows with the data it holds")
     parser.add_argument("--api-workers", type=int, default=2,
                         help="API processes (CRM_API_WORKERS)")
     parser.add_argument("--client", choices=("auto", "vegeta", "python"), default="auto",
@@ -454,7 +459,15 @@ def main() -> None:
         groups: dict[str, ManagedProcess] = {}
         bootstrap = os.environ.get("CRM_KAFKA_BOOTSTRAP")
         redis_url = os.environ.get("CRM_REDIS_URL")
-        if not bootstrap:
+        kafka_pgid: int | None = None
+        if not bootstrap and args.broker == "apache":
+            from stream.apache_kafka import ApacheKafka
+
+            kafka = ApacheKafka(data_dir=work / "apache-kafka")
+            bootstrap = kafka.start()
+            stack.callback(kafka.stop)
+            kafka_pgid = kafka.pid  # the JVM leads its own process group
+        elif not bootstrap:
             from stream.devstack import EmbeddedBroker
 
             broker = EmbeddedBroker(work_dir=work)
@@ -515,7 +528,11 @@ def main() -> None:
 
         print("warm-up (2 s, not counted) ...", flush=True)
         load(2.0, True)
-        roles = _roles(groups, {"benchmark (this process)": os.getpid()})
+        pgids = {name: process.pid for name, process in groups.items()
+                 if process.is_running() and process.pid is not None}
+        if kafka_pgid is not None:
+            pgids["broker (Apache Kafka)"] = kafka_pgid
+        roles = _roles(pgids, {"benchmark (this process)": os.getpid()})
         print(f"load: {args.rate:,.0f} requests/s for {args.duration:g} s ...", flush=True)
         before = sum(int(v) for v in store.hvals(METRICS_KEY))
         cpu_before, started = _cpu_by_process(), time.monotonic()
@@ -535,7 +552,11 @@ def main() -> None:
                        processed=processed, api_workers=args.api_workers,
                        in_process=in_process,
                        machine=_machine_table(cpu_before, cpu_after, seconds, roles),
-                       load_average=os.getloadavg()[0])
+                       load_average=os.getloadavg()[0],
+                       broker=("a cluster given by CRM_KAFKA_BOOTSTRAP"
+                               if os.environ.get("CRM_KAFKA_BOOTSTRAP") else
+                               "Apache Kafka (one KRaft node)" if args.broker == "apache" else
+                               "the embedded broker"))
         report = _report(outcome, info)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(report)
