@@ -144,9 +144,13 @@ def create_app(settings: Settings) -> faust.App:
         tickets, so each batch pays for its Redis round trips once, batches never wait on each
         other, and the models learn a batch in event-time order across topics."""
         pipeline = runtime().pipeline
+        rebalances_seen = app.rebalancing_count
         async for events in stream.take_events(  # type: ignore[attr-defined]
             settings.batch_max_events, within=settings.batch_max_wait_ms / 1000
         ):
+            if app.rebalancing_count != rebalances_seen:  # partitions may have moved on
+                rebalances_seen = app.rebalancing_count
+                pipeline.forget_progress()
             started = time.time()
             for event in events:
                 EVENT_DELAY_SECONDS.observe(max(0.0, started - event.message.timestamp))

@@ -4,7 +4,8 @@ The Faust agents hand each batch to :class:`EventPipeline`, so the whole path fr
 Redis is testable without a consumer group. The order of the steps is what makes the
 pipeline effectively once:
 
-1. skip messages at or below the partition's recorded progress (a redelivery after a crash);
+1. skip messages at or below the partition's recorded progress (a redelivery after a crash;
+   read from Redis once per partition and assignment, then kept in step by step 4);
 2. decode; invalid messages become dead letters, published and flushed first;
 3. apply valid events to Redis in one pipeline (each event atomically, at most once by id);
 4. record progress, watermarks and outcome counters.
@@ -73,6 +74,15 @@ class EventPipeline:
         self.follower = follower
         self.max_event_time: dict[tuple[str, int], int] = {}
         self.processed = 0
+        # The last offset recorded per partition, as this worker knows it: only this worker
+        # records progress for a partition it is assigned, so Redis is read once per
+        # partition, and again after forget_progress (a rebalance may have let another
+        # worker move the partition on meanwhile).
+        self._progress: dict[tuple[str, int], int] = {}
+
+    def forget_progress(self) -> None:
+        """Read every partition's progress from Redis again (call after a rebalance)."""
+        self._progress.clear()
 
     def model_watermark(self) -> int | None:
         """The event time the models may treat as past: per topic the slowest partition,
@@ -94,7 +104,10 @@ class EventPipeline:
         if not messages:
             return result
         partitions = {(m.topic, m.partition) for m in messages}
-        done = await self.store.progress(partitions)
+        unknown = [key for key in partitions if key not in self._progress]
+        if unknown:
+            self._progress.update(await self.store.progress(unknown))
+        done = self._progress
         await self._restore_watermarks(partitions)
 
         fresh: list[RawMessage] = []
@@ -141,6 +154,8 @@ class EventPipeline:
         await self.store.commit_batch(
             progress=progress, watermarks=watermarks, outcomes=dict(result.outcomes)
         )
+        for key, offset in progress.items():
+            self._progress[key] = max(self._progress.get(key, -1), offset)
         for (topic, outcome), count in result.outcomes.items():
             EVENTS_PROCESSED.labels(topic=topic, outcome=outcome).inc(count)
         self.processed += len(messages)
