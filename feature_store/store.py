@@ -124,6 +124,15 @@ class FeatureStore:
             stitch = event.anonymous_id if event.customer_id and event.anonymous_id else ""
             targets.append((event, profile_id, stitch))
 
+        # The customer index (by last event time) goes on the same pipeline: duplicates are
+        # indexed too, so after a crash between applying and indexing the redelivered
+        # events still catch it up; and it is indexed before a merge below removes a
+        # stitched visitor from it for good.
+        latest: dict[tuple[str, str], int] = {}
+        for event, profile_id, _ in targets:
+            key = (event.tenant, profile_id)
+            latest[key] = max(latest.get(key, 0), event.occurred_at_ms)
+
         def fill(pipe: Pipeline) -> None:
             for event, profile_id, stitch in targets:
                 keys = CustomerKeys(event.tenant, profile_id)
@@ -134,13 +143,15 @@ class FeatureStore:
                           limits.max_event_ids, limits.recent_products, limits.recent_orders,
                           profile_id, event.tenant, stitch, now_ms],
                 )
+            for (tenant, profile_id), at_ms in latest.items():
+                pipe.zadd(customers_key(tenant), {profile_id: at_ms}, gt=True)
 
-        # Safe to repeat after NOSCRIPT: the script applies each event at most once.
-        replies = await execute_pipeline(self.redis, fill, [self._apply])
+        # Safe to repeat after NOSCRIPT: the script applies each event at most once, and
+        # ZADD GT is idempotent.
+        replies = (await execute_pipeline(self.redis, fill, [self._apply]))[:len(targets)]
         results = [Applied(reply[0].decode(), event.tenant, profile_id)
                    for (event, profile_id, _), reply in zip(targets, replies, strict=True)]
-        # Index first: a merge below removes a stitched visitor from the index for good.
-        await self._index_customers(targets, results)
+        await self._unindex_erased(results)
         merged: set[tuple[str, str, str]] = set()
         for (event, profile_id, stitch), reply in zip(targets, replies, strict=True):
             if int(reply[1]) and (event.tenant, stitch, profile_id) not in merged:
@@ -148,23 +159,15 @@ class FeatureStore:
                 merged.add((event.tenant, stitch, profile_id))
         return results
 
-    async def _index_customers(
-        self, targets: list[tuple[AnyEvent, str, str]], results: list[Applied]
-    ) -> None:
-        """Keep the per-tenant customer index (by last event time) in step with the profiles.
-
-        Duplicates are indexed too: after a crash between applying a batch and indexing it,
-        the redelivered events are duplicates, and the index must still catch up.
-        """
-        latest: dict[tuple[str, str], int] = {}
-        for (event, profile_id, _), applied in zip(targets, results, strict=True):
-            if applied.outcome != "erased":
-                key = (event.tenant, profile_id)
-                latest[key] = max(latest.get(key, 0), event.occurred_at_ms)
-        if latest:
+    async def _unindex_erased(self, results: list[Applied]) -> None:
+        """Take erased customers, indexed with the batch, out of the index again (rare: an
+        event of a customer erased within the blocking period)."""
+        kept = {(r.tenant, r.profile_id) for r in results if r.outcome != "erased"}
+        erased = {(r.tenant, r.profile_id) for r in results if r.outcome == "erased"} - kept
+        if erased:
             async with self.redis.pipeline(transaction=False) as pipe:
-                for (tenant, profile_id), at_ms in latest.items():
-                    pipe.zadd(customers_key(tenant), {profile_id: at_ms}, gt=True)
+                for tenant, profile_id in erased:
+                    pipe.zrem(customers_key(tenant), profile_id)
                 await pipe.execute()
 
     async def merge_anonymous(self, tenant: str, anonymous_id: str, customer_id: str) -> str:

@@ -160,4 +160,6 @@ async def test_erasure_deletes_everything_and_blocks_later_events(store: Feature
     later = events[0] | {"event_id": "new-one"}
     applied = await store.apply_events([validate_event(later)])
     assert applied[0].outcome == "erased"
-    assert await ProfileReader(redis=store.redis).profile("default", "c1") is None
+    reader = ProfileReader(redis=store.redis)
+    assert await reader.profile("default", "c1") is None
+    assert await reader.customer_ids("default") == [], "a blocked event must not index them"
