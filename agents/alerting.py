@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -159,26 +159,68 @@ class AlertEngine:
 
     async def evaluate(self, updates: Sequence[CustomerUpdate]) -> list[Alert]:
         """Run the rules over a micro-batch (in order); the alerts to publish, each id once."""
+        return await self.on_batch(updates, {})
+
+    async def on_batch(
+        self,
+        updates: Sequence[CustomerUpdate],
+        watermarks: Mapping[tuple[str, int], int],
+        states: Mapping[tuple[str, str], CustomerAlertState] | None = None,
+    ) -> list[Alert]:
+        """:meth:`evaluate` the micro-batch's updates, then :meth:`on_watermarks` for the
+        partitions it advanced; the new rule state is saved in the round trip that reads
+        the due cart timers.
+
+        ``states`` are the customers' rule states when the caller read them already (see
+        :meth:`queue_state_reads`); else they are read here.
+        """
         updates = [u for u in updates if not u.customer_id.startswith(_ANONYMOUS_PREFIX)]
-        if not updates:
+        relevant = {(topic, partition): mark for (topic, partition), mark in watermarks.items()
+                    if topic in (self._clicks, self._purchases)}
+        if not updates and not relevant:
             return []
         config, now = self.config, datetime.now(UTC)
         async with self._lock:
-            owners = list(dict.fromkeys((u.tenant, u.customer_id) for u in updates))
-            states = await self._load_states(owners)
-            carts_before = {owner: states[owner].cart for owner in owners}
             decisions: list[Decision] = []
+            owners = list(dict.fromkeys((u.tenant, u.customer_id) for u in updates))
+            if owners and (states is None or not all(owner in states for owner in owners)):
+                states = await self._load_states(owners)
+            batch_states = {owner: states[owner] for owner in owners} if states else {}
+            carts_before = {owner: batch_states[owner].cart for owner in owners}
             for update in updates:
-                decisions += evaluate_update(update, states[(update.tenant, update.customer_id)],
-                                             config, now=now)
+                decisions += evaluate_update(
+                    update, batch_states[(update.tenant, update.customer_id)], config, now=now)
             async with self.redis.pipeline(transaction=False) as pipe:
-                self._save_states(pipe, states)
-                for (tenant, customer_id), state in states.items():
-                    self._move_cart(pipe, tenant, customer_id, carts_before[(tenant, customer_id)],
-                                    state.cart)
+                self._save_states(pipe, batch_states)
+                for (tenant, customer_id), state in batch_states.items():
+                    self._move_cart(pipe, tenant, customer_id,
+                                    carts_before[(tenant, customer_id)], state.cart)
                 self._count(pipe, decisions)
-                await pipe.execute()
-        return _to_publish(decisions)
+                read_due = self._queue_due_carts(pipe, relevant)
+                replies = await pipe.execute()
+            fired = _to_publish(decisions)
+            if relevant:
+                fired += await self._fire_due_carts(relevant, read_due(replies), config, now)
+        return fired
+
+    def queue_state_reads(self, pipe: Any, customers: Iterable[tuple[str, str]]
+                          ) -> Callable[[list[Any]], dict[tuple[str, str], CustomerAlertState]]:
+        """Queue the read of the customers' rule states on ``pipe`` (for :meth:`on_batch`,
+        in a round trip shared with other reads); the function returned parses the replies.
+        Anonymous visitors have none."""
+        owners = [owner for owner in dict.fromkeys(customers)
+                  if not owner[1].startswith(_ANONYMOUS_PREFIX)]
+        index = len(pipe.command_stack)
+        if owners:
+            pipe.mget([alert_state_key(tenant, customer) for tenant, customer in owners])
+
+        def read(replies: list[Any]) -> dict[tuple[str, str], CustomerAlertState]:
+            if not owners:
+                return {}
+            return {owner: CustomerAlertState.from_json(value)
+                    for owner, value in zip(owners, replies[index], strict=True)}
+
+        return read
 
     async def on_watermark(self, topic: str, partition: int, watermark_ms: int) -> list[Alert]:
         """Fire the cart timers of ``partition`` whose deadline the watermark has passed.
@@ -197,59 +239,68 @@ class AlertEngine:
         The other topic's watermark of the same partition comes from ``watermarks`` when the
         batch advanced it too, else from what the pipeline last recorded in Redis.
         """
-        relevant = {(topic, partition): mark for (topic, partition), mark in watermarks.items()
-                    if topic in (self._clicks, self._purchases)}
-        if not relevant:
-            return []
-        config, now = self.config, datetime.now(UTC)
-        wait = config.cart_abandonment.wait_for_purchases
+        return await self.on_batch([], watermarks)
+
+    def _queue_due_carts(self, pipe: Any, relevant: Mapping[tuple[str, int], int]
+                         ) -> Callable[[list[Any]], list[tuple[int, list[Any], list[Any]]]]:
+        """Queue, per partition, the stored watermarks and the cart timers due by the
+        watermarks; the function returned gives (partition, stored, due) per partition."""
         partitions = sorted({partition for _, partition in relevant})
-        async with self._lock:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for partition in partitions:
-                    pipe.mget([watermark_key(self._clicks, partition),
-                               watermark_key(self._purchases, partition)])
-                    bound = max(mark for (_, p), mark in relevant.items() if p == partition)
-                    pipe.zrangebyscore(cart_timers_key(self._clicks, partition), "-inf", bound,
-                                       start=0, num=CARTS_PER_SWEEP, withscores=True)
-                replies = await pipe.execute()
-            pending = set(self._pending_carts.values())
-            carts: list[tuple[int, str, bytes, str, str, str]] = []
-            effective: dict[int, int] = {}
-            for partition, stored, due in zip(partitions, replies[::2], replies[1::2],
-                                              strict=True):
-                effective[partition] = self._effective_watermark(
-                    partition, relevant, stored_clicks=_int(stored[0]),
-                    stored_purchases=_int(stored[1]), wait_for_purchases=wait)
-                timers = cart_timers_key(self._clicks, partition)
-                carts += [(partition, timers, member, *orjson.loads(member))
-                          for member, deadline in due
-                          if deadline <= effective[partition] and (timers, member) not in pending]
-            if not carts:
-                return []
-            owners = list(dict.fromkeys((cart[3], cart[4]) for cart in carts))
-            states, profiles = await self._states_and_profile_facts(owners)
-            decisions: list[Decision] = []
-            removals: dict[str, list[bytes]] = {}
-            for partition, timers, member, tenant, customer_id, event_id in carts:
-                exists, last_order_at, cart_adds = profiles[(tenant, customer_id)]
-                decision = fire_cart(
-                    tenant=tenant, customer_id=customer_id, event_id=event_id,
-                    state=states[(tenant, customer_id)], config=config,
-                    watermark_ms=effective[partition], last_order_at_ms=last_order_at,
-                    cart_adds=cart_adds, profile_exists=exists, now=now)
-                if decision is not None and decision.publish:
-                    self._pending_carts[decision.alert.alert_id] = (timers, member)
-                else:
-                    removals.setdefault(timers, []).append(member)
-                if decision is not None:
-                    decisions.append(decision)
-            async with self.redis.pipeline(transaction=False) as pipe:
-                self._save_states(pipe, states)
-                for timers, members in removals.items():
-                    pipe.zrem(timers, *members)
-                self._count(pipe, decisions)
-                await pipe.execute()
+        start = len(pipe.command_stack)
+        for partition in partitions:
+            pipe.mget([watermark_key(self._clicks, partition),
+                       watermark_key(self._purchases, partition)])
+            bound = max(mark for (_, p), mark in relevant.items() if p == partition)
+            pipe.zrangebyscore(cart_timers_key(self._clicks, partition), "-inf", bound,
+                               start=0, num=CARTS_PER_SWEEP, withscores=True)
+
+        def read(replies: list[Any]) -> list[tuple[int, list[Any], list[Any]]]:
+            mine = replies[start:start + 2 * len(partitions)]
+            return list(zip(partitions, mine[::2], mine[1::2], strict=True))
+
+        return read
+
+    async def _fire_due_carts(self, relevant: Mapping[tuple[str, int], int],
+                              due_per_partition: list[tuple[int, list[Any], list[Any]]],
+                              config: AlertConfig, now: datetime) -> list[Alert]:
+        """Fire the carts whose deadline the effective watermark passed (lock held)."""
+        wait = config.cart_abandonment.wait_for_purchases
+        pending = set(self._pending_carts.values())
+        carts: list[tuple[int, str, bytes, str, str, str]] = []
+        effective: dict[int, int] = {}
+        for partition, stored, due in due_per_partition:
+            effective[partition] = self._effective_watermark(
+                partition, relevant, stored_clicks=_int(stored[0]),
+                stored_purchases=_int(stored[1]), wait_for_purchases=wait)
+            timers = cart_timers_key(self._clicks, partition)
+            carts += [(partition, timers, member, *orjson.loads(member))
+                      for member, deadline in due
+                      if deadline <= effective[partition] and (timers, member) not in pending]
+        if not carts:
+            return []
+        owners = list(dict.fromkeys((cart[3], cart[4]) for cart in carts))
+        states, profiles = await self._states_and_profile_facts(owners)
+        decisions: list[Decision] = []
+        removals: dict[str, list[bytes]] = {}
+        for partition, timers, member, tenant, customer_id, event_id in carts:
+            exists, last_order_at, cart_adds = profiles[(tenant, customer_id)]
+            decision = fire_cart(
+                tenant=tenant, customer_id=customer_id, event_id=event_id,
+                state=states[(tenant, customer_id)], config=config,
+                watermark_ms=effective[partition], last_order_at_ms=last_order_at,
+                cart_adds=cart_adds, profile_exists=exists, now=now)
+            if decision is not None and decision.publish:
+                self._pending_carts[decision.alert.alert_id] = (timers, member)
+            else:
+                removals.setdefault(timers, []).append(member)
+            if decision is not None:
+                decisions.append(decision)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            self._save_states(pipe, states)
+            for timers, members in removals.items():
+                pipe.zrem(timers, *members)
+            self._count(pipe, decisions)
+            await pipe.execute()
         return _to_publish(decisions)
 
     def _effective_watermark(self, partition: int, watermarks: Mapping[tuple[str, int], int], *,

@@ -9,15 +9,17 @@ import time
 from typing import Any
 
 import orjson
+import redis.asyncio as aioredis
 
 from agents.alerting import AlertEngine
 from agents.checkpoints import CheckpointStore
 from agents.collector import CollectorSchedule
 from agents.pipeline import BatchResult, EventPipeline
 from agents.rescoring import SilenceSweep
-from agents.scoring import ModelScorer
+from agents.scoring import ModelScorer, touched_customers
 from feature_store.client import connect
 from feature_store.keys import MODELS_HISTORY_KEY, MODELS_KEY, THROUGHPUT_KEY
+from feature_store.model_inputs import queue_model_inputs
 from feature_store.store import FeatureStore, StoreLimits
 from online_models import ChurnModel, ModelBundle
 from stream.deadletters import DeadLetterPublisher
@@ -27,9 +29,16 @@ log = logging.getLogger(__name__)
 
 
 class ModelsAndAlerts:
-    """After each batch's features: models learn and score, alert rules run, alerts go out."""
+    """After each batch's features: models learn and score, alert rules run, alerts go out.
 
-    def __init__(self, *, scorer: ModelScorer, alerts: AlertEngine) -> None:
+    Three round trips to Redis in all (beside publishing): the profiles and the rule states
+    are read together, the scores written, then the rule state written as the due cart
+    timers are read.
+    """
+
+    def __init__(self, *, redis: aioredis.Redis, scorer: ModelScorer,
+                 alerts: AlertEngine) -> None:
+        self.redis = redis
         self.scorer = scorer
         self.alerts = alerts
 
@@ -39,12 +48,17 @@ class ModelsAndAlerts:
         events = [(event, applied.profile_id, message.partition, applied.outcome == "ok")
                   for message, event, applied in in_event_time
                   if applied.outcome in ("ok", "duplicate")]
-        updates = await self.scorer.on_batch(events, pipeline.model_watermark())
-        fired = await self.alerts.evaluate(updates)
+        touched = touched_customers(events)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            read_inputs = queue_model_inputs(pipe, touched)
+            read_states = self.alerts.queue_state_reads(pipe, touched)
+            replies = await pipe.execute() if touched else []
+        updates = await self.scorer.on_batch(events, pipeline.model_watermark(),
+                                             inputs=read_inputs(replies))
         advanced = {(m.topic, m.partition) for m, _, _ in result.applied}
         watermarks = {key: mark for key in advanced
                       if (mark := pipeline.watermark(*key)) is not None}
-        fired += await self.alerts.on_watermarks(watermarks)
+        fired = await self.alerts.on_batch(updates, watermarks, states=read_states(replies))
         await self.alerts.publish(fired)
 
 
@@ -74,7 +88,7 @@ class WorkerRuntime:
             dead_letters=DeadLetterPublisher(settings=settings),
             allowed_lateness_ms=int(settings.allowed_lateness_s * 1000),
             max_event_bytes=settings.max_event_bytes,
-            follower=ModelsAndAlerts(scorer=self.scorer, alerts=self.alerts),
+            follower=ModelsAndAlerts(redis=self.redis, scorer=self.scorer, alerts=self.alerts),
         )
         self.alerts.install_sighup_handler(asyncio.get_running_loop())
         self._last_sample = (time.monotonic(), 0)

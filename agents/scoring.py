@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 
 from agents.alert_rules import CustomerUpdate
 from feature_store.keys import CustomerKeys, ranking_key, segments_key
-from feature_store.model_inputs import ModelInput, load_model_inputs
+from feature_store.model_inputs import ModelInput, ModelInputs, load_model_inputs
 from online_models import ModelBundle, behaviour_vector
 from schemas.events import ClickEvent, ClickKind, PurchaseEvent, TicketEvent, TicketStatus
 
@@ -41,6 +41,12 @@ class EventScores:
     urgency: float | None = None
     anomaly_score: float | None = None
     anomaly_reason: str | None = None
+
+
+def touched_customers(events: Sequence[tuple[AnyEvent, str, int, bool]]
+                      ) -> list[tuple[str, str]]:
+    """The (tenant, profile id) pairs of a batch's events, in order, each once."""
+    return list(dict.fromkeys((e.tenant, profile_id) for e, profile_id, _, _ in events))
 
 
 def segment_members_key(tenant: str, segment: int) -> str:
@@ -68,21 +74,25 @@ class ModelScorer:
         self,
         events: Sequence[tuple[AnyEvent, str, int, bool]],
         watermark_ms: int | None,
+        inputs: ModelInputs | None = None,
     ) -> list[CustomerUpdate]:
         """Learn from the new events and score every customer the batch touched.
 
         ``events`` are (event, profile id, input partition, is new): duplicates (``is new``
         false) teach nothing but are scored again, so a trigger redelivered after a crash
         reaches the alert rules once more and repeats its alert with the same id.
+        ``inputs`` are the :func:`touched_customers`' profiles when the caller read them
+        already (in a round trip it shared); else they are read here.
         """
         if not events:
             if watermark_ms is not None:
                 self.bundle.churn.advance_watermark(watermark_ms)
                 self.bundle.clv.advance_watermark(watermark_ms)
             return []
-        touched = list(dict.fromkeys((e.tenant, profile_id) for e, profile_id, _, _ in events))
+        touched = touched_customers(events)
         self.tenants_seen.update(tenant for tenant, _ in touched)
-        inputs = await load_model_inputs(self.redis, touched)
+        if inputs is None:
+            inputs = await load_model_inputs(self.redis, touched)
         per_event = [self._learn(event, inputs.get((event.tenant, profile_id)), profile_id)
                      if new else EventScores() for event, profile_id, _, new in events]
         self._observe_activity(events, inputs)

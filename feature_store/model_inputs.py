@@ -6,11 +6,12 @@ worker needs the same facts cheaply for many customers at once, in one round tri
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 
 from feature_store.keys import CustomerKeys
 from feature_store.reads import TOP_CATEGORIES
@@ -48,20 +49,39 @@ def _profile(fields: dict[Any, Any], categories: list[Any], recent: list[Any]) -
     return profile
 
 
+ModelInputs = dict[tuple[str, str], ModelInput]
+
+
 async def load_model_inputs(
     redis: aioredis.Redis, customers: Iterable[tuple[str, str]]
-) -> dict[tuple[str, str], ModelInput]:
+) -> ModelInputs:
     """Profiles of ``(tenant, customer_id)`` pairs that exist, in one pipelined round trip."""
-    wanted = list(dict.fromkeys(customers))
     async with redis.pipeline(transaction=False) as pipe:
-        for tenant, customer_id in wanted:
-            keys = CustomerKeys(tenant, customer_id)
-            pipe.hgetall(keys.profile)
-            pipe.zrevrange(keys.key("categories"), 0, -1, withscores=True)
-            pipe.zrevrange(keys.key("recent"), 0, -1)
-            pipe.smembers(keys.key("bought"))
-            pipe.zrange(keys.key("orders"), 0, -1)
-        replies = await pipe.execute()
+        read = queue_model_inputs(pipe, customers)
+        return read(await pipe.execute())
+
+
+def queue_model_inputs(pipe: Pipeline, customers: Iterable[tuple[str, str]]
+                       ) -> Callable[[list[Any]], ModelInputs]:
+    """Queue the reads of :func:`load_model_inputs` on ``pipe`` (beside other reads of the
+    same round trip); the function returned turns the pipeline's replies into the inputs."""
+    wanted = list(dict.fromkeys(customers))
+    start = len(pipe.command_stack)
+    for tenant, customer_id in wanted:
+        keys = CustomerKeys(tenant, customer_id)
+        pipe.hgetall(keys.profile)
+        pipe.zrevrange(keys.key("categories"), 0, -1, withscores=True)
+        pipe.zrevrange(keys.key("recent"), 0, -1)
+        pipe.smembers(keys.key("bought"))
+        pipe.zrange(keys.key("orders"), 0, -1)
+
+    def read(replies: list[Any]) -> ModelInputs:
+        return _model_inputs(wanted, replies[start:start + 5 * len(wanted)])
+
+    return read
+
+
+def _model_inputs(wanted: list[tuple[str, str]], replies: list[Any]) -> ModelInputs:
     inputs = {}
     for index, pair in enumerate(wanted):
         fields, categories, recent, bought, orders = replies[index * 5:index * 5 + 5]
