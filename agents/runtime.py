@@ -31,9 +31,9 @@ log = logging.getLogger(__name__)
 class ModelsAndAlerts:
     """After each batch's features: models learn and score, alert rules run, alerts go out.
 
-    Three round trips to Redis in all (beside publishing): the profiles and the rule states
+    Three round trips to Redis before the alerts go out: the profiles and the rule states
     are read together, the scores written, then the rule state written as the due cart
-    timers are read.
+    timers are read. The recommender learns and refreshes lists after that.
     """
 
     def __init__(self, *, redis: aioredis.Redis, scorer: ModelScorer,
@@ -60,6 +60,7 @@ class ModelsAndAlerts:
                       if (mark := pipeline.watermark(*key)) is not None}
         fired = await self.alerts.on_batch(updates, watermarks, states=read_states(replies))
         await self.alerts.publish(fired)
+        await self.scorer.refresh_recommendations()  # off the alerts' path: none waits on it
 
 
 def new_bundle(settings: Settings) -> ModelBundle:

@@ -1,10 +1,14 @@
 """Models learn from every event and score every touched customer, once per micro-batch.
 
 The worker's global models (one :class:`~online_models.ModelBundle`) see each new event in
-order: activity snapshots for the delayed-label churn and CLV models, interactions for the
-recommender, tickets for sentiment, orders for anomalies. The watermark resolves delayed
-labels. Then each customer touched by the batch is scored once, from their profile after
-the batch, and the scores go back to Redis in one pipeline. Duplicates teach nothing.
+order: activity snapshots for the delayed-label churn and CLV models, tickets for sentiment,
+orders for anomalies. The watermark resolves delayed labels. Then each customer touched by
+the batch is scored once, from their profile after the batch, and the scores go back to
+Redis in one pipeline. Duplicates teach nothing.
+
+The recommender's share (learning the batch's interactions, fresh top-N lists) is the
+largest and no alert depends on it, so it waits for :meth:`ModelScorer.refresh_recommendations`,
+which the worker calls once the batch's alerts are out.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -31,6 +35,19 @@ AnyEvent = ClickEvent | PurchaseEvent | TicketEvent
 EXPLANATION_FEATURES = 5
 RECOMMENDATIONS = 10
 _INTERACTIONS = {ClickKind.PRODUCT_VIEW: "view", ClickKind.ADD_TO_CART: "cart"}
+
+
+@dataclass(frozen=True)
+class _Interaction:
+    """A product interaction waiting for the recommender (see ``refresh_recommendations``)."""
+
+    tenant: str
+    customer_id: str
+    product_id: str
+    kind: str
+    at_ms: int
+    recent: list[str]
+    exclude: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -69,6 +86,9 @@ class ModelScorer:
         self.recommendation_refresh_s = recommendation_refresh_s
         self._recommended_at: dict[tuple[str, str], float] = {}
         self.tenants_seen: set[str] = set()
+        # The recommender's work of the batches scored since the last refresh, in order.
+        self._interactions: list[_Interaction] = []
+        self._due_recommendations: dict[tuple[str, str], tuple[set[str], list[str]]] = {}
 
     async def on_batch(
         self,
@@ -130,14 +150,15 @@ class ModelScorer:
             # was the bought set without this order's products.
             bought_before = model_input.bought - {item.product_id for item in event.items}
             for item in event.items:
-                bundle.recommender.learn(customer, item.product_id, "purchase", at_ms,
-                                         recent=recent, exclude=bought_before)
+                self._interactions.append(_Interaction(
+                    event.tenant, customer, item.product_id, "purchase", at_ms, recent,
+                    bought_before))
         else:
             if isinstance(event, ClickEvent):
                 kind = _INTERACTIONS.get(event.kind)
                 if kind and event.product_id:
-                    bundle.recommender.learn(customer, event.product_id, kind, at_ms,
-                                             recent=recent)
+                    self._interactions.append(_Interaction(
+                        event.tenant, customer, event.product_id, kind, at_ms, recent))
             else:
                 text = f"{event.subject}\n{event.body}".strip()
                 if text:
@@ -245,12 +266,8 @@ class ModelScorer:
                     pipe.srem(segment_members_key(tenant, previous), customer)
                 if wall - self._recommended_at.get(key, -1e9) >= self.recommendation_refresh_s:
                     self._recommended_at[key] = wall
-                    recommendations = bundle.recommender.top_n(
-                        customer, RECOMMENDATIONS, exclude=model_input.bought,
-                        recent=profile["recent_products"])
-                    pipe.set(keys.recos, orjson.dumps([
-                        {"product_id": item, "score": round(score, 6), "source": source}
-                        for item, score, source in recommendations]))
+                    self._due_recommendations[key] = (model_input.bought,
+                                                      profile["recent_products"])
                 results[key] = {
                     "churn_probability": probability, "churn_explanation":
                     explanation.as_records(EXPLANATION_FEATURES), "segment": segment,
@@ -270,6 +287,28 @@ class ModelScorer:
             results[key]["clv_percentile"] = below / count if count else None
             results[key]["clv_population"] = count
         return results
+
+    async def refresh_recommendations(self) -> None:
+        """The recommender's share of the batches scored since the last call: learn their
+        interactions in order, then write the top-N of each customer due for a fresh list
+        (at most one per ``recommendation_refresh_s``), in one round trip."""
+        interactions, self._interactions = self._interactions, []
+        due, self._due_recommendations = self._due_recommendations, {}
+        recommender = self.bundle.recommender
+        for interaction in interactions:
+            recommender.learn(interaction.customer_id, interaction.product_id, interaction.kind,
+                              interaction.at_ms, recent=interaction.recent,
+                              exclude=interaction.exclude)
+        if not due:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for (tenant, customer), (bought, recent) in due.items():
+                recommendations = recommender.top_n(customer, RECOMMENDATIONS, exclude=bought,
+                                                    recent=recent)
+                pipe.set(CustomerKeys(tenant, customer).recos, orjson.dumps([
+                    {"product_id": item, "score": round(score, 6), "source": source}
+                    for item, score, source in recommendations]))
+            await pipe.execute()
 
     async def publish_segments(self, tenants: set[str] | None = None) -> None:
         """Segment labels, sizes and centroids for the API (a small hash per tenant).
@@ -300,6 +339,9 @@ class ModelScorer:
 
     async def forget(self, tenant: str, customer_id: str) -> None:
         """Erasure: drop what the models and the segment sets keep of the customer."""
+        self._interactions = [i for i in self._interactions
+                              if (i.tenant, i.customer_id) != (tenant, customer_id)]
+        self._due_recommendations.pop((tenant, customer_id), None)
         async with self.redis.pipeline(transaction=False) as pipe:
             for segment in range(self.bundle.segmenter.n_clusters):
                 pipe.srem(segment_members_key(tenant, segment), customer_id)

@@ -1,0 +1,55 @@
+"""The scorer keeps the recommender off the alerts' path, and loses none of its work."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from agents.scoring import ModelScorer
+from feature_store import FeatureStore
+from feature_store.keys import CustomerKeys
+from online_models import ChurnModel, ModelBundle
+from schemas.events import ClickEvent
+from tests.unit.test_alert_support import click
+
+
+@pytest.fixture
+def scorer(store: FeatureStore) -> ModelScorer:
+    return ModelScorer(redis=store.redis, bundle=ModelBundle(churn=ChurnModel()))
+
+
+async def score(store: FeatureStore, scorer: ModelScorer, events: list[ClickEvent]) -> None:
+    applied = await store.apply_events(events)
+    await scorer.on_batch([(event, result.profile_id, 0, result.outcome == "ok")
+                           for event, result in zip(events, applied, strict=True)], None)
+
+
+async def recommendations(store: FeatureStore, customer: str) -> list[dict[str, object]] | None:
+    raw = await store.redis.get(CustomerKeys("default", customer).recos)
+    return None if raw is None else orjson.loads(raw)
+
+
+async def test_interactions_are_learnt_and_lists_written_after_the_batch_is_scored(
+        store: FeatureStore, scorer: ModelScorer) -> None:
+    recommender = scorer.bundle.recommender
+    views = [click(f"v{i}", "c1", i, kind="product_view", product=f"p-{i % 3}")
+             for i in range(4)]
+    await score(store, scorer, views)
+    assert recommender.example_count == 0, "scoring must not wait on the recommender"
+    assert await recommendations(store, "c1") is None
+    await scorer.refresh_recommendations()
+    assert recommender.example_count == 4
+    listed = await recommendations(store, "c1")
+    assert listed is not None and all({"product_id", "score", "source"} <= set(item)
+                                      for item in listed)
+
+
+async def test_an_erased_customer_leaves_nothing_for_the_recommender(
+        store: FeatureStore, scorer: ModelScorer) -> None:
+    await score(store, scorer, [click("v1", "c1", 0, kind="product_view"),
+                                click("v2", "c2", 0, kind="product_view")])
+    await scorer.forget("default", "c1")
+    await scorer.refresh_recommendations()
+    assert "c1" not in scorer.bundle.recommender.mf.u_biases
+    assert await recommendations(store, "c1") is None
+    assert await recommendations(store, "c2") is not None
