@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
+
+from redis.asyncio.client import Pipeline
 
 from feature_store.store import Applied, FeatureStore
 from schemas.problems import Problem
@@ -48,11 +50,18 @@ class BatchResult:
     applied: list[tuple[RawMessage, AnyEvent, Applied]] = field(default_factory=list)
 
 
+#: Redis writes a follower leaves for the batch's last round trip (queued before progress).
+LateWrites = Callable[[Pipeline], None]
+
+
 class BatchFollower(Protocol):
     """What runs after a batch's features are in Redis and before it is marked done
-    (models, alerts): anything it publishes is therefore repeated, never lost, by a crash."""
+    (models, alerts): anything it publishes is therefore repeated, never lost, by a crash.
+    It may answer writes that nothing in the batch waits for: they ride on the round trip
+    that records the batch's progress."""
 
-    async def on_batch(self, result: BatchResult, pipeline: EventPipeline) -> None: ...
+    async def on_batch(self, result: BatchResult, pipeline: EventPipeline
+                       ) -> LateWrites | None: ...
 
 
 class EventPipeline:
@@ -140,8 +149,9 @@ class EventPipeline:
             key = (message.topic, message.partition)
             self.max_event_time[key] = max(self.max_event_time.get(key, 0), event.occurred_at_ms)
 
+        late_writes = None
         if self.follower is not None:
-            await self.follower.on_batch(result, self)
+            late_writes = await self.follower.on_batch(result, self)
 
         progress: dict[tuple[str, int], int] = {}
         for message in fresh:
@@ -152,7 +162,8 @@ class EventPipeline:
             for key, latest in self.max_event_time.items() if key in partitions
         }
         await self.store.commit_batch(
-            progress=progress, watermarks=watermarks, outcomes=dict(result.outcomes)
+            progress=progress, watermarks=watermarks, outcomes=dict(result.outcomes),
+            before=late_writes,
         )
         for key, offset in progress.items():
             self._progress[key] = max(self._progress.get(key, -1), offset)

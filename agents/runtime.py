@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from agents.alerting import AlertEngine
 from agents.checkpoints import CheckpointStore
 from agents.collector import CollectorSchedule
-from agents.pipeline import BatchResult, EventPipeline
+from agents.pipeline import BatchResult, EventPipeline, LateWrites
 from agents.rescoring import SilenceSweep
 from agents.scoring import ModelScorer, touched_customers
 from feature_store.client import connect
@@ -33,7 +33,8 @@ class ModelsAndAlerts:
 
     Three round trips to Redis before the alerts go out: the profiles and the rule states
     are read together, the scores written, then the rule state written as the due cart
-    timers are read. The recommender learns and refreshes lists after that.
+    timers are read. The recommender learns and lists after that; the lists are written with
+    the batch's progress.
     """
 
     def __init__(self, *, redis: aioredis.Redis, scorer: ModelScorer,
@@ -42,7 +43,7 @@ class ModelsAndAlerts:
         self.scorer = scorer
         self.alerts = alerts
 
-    async def on_batch(self, result: BatchResult, pipeline: EventPipeline) -> None:
+    async def on_batch(self, result: BatchResult, pipeline: EventPipeline) -> LateWrites:
         # A batch mixes topics: learn and alert in event-time order (stable for equal times).
         in_event_time = sorted(result.applied, key=lambda item: item[1].occurred_at_ms)
         events = [(event, applied.profile_id, message.partition, applied.outcome == "ok")
@@ -60,7 +61,8 @@ class ModelsAndAlerts:
                       if (mark := pipeline.watermark(*key)) is not None}
         fired = await self.alerts.on_batch(updates, watermarks, states=read_states(replies))
         await self.alerts.publish(fired)
-        await self.scorer.refresh_recommendations()  # off the alerts' path: none waits on it
+        # Off the alerts' path, none waits on it: the lists go out with the batch's progress.
+        return self.scorer.refresh_recommendations()
 
 
 def new_bundle(settings: Settings) -> ModelBundle:

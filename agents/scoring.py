@@ -8,19 +8,21 @@ Redis in one pipeline. Duplicates teach nothing.
 
 The recommender's share (learning the batch's interactions, fresh top-N lists) is the
 largest and no alert depends on it, so it waits for :meth:`ModelScorer.refresh_recommendations`,
-which the worker calls once the batch's alerts are out.
+which the worker calls once the batch's alerts are out; the lists are written in the round
+trip that records the batch's progress.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 
 from agents.alert_rules import CustomerUpdate
 from feature_store.keys import CustomerKeys, ranking_key, segments_key
@@ -288,10 +290,11 @@ class ModelScorer:
             results[key]["clv_population"] = count
         return results
 
-    async def refresh_recommendations(self) -> None:
+    def refresh_recommendations(self) -> Callable[[Pipeline], None]:
         """The recommender's share of the batches scored since the last call: learn their
-        interactions in order, then write the top-N of each customer due for a fresh list
-        (at most one per ``recommendation_refresh_s``), in one round trip."""
+        interactions in order and list the top-N of each customer due for a fresh list (at
+        most one per ``recommendation_refresh_s``). Answers the writes of the lists, for the
+        caller to queue on a pipeline of its own."""
         interactions, self._interactions = self._interactions, []
         due, self._due_recommendations = self._due_recommendations, {}
         recommender = self.bundle.recommender
@@ -299,16 +302,19 @@ class ModelScorer:
             recommender.learn(interaction.customer_id, interaction.product_id, interaction.kind,
                               interaction.at_ms, recent=interaction.recent,
                               exclude=interaction.exclude)
-        if not due:
-            return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for (tenant, customer), (bought, recent) in due.items():
-                recommendations = recommender.top_n(customer, RECOMMENDATIONS, exclude=bought,
-                                                    recent=recent)
-                pipe.set(CustomerKeys(tenant, customer).recos, orjson.dumps([
-                    {"product_id": item, "score": round(score, 6), "source": source}
-                    for item, score, source in recommendations]))
-            await pipe.execute()
+        lists = {
+            CustomerKeys(tenant, customer).recos: orjson.dumps([
+                {"product_id": item, "score": round(score, 6), "source": source}
+                for item, score, source in recommender.top_n(
+                    customer, RECOMMENDATIONS, exclude=bought, recent=recent)])
+            for (tenant, customer), (bought, recent) in due.items()
+        }
+
+        def write(pipe: Pipeline) -> None:
+            for key, value in lists.items():
+                pipe.set(key, value)
+
+        return write
 
     async def publish_segments(self, tenants: set[str] | None = None) -> None:
         """Segment labels, sizes and centroids for the API (a small hash per tenant).

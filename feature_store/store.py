@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -234,9 +234,13 @@ class FeatureStore:
         progress: dict[tuple[str, int], int],
         watermarks: dict[tuple[str, int], int],
         outcomes: dict[tuple[str, str], int],
+        before: Callable[[Pipeline], None] | None = None,
     ) -> None:
-        """Record a finished batch: offsets reached, watermarks, outcome counters."""
+        """Record a finished batch: offsets reached, watermarks, outcome counters; after
+        the writes ``before`` queues, in the same round trip."""
         async with self.redis.pipeline(transaction=False) as pipe:
+            if before is not None:
+                before(pipe)
             for (topic, partition), offset in progress.items():
                 pipe.set(progress_key(topic, partition), offset)
             for (topic, partition), watermark in watermarks.items():

@@ -81,3 +81,16 @@ async def test_after_a_rebalance_progress_another_worker_recorded_is_respected(
     redelivered = await pipeline.process([message(1, "e1"), message(2, "e2"), message(3, "e3")])
     assert redelivered.outcomes == {(TOPIC, "duplicate"): 2, (TOPIC, "ok"): 1}
     assert reads(pipeline) == [(TOPIC, 0), (TOPIC, 0)]
+
+
+async def test_a_followers_late_writes_are_recorded_with_the_batch(
+        pipeline: EventPipeline) -> None:
+    class Follower:
+        async def on_batch(self, result: object, pipeline: EventPipeline) -> object:
+            def write(pipe: object) -> None:
+                pipe.set("late", "written")  # type: ignore[attr-defined]
+            return write
+
+    pipeline.follower = Follower()  # type: ignore[assignment]
+    await pipeline.process([message(0, "e0")])
+    assert await pipeline.store.redis.get("late") == b"written"

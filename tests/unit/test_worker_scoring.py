@@ -24,6 +24,14 @@ async def score(store: FeatureStore, scorer: ModelScorer, events: list[ClickEven
                            for event, result in zip(events, applied, strict=True)], None)
 
 
+async def refresh(store: FeatureStore, scorer: ModelScorer) -> None:
+    """What the worker does once the batch's alerts are out: the lists go with its progress."""
+    write = scorer.refresh_recommendations()
+    async with store.redis.pipeline(transaction=False) as pipe:
+        write(pipe)
+        await pipe.execute()
+
+
 async def recommendations(store: FeatureStore, customer: str) -> list[dict[str, object]] | None:
     raw = await store.redis.get(CustomerKeys("default", customer).recos)
     return None if raw is None else orjson.loads(raw)
@@ -37,7 +45,7 @@ async def test_interactions_are_learnt_and_lists_written_after_the_batch_is_scor
     await score(store, scorer, views)
     assert recommender.example_count == 0, "scoring must not wait on the recommender"
     assert await recommendations(store, "c1") is None
-    await scorer.refresh_recommendations()
+    await refresh(store, scorer)
     assert recommender.example_count == 4
     listed = await recommendations(store, "c1")
     assert listed is not None and all({"product_id", "score", "source"} <= set(item)
@@ -49,7 +57,7 @@ async def test_an_erased_customer_leaves_nothing_for_the_recommender(
     await score(store, scorer, [click("v1", "c1", 0, kind="product_view"),
                                 click("v2", "c2", 0, kind="product_view")])
     await scorer.forget("default", "c1")
-    await scorer.refresh_recommendations()
+    await refresh(store, scorer)
     assert "c1" not in scorer.bundle.recommender.mf.u_biases
     assert await recommendations(store, "c1") is None
     assert await recommendations(store, "c2") is not None
