@@ -115,13 +115,15 @@ class ModelScorer:
         self.tenants_seen.update(tenant for tenant, _ in touched)
         if inputs is None:
             inputs = await load_model_inputs(self.redis, touched)
+        learnt_before = len(self._interactions)
         per_event = [self._learn(event, inputs.get((event.tenant, profile_id)), profile_id)
                      if new else EventScores() for event, profile_id, _, new in events]
         self._observe_activity(events, inputs)
         if watermark_ms is not None:
             self.bundle.churn.advance_watermark(watermark_ms)
             self.bundle.clv.advance_watermark(watermark_ms)
-        scores = await self._score_customers(inputs, events, per_event)
+        interacted = {(i.tenant, i.customer_id) for i in self._interactions[learnt_before:]}
+        scores = await self._score_customers(inputs, events, per_event, interacted)
         updates = []
         for (event, profile_id, partition, _), extra in zip(events, per_event, strict=True):
             key = (event.tenant, profile_id)
@@ -204,6 +206,7 @@ class ModelScorer:
         inputs: dict[tuple[str, str], ModelInput],
         events: Sequence[tuple[AnyEvent, str, int, bool]],
         per_event: list[EventScores],
+        interacted: set[tuple[str, str]],
     ) -> dict[tuple[str, str], dict[str, Any]]:
         bundle = self.bundle
         latest: dict[tuple[str, str], int] = {}
@@ -266,7 +269,11 @@ class ModelScorer:
                             pipe.srem(segment_members_key(tenant, other), customer)
                 elif previous != segment:
                     pipe.srem(segment_members_key(tenant, previous), customer)
-                if wall - self._recommended_at.get(key, -1e9) >= self.recommendation_refresh_s:
+                # A fresh list when the customer interacted with products (or has none yet),
+                # at most one per refresh interval; nothing else changes what they are shown.
+                listed_at = self._recommended_at.get(key)
+                if listed_at is None or (
+                        key in interacted and wall - listed_at >= self.recommendation_refresh_s):
                     self._recommended_at[key] = wall
                     self._due_recommendations[key] = (model_input.bought,
                                                       profile["recent_products"])

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import heapq
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
+from operator import itemgetter
 
 __all__ = ["CoOccurrence"]
 
@@ -70,7 +72,6 @@ class CoOccurrence:
         items (the most recent first) weigh more.
         """
         totals: dict[str, float] = {}
-        seen = set(context)
         for rank, item in enumerate(context):
             row = self.neighbours.get(item)
             if not row:
@@ -78,10 +79,12 @@ class CoOccurrence:
             strongest = max(row.values())
             decay = 1.0 / (1 + rank)
             for other, weight in row.items():
-                if other not in seen:
-                    totals[other] = totals.get(other, 0.0) + decay * weight / strongest
+                totals[other] = totals.get(other, 0.0) + decay * weight / strongest
+        for item in context:  # the context itself is no recommendation
+            totals.pop(item, None)
         if not totals:
             return []
         best = max(totals.values())
-        ranked = sorted(totals.items(), key=lambda kv: -kv[1])[:n]
+        # nlargest is sorted(..., reverse=True)[:n], ties in insertion order as before.
+        ranked = heapq.nlargest(n, totals.items(), key=itemgetter(1))
         return [(item, score / best) for item, score in ranked]

@@ -61,3 +61,17 @@ async def test_an_erased_customer_leaves_nothing_for_the_recommender(
     assert "c1" not in scorer.bundle.recommender.mf.u_biases
     assert await recommendations(store, "c1") is None
     assert await recommendations(store, "c2") is not None
+
+
+async def test_only_product_interactions_refresh_a_customers_list(store: FeatureStore) -> None:
+    scorer = ModelScorer(redis=store.redis, bundle=ModelBundle(churn=ChurnModel()),
+                         recommendation_refresh_s=0)
+    await score(store, scorer, [click("v1", "c1", 0, kind="product_view")])
+    await refresh(store, scorer)
+    await store.redis.delete(CustomerKeys("default", "c1").recos)
+    await score(store, scorer, [click("pv", "c1", 1, kind="page_view", product=None)])
+    await refresh(store, scorer)
+    assert await recommendations(store, "c1") is None, "a page view changes nothing shown"
+    await score(store, scorer, [click("v2", "c1", 2, kind="product_view", product="p-2")])
+    await refresh(store, scorer)
+    assert await recommendations(store, "c1") is not None
