@@ -58,6 +58,8 @@ def _credentials(settings: Settings) -> Any:
     return None
 
 
+#: How often lists still due are written when no batch carries them (a few per tick).
+RECOMMENDATIONS_TICK_S = 0.25
 #: How long a stopping worker may take after its final checkpoint before it exits anyway.
 SHUTDOWN_GRACE_S = 5.0
 
@@ -186,6 +188,12 @@ def create_app(settings: Settings) -> faust.App:
     async def checkpoint_models() -> None:
         if app.runtime is not None:
             await app.runtime.checkpoint_in_background()
+
+    @app.timer(RECOMMENDATIONS_TICK_S)
+    async def write_due_recommendations() -> None:
+        if app.runtime is not None:
+            async with asyncio.timeout(deadline_s):
+                await app.runtime.write_due_recommendations()
 
     @app.timer(settings.rescore_interval_s)
     async def rescore_quiet_customers() -> None:

@@ -144,6 +144,16 @@ class WorkerRuntime:
                       maxlen=2000, approximate=True)
             await pipe.execute()
 
+    async def write_due_recommendations(self) -> None:
+        """Recommendation lists still due with no batch to carry them out (the agent writes
+        a few with each batch's progress; see ModelScorer.refresh_recommendations)."""
+        if not self.scorer.lists_due:
+            return
+        write = self.scorer.refresh_recommendations()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            write(pipe)
+            await pipe.execute()
+
     def tenants(self) -> set[str]:
         """The tenants this worker has seen events of."""
         return self.scorer.tenants_seen

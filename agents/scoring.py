@@ -14,6 +14,7 @@ trip that records the batch's progress.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -82,14 +83,18 @@ class ModelScorer:
         redis: aioredis.Redis,
         bundle: ModelBundle,
         recommendation_refresh_s: float = 5.0,
+        lists_per_call: int = 25,
     ) -> None:
         self.redis = redis
         self.bundle = bundle
         self.recommendation_refresh_s = recommendation_refresh_s
+        self.lists_per_call = lists_per_call
         self._recommended_at: dict[tuple[str, str], float] = {}
         self.tenants_seen: set[str] = set()
         # The recommender's work of the batches scored since the last refresh, in order.
         self._interactions: list[_Interaction] = []
+        # Customers due for a fresh list, first due first; a customer due again keeps their
+        # place and gets their newest inputs.
         self._due_recommendations: dict[tuple[str, str], tuple[set[str], list[str]]] = {}
 
     async def on_batch(
@@ -297,13 +302,26 @@ class ModelScorer:
             results[key]["clv_population"] = count
         return results
 
+    @property
+    def lists_due(self) -> int:
+        """Customers waiting for a fresh recommendation list."""
+        return len(self._due_recommendations)
+
     def refresh_recommendations(self) -> Callable[[Pipeline], None]:
         """The recommender's share of the batches scored since the last call: learn their
-        interactions in order and list the top-N of each customer due for a fresh list (at
-        most one per ``recommendation_refresh_s``). Answers the writes of the lists, for the
-        caller to queue on a pipeline of its own."""
+        interactions in order, and list the top-N of the first ``lists_per_call`` customers
+        due for a fresh list (at most one per ``recommendation_refresh_s`` each). Answers
+        the writes of the lists, for the caller to queue on a pipeline of its own.
+
+        Listing is most of the recommender's cost and nothing waits on it, so under load it
+        is spread over the following calls: lists get a little older instead of every batch
+        (and every alert behind it) getting slower. The worker also calls this on a timer,
+        so lists still due when traffic stops are written all the same.
+        """
         interactions, self._interactions = self._interactions, []
-        due, self._due_recommendations = self._due_recommendations, {}
+        due = dict(itertools.islice(self._due_recommendations.items(), self.lists_per_call))
+        for key in due:
+            del self._due_recommendations[key]
         recommender = self.bundle.recommender
         for interaction in interactions:
             recommender.learn(interaction.customer_id, interaction.product_id, interaction.kind,

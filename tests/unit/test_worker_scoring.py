@@ -75,3 +75,19 @@ async def test_only_product_interactions_refresh_a_customers_list(store: Feature
     await score(store, scorer, [click("v2", "c1", 2, kind="product_view", product="p-2")])
     await refresh(store, scorer)
     assert await recommendations(store, "c1") is not None
+
+
+async def test_under_load_lists_are_spread_over_later_calls_first_due_first(
+        store: FeatureStore) -> None:
+    scorer = ModelScorer(redis=store.redis, bundle=ModelBundle(churn=ChurnModel()),
+                         lists_per_call=2)
+    await score(store, scorer, [click(f"v{c}", f"c{c}", c, kind="product_view")
+                                for c in range(5)])
+    await refresh(store, scorer)
+    assert [await recommendations(store, f"c{c}") is not None for c in range(5)] == [
+        True, True, False, False, False]
+    assert scorer.lists_due == 3
+    await refresh(store, scorer)
+    await refresh(store, scorer)
+    assert scorer.lists_due == 0
+    assert all([await recommendations(store, f"c{c}") is not None for c in range(5)])
