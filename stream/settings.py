@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     batch_max_events: int = Field(default=500, ge=1)
     batch_max_wait_ms: float = Field(default=5.0, gt=0)
     fetch_max_wait_ms: int = Field(
-        default=10,
+        default=25,
         ge=1,
         description="Longest a worker's fetch waits at the broker for new data. Apache Kafka "
         "answers as soon as data arrives; the embedded broker holds a fetch until this "
