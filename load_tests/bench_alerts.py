@@ -39,7 +39,12 @@ from confluent_kafka.admin import AdminClient
 from tqdm import tqdm
 
 from feature_store.keys import METRICS_KEY
-from load_tests.measure import percentile, process_cpu_seconds
+from load_tests.measure import (
+    percentile,
+    process_cpu_seconds,
+    speed_check_line,
+    speed_check_ms,
+)
 from load_tests.simulator import TOPIC_BY_TYPE, ShopSimulator
 from schemas.topics import ALERTS, TICKETS
 from stream.processes import ManagedProcess
@@ -221,7 +226,8 @@ def _ms(values: list[float], q: float) -> str:
 
 
 def report(points: list[Point], watch: AlertWatch, *, workers: int, remote: bool,
-           broker: str, probe_every: int, plot: Path | None) -> str:
+           broker: str, probe_every: int, plot: Path | None,
+           speed_ms: tuple[float, float] | None = None) -> str:
     kafka = "Apache Kafka (one KRaft node)" if broker == "apache" else "the embedded broker"
     where = ("against the configured cluster and worker(s)" if remote else
              f"with {kafka}, a redis-server, {workers} worker process"
@@ -250,6 +256,8 @@ def report(points: list[Point], watch: AlertWatch, *, workers: int, remote: bool
         "Alerts seen by kind (all rates): "
         f"{', '.join(f'{k} {v:,}' for k, v in sorted(watch.kinds.items())) or 'none'}.", "",
     ]
+    if speed_ms is not None:
+        lines += [speed_check_line(*speed_ms), ""]
     if plot is not None:
         lines += [f"![latency against offered rate]({plot.name})", ""]
     lines += ["Reproduce: `python -m load_tests.bench_alerts --rate 250 500 1000 1500 2000` "
@@ -364,6 +372,7 @@ def main() -> None:
         if not remote and args.workers > 1:
             wait_for_members(settings, args.workers)
         sent_so_far = 1  # the warm-up probe
+        speed_before = speed_check_ms()
         for index, rate in enumerate(args.rate):
             print(f"rate {rate:,.0f} events/s ({index + 1}/{len(args.rate)})", file=sys.stderr)
             cpu_before, wall_before = _cpu_seconds(pids) if pids else None, time.monotonic()
@@ -383,7 +392,8 @@ def main() -> None:
                                   worker_cpu=cpu))
         plot = args.output.with_suffix(".png") if len(points) > 1 else None
         text = report(points, watch, workers=args.workers, remote=remote,
-                      broker=args.broker, probe_every=args.probe_every, plot=plot)
+                      broker=args.broker, probe_every=args.probe_every, plot=plot,
+                      speed_ms=(speed_before, speed_check_ms()))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     if plot is not None:
         plot_points(points, plot)

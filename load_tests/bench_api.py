@@ -48,7 +48,12 @@ import redis
 
 from api.keys import create_key_sync
 from feature_store.keys import METRICS_KEY, customers_key
-from load_tests.measure import cpu_seconds_from_stat, percentile
+from load_tests.measure import (
+    cpu_seconds_from_stat,
+    percentile,
+    speed_check_line,
+    speed_check_ms,
+)
 from stream.processes import ManagedProcess, free_port
 from stream.settings import Settings
 from stream.topics import create_topics
@@ -374,6 +379,7 @@ class RunInfo:
     machine: list[str]
     load_average: float
     broker: str = "the embedded broker"
+    speed_ms: tuple[float, float] | None = None
 
 
 def _report(outcome: Outcome, info: RunInfo) -> str:
@@ -416,6 +422,7 @@ def _report(outcome: Outcome, info: RunInfo) -> str:
         f"before the load): {info.in_process[0]:.0f} µs per request, "
         f"{info.in_process[1]:.0f} µs of CPU.", "",
         "CPU used on the machine during the load:", "", *info.machine, "",
+        *([speed_check_line(*info.speed_ms), ""] if info.speed_ms else []),
         "Reproduce: `python -m load_tests.bench_api --rate 1000 --duration 20` "
         "(`make bench-api`; `--broker apache` for Apache Kafka).", ""]
     return "\n".join(lines)
@@ -526,6 +533,7 @@ def main() -> None:
                 return _run_vegeta(vegeta, url, key, ids, args.rate, seconds, work, quiet)
             return _run_python(url, key, ids, args.rate, seconds, quiet)
 
+        speed_before = speed_check_ms()
         print("warm-up (2 s, not counted) ...", flush=True)
         load(2.0, True)
         pgids = {name: process.pid for name, process in groups.items()
@@ -556,7 +564,8 @@ def main() -> None:
                        broker=("a cluster given by CRM_KAFKA_BOOTSTRAP"
                                if os.environ.get("CRM_KAFKA_BOOTSTRAP") else
                                "Apache Kafka (one KRaft node)" if args.broker == "apache" else
-                               "the embedded broker"))
+                               "the embedded broker"),
+                       speed_ms=(speed_before, speed_check_ms()))
         report = _report(outcome, info)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(report)

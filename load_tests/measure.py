@@ -1,8 +1,10 @@
-"""Small measuring helpers the benchmarks share: percentiles and per-process CPU time."""
+"""Small measuring helpers the benchmarks share: percentiles, per-process CPU time and a
+speed check of the machine."""
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 
@@ -30,3 +32,28 @@ def cpu_seconds_from_stat(stat: str) -> float:
 def process_cpu_seconds(pid: int) -> float:
     """CPU seconds used so far by a local process (Linux); raises ``OSError`` elsewhere."""
     return cpu_seconds_from_stat(Path(f"/proc/{pid}/stat").read_text())
+
+
+def speed_check_ms(iterations: int = 2_000_000) -> float:
+    """Milliseconds of one core for a fixed pure-Python workload, run now.
+
+    These machines are shared and their speed swings by half within an hour; a report that
+    gives this before and after its runs says which kind of hour its figures come from.
+    (About 170 ms on this project's machine when it is quiet.)
+    """
+    started = time.process_time()
+    total = 0
+    for i in range(iterations):
+        total += i * i % 7
+    return (time.process_time() - started) * 1000
+
+
+def speed_check_line(before_ms: float, after_ms: float) -> str:
+    """The report's sentence about :func:`speed_check_ms` before and after the runs.
+
+    >>> speed_check_line(171.4, 240.0).endswith("171 ms before the runs, 240 ms after.")
+    True
+    """
+    return (f"Machine speed check (a fixed pure-Python loop on one core; lower is faster, about "
+            f"170 ms when this machine is quiet): {before_ms:.0f} ms before the runs, "
+            f"{after_ms:.0f} ms after.")
