@@ -75,8 +75,9 @@ class CrmApp(faust.App):
     """
 
     runtime: WorkerRuntime | None = None
-    fetch_max_wait_ms: int = 100
-    fetch_min_bytes: int = 1
+    # From the settings, set by create_app before the consumer is made.
+    fetch_max_wait_ms: int
+    fetch_min_bytes: int
 
     def _new_transport(self) -> Any:
         transport = transport_for(self.fetch_max_wait_ms, self.fetch_min_bytes)

@@ -59,8 +59,8 @@ class Settings(BaseSettings):
         default=25,
         ge=1,
         description="Longest a worker's fetch waits at the broker for new data. Apache Kafka "
-        "answers as soon as data arrives; the embedded broker holds a fetch until this "
-        "passes, so it bounds the latency there (Faust's built-in is 1,500 ms).",
+        "answers sooner once it has fetch_min_bytes; the embedded broker holds a fetch until "
+        "this passes, so it bounds the latency there (Faust's built-in is 1,500 ms).",
     )
     fetch_min_bytes: int = Field(
         default=32 * 1024,
