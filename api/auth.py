@@ -6,9 +6,10 @@ time, not at once; unknown keys are never cached, so a new key works immediately
 
 Each request is counted in its key's current fixed window in Redis (``INCR`` + ``EXPIRE``, shared
 by every API process, so the limit holds however many run). Keys without a limit are not
-counted. Most routes count in a round trip of their own; the hot profile read
-(``GET /v1/customers/{id}``) asks for :data:`ReadCaller` instead and queues the count on the
-same pipeline as its reads, so a cached key costs that request one Redis round trip in all.
+counted. Most routes count in a round trip of their own (the :func:`require` dependencies); the
+hot profile read (:mod:`api.profiles`) calls :func:`authorize` with ``count=False`` and queues the
+count on the same pipeline as its reads, so a cached key costs that request one Redis round trip
+in all.
 """
 
 from __future__ import annotations
@@ -152,26 +153,18 @@ def _check_scope(api_key: ApiKey, scope: Scope) -> None:
         raise ApiProblem(403, "forbidden", f"this key lacks the {scope.value!r} scope")
 
 
+async def authorize(request: Request, scope: Scope, *, count: bool = True) -> Caller:
+    """:func:`authenticate`, then 403 unless the key holds ``scope``."""
+    caller = await authenticate(request, count=count)
+    _check_scope(caller.key, scope)
+    return caller
+
+
 def require(scope: Scope) -> Callable[..., Awaitable[ApiKey]]:
     """A dependency: the calling key, counted, which must hold ``scope`` (else 403)."""
 
     async def dependency(request: Request) -> ApiKey:
-        caller = await authenticate(request)
-        _check_scope(caller.key, scope)
-        return caller.key
-
-    dependency.__name__ = f"require_{scope.value}"
-    return dependency
-
-
-def require_caller(scope: Scope) -> Callable[..., Awaitable[Caller]]:
-    """Like :func:`require`, but the route must send :attr:`Caller.pending` itself (with
-    :meth:`RateCount.queue` on its pipeline, then :meth:`RateCount.check`)."""
-
-    async def dependency(request: Request) -> Caller:
-        caller = await authenticate(request, count=False)
-        _check_scope(caller.key, scope)
-        return caller
+        return (await authorize(request, scope)).key
 
     dependency.__name__ = f"require_{scope.value}"
     return dependency

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from api.auth import Caller, require, require_caller
+from api.auth import require
 from api.keys import ApiKey
 from api.state import AppState
 from schemas.api import Scope
@@ -19,7 +19,5 @@ async def get_state(request: Request) -> AppState:
 
 StateDep = Annotated[AppState, Depends(get_state)]
 ReadKey = Annotated[ApiKey, Depends(require(Scope.READ))]
-#: A read key whose rate-limit count the route sends on its own pipeline (see api.auth).
-ReadCaller = Annotated[Caller, Depends(require_caller(Scope.READ))]
 IngestKey = Annotated[ApiKey, Depends(require(Scope.INGEST))]
 AdminKey = Annotated[ApiKey, Depends(require(Scope.ADMIN))]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -10,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 
 from api.responses import ORJSONResponse
 from schemas.api import ApiError, FieldProblem
@@ -80,12 +82,29 @@ async def _unexpected_error(request: Request, exc: Exception) -> ORJSONResponse:
                                         message="internal error; it has been logged"))
 
 
+_HANDLERS: dict[type[Exception], Callable[[Request, Exception], Awaitable[Response]]] = {
+    StarletteHTTPException: _http_error,
+    RequestValidationError: _validation_error,
+    RedisConnectionError: _redis_unavailable,
+    RedisTimeoutError: _redis_unavailable,
+}
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(RedisConnectionError, _redis_unavailable)
-    app.add_exception_handler(RedisTimeoutError, _redis_unavailable)
+    for exc_type, handler in _HANDLERS.items():
+        app.add_exception_handler(exc_type, handler)
     app.add_exception_handler(Exception, _unexpected_error)
+
+
+async def handled_error_response(request: Request, exc: Exception) -> Response | None:
+    """The answer the app's handlers give ``exc``, for code that runs outside FastAPI's
+    exception middleware (:mod:`api.fast_path`); ``None`` for an unexpected error, which the
+    server-error middleware around everything answers (500) and logs."""
+    for exc_type in type(exc).__mro__:
+        handler = _HANDLERS.get(exc_type)
+        if handler is not None:
+            return await handler(request, exc)
+    return None
 
 
 #: ``responses=`` for routers, so the OpenAPI document names every error answer.

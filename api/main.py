@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from api.errors import install_error_handlers
+from api.fast_path import ProfileFastPath
 from api.keys import KeyCache
 from api.metrics import MetricsMiddleware
 from api.openapi import document_security
@@ -27,8 +28,9 @@ from stream.settings import Settings
 
 def create_app(settings: Settings | None = None, api_settings: ApiSettings | None = None, *,
                redis: aioredis.Redis | None = None,
-               producer: ProducerLike | None = None) -> FastAPI:
-    """Build the app from ``CRM_*`` settings; tests may pass their own pieces."""
+               producer: ProducerLike | None = None, profile_fast_path: bool = True) -> FastAPI:
+    """Build the app from ``CRM_*`` settings; tests may pass their own pieces (and turn
+    :mod:`api.fast_path` off to compare it with the routed endpoint)."""
     settings = settings or Settings()
     api_settings = api_settings or ApiSettings()
     state = AppState(
@@ -56,6 +58,8 @@ def create_app(settings: Settings | None = None, api_settings: ApiSettings | Non
                   default_response_class=ORJSONResponse)
     app.state.crm = state
     install_error_handlers(app)
+    # Added first, so it runs inside the metrics middleware (the last added is outermost).
+    app.add_middleware(ProfileFastPath, enabled=profile_fast_path)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     for module in (health, customers, erasure, ingest, alerts, models, dashboard):
         app.include_router(module.router)
