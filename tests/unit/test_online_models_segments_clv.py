@@ -59,6 +59,28 @@ def test_segments_separate_archetypes_with_distinct_readable_labels() -> None:
     assert 15 < centroid["orders"] < 25 and centroid["revenue"] > 2000
 
 
+def test_labels_follow_the_centroids_within_a_bounded_number_of_examples() -> None:
+    """Verify that labels are derived again once RELABEL_EVERY examples moved the centroids,
+    and are reused (not derived again) in between."""
+    segmenter, _ = trained_segmenter()
+    first = segmenter.labels()
+    derived: list[int] = []
+    original = segmenter._derive_labels
+
+    def counting() -> dict[int, str]:
+        derived.append(segmenter.example_count)
+        return original()
+
+    segmenter._derive_labels = counting  # type: ignore[method-assign]
+    rng = random.Random(5)
+    for _ in range(Segmenter.RELABEL_EVERY - 1):
+        segmenter.learn(behaviour_vector(make_profile("browser", rng), NOW))
+        assert segmenter.labels() is first
+    segmenter.learn(behaviour_vector(make_profile("browser", rng), NOW))
+    segmenter.labels()
+    assert derived == [segmenter.example_count]
+
+
 def test_segment_assignment_is_pure_and_picklable() -> None:
     """Verify that assign() learns nothing and a pickled segmenter assigns the same."""
     segmenter, _ = trained_segmenter()
