@@ -144,7 +144,6 @@ async def authenticate(request: Request, *, count: bool = True) -> Caller:
             replies = await pipe.execute()
         pending.check(replies[0])
         pending = None
-    request.state.api_key = api_key
     return Caller(api_key, pending)
 
 
