@@ -1,9 +1,10 @@
 """``GET /v1/customers/{id}`` answered before FastAPI routes the request.
 
-Why: it is the request shops and support tools make most, and under FastAPI about a third of
+Why: it is the request shops and support tools make most, and under FastAPI a good share of
 its CPU went to finding the route (seven route checks), solving its dependencies and running
-FastAPI's inner middlewares, none of which this request needs. Measured with uvicorn, one
-process, 600 requests/s: see the README's API benchmark.
+FastAPI's inner middlewares, none of which this request needs. Measured on the ASGI app called
+in-process against a real Redis (alternated pairs): 600 → 440 µs of CPU per request; under
+uvicorn, about 0.95 → 0.8 ms per request with the server's own share.
 
 Only the plain case is taken here: ``GET``, no root path, one path segment within the route's
 length bound that is not another route's (``at-risk``). Everything else, ids FastAPI must refuse
