@@ -5,7 +5,9 @@ simulated web shop (``crm simulate``) and the API (``crm api``: uvicorn with uvl
 httptools, ``--api-workers`` processes, no access log), then sends requests on an open schedule:
 request *i* is due at ``start + i / rate`` whether or not earlier ones returned, and its latency
 is counted from when it was due (no coordinated omission), so a slow server or a late client
-cannot hide latency.
+cannot hide latency. First the same load runs for ``--baseline-duration`` seconds with the
+shop paused (the worker idle), so one report shows what sharing the machine with shop traffic
+costs the API.
 
 The load comes from `vegeta <https://github.com/tsenart/vegeta>`_ (Go, constant-rate) when it
 can be had: found in ``$CRM_BENCH_TOOLS`` (default ``~/.cache/crm-bench/bin``), else built there
@@ -363,6 +365,17 @@ def in_process_cost(settings: Settings, key: str, ids: list[str], requests: int 
 
 # -- the run ---------------------------------------------------------------------------------
 
+def _wait_until_idle(store: redis.Redis, timeout_s: float = 30.0) -> None:
+    """Wait until the workers' processed count stops moving (the backlog is drained)."""
+    deadline, last = time.monotonic() + timeout_s, -1
+    while time.monotonic() < deadline:
+        count = sum(int(v) for v in store.hvals(METRICS_KEY))  # type: ignore[union-attr]
+        if count == last:
+            return
+        last = count
+        time.sleep(1.0)
+
+
 def _crm(name: str, args: list[str], env: dict[str, str], work: Path) -> ManagedProcess:
     return ManagedProcess(name=name, argv=[sys.executable, "-m", "crm", *args],
                           log_path=work / f"{name}.log", env=env).start()
@@ -382,7 +395,15 @@ class RunInfo:
     speed_ms: tuple[float, float] | None = None
 
 
-def _report(outcome: Outcome, info: RunInfo) -> str:
+def _phase_row(label: str, outcome: Outcome) -> str:
+    values = outcome.latencies_ms
+    served = len(values) / (outcome.elapsed_s or 1)
+    return (f"| {label} | {served:,.0f} | {outcome.error_count} | "
+            f"{percentile(values, 50):.2f} | {percentile(values, 90):.2f} | "
+            f"{percentile(values, 99):.2f} | {max(values, default=float('nan')):.2f} |")
+
+
+def _report(outcome: Outcome, info: RunInfo, baseline: Outcome | None = None) -> str:
     rows = [("all requests (from when each was due)", outcome.latencies_ms),
             ("service time (from when each was sent)", outcome.service_ms),
             ("client lateness (sent after due)", outcome.late_ms)]
@@ -418,6 +439,13 @@ def _report(outcome: Outcome, info: RunInfo) -> str:
         f"{outcome.error_count} errors of {outcome.sent:,}{f' ({errors})' if errors else ''}. "
         f"Goal p99 <= 10 ms: **{'met' if p99 <= 10 else 'missed'}** ({p99:.2f} ms). Mean "
         f"service time {statistics.fmean(outcome.service_ms or [0]):.2f} ms.", "",
+        *([f"The same load with the shop paused (the worker idle, {baseline.elapsed_s:.0f} s "
+           "just before, latency from when each was due), against the run above:", "",
+           "| phase | served/s | errors | p50 ms | p90 ms | p99 ms | max ms |",
+           "|---|---:|---:|---:|---:|---:|---:|",
+           _phase_row("shop paused, worker idle", baseline),
+           _phase_row(f"worker consuming {info.sim_rate:,.0f} events/s", outcome), ""]
+          if baseline is not None else []),
         f"In-process cost (the ASGI app called directly, one request at a time, same Redis, "
         f"before the load): {info.in_process[0]:.0f} µs per request, "
         f"{info.in_process[1]:.0f} µs of CPU.", "",
@@ -433,6 +461,10 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1000.0, help="requests/s")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of load")
     parser.add_argument("--sim-rate", type=float, default=500.0, help="shop events/s")
+    parser.add_argument("--baseline-duration", type=float, default=10.0,
+                        help="seconds of the same load with the shop paused first, so the "
+                             "report shows what sharing the machine with the worker costs "
+                             "(0: none)")
     parser.add_argument("--customers", type=int, default=2000)
     parser.add_argument("--broker", choices=("embedded", "apache"), default="embedded",
                         help="which Kafka to start here (unless CRM_KAFKA_BOOTSTRAP): the "
@@ -505,10 +537,14 @@ def main() -> None:
         url = f"http://127.0.0.1:{port}"
         api.wait_until(lambda: httpx.get(f"{url}/healthz").status_code == 200, timeout=30,
                        what="/healthz")
-        simulator = groups["simulator"] = _crm(
-            "simulator", ["simulate", "--rate", str(args.sim_rate), "--customers",
-                          str(args.customers), "--seed", "11"], env, work)
-        stack.callback(simulator.stop)
+        def start_simulator(seed: int) -> ManagedProcess:
+            simulator = groups["simulator"] = _crm(
+                "simulator", ["simulate", "--rate", str(args.sim_rate), "--customers",
+                              str(args.customers), "--seed", str(seed)], env, work)
+            stack.callback(simulator.stop)
+            return simulator
+
+        simulator = start_simulator(11)
         store = redis.Redis.from_url(redis_url)
         deadline = time.monotonic() + 120
         print("waiting for the worker to fill Redis ...", flush=True)
@@ -534,6 +570,17 @@ def main() -> None:
             return _run_python(url, key, ids, args.rate, seconds, quiet)
 
         speed_before = speed_check_ms()
+        baseline = None
+        if args.baseline_duration > 0:
+            simulator.stop()
+            _wait_until_idle(store)
+            print(f"baseline: {args.rate:,.0f} requests/s for {args.baseline_duration:g} s "
+                  "with the shop paused ...", flush=True)
+            load(2.0, True)
+            baseline = load(args.baseline_duration, args.quiet)
+            # A new seed: the same customers, but events the worker has not seen yet.
+            simulator = start_simulator(12)
+            time.sleep(3)
         print("warm-up (2 s, not counted) ...", flush=True)
         load(2.0, True)
         pgids = {name: process.pid for name, process in groups.items()
@@ -566,7 +613,7 @@ def main() -> None:
                                "Apache Kafka (one KRaft node)" if args.broker == "apache" else
                                "the embedded broker"),
                        speed_ms=(speed_before, speed_check_ms()))
-        report = _report(outcome, info)
+        report = _report(outcome, info, baseline)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(report)
     print(report)
