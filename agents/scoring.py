@@ -40,6 +40,10 @@ RECOMMENDATIONS = 10
 _INTERACTIONS = {ClickKind.PRODUCT_VIEW: "view", ClickKind.ADD_TO_CART: "cart"}
 
 
+def _ticket_text(event: TicketEvent) -> str:
+    return f"{event.subject}\n{event.body}".strip()
+
+
 @dataclass(frozen=True)
 class _Interaction:
     """A product interaction waiting for the recommender (see ``refresh_recommendations``)."""
@@ -121,8 +125,13 @@ class ModelScorer:
         if inputs is None:
             inputs = await load_model_inputs(self.redis, touched)
         learnt_before = len(self._interactions)
-        per_event = [self._learn(event, inputs.get((event.tenant, profile_id)), profile_id)
-                     if new else EventScores() for event, profile_id, _, new in events]
+        per_event = []
+        for event, profile_id, _, new in events:
+            model_input = inputs.get((event.tenant, profile_id))
+            # A redelivered trigger is judged on its own scores again (a kind ticket stays
+            # kind), not on the customer's, which may include later events by now.
+            per_event.append(self._learn(event, model_input, profile_id) if new
+                             else self._event_scores(event, model_input))
         self._observe_activity(events, inputs)
         if watermark_ms is not None:
             self.bundle.churn.advance_watermark(watermark_ms)
@@ -142,19 +151,37 @@ class ModelScorer:
                 marketing_consent=inputs[key].marketing_consent, partition=partition))
         return updates
 
-    def _learn(self, event: AnyEvent, model_input: ModelInput | None, customer: str) -> EventScores:
+    def _event_scores(self, event: AnyEvent, model_input: ModelInput | None) -> EventScores:
+        """The event's own scores (a purchase's anomaly, a ticket's sentiment and urgency),
+        learning nothing."""
         scores = EventScores()
+        if model_input is None:
+            return scores
+        if isinstance(event, PurchaseEvent):
+            history = [total for order_id, total in model_input.order_totals
+                       if order_id != event.order_id]
+            anomaly = self.bundle.anomaly.score(event.total, event.items_bought, history)
+            scores.anomaly_score, scores.anomaly_reason = anomaly.score, anomaly.reason
+        elif isinstance(event, TicketEvent):
+            text = _ticket_text(event)
+            if text:
+                sentiment = self.bundle.sentiment.score(text)
+                scores.sentiment, scores.urgency = sentiment.sentiment, sentiment.urgency
+            if event.csat is not None and scores.sentiment is None:
+                scores.sentiment = (event.csat - 3) / 2
+        return scores
+
+    def _learn(self, event: AnyEvent, model_input: ModelInput | None, customer: str) -> EventScores:
+        """:meth:`_event_scores`, then learn from the event (the models first scored it as
+        unseen, as progressive validation wants)."""
+        scores = self._event_scores(event, model_input)
         if model_input is None:
             return scores
         bundle, profile = self.bundle, model_input.profile
         at_ms = event.occurred_at_ms
         recent = profile["recent_products"]
         if isinstance(event, PurchaseEvent):
-            history = [total for order_id, total in model_input.order_totals
-                       if order_id != event.order_id]
-            anomaly = bundle.anomaly.score(event.total, event.items_bought, history)
             bundle.anomaly.learn(event.total, event.items_bought)
-            scores.anomaly_score, scores.anomaly_reason = anomaly.score, anomaly.reason
             # The profile already holds this order: what the list served before it excluded
             # was the bought set without this order's products.
             bought_before = model_input.bought - {item.product_id for item in event.items}
@@ -162,21 +189,15 @@ class ModelScorer:
                 self._interactions.append(_Interaction(
                     event.tenant, customer, item.product_id, "purchase", at_ms, recent,
                     bought_before))
-        else:
-            if isinstance(event, ClickEvent):
-                kind = _INTERACTIONS.get(event.kind)
-                if kind and event.product_id:
-                    self._interactions.append(_Interaction(
-                        event.tenant, customer, event.product_id, kind, at_ms, recent))
-            else:
-                text = f"{event.subject}\n{event.body}".strip()
-                if text:
-                    sentiment = bundle.sentiment.score(text)
-                    scores.sentiment, scores.urgency = sentiment.sentiment, sentiment.urgency
-                    if event.status is TicketStatus.RESOLVED and event.csat is not None:
-                        bundle.sentiment.learn(text, event.csat)
-                if event.csat is not None and scores.sentiment is None:
-                    scores.sentiment = (event.csat - 3) / 2
+        elif isinstance(event, ClickEvent):
+            kind = _INTERACTIONS.get(event.kind)
+            if kind and event.product_id:
+                self._interactions.append(_Interaction(
+                    event.tenant, customer, event.product_id, kind, at_ms, recent))
+        elif event.status is TicketStatus.RESOLVED and event.csat is not None:
+            text = _ticket_text(event)
+            if text:
+                bundle.sentiment.learn(text, event.csat)
         return scores
 
     def _observe_activity(
@@ -217,9 +238,11 @@ class ModelScorer:
         latest: dict[tuple[str, str], int] = {}
         ticket_sentiment: dict[tuple[str, str], float] = {}
         last_anomaly: dict[tuple[str, str], float] = {}
-        for (event, profile_id, _, _), extra in zip(events, per_event, strict=True):
+        for (event, profile_id, _, new), extra in zip(events, per_event, strict=True):
             key = (event.tenant, profile_id)
             latest[key] = max(latest.get(key, 0), event.occurred_at_ms)
+            if not new:
+                continue  # it was folded into the customer's scores when it was new
             if extra.sentiment is not None:
                 ticket_sentiment[key] = extra.sentiment
             if extra.anomaly_score is not None:

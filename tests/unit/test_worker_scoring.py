@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import orjson
 import pytest
 
-from agents.scoring import ModelScorer
+from agents.alert_rules import CustomerUpdate
+from agents.scoring import AnyEvent, ModelScorer
 from feature_store import FeatureStore
 from feature_store.keys import CustomerKeys
 from online_models import ChurnModel, ModelBundle
-from schemas.events import ClickEvent
-from tests.unit.test_alert_support import click
+from tests.unit.test_alert_support import click, ticket
 
 
 @pytest.fixture
@@ -18,10 +20,11 @@ def scorer(store: FeatureStore) -> ModelScorer:
     return ModelScorer(redis=store.redis, bundle=ModelBundle(churn=ChurnModel()))
 
 
-async def score(store: FeatureStore, scorer: ModelScorer, events: list[ClickEvent]) -> None:
-    applied = await store.apply_events(events)
-    await scorer.on_batch([(event, result.profile_id, 0, result.outcome == "ok")
-                           for event, result in zip(events, applied, strict=True)], None)
+async def score(store: FeatureStore, scorer: ModelScorer,
+                events: Sequence[AnyEvent]) -> list[CustomerUpdate]:
+    applied = await store.apply_events(list(events))
+    return await scorer.on_batch([(event, result.profile_id, 0, result.outcome == "ok")
+                                  for event, result in zip(events, applied, strict=True)], None)
 
 
 async def refresh(store: FeatureStore, scorer: ModelScorer) -> None:
@@ -91,3 +94,23 @@ async def test_under_load_lists_are_spread_over_later_calls_first_due_first(
     await refresh(store, scorer)
     assert scorer.lists_due == 0
     assert all([await recommendations(store, f"c{c}") is not None for c in range(5)])
+
+
+async def test_a_redelivered_ticket_is_judged_on_its_own_text_again(
+        store: FeatureStore, scorer: ModelScorer) -> None:
+    """Verify that after a crash a redelivered kind ticket carries its own (positive)
+    sentiment, not the customer's, which by then includes a later angry ticket; and that the
+    duplicate does not move the customer's sentiment a second time."""
+    kind = ticket("t1", "eve", 0).model_copy(
+        update={"subject": "Question about sizes", "body": "Thank you, great service"})
+    angry = ticket("t2", "eve", 5, status="resolved", csat=1).model_copy(
+        update={"subject": "", "body": ""})
+    first = await score(store, scorer, [kind, angry])
+    own = {u.event.event_id: u.scores["sentiment"] for u in first}
+    assert own["t1"] > 0 > own["t2"]
+    stored = await store.redis.hget(CustomerKeys("default", "eve").profile, "sentiment")
+
+    redelivered = await score(store, scorer, [kind])  # the feature store says: duplicate
+    assert redelivered[0].scores["sentiment"] == pytest.approx(own["t1"], abs=0.05)
+    assert await store.redis.hget(CustomerKeys("default", "eve").profile,
+                                  "sentiment") == stored
