@@ -365,11 +365,16 @@ def in_process_cost(settings: Settings, key: str, ids: list[str], requests: int 
 
 # -- the run ---------------------------------------------------------------------------------
 
+def _processed(store: redis.Redis) -> int:
+    """Input messages the workers have handled so far, every outcome."""
+    return sum(int(v) for v in store.hvals(METRICS_KEY))  # type: ignore[union-attr]
+
+
 def _wait_until_idle(store: redis.Redis, timeout_s: float = 30.0) -> None:
     """Wait until the workers' processed count stops moving (the backlog is drained)."""
     deadline, last = time.monotonic() + timeout_s, -1
     while time.monotonic() < deadline:
-        count = sum(int(v) for v in store.hvals(METRICS_KEY))  # type: ignore[union-attr]
+        count = _processed(store)
         if count == last:
             return
         last = count
@@ -395,12 +400,16 @@ class RunInfo:
     speed_ms: tuple[float, float] | None = None
 
 
-def _phase_row(label: str, outcome: Outcome) -> str:
-    values = outcome.latencies_ms
-    served = len(values) / (outcome.elapsed_s or 1)
-    return (f"| {label} | {served:,.0f} | {outcome.error_count} | "
-            f"{percentile(values, 50):.2f} | {percentile(values, 90):.2f} | "
+def _latency_cells(values: list[float]) -> str:
+    """p50, p90, p99 and max of ``values`` as a table row's last four cells."""
+    return (f"{percentile(values, 50):.2f} | {percentile(values, 90):.2f} | "
             f"{percentile(values, 99):.2f} | {max(values, default=float('nan')):.2f} |")
+
+
+def _phase_row(label: str, outcome: Outcome) -> str:
+    served = len(outcome.latencies_ms) / (outcome.elapsed_s or 1)
+    return (f"| {label} | {served:,.0f} | {outcome.error_count} | "
+            f"{_latency_cells(outcome.latencies_ms)}")
 
 
 def _report(outcome: Outcome, info: RunInfo, baseline: Outcome | None = None) -> str:
@@ -430,10 +439,7 @@ def _report(outcome: Outcome, info: RunInfo, baseline: Outcome | None = None) ->
         "| measure | requests | p50 ms | p90 ms | p99 ms | max ms |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for label, values in rows:
-        lines.append(f"| {label} | {len(values):,} | {percentile(values, 50):.2f} | "
-                     f"{percentile(values, 90):.2f} | {percentile(values, 99):.2f} | "
-                     f"{max(values, default=float('nan')):.2f} |")
+    lines += [f"| {label} | {len(values):,} | {_latency_cells(values)}" for label, values in rows]
     lines += [
         "", f"Achieved {achieved:,.0f} successful requests/s of {info.rate:,.0f} scheduled; "
         f"{outcome.error_count} errors of {outcome.sent:,}{f' ({errors})' if errors else ''}. "
@@ -589,13 +595,13 @@ def main() -> None:
             pgids["broker (Apache Kafka)"] = kafka_pgid
         roles = _roles(pgids, {"benchmark (this process)": os.getpid()})
         print(f"load: {args.rate:,.0f} requests/s for {args.duration:g} s ...", flush=True)
-        before = sum(int(v) for v in store.hvals(METRICS_KEY))
+        before = _processed(store)
         cpu_before, started = _cpu_by_process(), time.monotonic()
         children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         outcome = load(args.duration, args.quiet)
         children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu_after, seconds = _cpu_by_process(), time.monotonic() - started
-        processed = sum(int(v) for v in store.hvals(METRICS_KEY)) - before
+        processed = _processed(store) - before
         if vegeta is not None:  # exited by now: its CPU is in our children's usage
             client_cpu = (children_after.ru_utime + children_after.ru_stime
                           - children_before.ru_utime - children_before.ru_stime)
