@@ -403,15 +403,17 @@ def _processed(store: redis.Redis) -> int:
     return sum(int(v) for v in store.hvals(METRICS_KEY))  # type: ignore[union-attr]
 
 
-def _wait_until_idle(store: redis.Redis, timeout_s: float = 30.0) -> None:
-    """Wait until the workers' processed count stops moving (the backlog is drained)."""
-    deadline, last = time.monotonic() + timeout_s, -1
+def _wait_until_idle(store: redis.Redis, timeout_s: float = 30.0) -> float:
+    """Wait until the workers' processed count stops moving (the backlog is drained); the
+    ``time.monotonic()`` when it was last seen moving."""
+    deadline, last, moved = time.monotonic() + timeout_s, -1, time.monotonic()
     while time.monotonic() < deadline:
         count = _processed(store)
         if count == last:
-            return
-        last = count
-        time.sleep(1.0)
+            return moved
+        last, moved = count, time.monotonic()
+        time.sleep(0.25)
+    return moved
 
 
 def _crm(name: str, args: list[str], env: dict[str, str], work: Path, priority: int = 0
@@ -436,6 +438,9 @@ class RunInfo:
     speed_ms: tuple[float, float] | None = None
     priority: int = 0
     options: str = ""
+    #: (events the worker handled after the load, seconds until it was idle) once the shop
+    #: stopped at the end of the load.
+    backlog: tuple[int, float] = (0, 0.0)
 
 
 def _latency_cells(values: list[float]) -> str:
@@ -454,10 +459,12 @@ def _scheduling_sentence(info: RunInfo) -> str:
     """How the CPU was shared, and whether the worker kept up with the shop meanwhile."""
     offered = info.sim_rate * info.load_seconds
     kept = info.processed / offered if offered else 0.0
+    events, seconds = info.backlog
     worker = (f"The worker handled {info.processed / (info.load_seconds or 1):,.0f} of the "
               f"shop's {info.sim_rate:,.0f} events/s during the load ({kept:.0%})"
-              + (", so it kept up." if kept >= 0.95 else
-                 "; the rest waited in Kafka, its backlog to catch up on afterwards."))
+              + (", so it kept up" if kept >= 0.95 else "; the rest waited in Kafka")
+              + f". When the shop stopped after the load, the worker handled {events:,} more "
+              f"events and was idle {seconds:.1f} s later.")
     if not info.priority:
         return f"Default scheduling for every process. {worker}"
     return (f"The read path (the API's processes, redis-server and the load client) ran at "
@@ -671,6 +678,11 @@ def main() -> None:
         children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu_after, seconds = _cpu_by_process(), time.monotonic() - started
         processed = _processed(store) - before
+        # The shop stops: how long the worker takes to finish what waited in Kafka.
+        simulator.stop()
+        stopped = time.monotonic()
+        caught_up = _wait_until_idle(store, timeout_s=300)
+        backlog = _processed(store) - before - processed
         if vegeta is not None:  # exited by now: its CPU is in our children's usage
             client_cpu = (children_after.ru_utime + children_after.ru_stime
                           - children_before.ru_utime - children_before.ru_stime)
@@ -680,6 +692,7 @@ def main() -> None:
             print("warning: the simulator was not running during the load", file=sys.stderr)
         info = RunInfo(rate=args.rate, customers=len(ids), sim_rate=args.sim_rate,
                        processed=processed, load_seconds=seconds,
+                       backlog=(backlog, max(0.0, caught_up - stopped)),
                        api_workers=args.api_workers, priority=priority,
                        options=(f"--rate {args.rate:g} --duration {args.duration:g} "
                                 f"--sim-rate {args.sim_rate:g} --api-workers {args.api_workers} "

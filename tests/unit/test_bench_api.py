@@ -9,14 +9,14 @@ def run_info(*, processed: int, priority: int, sim_rate: float = 500.0,
              load_seconds: float = 20.0) -> RunInfo:
     return RunInfo(rate=1000.0, customers=500, sim_rate=sim_rate, processed=processed,
                    load_seconds=load_seconds, api_workers=2, in_process=(500.0, 450.0),
-                   machine=[], load_average=1.0, priority=priority)
+                   machine=[], load_average=1.0, priority=priority, backlog=(3_240, 2.5))
 
 
 def test_a_prioritised_read_path_is_named_with_the_command_that_reproduces_it() -> None:
     sentence = _scheduling_sentence(run_info(processed=10_000, priority=10))
 
     assert "real-time round-robin priority 10 (`chrt --rr 10`)" in sentence
-    assert "handled 500 of the shop's 500 events/s during the load (100%), so it kept up." in (
+    assert "handled 500 of the shop's 500 events/s during the load (100%), so it kept up. " in (
         sentence)
 
 
@@ -26,6 +26,7 @@ def test_a_worker_that_fell_behind_is_reported_with_its_share() -> None:
     assert "handled 338 of the shop's 500 events/s during the load (68%)" in sentence
     assert "kept up" not in sentence
     assert "waited in Kafka" in sentence
+    assert sentence.endswith("the worker handled 3,240 more events and was idle 2.5 s later.")
 
 
 def test_default_scheduling_is_said_so() -> None:
