@@ -15,8 +15,10 @@ and the report says how many of the shop's events the worker kept up with. Why: 
 the API, worker, broker, Redis and client together want about all of the machine, and under the
 default scheduler a request that waits behind the worker for a core makes the next ones queue,
 vegeta opens more connections, and the API falls into seconds of latency it does not leave
-(served 403-627 of 1,000/s in runs whose paused phase had p99 4-55 ms). With the read path
-first, the worker yields instead, and Kafka holds its backlog until it catches up.
+(served 627-715 of 1,000/s in runs whose paused phase had p99 27-30 ms). With the read path
+first, the worker yields instead, and Kafka holds its backlog until it catches up. The load
+client is in the read path because a real one runs elsewhere: starved here, it would add its
+own waits to the latencies it measures.
 
 The load comes from `vegeta <https://github.com/tsenart/vegeta>`_ (Go, constant-rate) when it
 can be had: found in ``$CRM_BENCH_TOOLS`` (default ``~/.cache/crm-bench/bin``), else built there
