@@ -405,16 +405,16 @@ def _processed(store: redis.Redis) -> int:
     return sum(int(v) for v in store.hvals(METRICS_KEY))  # type: ignore[union-attr]
 
 
-def _wait_until_idle(store: redis.Redis, timeout_s: float = 30.0) -> float:
-    """Wait until the workers' processed count stops moving (the backlog is drained); the
-    ``time.monotonic()`` when it was last seen moving."""
-    deadline, last, moved = time.monotonic() + timeout_s, -1, time.monotonic()
-    while time.monotonic() < deadline:
-        count = _processed(store)
-        if count == last:
-            return moved
-        last, moved = count, time.monotonic()
+def _wait_until_idle(store: redis.Redis, timeout_s: float = 30.0, quiet_s: float = 1.0
+                     ) -> float:
+    """Wait until the workers' processed count has not moved for ``quiet_s`` (the backlog is
+    drained); the ``time.monotonic()`` when it last moved, to a quarter of a second."""
+    deadline, last, moved = time.monotonic() + timeout_s, _processed(store), time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - moved < quiet_s:
         time.sleep(0.25)
+        count = _processed(store)
+        if count != last:
+            last, moved = count, time.monotonic()
     return moved
 
 
@@ -680,6 +680,7 @@ def main() -> None:
         children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu_after, seconds = _cpu_by_process(), time.monotonic() - started
         processed = _processed(store) - before
+        simulator_ran = simulator.is_running()
         # The shop stops: how long the worker takes to finish what waited in Kafka.
         simulator.stop()
         stopped = time.monotonic()
@@ -690,7 +691,7 @@ def main() -> None:
                           - children_before.ru_utime - children_before.ru_stime)
             cpu_after[-1] = ("load client (vegeta attack + encode)", client_cpu)
             roles[-1] = "load client (vegeta attack + encode)"
-        if not simulator.is_running() and processed == 0:
+        if not simulator_ran and processed == 0:
             print("warning: the simulator was not running during the load", file=sys.stderr)
         info = RunInfo(rate=args.rate, customers=len(ids), sim_rate=args.sim_rate,
                        processed=processed, load_seconds=seconds,
