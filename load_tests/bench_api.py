@@ -439,6 +439,7 @@ class RunInfo:
     broker: str = "the embedded broker"
     speed_ms: tuple[float, float] | None = None
     priority: int = 0
+    redis_prioritised: bool = True
     options: str = ""
     #: (events the worker handled after the load, seconds until it was idle) once the shop
     #: stopped at the end of the load.
@@ -469,9 +470,13 @@ def _scheduling_sentence(info: RunInfo) -> str:
               f"events and was idle {seconds:.1f} s later.")
     if not info.priority:
         return f"Default scheduling for every process. {worker}"
-    return (f"The read path (the API's processes, redis-server and the load client) ran at "
-            f"real-time round-robin priority {info.priority} (`chrt --rr {info.priority}`), "
-            f"so the worker, broker and simulator yield the CPU to it. {worker}")
+    redis = ("redis-server" if info.redis_prioritised else
+             "the load client; the Redis at CRM_REDIS_URL, not started here, kept its own")
+    read_path = ("the API's processes, redis-server and the load client" if
+                 info.redis_prioritised else f"the API's processes and {redis}")
+    return (f"The read path ({read_path}) ran at real-time round-robin priority "
+            f"{info.priority} (`chrt --rr {info.priority}`), so the worker, broker and "
+            f"simulator yield the CPU to it. {worker}")
 
 
 def _report(outcome: Outcome, info: RunInfo, baseline: Outcome | None = None) -> str:
@@ -697,6 +702,7 @@ def main() -> None:
                        processed=processed, load_seconds=seconds,
                        backlog=(backlog, max(0.0, caught_up - stopped)),
                        api_workers=args.api_workers, priority=priority,
+                       redis_prioritised=bool(priority) and "redis-server" in groups,
                        options=(f"--rate {args.rate:g} --duration {args.duration:g} "
                                 f"--sim-rate {args.sim_rate:g} --api-workers {args.api_workers} "
                                 f"--broker {args.broker} --realtime-priority {priority}"),

@@ -40,3 +40,13 @@ def test_priority_zero_starts_commands_unchanged_and_is_always_permitted() -> No
     assert realtime_argv(0) == []
     assert realtime_argv(10) == ["chrt", "--rr", "10"]
     assert realtime_permitted(0)
+
+
+def test_a_redis_the_benchmark_did_not_start_is_not_claimed_as_prioritised() -> None:
+    info = run_info(processed=10_000, priority=10)
+    info.redis_prioritised = False
+
+    sentence = _scheduling_sentence(info)
+
+    assert "(the API's processes and the load client; the Redis at CRM_REDIS_URL" in sentence
+    assert "redis-server" not in sentence
