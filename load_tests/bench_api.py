@@ -470,10 +470,9 @@ def _scheduling_sentence(info: RunInfo) -> str:
               f"events and was idle {seconds:.1f} s later.")
     if not info.priority:
         return f"Default scheduling for every process. {worker}"
-    redis = ("redis-server" if info.redis_prioritised else
-             "the load client; the Redis at CRM_REDIS_URL, not started here, kept its own")
     read_path = ("the API's processes, redis-server and the load client" if
-                 info.redis_prioritised else f"the API's processes and {redis}")
+                 info.redis_prioritised else "the API's processes and the load client; the "
+                 "Redis at CRM_REDIS_URL, not started here, kept its own")
     return (f"The read path ({read_path}) ran at real-time round-robin priority "
             f"{info.priority} (`chrt --rr {info.priority}`), so the worker, broker and "
             f"simulator yield the CPU to it. {worker}")
@@ -493,8 +492,8 @@ def _report(outcome: Outcome, info: RunInfo, baseline: Outcome | None = None) ->
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}. Open-loop load from "
         f"{outcome.client} at {info.rate:,.0f} requests/s for {outcome.elapsed_s:.1f} s over "
         f"{info.customers:,} customers, while one worker consumed the simulated shop at "
-        f"{info.sim_rate:,.0f} events/s ({info.processed:,} events processed during the load, "
-        f"{info.processed / seconds:,.0f}/s). The API ran as `crm api` (uvicorn, uvloop, "
+        f"{info.sim_rate:,.0f} events/s ({info.processed:,} events processed during the load)"
+        f". The API ran as `crm api` (uvicorn, uvloop, "
         f"httptools, no access log) with {info.api_workers} process"
         f"{'es' if info.api_workers > 1 else ''}; every request carried a key with a rate "
         f"limit, so each was counted in Redis. Everything ({info.broker}, redis-server, "
