@@ -148,22 +148,21 @@ def wait_for_members(settings: Settings, workers: int, timeout_s: float = 120.0)
     raise SystemExit(f"the consumer group did not reach {workers} stable members")
 
 
-def run_load(settings: Settings, *, rate: float, duration_s: float, warmup_s: float,
-             probe_every: int, customers: int, seed: int = 17
-             ) -> tuple[dict[str, float], int, float]:
-    """Send ``warmup_s`` then ``duration_s`` of traffic; probes only after the warm-up.
+Message = tuple[str, str, bytes, str | None]  # topic, key, payload, probe id or None
 
-    Answers the probes' send times (wall clock), the events sent and the elapsed seconds.
-    """
-    warmup, total = int(rate * warmup_s), int(rate * (warmup_s + duration_s))
+
+def shop_messages(settings: Settings, *, count: int, customers: int, seed: int,
+                  probe_every: int = 0, probes_after: int = 0) -> list[Message]:
+    """``count`` simulated shop events, encoded; with ``probe_every``, every such event from
+    ``probes_after`` on is replaced by a probe. Generated and serialised up front, so the
+    sender's CPU does not compete with the worker."""
     start_day = datetime.now(UTC) - timedelta(days=120)
     simulator = ShopSimulator(customers=customers, seed=seed, start=start_day, days=120)
     run_id = uuid.uuid4().hex[:6]
-    # Generated and serialised up front, so the sender's CPU does not compete with the worker.
-    messages: list[tuple[str, str, bytes, str | None]] = []
-    for index, event in enumerate(tqdm(islice(simulator.events(), total), total=total,
+    messages: list[Message] = []
+    for index, event in enumerate(tqdm(islice(simulator.events(), count), total=count,
                                        desc="generating", unit="ev", file=sys.stderr)):
-        if index >= warmup and index % probe_every == probe_every - 1:
+        if probe_every and index >= probes_after and index % probe_every == probe_every - 1:
             probe_id = f"probe-{run_id}-{index}"
             probe = probe_event(probe_id, f"probe-{run_id}-c{index}", event["occurred_at"])
             messages.append((settings.topic(TICKETS), str(probe["customer_id"]),
@@ -172,11 +171,18 @@ def run_load(settings: Settings, *, rate: float, duration_s: float, warmup_s: fl
             messages.append((settings.topic(TOPIC_BY_TYPE[event["type"]]),
                              event.get("customer_id") or f"anon:{event['anonymous_id']}",
                              orjson.dumps(event), None))
+    return messages
+
+
+def send_paced(settings: Settings, messages: list[Message], rate: float, desc: str,
+               linger_ms: float) -> tuple[dict[str, float], float]:
+    """Send open loop (message *i* leaves at ``start + i / rate``); answers the probes' send
+    times (wall clock) and the elapsed seconds."""
     probes: dict[str, float] = {}
-    with EventProducer(settings=settings, extra_config={"linger.ms": 1}) as producer:
+    with EventProducer(settings=settings, extra_config={"linger.ms": linger_ms}) as producer:
         start = time.perf_counter() + 0.05
         for index, (topic, key, payload, probe_id) in enumerate(tqdm(
-                messages, desc="sending", unit="ev", file=sys.stderr, mininterval=1.0)):
+                messages, desc=desc, unit="ev", file=sys.stderr, mininterval=1.0)):
             delay = start + index / rate - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
@@ -184,6 +190,20 @@ def run_load(settings: Settings, *, rate: float, duration_s: float, warmup_s: fl
                 probes[probe_id] = time.time()
             producer.send_raw(topic, key, payload)
         elapsed = time.perf_counter() - start
+    return probes, elapsed
+
+
+def run_load(settings: Settings, *, rate: float, duration_s: float, warmup_s: float,
+             probe_every: int, customers: int, linger_ms: float, seed: int = 17
+             ) -> tuple[dict[str, float], int, float]:
+    """Send ``warmup_s`` then ``duration_s`` of traffic; probes only after the warm-up.
+
+    Answers the probes' send times (wall clock), the events sent and the elapsed seconds.
+    """
+    warmup, total = int(rate * warmup_s), int(rate * (warmup_s + duration_s))
+    messages = shop_messages(settings, count=total, customers=customers, seed=seed,
+                             probe_every=probe_every, probes_after=warmup)
+    probes, elapsed = send_paced(settings, messages, rate, "sending", linger_ms)
     return probes, total, elapsed
 
 
@@ -324,6 +344,12 @@ def main() -> None:
                         help="longest wait for the last alerts and the backlog after a rate")
     parser.add_argument("--broker", choices=["embedded", "apache"], default="embedded",
                         help="which Kafka to start on this machine (unless CRM_KAFKA_BOOTSTRAP)")
+    parser.add_argument("--linger-ms", type=float, default=5.0,
+                        help="the sending producer's linger.ms (5 is the SDK's default)")
+    parser.add_argument("--prime", type=float, default=60.0,
+                        help="seconds of unmeasured traffic at the first rate through the "
+                             "whole pipeline before any measurement, drained before the first "
+                             "rate (a JVM broker compiles its hot paths in its first minute)")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so the servers started below stop.
@@ -372,13 +398,23 @@ def main() -> None:
         if not remote and args.workers > 1:
             wait_for_members(settings, args.workers)
         sent_so_far = 1  # the warm-up probe
+        if args.prime > 0:
+            print(f"priming: {args.prime:g} s at {args.rate[0]:,.0f} events/s, unmeasured",
+                  file=sys.stderr)
+            _, sent, _ = run_load(settings, rate=args.rate[0], duration_s=args.prime,
+                                  warmup_s=0, probe_every=0, customers=args.customers,
+                                  seed=16, linger_ms=args.linger_ms)
+            sent_so_far += sent
+            if not remote:
+                wait_until_processed(settings, sent_so_far, args.drain)
         speed_before = speed_check_ms()
         for index, rate in enumerate(args.rate):
             print(f"rate {rate:,.0f} events/s ({index + 1}/{len(args.rate)})", file=sys.stderr)
             cpu_before, wall_before = _cpu_seconds(pids) if pids else None, time.monotonic()
             probes, sent, elapsed = run_load(
                 settings, rate=rate, duration_s=args.duration, warmup_s=args.warmup,
-                probe_every=args.probe_every, customers=args.customers, seed=17 + index)
+                probe_every=args.probe_every, customers=args.customers,
+                linger_ms=args.linger_ms, seed=17 + index)
             cpu_after, wall_after = _cpu_seconds(pids) if pids else None, time.monotonic()
             sent_so_far += sent
             deadline = time.monotonic() + args.drain
