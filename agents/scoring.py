@@ -46,11 +46,12 @@ def _ticket_text(event: TicketEvent) -> str:
 
 @dataclass(frozen=True)
 class _Interaction:
-    """A product interaction waiting for the recommender (see ``refresh_recommendations``)."""
+    """A product interaction waiting for the recommender (see ``refresh_recommendations``):
+    one product viewed or carted, or an order's products bought."""
 
     tenant: str
     customer_id: str
-    product_id: str
+    products: tuple[str, ...]
     kind: str
     at_ms: int
     recent: list[str]
@@ -185,15 +186,14 @@ class ModelScorer:
             # The profile already holds this order: what the list served before it excluded
             # was the bought set without this order's products.
             bought_before = model_input.bought - {item.product_id for item in event.items}
-            for item in event.items:
-                self._interactions.append(_Interaction(
-                    event.tenant, customer, item.product_id, "purchase", at_ms, recent,
-                    bought_before))
+            self._interactions.append(_Interaction(
+                event.tenant, customer, tuple(item.product_id for item in event.items),
+                "purchase", at_ms, recent, bought_before))
         elif isinstance(event, ClickEvent):
             kind = _INTERACTIONS.get(event.kind)
             if kind and event.product_id:
                 self._interactions.append(_Interaction(
-                    event.tenant, customer, event.product_id, kind, at_ms, recent))
+                    event.tenant, customer, (event.product_id,), kind, at_ms, recent))
         elif event.status is TicketStatus.RESOLVED and event.csat is not None:
             text = _ticket_text(event)
             if text:
@@ -347,9 +347,13 @@ class ModelScorer:
             del self._due_recommendations[key]
         recommender = self.bundle.recommender
         for interaction in interactions:
-            recommender.learn(interaction.customer_id, interaction.product_id, interaction.kind,
-                              interaction.at_ms, recent=interaction.recent,
-                              exclude=interaction.exclude)
+            if interaction.kind == "purchase":
+                recommender.learn_order(interaction.customer_id, interaction.products,
+                                        interaction.at_ms, recent=interaction.recent,
+                                        exclude=interaction.exclude)
+            else:
+                recommender.learn(interaction.customer_id, interaction.products[0],
+                                  interaction.kind, interaction.at_ms, recent=interaction.recent)
         lists = {
             CustomerKeys(tenant, customer).recos: orjson.dumps([
                 {"product_id": item, "score": round(score, 6), "source": source}

@@ -156,15 +156,41 @@ class Recommender:
         ``recent`` are the customer's recent products (most recent first, from the profile);
         ``exclude`` what the served list would have excluded. Returns the hit for purchases.
         """
-        weight = self.kind_weights.get(kind, 1.0)
-        hit = None
         if kind == "purchase":
-            # Progressive validation: the top-10 as served before this purchase was known.
-            ours = {item for item, _, _ in self.top_n(customer_id, 10, exclude, recent=recent)}
-            hit = product_id in ours
-            self.hit_rate.update(hit)
-            baseline = {item for item, _ in self.trending.top(10, exclude)}
+            return self.learn_order(customer_id, [product_id], at_ms, recent=recent,
+                                    exclude=exclude)[0]
+        self._fit(customer_id, product_id, kind, at_ms, recent)
+        return None
+
+    def learn_order(
+        self,
+        customer_id: str,
+        product_ids: Sequence[str],
+        at_ms: int,
+        *,
+        recent: Sequence[str] = (),
+        exclude: Collection[str] = (),
+    ) -> list[bool]:
+        """Learn an order's products as purchases, after recording for each whether it was
+        in the top-10 served before the order (progressive validation).
+
+        The list is computed once per order: the customer saw one list before buying, and
+        top-N is the recommender's dearest step. Returns the hits in ``product_ids`` order.
+        """
+        ours = {item for item, _, _ in self.top_n(customer_id, 10, exclude, recent=recent)}
+        baseline = {item for item, _ in self.trending.top(10, exclude)}
+        hits = []
+        for product_id in product_ids:
+            hits.append(product_id in ours)
+            self.hit_rate.update(product_id in ours)
             self.baseline_hit_rate.update(product_id in baseline)
+            self._fit(customer_id, product_id, "purchase", at_ms, recent)
+        return hits
+
+    def _fit(self, customer_id: str, product_id: str, kind: str, at_ms: int,
+             recent: Sequence[str]) -> None:
+        """One positive interaction, its sampled negatives, trending and co-occurrence."""
+        weight = self.kind_weights.get(kind, 1.0)
         self.mf.learn_one(customer_id, product_id, weight)
         self._dirty.add(product_id)
         for _ in range(self.negatives if self._recent_items else 0):
@@ -177,7 +203,6 @@ class Recommender:
         self._recent_items.append(product_id)
         self._user_events[customer_id] = self._user_events.get(customer_id, 0) + 1
         self.example_count += 1
-        return hit
 
     def top_n(
         self,

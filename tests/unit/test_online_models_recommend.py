@@ -89,6 +89,23 @@ def test_progressive_hit_rate_is_measured_before_learning_and_against_popularity
     assert metrics["lift_over_popularity"] is not None
 
 
+def test_an_orders_products_are_each_judged_against_the_one_list_served_before_it() -> None:
+    """Verify that every product of an order counts as a purchase evaluated, a hit exactly
+    when it was in the top-10 served before the order, and is then learnt."""
+    recommender = Recommender(seed=3)
+    shop(recommender, customers=100)
+    served = [item for item, _, _ in recommender.top_n("c1", 10, exclude={"b0"}, recent=["b1"])]
+    unserved = next(f"b{i}" for i in range(10) if f"b{i}" not in served and f"b{i}" != "b0")
+    evaluated, learnt = recommender.hit_rate.n, recommender.example_count
+
+    hits = recommender.learn_order("c1", [served[0], unserved, served[-1]], 10 * DAY,
+                                   recent=["b1"], exclude={"b0"})
+
+    assert hits == [True, False, True]
+    assert recommender.hit_rate.n == recommender.baseline_hit_rate.n == evaluated + 3
+    assert recommender.example_count == learnt + 3
+
+
 def test_full_catalogue_scoring_is_supported() -> None:
     """Verify that explicit candidates are all scored (used to score a whole catalogue)."""
     recommender = Recommender()
