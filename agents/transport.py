@@ -30,15 +30,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any
 
 import aiokafka
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from mode import Service
 from mode.services import WaitArgT, WaitResults
 
 log = logging.getLogger(__name__)
+
+#: mode's ``Service.wait_first``: the first of the coroutines or events to finish wins.
+Race = Callable[..., Awaitable[WaitResults]]
 
 
 def transport_for(fetch_max_wait_ms: int, fetch_min_bytes: int = 1
@@ -57,9 +59,10 @@ def transport_for(fetch_max_wait_ms: int, fetch_min_bytes: int = 1
 
         async def wait_first(self, *coros: WaitArgT, timeout: Any = None
                              ) -> WaitResults:
+            race = super().wait_first
             if self.suspend_flow.is_set():  # a rebalance: no delivery may start now
-                return await super().wait_first(*coros, timeout=timeout)
-            return await wait_first_eagerly(self, *coros, timeout=timeout)
+                return await race(*coros, timeout=timeout)
+            return await wait_first_eagerly(race, *coros, timeout=timeout)
 
     class Transport(faust_aiokafka.Transport):
         pass
@@ -80,17 +83,16 @@ def set_fetch_options(consumer: aiokafka.AIOKafkaConsumer, *, max_wait_ms: int,
     consumer._fetch_min_bytes = min_bytes
 
 
-async def wait_first_eagerly(service: Service, *coros: WaitArgT,
-                             timeout: Any = None) -> WaitResults:
-    """``service.wait_first(*coros)``, except that a first coroutine that finishes without
-    waiting wins at once, without a task (the other coroutines are closed unstarted).
+async def wait_first_eagerly(race: Race, *coros: WaitArgT, timeout: Any = None) -> WaitResults:
+    """``race(*coros)`` (mode's ``Service.wait_first``), except that a first coroutine that
+    finishes without waiting wins at once, without a task (the others are closed unstarted).
 
-    A first coroutine that does wait is raced against the others by ``wait_first`` from
-    where it stands, so it is cancelled if another finishes first, as it would have been.
+    A first coroutine that does wait is raced against the others by ``race`` from where it
+    stands, so it is cancelled if another finishes first, as it would have been.
     """
     first = coros[0] if coros else None
-    if not asyncio.iscoroutine(first) or service.should_stop:
-        return await service.wait_first(*coros, timeout=timeout)
+    if not asyncio.iscoroutine(first):
+        return await race(*coros, timeout=timeout)
     try:
         blocked_on = first.send(None)
     except StopIteration as finished:
@@ -99,7 +101,7 @@ async def wait_first_eagerly(service: Service, *coros: WaitArgT,
     except BaseException:
         _close(coros[1:])
         raise
-    return await service.wait_first(_Resumed(first, blocked_on), *coros[1:], timeout=timeout)
+    return await race(_Resumed(first, blocked_on), *coros[1:], timeout=timeout)
 
 
 def _close(coros: tuple[WaitArgT, ...]) -> None:

@@ -55,7 +55,7 @@ async def test_a_delivery_that_does_not_wait_wins_at_once_and_the_others_are_nev
         return message
 
     tasks_before = len(asyncio.all_tasks())
-    result = await wait_first_eagerly(service, deliver("m1"), waiter)
+    result = await wait_first_eagerly(service.wait_first, deliver("m1"), waiter)
 
     assert result.done and result.results == ["m1"] and not result.stopped
     assert delivered == ["m1"]
@@ -73,7 +73,7 @@ async def test_a_delivery_that_waits_is_finished_when_nothing_else_happens_first
         return "delivered"
 
     asyncio.get_running_loop().call_later(0.01, room.set)
-    result = await wait_first_eagerly(service, deliver(), suspended.wait())
+    result = await wait_first_eagerly(service.wait_first, deliver(), suspended.wait())
     assert result.results == ["delivered"] and not result.stopped
 
 
@@ -94,7 +94,7 @@ async def test_a_waiting_delivery_is_cancelled_when_the_flow_is_suspended_first(
             raise
 
     asyncio.get_running_loop().call_later(0.01, suspended.set)
-    await wait_first_eagerly(service, deliver(), suspended.wait())
+    await wait_first_eagerly(service.wait_first, deliver(), suspended.wait())
     await asyncio.sleep(0)
     room.set()
     await asyncio.sleep(0.01)
@@ -108,7 +108,7 @@ async def test_an_error_in_a_delivery_is_raised_to_the_drain_loop() -> None:
         raise ValueError("undecodable")
 
     with pytest.raises(ValueError, match="undecodable"):
-        await wait_first_eagerly(service, deliver(), asyncio.Event().wait())
+        await wait_first_eagerly(service.wait_first, deliver(), asyncio.Event().wait())
 
 
 async def test_the_worker_consumer_delivers_eagerly_unless_the_flow_is_suspended() -> None:
@@ -122,6 +122,16 @@ async def test_the_worker_consumer_delivers_eagerly_unless_the_flow_is_suspended
     result = await consumer.wait_first(deliver(), asyncio.Event().wait())
     assert result.results == ["delivered"]
     assert len(asyncio.all_tasks()) == tasks_before
+
+    room = asyncio.Event()
+
+    async def deliver_into_a_full_buffer() -> str:
+        await room.wait()
+        return "delivered late"
+
+    asyncio.get_running_loop().call_later(0.01, room.set)
+    result = await consumer.wait_first(deliver_into_a_full_buffer(), asyncio.Event().wait())
+    assert result.results == ["delivered late"]
 
     consumer.stop_flow()  # a rebalance: mode's own race, which lets nothing through
     suspended = consumer.suspend_flow.wait()
