@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shlex
 import signal
 import sys
 import tempfile
@@ -229,6 +230,7 @@ class Point:
     received_ms: list[float]
     probes: int
     worker_cpu: float | None  # share of one core, summed over the workers
+    broker_cpu: float | None = None  # share of one core (a broker this benchmark started)
 
     @property
     def missing(self) -> int:
@@ -241,9 +243,11 @@ class Point:
 
 
 def measure(probes: dict[str, float], watch: AlertWatch, *, rate: float, sent: int,
-            elapsed_s: float, worker_cpu: float | None) -> Point:
+            elapsed_s: float, worker_cpu: float | None, broker_cpu: float | None = None
+            ) -> Point:
     return Point(
         rate=rate, achieved=sent / elapsed_s, probes=len(probes), worker_cpu=worker_cpu,
+        broker_cpu=broker_cpu,
         total_ms=[(watch.received_at[p] - at) * 1000 for p, at in probes.items()
                   if p in watch.received_at],
         emitted_ms=[(watch.emitted_at[p] - at) * 1000 for p, at in probes.items()
@@ -256,9 +260,14 @@ def _ms(values: list[float], q: float) -> str:
     return f"{percentile(values, q):,.1f}" if values else "n/a"
 
 
+def _share(cpu: float | None) -> str:
+    return "n/a" if cpu is None else f"{cpu:.0%}"
+
+
 def report(points: list[Point], watch: AlertWatch, *, workers: int, remote: bool,
            broker: str, probe_every: int, plot: Path | None,
-           speed_ms: tuple[float, float] | None = None) -> str:
+           speed_ms: tuple[float, float] | None = None,
+           prime: tuple[float, float] | None = None, reproduce: str = "") -> str:
     kafka = "Apache Kafka (one KRaft node)" if broker == "apache" else "the embedded broker"
     where = ("against the configured cluster and worker(s)" if remote else
              f"with {kafka}, a redis-server, {workers} worker process"
@@ -267,8 +276,7 @@ def report(points: list[Point], watch: AlertWatch, *, workers: int, remote: bool
         f"| {p.rate:,.0f} | {p.achieved:,.0f} | {len(p.total_ms):,}/{p.probes:,} | "
         f"{_ms(p.total_ms, 50)} | {_ms(p.total_ms, 90)} | {_ms(p.total_ms, 99)} | "
         f"{_ms(p.total_ms, 100)} | {_ms(p.emitted_ms, 99)} | {_ms(p.received_ms, 99)} | "
-        f"{'n/a' if p.worker_cpu is None else f'{p.worker_cpu:.0%}'} | "
-        f"{'met' if p.met else 'missed'} |"
+        f"{_share(p.worker_cpu)} | {_share(p.broker_cpu)} | {'met' if p.met else 'missed'} |"
         for p in points
     ]
     lines = [
@@ -278,11 +286,17 @@ def report(points: list[Point], watch: AlertWatch, *, workers: int, remote: bool
         "open-loop simulated shop traffic with one probe (a ticket resolved with CSAT 1 by a "
         f"fresh customer, which must raise `negative_ticket`) per {probe_every} "
         "events; latency is from the probe's send to its alert arriving here, split at the "
-        "alert's `emitted_at` (worker clock = this clock).", "",
+        "alert's `emitted_at` (worker clock = this clock)." + (
+            "" if prime is None else
+            f" Before the first rate, {prime[0]:g} s of unmeasured traffic at {prime[1]:,.0f} "
+            "events/s went through the whole pipeline and were drained: a freshly started JVM "
+            "broker compiles its hot paths during its first minute of traffic (Apache Kafka's "
+            "compiler threads took 0.4-0.8 of a core here), which a broker in service has "
+            "long done."), "",
         "| offered ev/s | sent ev/s | probes alerted | p50 ms | p90 ms | p99 ms | max ms | "
-        "p99 sent→emitted | p99 emitted→received | worker CPU (of one core) | "
+        "p99 sent→emitted | p99 emitted→received | worker CPU (of one core) | broker CPU | "
         f"p99 ≤ {GOAL_P99_MS:.0f} ms |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         *rows, "",
         "Alerts seen by kind (all rates): "
         f"{', '.join(f'{k} {v:,}' for k, v in sorted(watch.kinds.items())) or 'none'}.", "",
@@ -291,8 +305,7 @@ def report(points: list[Point], watch: AlertWatch, *, workers: int, remote: bool
         lines += [speed_check_line(*speed_ms), ""]
     if plot is not None:
         lines += [f"![latency against offered rate]({plot.name})", ""]
-    lines += ["Reproduce: `python -m load_tests.bench_alerts --rate 250 500 1000 1500 2000` "
-              "(add `--workers 2` for two worker processes).", ""]
+    lines += [f"Reproduce: `{reproduce or 'python -m load_tests.bench_alerts'}`.", ""]
     return "\n".join(lines)
 
 
@@ -318,11 +331,18 @@ def plot_points(points: list[Point], path: Path) -> None:
 
 
 def _cpu_seconds(pids: list[int]) -> float | None:
-    """User + system CPU seconds of local processes (Linux /proc), None elsewhere."""
+    """User + system CPU seconds of local processes (Linux /proc); None for none or elsewhere."""
+    if not pids:
+        return None
     try:
         return sum(process_cpu_seconds(pid) for pid in pids)
     except (OSError, ValueError, IndexError):
         return None
+
+
+def _per_second(before: float | None, after: float | None, wall_s: float) -> float | None:
+    """CPU seconds per second of wall time (a share of one core) between two readings."""
+    return None if before is None or after is None else (after - before) / wall_s
 
 
 def wait_until_processed(settings: Settings, count: int, timeout_s: float) -> None:
@@ -371,6 +391,7 @@ def main() -> None:
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="bench-alerts-") as tmp:
         work = Path(tmp)
         pids: list[int] = []
+        broker_pids: list[int] = []
         if remote:
             settings = Settings()
         else:
@@ -382,10 +403,12 @@ def main() -> None:
                 kafka = ApacheKafka(data_dir=work / "apache-kafka")
                 bootstrap = kafka.start()
                 stack.callback(kafka.stop)
+                broker_pids += [kafka.pid] if kafka.pid is not None else []
             else:
                 broker = EmbeddedBroker(work_dir=work)
                 bootstrap = broker.start()
                 stack.callback(broker.stop)
+                broker_pids.append(broker.process.pid)
             server = RedisServer(work_dir=work, persist=False)
             redis_url = server.start()
             stack.callback(server.stop)
@@ -422,26 +445,31 @@ def main() -> None:
         speed_before = speed_check_ms()
         for index, rate in enumerate(args.rate):
             print(f"rate {rate:,.0f} events/s ({index + 1}/{len(args.rate)})", file=sys.stderr)
-            cpu_before, wall_before = _cpu_seconds(pids) if pids else None, time.monotonic()
+            cpu_before, wall_before = _cpu_seconds(pids), time.monotonic()
+            broker_before = _cpu_seconds(broker_pids)
             probes, sent, elapsed = run_load(
                 settings, rate=rate, duration_s=args.duration, warmup_s=args.warmup,
                 probe_every=args.probe_every, customers=args.customers,
                 linger_ms=args.linger_ms, seed=17 + index)
-            cpu_after, wall_after = _cpu_seconds(pids) if pids else None, time.monotonic()
+            cpu_after, wall_after = _cpu_seconds(pids), time.monotonic()
+            broker_after = _cpu_seconds(broker_pids)
             sent_so_far += sent
             deadline = time.monotonic() + args.drain
             while time.monotonic() < deadline and not set(probes) <= set(watch.received_at):
                 time.sleep(0.2)
             if not remote:
                 wait_until_processed(settings, sent_so_far, max(0.0, deadline - time.monotonic()))
-            cpu = (None if cpu_before is None or cpu_after is None
-                   else (cpu_after - cpu_before) / (wall_after - wall_before))
+            wall = wall_after - wall_before
             points.append(measure(probes, watch, rate=rate, sent=sent, elapsed_s=elapsed,
-                                  worker_cpu=cpu))
+                                  worker_cpu=_per_second(cpu_before, cpu_after, wall),
+                                  broker_cpu=_per_second(broker_before, broker_after, wall)))
         plot = args.output.with_suffix(".png") if len(points) > 1 else None
         text = report(points, watch, workers=args.workers, remote=remote,
                       broker=args.broker, probe_every=args.probe_every, plot=plot,
-                      speed_ms=(speed_before, speed_check_ms()))
+                      speed_ms=(speed_before, speed_check_ms()),
+                      prime=(args.prime, args.rate[0]) if args.prime > 0 else None,
+                      reproduce=shlex.join(["python", "-m", "load_tests.bench_alerts",
+                                            *sys.argv[1:]]))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     if plot is not None:
         plot_points(points, plot)

@@ -1,0 +1,32 @@
+"""The alert benchmark's report: the goal is met only with every probe alerted in time, and
+the report says how the run was primed, how the CPU went and how to run it again."""
+
+from __future__ import annotations
+
+from load_tests.bench_alerts import AlertWatch, Point, report
+from stream.settings import Settings
+
+
+def point(*, latencies_ms: list[float], probes: int) -> Point:
+    return Point(rate=2000.0, achieved=1998.0, total_ms=latencies_ms, emitted_ms=latencies_ms,
+                 received_ms=[1.0] * len(latencies_ms), probes=probes, worker_cpu=1.04,
+                 broker_cpu=0.27)
+
+
+def test_the_goal_is_met_only_when_every_probe_alerted_within_the_p99_goal() -> None:
+    fast = [20.0] * 99 + [90.0]
+    assert point(latencies_ms=fast, probes=100).met
+    assert not point(latencies_ms=fast[:-1], probes=100).met  # one probe never alerted
+    assert not point(latencies_ms=[20.0] * 98 + [150.0] * 2, probes=100).met
+
+
+def test_the_report_gives_the_cpu_shares_the_priming_and_the_command() -> None:
+    watch = AlertWatch(Settings(kafka_bootstrap="127.0.0.1:1"))
+    text = report([point(latencies_ms=[20.0] * 100, probes=100)], watch, workers=2,
+                  remote=False, broker="apache", probe_every=100, plot=None,
+                  prime=(60.0, 2000.0),
+                  reproduce="python -m load_tests.bench_alerts --broker apache --workers 2")
+
+    assert "| 104% | 27% | met |" in text
+    assert "60 s of unmeasured traffic at 2,000 events/s" in text
+    assert "Reproduce: `python -m load_tests.bench_alerts --broker apache --workers 2`." in text
