@@ -89,7 +89,7 @@ class Settings(BaseSettings):
         default=None, description="Names this worker's checkpoints; the hostname if unset.")
     telemetry_interval_s: float = Field(default=5.0, gt=0)
     rescore_interval_s: float = Field(
-        default=10.0, gt=0, description="How often a chunk of quiet customers is re-scored.")
+        default=1.0, gt=0, description="How often a chunk of quiet customers is re-scored.")
 
     # API
     api_host: str = "127.0.0.1"
