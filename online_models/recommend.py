@@ -181,8 +181,9 @@ class Recommender:
         baseline = {item for item, _ in self.trending.top(10, exclude)}
         hits = []
         for product_id in product_ids:
-            hits.append(product_id in ours)
-            self.hit_rate.update(product_id in ours)
+            hit = product_id in ours
+            hits.append(hit)
+            self.hit_rate.update(hit)
             self.baseline_hit_rate.update(product_id in baseline)
             self._fit(customer_id, product_id, "purchase", at_ms, recent)
         return hits
