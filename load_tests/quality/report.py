@@ -334,14 +334,16 @@ def _sim_section(sim: SimulatedResult, plots: dict[str, str]) -> list[str]:
         f"| diagnostic: lift over popularity, in event order | "
         f"{_fmt(in_order.get('lift_over_popularity'), 2)}x |",
         "",
-        "The worker runs one agent per input topic. Replaying months of events in minutes, "
-        "the quiet purchases topic is read hours of event time ahead of the busy clicks topic "
-        f"(even with the producer held to {config.max_backlog:,} events ahead of the worker), "
-        "so a purchase is usually learnt and evaluated before the clicks of its own session "
-        "(the product views and cart adds that lead to it); live, they are milliseconds "
-        "apart. The in-order diagnostic feeds the same events to a fresh `Recommender` with "
-        "the scorer's calls in event order: the gap between the two rows is that session "
-        "context. The target is judged on the pipeline's figure.",
+        "The worker reads the three input topics with one agent and learns each micro-batch "
+        "in event-time order, but replaying months of events in minutes, each partition is "
+        "fetched at its own pace (the producer is held to "
+        f"{config.max_backlog:,} events ahead of the worker), so a purchase can still be "
+        "learnt and evaluated before some clicks of its own session (the product views and "
+        "cart adds that lead to it); live, they are milliseconds apart. The in-order "
+        "diagnostic feeds the same events to a fresh `Recommender` with the scorer's calls "
+        "in event order (an order's products judged against the one list served before it, "
+        "as the worker does): the gap between the two rows is that session context. The "
+        "target is judged on the pipeline's figure.",
         "",
     ]
     for key, caption in (("segments", "Latent vs learned segments"),

@@ -186,9 +186,8 @@ def in_order_recommendations(simulator: ShopSimulator, *, progress: bool = True,
             products = [item["product_id"] for item in event["items"]]
             before = set(bought.get(profile, ()))
             recent[profile] = _push_recent(recent.get(profile, []), products, recent_size)
-            for product in products:
-                recommender.learn(profile, product, "purchase", at_ms, recent=recent[profile],
-                                  exclude=before)
+            recommender.learn_order(profile, products, at_ms, recent=recent[profile],
+                                    exclude=before)
             bought.setdefault(profile, set()).update(products)
         elif event["type"] == "click" and event["kind"] in kinds and event.get("product_id"):
             product = event["product_id"]
