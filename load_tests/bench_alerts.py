@@ -8,7 +8,11 @@ cooldown). A consumer of ``crm.alerts`` matches each alert's ``triggered_by`` to
 send time; the report gives p50/p90/p99 of send → alert received, and the probes that never
 alerted. Probe event times follow the simulated clock, so watermarks stay coherent.
 
-    python -m load_tests.bench_alerts --rate 2000 --duration 30
+Before the first rate, ``--prime`` seconds of unmeasured traffic go through the whole pipeline
+and are drained, so what is measured is a broker, workers and Redis in service, not a JVM
+compiling its hot paths or models meeting their first customers.
+
+    python -m load_tests.bench_alerts --broker apache --workers 2 --rate 2000 --duration 30
 
 Starts (on loopback) an embedded broker, a redis-server and one ``crm worker`` unless
 ``CRM_KAFKA_BOOTSTRAP`` is set, in which case it uses that cluster, ``CRM_REDIS_URL`` and the
