@@ -1,0 +1,112 @@
+"""What a pipelined Redis command costs the worker's client: redis-py's pipeline against
+:class:`~feature_store.client.LeanPipeline`, on the same connection class (hiredis packing).
+
+The pipeline is shaped like a worker batch's score writes (per customer: a profile HSET, two
+ZADDs, a ZCOUNT and an SADD) plus a read with a reply callback (HGETALL). The two pipelines
+alternate, several rounds, against a redis-server started here; the figure is client CPU per
+command (``time.process_time``, so the server's work is not in it), the median round.
+
+Run ``python -m load_tests.bench_redis_client``; writes load_tests/results/REDIS_CLIENT.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
+from tqdm import tqdm
+
+from feature_store.client import LeanPipeline, connect
+from stream.devstack import RedisServer
+
+RESULTS = Path(__file__).parent / "results" / "REDIS_CLIENT.md"
+COMMANDS_PER_CUSTOMER = 6
+
+
+def _queue_batch(pipe: Pipeline, customers: int) -> None:
+    for number in range(customers):
+        customer = f"c{number}"
+        profile = f"t:{{{customer}}}:profile"
+        pipe.hset(profile, mapping={"churn_probability": "0.123456", "segment": 2,
+                                    "segment_label": "loyal", "clv": "123.45",
+                                    "model_version": "v1+100"})
+        pipe.zadd("t:rank:churn", {customer: 0.123456})
+        pipe.zadd("t:rank:clv", {customer: 123.45})
+        pipe.zcount("t:rank:clv", "-inf", 123.45)
+        pipe.sadd("t:segments:members:2", customer)
+        pipe.hgetall(profile)
+
+
+async def _cpu_per_command_us(client: aioredis.Redis, lean: bool, customers: int,
+                              batches: int) -> float:
+    started = time.process_time()
+    for _ in range(batches):
+        pipe = (LeanPipeline(client.connection_pool, client.response_callbacks, False, None)
+                if lean else Pipeline(client.connection_pool, client.response_callbacks,
+                                      False, None))
+        async with pipe:
+            _queue_batch(pipe, customers)
+            await pipe.execute()
+    return (time.process_time() - started) / (batches * customers * COMMANDS_PER_CUSTOMER) * 1e6
+
+
+async def _measure(redis_url: str, customers: int, batches: int, rounds: int
+                   ) -> dict[str, list[float]]:
+    client = connect(redis_url, socket_timeout=None)
+    figures: dict[str, list[float]] = {"redis-py pipeline": [], "LeanPipeline": []}
+    try:
+        await client.flushdb()
+        await _cpu_per_command_us(client, True, customers, 5)  # connect, fill the keys
+        for _ in tqdm(range(rounds), desc="rounds", unit="round"):
+            figures["redis-py pipeline"].append(
+                await _cpu_per_command_us(client, False, customers, batches))
+            figures["LeanPipeline"].append(
+                await _cpu_per_command_us(client, True, customers, batches))
+    finally:
+        await client.aclose()
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=100,
+                        help="customers per pipeline (six commands each)")
+    parser.add_argument("--batches", type=int, default=50, help="pipelines per round")
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    server = RedisServer(work_dir=Path(tempfile.mkdtemp(prefix="crm-bench-")), persist=False)
+    try:
+        figures = asyncio.run(_measure(server.start(), args.customers, args.batches,
+                                       args.rounds))
+    finally:
+        server.stop()
+    baseline = statistics.median(figures["redis-py pipeline"])
+    table = ["| pipeline | client CPU µs per command (median) | range | ratio to redis-py |",
+             "|---|---:|---:|---:|"]
+    for name, values in figures.items():
+        median = statistics.median(values)
+        table.append(f"| {name} | {median:.2f} | {min(values):.2f}-{max(values):.2f} | "
+                     f"{median / baseline:.2f} |")
+    report = "\n".join([
+        "# Pipelined Redis commands: client CPU", "",
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: {args.rounds} alternating rounds of "
+        f"{args.batches} pipelines of {args.customers * COMMANDS_PER_CUSTOMER} commands "
+        "(a worker batch's score writes and a profile read), both on the worker's "
+        "connection class (hiredis packing), against a local redis-server.", "",
+        *table, "",
+        f"Reproduce: `python -m load_tests.bench_redis_client --customers {args.customers} "
+        f"--batches {args.batches} --rounds {args.rounds}`.", ""])
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(report)
+    print(report)
+
+
+if __name__ == "__main__":
+    main()
