@@ -104,6 +104,10 @@ def _int(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
+def _no_writes(pipe: Any) -> None:
+    """The Redis writes of publishing no alerts."""
+
+
 class AlertPublishError(RuntimeError):
     """Some alerts were not acknowledged by the broker; the batch must not be marked done."""
 
@@ -145,7 +149,6 @@ class AlertEngine:
         self._lock = asyncio.Lock()
         self._failed = 0
         self._pending_carts: dict[str, tuple[str, bytes]] = {}  # alert id -> (zset, member)
-        self._feed_once = redis.register_script(_FEED_ONCE)
 
     @property
     def config(self) -> AlertConfig:
@@ -328,9 +331,25 @@ class AlertEngine:
 
     async def publish(self, alerts: Sequence[Alert], timeout: float = 30.0) -> None:
         """Produce to ``crm.alerts`` keyed by customer, wait for the broker, then feed Redis."""
+        feed = await self.publish_to_topic(alerts, timeout)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            feed(pipe)
+            await pipe.execute()
+
+    async def publish_to_topic(self, alerts: Sequence[Alert], timeout: float = 30.0
+                               ) -> Callable[[Any], None]:
+        """Produce to ``crm.alerts`` keyed by customer and wait for the broker; answer the
+        Redis writes that must follow (the feed, once per alert id, and the fired cart
+        timers' removal) for the caller to queue on a pipeline it sends anyway.
+
+        The worker queues them on the round trip that records the batch's progress, so an
+        alert costs its batch no Redis round trip of its own. A crash before that round trip
+        repeats the batch: the same alerts (same ids) go to Kafka again and the feed still
+        takes each once.
+        """
         unique = list({alert.alert_id: alert for alert in alerts}.values())
         if not unique:
-            return
+            return _no_writes
         payloads = [orjson.dumps(alert.model_dump(mode="json")) for alert in unique]
         for alert, payload in zip(unique, payloads, strict=True):
             self._produce(alert.customer_id, payload)
@@ -339,20 +358,23 @@ class AlertEngine:
         if remaining or self._failed:
             failed, self._failed = self._failed, 0
             raise AlertPublishError(f"{remaining} alerts unsent, {failed} failed")
-        async with self._lock, self.redis.pipeline(transaction=False) as pipe:
-            for alert, payload in zip(unique, payloads, strict=True):
-                await self._feed_once(
-                    keys=[_feed_marker_key(alert.alert_id), ALERTS_STREAM_KEY],
-                    args=[payload, alert.tenant, alert.kind.value, FEED_MARKER_TTL_S,
-                          ALERTS_STREAM_MAXLEN],
-                    client=pipe)
-                fired_cart = self._pending_carts.pop(alert.alert_id, None)
-                if fired_cart is not None:
-                    pipe.zrem(*fired_cart)
-            await pipe.execute()
+        fired_carts = [cart for alert in unique
+                       if (cart := self._pending_carts.pop(alert.alert_id, None)) is not None]
         for alert in unique:
             ALERTS_PUBLISHED.labels(kind=alert.kind.value).inc()
         log.info("published %d alerts to %s", len(unique), self.topic)
+
+        def feed(pipe: Any) -> None:
+            for alert, payload in zip(unique, payloads, strict=True):
+                # EVAL, not EVALSHA: nothing to reload after a Redis restart, and a round
+                # trip that also records progress must never be sent twice.
+                pipe.eval(_FEED_ONCE, 2, _feed_marker_key(alert.alert_id), ALERTS_STREAM_KEY,
+                          payload, alert.tenant, alert.kind.value, FEED_MARKER_TTL_S,
+                          ALERTS_STREAM_MAXLEN)
+            for cart in fired_carts:
+                pipe.zrem(*cart)
+
+        return feed
 
     def close(self, timeout: float = 10.0) -> None:
         self._producer.flush(timeout)

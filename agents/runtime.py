@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 
 from agents.alerting import AlertEngine
 from agents.checkpoints import CheckpointStore
@@ -33,8 +34,8 @@ class ModelsAndAlerts:
 
     Three round trips to Redis before the alerts go out: the profiles and the rule states
     are read together, the scores written, then the rule state written as the due cart
-    timers are read. The recommender learns and lists after that; the lists are written with
-    the batch's progress.
+    timers are read. The recommender learns and lists after that; the lists and the alerts'
+    feed are written with the batch's progress.
     """
 
     def __init__(self, *, redis: aioredis.Redis, scorer: ModelScorer,
@@ -60,9 +61,16 @@ class ModelsAndAlerts:
         watermarks = {key: mark for key in advanced
                       if (mark := pipeline.watermark(*key)) is not None}
         fired = await self.alerts.on_batch(updates, watermarks, states=read_states(replies))
-        await self.alerts.publish(fired)
-        # Off the alerts' path, none waits on it: the lists go out with the batch's progress.
-        return self.scorer.refresh_recommendations()
+        feed = await self.alerts.publish_to_topic(fired)
+        # Off the alerts' path, none waits on it: the lists go out with the batch's progress,
+        # and so does the alerts' feed (they are on Kafka already).
+        lists = self.scorer.refresh_recommendations()
+
+        def late_writes(pipe: Pipeline) -> None:
+            feed(pipe)
+            lists(pipe)
+
+        return late_writes
 
 
 def new_bundle(settings: Settings) -> ModelBundle:

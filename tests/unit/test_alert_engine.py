@@ -110,6 +110,25 @@ async def test_publish_produces_keyed_by_customer_and_feeds_the_api_once(
     assert await SystemReader(redis=redis).alerts("default") == alerts
 
 
+async def test_the_worker_feeds_the_api_in_a_round_trip_it_sends_anyway(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    """Verify that publish_to_topic puts the alerts on Kafka and leaves the feed to the
+    caller's pipeline (the worker's: the one recording the batch's progress), once per id."""
+    producer = FakeProducer()
+    alerts_engine = engine(redis, settings, producer=producer)
+    alerts = await alerts_engine.evaluate([update(ticket("t1", "c1", 0), sentiment=-0.9)])
+    feed = await alerts_engine.publish_to_topic(alerts)
+    assert producer.alerts() == alerts
+    assert await redis.xlen(ALERTS_STREAM_KEY) == 0  # nothing sent to Redis yet
+    for _ in range(2):  # the second time: the batch repeated after a crash
+        async with redis.pipeline(transaction=False) as pipe:
+            feed(pipe)
+            pipe.set("progress", 1)
+            await pipe.execute()
+    assert await SystemReader(redis=redis).alerts("default") == alerts
+
+
 async def test_publish_raises_when_the_broker_did_not_take_every_alert(
     redis: aioredis.Redis, settings: Settings
 ) -> None:
