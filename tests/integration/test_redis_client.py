@@ -13,6 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from feature_store.client import LeanPipeline, PipelineScript, connect, execute_pipeline
 
@@ -129,6 +130,21 @@ async def test_a_batch_cancelled_while_waiting_leaves_no_reply_behind(
         pipe.get(f"{prefix}first")
         pipe.echo("mine")
         assert await pipe.execute() == [b"1", b"mine"]
+
+
+async def test_a_socket_timeout_still_bounds_the_replies(redis_url: str, prefix: str) -> None:
+    client = connect(redis_url, socket_timeout=0.1)  # the API's client keeps a timeout
+    try:
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.blpop([f"{prefix}empty-list"], timeout=0.5)
+            with pytest.raises(RedisTimeoutError):
+                await pipe.execute()
+        await asyncio.sleep(0.5)
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.echo("after")
+            assert await pipe.execute() == [b"after"]
+    finally:
+        await client.aclose()
 
 
 async def test_transactions_stay_redis_pys(lean: aioredis.Redis, prefix: str) -> None:
