@@ -29,6 +29,7 @@ from confluent_kafka import Consumer
 from tqdm import tqdm
 
 from agents.pipeline import RawMessage
+from load_tests.measure import write_report
 from load_tests.simulator import TOPIC_BY_TYPE, ShopSimulator
 from stream.devstack import EmbeddedBroker, RedisServer
 from stream.producer import EventProducer
@@ -126,7 +127,7 @@ def main() -> None:
     table = ["| stage | events/s | µs/event | ratio to consume-only |", "|---|---:|---:|---:|"]
     table += [f"| {name} | {rate:,.0f} | {1e6 / rate:,.0f} | {rate / baseline:.3f} |"
               for name, rate in rows]
-    report = "\n".join([
+    write_report(RESULTS, [
         "# Worker throughput", "",
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {len(events):,} simulated events "
         f"({', '.join(f'{t}: {n:,}' for t, n in per_topic.items())}), mixed batches of "
@@ -135,9 +136,6 @@ def main() -> None:
         *table, "",
         f"Reproduce: `python -m load_tests.bench_pipeline --events {args.events} "
         f"--batch {args.batch}`.", ""])
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(report)
-    print(report)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from redis.asyncio.client import Pipeline
 from tqdm import tqdm
 
 from feature_store.client import LeanPipeline, connect
+from load_tests.measure import write_report
 from stream.devstack import RedisServer
 
 RESULTS = Path(__file__).parent / "results" / "REDIS_CLIENT.md"
@@ -94,7 +95,7 @@ def main() -> None:
         median = statistics.median(values)
         table.append(f"| {name} | {median:.2f} | {min(values):.2f}-{max(values):.2f} | "
                      f"{median / baseline:.2f} |")
-    report = "\n".join([
+    write_report(RESULTS, [
         "# Pipelined Redis commands: client CPU", "",
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: {args.rounds} alternating rounds of "
         f"{args.batches} pipelines of {args.customers * COMMANDS_PER_CUSTOMER} commands "
@@ -103,9 +104,6 @@ def main() -> None:
         *table, "",
         f"Reproduce: `python -m load_tests.bench_redis_client --customers {args.customers} "
         f"--batches {args.batches} --rounds {args.rounds}`.", ""])
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(report)
-    print(report)
 
 
 if __name__ == "__main__":

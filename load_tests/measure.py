@@ -1,5 +1,5 @@
-"""Small measuring helpers the benchmarks share: percentiles, per-process CPU time and a
-speed check of the machine."""
+"""Small measuring helpers the benchmarks share: percentiles, per-process CPU time, a speed
+check of the machine, and writing a report."""
 
 from __future__ import annotations
 
@@ -57,3 +57,11 @@ def speed_check_line(before_ms: float, after_ms: float) -> str:
     return (f"Machine speed check (a fixed pure-Python loop on one core; lower is faster, about "
             f"170 ms when this machine is quiet): {before_ms:.0f} ms before the runs, "
             f"{after_ms:.0f} ms after.")
+
+
+def write_report(path: Path, lines: list[str]) -> None:
+    """Write a benchmark's markdown report (making its folder) and print it."""
+    report = "\n".join(lines)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(report)
+    print(report)
