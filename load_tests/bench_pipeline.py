@@ -73,9 +73,9 @@ async def in_process(settings: Settings, batches: list[list[RawMessage]], *,
     if not with_models:
         runtime.pipeline.follower = None
     else:
-        async def keep(alerts: Any) -> None:  # publishing is measured by bench_alerts
-            return None
-        runtime.alerts.publish = keep  # type: ignore[method-assign,assignment]
+        async def keep(alerts: Any, timeout: float = 0.0) -> Any:
+            return lambda pipe: None  # publishing is measured by bench_alerts
+        runtime.alerts.publish_to_topic = keep  # type: ignore[method-assign]
     await runtime.redis.flushdb()
     total = sum(len(batch) for batch in batches)
     started = time.perf_counter()
