@@ -213,9 +213,13 @@ class FeatureStore:
             args=[anonymous_id, orjson.dumps(snapshot), self.limits.max_event_ids,
                   self.limits.recent_products, self.limits.recent_orders, customer_id, tenant],
         )
-        await self.redis.delete(*[visitor.key(suffix) for suffix in _SCRIPT_KEY_SUFFIXES])
-        await self.redis.zrem(customers_key(tenant), visitor.customer_id)
-        await self.redis.sadd(customer.key("merged"), f"{anonymous_id}|done")
+        # One round trip, in this order: Redis runs a connection's commands in turn, so the
+        # visitor is deleted and unindexed whenever completion is recorded.
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.delete(*[visitor.key(suffix) for suffix in _SCRIPT_KEY_SUFFIXES])
+            pipe.zrem(customers_key(tenant), visitor.customer_id)
+            pipe.sadd(customer.key("merged"), f"{anonymous_id}|done")
+            await pipe.execute()
         log.info("stitched visitor %s into customer %s (%s)", anonymous_id, customer_id,
                  outcome.decode() if isinstance(outcome, bytes) else outcome)
         return outcome.decode() if isinstance(outcome, bytes) else str(outcome)

@@ -150,6 +150,46 @@ async def test_stitching_merges_a_visitor_once_in_any_order(
     assert await reader.customer_ids("default") == ["c9"]
 
 
+async def test_a_merge_cut_short_before_completion_is_finished_by_the_redelivered_login(
+    store: FeatureStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verify that a crash after the copy but before the visitor is deleted and the merge
+    marked done is resumed by the login's redelivery: copied once, visitor gone."""
+    browse = [{"event_id": f"a{n}", "anonymous_id": "v2", "session_id": "s-anon",
+               "occurred_at": f"2026-04-01T10:0{n}:00Z", "type": "click",
+               "kind": "product_view", "product_id": f"p{n}", "category": "toys"}
+              for n in range(3)]
+    login = {"event_id": "login2", "customer_id": "c8", "anonymous_id": "v2",
+             "session_id": "s-anon", "occurred_at": "2026-04-01T10:05:00Z", "type": "click",
+             "kind": "page_view"}
+    await store.apply_events([validate_event(event) for event in browse])
+    real_pipeline = store.redis.pipeline
+
+    def crashing_before_completion(*args: Any, **kwargs: Any) -> Any:
+        pipe = real_pipeline(*args, **kwargs)
+        real_execute = pipe.execute
+
+        async def execute(*a: Any, **k: Any) -> Any:
+            if any(str(command[-1]).endswith("|done") for command, _ in pipe.command_stack):
+                raise ConnectionError("the worker died here")
+            return await real_execute(*a, **k)
+
+        pipe.execute = execute
+        return pipe
+
+    monkeypatch.setattr(store.redis, "pipeline", crashing_before_completion)
+    with pytest.raises(ConnectionError):
+        await store.apply_events([validate_event(login)])
+    monkeypatch.setattr(store.redis, "pipeline", real_pipeline)
+    await store.apply_events([validate_event(login)])  # the redelivery
+    expected = reference_profiles([*browse, login])
+    live = await live_profiles(store, ["c8"])
+    assert_same_features(live["c8"], expected["c8"], "c8")
+    reader = ProfileReader(redis=store.redis)
+    assert await reader.profile("default", "anon:v2") is None
+    assert await reader.customer_ids("default") == ["c8"]
+
+
 async def test_erasure_deletes_everything_and_blocks_later_events(store: FeatureStore) -> None:
     """Verify that erasure removes every key of the customer and drops their later events."""
     events = [e | {"customer_id": "c1"} for e in random_events(random.Random(5), 20)]
