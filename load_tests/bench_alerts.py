@@ -49,6 +49,7 @@ from load_tests.measure import (
     process_cpu_seconds,
     speed_check_line,
     speed_check_ms,
+    write_report,
 )
 from load_tests.simulator import TOPIC_BY_TYPE, ShopSimulator
 from schemas.topics import ALERTS, TICKETS
@@ -474,11 +475,9 @@ def main() -> None:
                       prime=(args.prime, args.rate[0]) if args.prime > 0 else None,
                       reproduce=shlex.join(["python", "-m", "load_tests.bench_alerts",
                                             *sys.argv[1:]]))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
+    write_report(args.output, text)
     if plot is not None:
         plot_points(points, plot)
-    args.output.write_text(text)
-    print(text)
 
 
 if __name__ == "__main__":

@@ -66,6 +66,7 @@ from load_tests.measure import (
     percentile,
     speed_check_line,
     speed_check_ms,
+    write_report,
 )
 from stream.processes import ManagedProcess, free_port
 from stream.settings import Settings
@@ -714,9 +715,7 @@ def main() -> None:
                                "the embedded broker"),
                        speed_ms=(speed_before, speed_check_ms()))
         report = _report(outcome, info, baseline)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(report)
-    print(report)
+    write_report(args.output, report)
 
 
 if __name__ == "__main__":

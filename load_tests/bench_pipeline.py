@@ -127,7 +127,7 @@ def main() -> None:
     table = ["| stage | events/s | µs/event | ratio to consume-only |", "|---|---:|---:|---:|"]
     table += [f"| {name} | {rate:,.0f} | {1e6 / rate:,.0f} | {rate / baseline:.3f} |"
               for name, rate in rows]
-    write_report(RESULTS, [
+    write_report(RESULTS, "\n".join([
         "# Worker throughput", "",
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {len(events):,} simulated events "
         f"({', '.join(f'{t}: {n:,}' for t, n in per_topic.items())}), mixed batches of "
@@ -135,7 +135,7 @@ def main() -> None:
         "one process, real redis-server and embedded broker on this machine.", "",
         *table, "",
         f"Reproduce: `python -m load_tests.bench_pipeline --events {args.events} "
-        f"--batch {args.batch}`.", ""])
+        f"--batch {args.batch}`.", ""]))
 
 
 if __name__ == "__main__":

@@ -95,7 +95,7 @@ def main() -> None:
         median = statistics.median(values)
         table.append(f"| {name} | {median:.2f} | {min(values):.2f}-{max(values):.2f} | "
                      f"{median / baseline:.2f} |")
-    write_report(RESULTS, [
+    write_report(RESULTS, "\n".join([
         "# Pipelined Redis commands: client CPU", "",
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: {args.rounds} alternating rounds of "
         f"{args.batches} pipelines of {args.customers * COMMANDS_PER_CUSTOMER} commands "
@@ -103,7 +103,7 @@ def main() -> None:
         "connection class (hiredis packing), against a local redis-server.", "",
         *table, "",
         f"Reproduce: `python -m load_tests.bench_redis_client --customers {args.customers} "
-        f"--batches {args.batches} --rounds {args.rounds}`.", ""])
+        f"--batches {args.batches} --rounds {args.rounds}`.", ""]))
 
 
 if __name__ == "__main__":

@@ -59,9 +59,8 @@ def speed_check_line(before_ms: float, after_ms: float) -> str:
             f"{after_ms:.0f} ms after.")
 
 
-def write_report(path: Path, lines: list[str]) -> None:
+def write_report(path: Path, report: str) -> None:
     """Write a benchmark's markdown report (making its folder) and print it."""
-    report = "\n".join(lines)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(report)
     print(report)
