@@ -120,18 +120,36 @@ async def test_late_events_never_move_last_seen_backwards(store: FeatureStore) -
     assert profile.features.first_seen_at.isoformat() == "2026-03-01T00:00:00+00:00"
 
 
+def browsing_then_login(visitor: str, customer: str, login_id: str
+                        ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Three product views by an anonymous visitor, then the same session logging in."""
+    browse = [{"event_id": f"a{n}", "anonymous_id": visitor, "session_id": "s-anon",
+               "occurred_at": f"2026-04-01T10:0{n}:00Z", "type": "click",
+               "kind": "product_view", "product_id": f"p{n}", "category": "toys"}
+              for n in range(3)]
+    login = {"event_id": login_id, "customer_id": customer, "anonymous_id": visitor,
+             "session_id": "s-anon", "occurred_at": "2026-04-01T10:05:00Z", "type": "click",
+             "kind": "page_view"}
+    return browse, login
+
+
+async def assert_merged(store: FeatureStore, events: list[dict[str, Any]], visitor: str,
+                        customer: str) -> None:
+    """The customer holds everything ``events`` say, and the visitor is gone for good."""
+    expected = reference_profiles(events)
+    live = await live_profiles(store, [customer])
+    assert_same_features(live[customer], expected[customer], customer)
+    reader = ProfileReader(redis=store.redis)
+    assert await reader.profile("default", f"anon:{visitor}") is None
+    assert await reader.customer_ids("default") == [customer]
+
+
 @pytest.mark.parametrize("visitor_first", [True, False])
 async def test_stitching_merges_a_visitor_once_in_any_order(
     store: FeatureStore, visitor_first: bool
 ) -> None:
     """Verify that a visitor's history lands on the customer, before or after the login."""
-    browse = [{"event_id": f"a{n}", "anonymous_id": "v1", "session_id": "s-anon",
-               "occurred_at": f"2026-04-01T10:0{n}:00Z", "type": "click",
-               "kind": "product_view", "product_id": f"p{n}", "category": "toys"}
-              for n in range(3)]
-    login = {"event_id": "login", "customer_id": "c9", "anonymous_id": "v1",
-             "session_id": "s-anon", "occurred_at": "2026-04-01T10:05:00Z", "type": "click",
-             "kind": "page_view"}
+    browse, login = browsing_then_login("v1", "c9", "login")
     later = {"event_id": "a9", "anonymous_id": "v1", "session_id": "s2",
              "occurred_at": "2026-04-02T10:00:00Z", "type": "click", "kind": "search"}
     order = [*browse, login, later] if visitor_first else [login, *browse, later]
@@ -141,13 +159,8 @@ async def test_stitching_merges_a_visitor_once_in_any_order(
     await store.redis.flushdb()
     await store.apply_events([validate_event(event) for event in order])
     await store.apply_events([validate_event(login)])  # a redelivered login merges nothing twice
-    expected = reference_profiles([*browse, login, later])
-    assert sorted(expected) == ["c9"]
-    live = await live_profiles(store, ["c9"])
-    assert_same_features(live["c9"], expected["c9"], "c9")
-    reader = ProfileReader(redis=store.redis)
-    assert await reader.profile("default", "anon:v1") is None
-    assert await reader.customer_ids("default") == ["c9"]
+    assert sorted(reference_profiles([*browse, login, later])) == ["c9"]
+    await assert_merged(store, [*browse, login, later], "v1", "c9")
 
 
 async def test_a_merge_cut_short_before_completion_is_finished_by_the_redelivered_login(
@@ -155,13 +168,7 @@ async def test_a_merge_cut_short_before_completion_is_finished_by_the_redelivere
 ) -> None:
     """Verify that a crash after the copy but before the visitor is deleted and the merge
     marked done is resumed by the login's redelivery: copied once, visitor gone."""
-    browse = [{"event_id": f"a{n}", "anonymous_id": "v2", "session_id": "s-anon",
-               "occurred_at": f"2026-04-01T10:0{n}:00Z", "type": "click",
-               "kind": "product_view", "product_id": f"p{n}", "category": "toys"}
-              for n in range(3)]
-    login = {"event_id": "login2", "customer_id": "c8", "anonymous_id": "v2",
-             "session_id": "s-anon", "occurred_at": "2026-04-01T10:05:00Z", "type": "click",
-             "kind": "page_view"}
+    browse, login = browsing_then_login("v2", "c8", "login2")
     await store.apply_events([validate_event(event) for event in browse])
     real_pipeline = store.redis.pipeline
 
@@ -182,12 +189,7 @@ async def test_a_merge_cut_short_before_completion_is_finished_by_the_redelivere
         await store.apply_events([validate_event(login)])
     monkeypatch.setattr(store.redis, "pipeline", real_pipeline)
     await store.apply_events([validate_event(login)])  # the redelivery
-    expected = reference_profiles([*browse, login])
-    live = await live_profiles(store, ["c8"])
-    assert_same_features(live["c8"], expected["c8"], "c8")
-    reader = ProfileReader(redis=store.redis)
-    assert await reader.profile("default", "anon:v2") is None
-    assert await reader.customer_ids("default") == ["c8"]
+    await assert_merged(store, [*browse, login], "v2", "c8")
 
 
 async def test_erasure_deletes_everything_and_blocks_later_events(store: FeatureStore) -> None:
