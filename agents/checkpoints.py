@@ -2,7 +2,9 @@
 
 Each worker writes under ``<checkpoint_dir>/<app_id>/<worker_name>/``; a restarted worker
 resumes from its own newest checkpoint, or from the newest of any worker of the app when it
-has none (a new replica takes over from the fleet). Only the last few files are kept.
+has none (a new replica takes over from the fleet). Only the last few files are kept. The
+files of one kind share a name prefix: ``models-`` for the bundle, ``recommender-`` for the
+recommender, which learns in a process of its own (see :mod:`agents.recommending`).
 
 Serialising the models takes a busy worker's event loop 100-300 ms (and grows with the
 number of customers), which would stall every alert behind it. :meth:`CheckpointStore.
@@ -18,7 +20,9 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from online_models import CheckpointError, ModelBundle, read_header
 
@@ -26,23 +30,27 @@ log = logging.getLogger(__name__)
 
 KEEP = 3
 
+T = TypeVar("T")
+
 
 class CheckpointStore:
-    def __init__(self, *, directory: Path, app_id: str, worker_name: str) -> None:
+    def __init__(self, *, directory: Path, app_id: str, worker_name: str,
+                 kind: str = "models") -> None:
         self.app_dir = directory / app_id
         self.directory = self.app_dir / worker_name
+        self.kind = kind
 
     def save(self, data: bytes) -> Path:
         """Write one checkpoint (bytes from :meth:`ModelBundle.to_bytes`) atomically."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        path = self.directory / f"models-{time.time_ns()}.ckpt"
+        path = self.directory / f"{self.kind}-{time.time_ns()}.ckpt"
         partial = path.with_suffix(".partial")
         with partial.open("wb") as file:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
         partial.replace(path)
-        for old in sorted(self.directory.glob("models-*.ckpt"))[:-KEEP]:
+        for old in sorted(self.directory.glob(f"{self.kind}-*.ckpt"))[:-KEEP]:
             old.unlink(missing_ok=True)
         return path
 
@@ -82,18 +90,24 @@ class CheckpointStore:
         return Path(os.fsdecode(written))
 
     def load_latest(self) -> ModelBundle | None:
-        """The newest readable checkpoint: this worker's first, then any worker's of the app."""
-        own = sorted(self.directory.glob("models-*.ckpt"), reverse=True)
-        fleet = sorted(self.app_dir.glob("*/models-*.ckpt"), key=lambda p: p.name, reverse=True)
+        """The newest readable bundle: this worker's first, then any worker's of the app."""
+        return self.load_newest(ModelBundle.from_bytes)
+
+    def load_newest(self, decode: Callable[[bytes], T]) -> T | None:
+        """The newest readable checkpoint of this store's kind, decoded: this worker's
+        first, then any worker's of the app."""
+        pattern = f"{self.kind}-*.ckpt"
+        own = sorted(self.directory.glob(pattern), reverse=True)
+        fleet = sorted(self.app_dir.glob(f"*/{pattern}"), key=lambda p: p.name, reverse=True)
         for path in [*own, *fleet]:
             try:
                 data = path.read_bytes()
-                bundle = ModelBundle.from_bytes(data)
+                model = decode(data)
             except (OSError, CheckpointError) as error:
                 log.warning("skipping unreadable checkpoint %s: %s", path, error)
                 continue
             header = read_header(data)
-            log.info("restored models from %s (%s, examples %s)", path, bundle.version,
-                     header.get("example_counts"))
-            return bundle
+            log.info("restored %s from %s (%s, examples %s)", self.kind, path,
+                     header.get("version"), header.get("example_counts"))
+            return model
         return None

@@ -16,13 +16,14 @@ from agents.alerting import AlertEngine
 from agents.checkpoints import CheckpointStore
 from agents.collector import CollectorSchedule
 from agents.pipeline import BatchResult, EventPipeline, LateWrites
+from agents.recommending import RecommendationWork, RecommenderProcess
 from agents.rescoring import SilenceSweep
 from agents.scoring import ModelScorer, touched_customers
 from feature_store.client import connect
 from feature_store.keys import MODELS_HISTORY_KEY, MODELS_KEY, THROUGHPUT_KEY
 from feature_store.model_inputs import queue_model_inputs
 from feature_store.store import FeatureStore, StoreLimits
-from online_models import ChurnModel, ModelBundle
+from online_models import ChurnModel, ModelBundle, Recommender
 from stream.deadletters import DeadLetterPublisher
 from stream.settings import Settings
 
@@ -34,15 +35,17 @@ class ModelsAndAlerts:
 
     Three round trips to Redis before the alerts go out: the profiles and the rule states
     are read together, the scores written, then the rule state written as the due cart
-    timers are read. The recommender learns and lists after that; the lists and the alerts'
-    feed are written with the batch's progress.
+    timers are read. The recommender's work goes to its process after that (or, without
+    one, is done here and its lists written with the batch's progress, as is the alerts'
+    feed).
     """
 
-    def __init__(self, *, redis: aioredis.Redis, scorer: ModelScorer,
-                 alerts: AlertEngine) -> None:
+    def __init__(self, *, redis: aioredis.Redis, scorer: ModelScorer, alerts: AlertEngine,
+                 recommender: RecommenderProcess | None = None) -> None:
         self.redis = redis
         self.scorer = scorer
         self.alerts = alerts
+        self.recommender = recommender
 
     async def on_batch(self, result: BatchResult, pipeline: EventPipeline) -> LateWrites:
         # A batch mixes topics: learn and alert in event-time order (stable for equal times).
@@ -64,6 +67,9 @@ class ModelsAndAlerts:
         feed = await self.alerts.publish_to_topic(fired)
         # Off the alerts' path, none waits on it: the lists go out with the batch's progress,
         # and so does the alerts' feed (they are on Kafka already).
+        if self.recommender is not None:
+            self.recommender.submit(self.scorer.take_recommendation_work())
+            return feed
         lists = self.scorer.refresh_recommendations()
 
         def late_writes(pipe: Pipeline) -> None:
@@ -87,10 +93,15 @@ class WorkerRuntime:
         self.redis = connect(settings.redis_url, socket_timeout=None)
         self.store = FeatureStore(
             redis=self.redis, limits=StoreLimits(max_event_ids=settings.dedupe_ids_per_customer))
+        worker_name = settings.worker_name or socket.gethostname()
         self.checkpoints = CheckpointStore(
-            directory=settings.checkpoint_dir, app_id=settings.app_id,
-            worker_name=settings.worker_name or socket.gethostname())
+            directory=settings.checkpoint_dir, app_id=settings.app_id, worker_name=worker_name)
         self.bundle = self.checkpoints.load_latest() or new_bundle(settings)
+        self.recommender: RecommenderProcess | None = None
+        if settings.recommender_process:
+            self.recommender = RecommenderProcess(settings, worker_name)
+            # The process holds (and checkpoints) the real one; the bundle's stays empty.
+            self.bundle.recommender = Recommender()
         self.scorer = ModelScorer(redis=self.redis, bundle=self.bundle)
         self.alerts = AlertEngine(redis=self.redis, settings=settings)
         self.sweep = SilenceSweep(redis=self.redis, churn=self.bundle.churn)
@@ -99,7 +110,8 @@ class WorkerRuntime:
             dead_letters=DeadLetterPublisher(settings=settings),
             allowed_lateness_ms=int(settings.allowed_lateness_s * 1000),
             max_event_bytes=settings.max_event_bytes,
-            follower=ModelsAndAlerts(redis=self.redis, scorer=self.scorer, alerts=self.alerts),
+            follower=ModelsAndAlerts(redis=self.redis, scorer=self.scorer, alerts=self.alerts,
+                                     recommender=self.recommender),
         )
         self.alerts.install_sighup_handler(asyncio.get_running_loop())
         self._last_sample = (time.monotonic(), 0)
@@ -107,9 +119,15 @@ class WorkerRuntime:
 
     async def checkpoint(self) -> None:
         """The final checkpoint of a stopping worker: serialise in the loop (the models are
-        not thread-safe; nothing waits on the loop any more), write in a thread."""
+        not thread-safe; nothing waits on the loop any more), write in a thread, while the
+        recommender process checkpoints and stops."""
+        loop = asyncio.get_running_loop()
+        stopped = (loop.run_in_executor(None, self.recommender.stop)
+                   if self.recommender is not None else None)
         data = self.bundle.to_bytes()
-        path = await asyncio.get_running_loop().run_in_executor(None, self.checkpoints.save, data)
+        path = await loop.run_in_executor(None, self.checkpoints.save, data)
+        if stopped is not None:
+            await stopped
         log.info("checkpointed %s to %s (%d bytes)", self.bundle.version, path, len(data))
 
     async def checkpoint_in_background(self) -> None:
@@ -125,15 +143,21 @@ class WorkerRuntime:
     async def publish_telemetry(self, lag: int | None) -> None:
         """Model versions and online metrics, and throughput, for the API and dashboard."""
         now_ms = int(time.time() * 1000)
+        versions = self.bundle.model_versions()
         counts = self.bundle.example_counts()
         metrics = self.bundle.metrics()
+        report = self.recommender.report() if self.recommender is not None else None
+        if report is not None:
+            versions["recommendations"] = report.model_version
+            counts["recommendations"] = report.example_count
+            metrics["recommendations"] = report.metrics
         records = {
             name: orjson.dumps({"name": name, "version": version,
                                 "example_count": counts.get(name, 0),
                                 "metrics": _numbers(metrics.get(name, {})),
                                 "details": _plain(metrics.get(name, {})),
                                 "updated_at": now_ms})
-            for name, version in self.bundle.model_versions().items()
+            for name, version in versions.items()
         }
         await self.scorer.publish_segments()
         started, processed = self._last_sample
@@ -157,6 +181,9 @@ class WorkerRuntime:
         a few with each batch's progress; see ModelScorer.refresh_recommendations)."""
         if not self.scorer.lists_due:
             return
+        if self.recommender is not None:
+            self.recommender.submit(self.scorer.take_recommendation_work())
+            return
         write = self.scorer.refresh_recommendations()
         async with self.redis.pipeline(transaction=False) as pipe:
             write(pipe)
@@ -168,6 +195,8 @@ class WorkerRuntime:
 
     async def forget(self, tenant: str, customer_id: str) -> None:
         await self.scorer.forget(tenant, customer_id)
+        if self.recommender is not None:
+            self.recommender.submit(RecommendationWork(erased=[(tenant, customer_id)]))
 
 
 def _numbers(metrics: dict[str, Any]) -> dict[str, float | None]:

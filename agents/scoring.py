@@ -7,9 +7,11 @@ the batch is scored once, from their profile after the batch, and the scores go 
 Redis in one pipeline. Duplicates teach nothing.
 
 The recommender's share (learning the batch's interactions, fresh top-N lists) is the
-largest and no alert depends on it, so it waits for :meth:`ModelScorer.refresh_recommendations`,
-which the worker calls once the batch's alerts are out; the lists are written in the round
-trip that records the batch's progress.
+largest and no alert depends on it, so the scorer only collects it. Once the batch's alerts
+are out, the worker hands it to its recommender process (:meth:`ModelScorer.
+take_recommendation_work`, see :mod:`agents.recommending`), or, without one, does it itself
+(:meth:`ModelScorer.refresh_recommendations`) and writes the lists in the round trip that
+records the batch's progress.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -26,6 +28,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
 from agents.alert_rules import CustomerUpdate
+from agents.recommending import Interaction, RecommendationWork, apply_work
 from feature_store.keys import CustomerKeys, ranking_key, segments_key
 from feature_store.model_inputs import ModelInput, ModelInputs, load_model_inputs
 from online_models import ModelBundle, behaviour_vector
@@ -36,26 +39,11 @@ log = logging.getLogger(__name__)
 AnyEvent = ClickEvent | PurchaseEvent | TicketEvent
 
 EXPLANATION_FEATURES = 5
-RECOMMENDATIONS = 10
 _INTERACTIONS = {ClickKind.PRODUCT_VIEW: "view", ClickKind.ADD_TO_CART: "cart"}
 
 
 def _ticket_text(event: TicketEvent) -> str:
     return f"{event.subject}\n{event.body}".strip()
-
-
-@dataclass(frozen=True)
-class _Interaction:
-    """A product interaction waiting for the recommender (see ``refresh_recommendations``):
-    one product viewed or carted, or an order's products bought."""
-
-    tenant: str
-    customer_id: str
-    products: tuple[str, ...]
-    kind: str
-    at_ms: int
-    recent: list[str]
-    exclude: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -97,7 +85,7 @@ class ModelScorer:
         self._recommended_at: dict[tuple[str, str], float] = {}
         self.tenants_seen: set[str] = set()
         # The recommender's work of the batches scored since the last refresh, in order.
-        self._interactions: list[_Interaction] = []
+        self._interactions: list[Interaction] = []
         # Customers due for a fresh list, first due first; a customer due again keeps their
         # place and gets their newest inputs.
         self._due_recommendations: dict[tuple[str, str], tuple[set[str], list[str]]] = {}
@@ -186,13 +174,13 @@ class ModelScorer:
             # The profile already holds this order: what the list served before it excluded
             # was the bought set without this order's products.
             bought_before = model_input.bought - {item.product_id for item in event.items}
-            self._interactions.append(_Interaction(
+            self._interactions.append(Interaction(
                 event.tenant, customer, tuple(item.product_id for item in event.items),
                 "purchase", at_ms, recent, bought_before))
         elif isinstance(event, ClickEvent):
             kind = _INTERACTIONS.get(event.kind)
             if kind and event.product_id:
-                self._interactions.append(_Interaction(
+                self._interactions.append(Interaction(
                     event.tenant, customer, (event.product_id,), kind, at_ms, recent))
         elif event.status is TicketStatus.RESOLVED and event.csat is not None:
             text = _ticket_text(event)
@@ -330,37 +318,29 @@ class ModelScorer:
         """Customers waiting for a fresh recommendation list."""
         return len(self._due_recommendations)
 
+    def take_recommendation_work(self, lists: int | None = None) -> RecommendationWork:
+        """The recommender's share of the batches scored since the last call: their
+        interactions in order, and the first ``lists`` customers due for a fresh list (all
+        when None; at most one list per ``recommendation_refresh_s`` each)."""
+        interactions, self._interactions = self._interactions, []
+        due = dict(itertools.islice(self._due_recommendations.items(), lists))
+        for key in due:
+            del self._due_recommendations[key]
+        return RecommendationWork(interactions=interactions, due=due)
+
     def refresh_recommendations(self) -> Callable[[Pipeline], None]:
-        """The recommender's share of the batches scored since the last call: learn their
-        interactions in order, and list the top-N of the first ``lists_per_call`` customers
-        due for a fresh list (at most one per ``recommendation_refresh_s`` each). Answers
-        the writes of the lists, for the caller to queue on a pipeline of its own.
+        """The recommender's work done here, in the worker (when it has no process of its
+        own, see :mod:`agents.recommending`): learn the interactions and list the first
+        ``lists_per_call`` customers due. Answers the writes of the lists, for the caller
+        to queue on a pipeline of its own.
 
         Listing is most of the recommender's cost and nothing waits on it, so under load it
         is spread over the following calls: lists get a little older instead of every batch
         (and every alert behind it) getting slower. The worker also calls this on a timer,
         so lists still due when traffic stops are written all the same.
         """
-        interactions, self._interactions = self._interactions, []
-        due = dict(itertools.islice(self._due_recommendations.items(), self.lists_per_call))
-        for key in due:
-            del self._due_recommendations[key]
-        recommender = self.bundle.recommender
-        for interaction in interactions:
-            if interaction.kind == "purchase":
-                recommender.learn_order(interaction.customer_id, interaction.products,
-                                        interaction.at_ms, recent=interaction.recent,
-                                        exclude=interaction.exclude)
-            else:
-                recommender.learn(interaction.customer_id, interaction.products[0],
-                                  interaction.kind, interaction.at_ms, recent=interaction.recent)
-        lists = {
-            CustomerKeys(tenant, customer).recos: orjson.dumps([
-                {"product_id": item, "score": round(score, 6), "source": source}
-                for item, score, source in recommender.top_n(
-                    customer, RECOMMENDATIONS, exclude=bought, recent=recent)])
-            for (tenant, customer), (bought, recent) in due.items()
-        }
+        lists = apply_work(self.bundle.recommender,
+                           self.take_recommendation_work(self.lists_per_call))
 
         def write(pipe: Pipeline) -> None:
             for key, value in lists.items():

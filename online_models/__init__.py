@@ -8,7 +8,13 @@ pickles into a :class:`ModelBundle` checkpoint.
 from __future__ import annotations
 
 from online_models.anomaly import AnomalyScore, PurchaseAnomaly
-from online_models.checkpoint import CheckpointError, ModelBundle, read_header
+from online_models.checkpoint import (
+    CheckpointError,
+    ModelBundle,
+    decode_checkpoint,
+    encode_checkpoint,
+    read_header,
+)
 from online_models.churn import ChurnModel, Explanation, FeatureContribution
 from online_models.clv import ClvEstimate, ClvModel
 from online_models.cooccurrence import CoOccurrence
@@ -47,5 +53,7 @@ __all__ = [
     "WindowLabeler",
     "behaviour_vector",
     "churn_features",
+    "decode_checkpoint",
+    "encode_checkpoint",
     "read_header",
 ]

@@ -2,8 +2,9 @@
 
 The byte layout is ``MAGIC``, a 4-byte big-endian header length, a JSON header (format
 version, creation time, model versions, example counts, BLAKE2b of the payload) and a pickle
-of the :class:`ModelBundle`. The header can be read without unpickling anything
-(:func:`read_header`). Unpickling runs code: load only checkpoints this system wrote.
+of the :class:`ModelBundle`, or of one model checkpointed apart (:func:`encode_checkpoint`).
+The header can be read without unpickling anything (:func:`read_header`). Unpickling runs
+code: load only checkpoints this system wrote.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 import pickle
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from online_models.anomaly import PurchaseAnomaly
 from online_models.churn import ChurnModel
@@ -22,10 +23,13 @@ from online_models.recommend import Recommender
 from online_models.segments import Segmenter
 from online_models.sentiment import SentimentModel
 
-__all__ = ["FORMAT_VERSION", "MAGIC", "CheckpointError", "ModelBundle", "read_header"]
+__all__ = ["FORMAT_VERSION", "MAGIC", "CheckpointError", "ModelBundle", "decode_checkpoint",
+           "encode_checkpoint", "read_header"]
 
 MAGIC = b"CRMMODELS\n"
 FORMAT_VERSION = 1
+
+T = TypeVar("T")
 
 
 class CheckpointError(ValueError):
@@ -93,27 +97,42 @@ class ModelBundle:
         return out
 
     def to_bytes(self, *, created_at_ms: int | None = None) -> bytes:
-        payload = pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
-        header = {
-            "format_version": FORMAT_VERSION,
-            "created_at_ms": int(time.time() * 1000) if created_at_ms is None else created_at_ms,
-            "version": self.version,
-            "model_versions": self.model_versions(),
-            "example_counts": self.example_counts(),
-            "payload_blake2b": hashlib.blake2b(payload, digest_size=16).hexdigest(),
-        }
-        encoded = json.dumps(header, sort_keys=True).encode()
-        return MAGIC + len(encoded).to_bytes(4, "big") + encoded + payload
+        return encode_checkpoint(self, version=self.version, model_versions=self.model_versions(),
+                                 example_counts=self.example_counts(),
+                                 created_at_ms=created_at_ms)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> ModelBundle:
-        header, payload = _split(data)
-        if hashlib.blake2b(payload, digest_size=16).hexdigest() != header.get("payload_blake2b"):
-            raise CheckpointError("checkpoint payload does not match its checksum")
-        bundle = pickle.loads(payload)
-        if not isinstance(bundle, cls):
-            raise CheckpointError(f"checkpoint holds a {type(bundle).__name__}, not a ModelBundle")
-        return bundle
+        return decode_checkpoint(data, cls)
+
+
+def encode_checkpoint(model: object, *, version: str, model_versions: dict[str, str],
+                      example_counts: dict[str, int], created_at_ms: int | None = None) -> bytes:
+    """A checkpoint of any picklable model: the bundle's, or one model kept apart from it
+    (the recommender, which learns in a process of its own)."""
+    payload = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
+    header = {
+        "format_version": FORMAT_VERSION,
+        "created_at_ms": int(time.time() * 1000) if created_at_ms is None else created_at_ms,
+        "version": version,
+        "model_versions": model_versions,
+        "example_counts": example_counts,
+        "payload_blake2b": hashlib.blake2b(payload, digest_size=16).hexdigest(),
+    }
+    encoded = json.dumps(header, sort_keys=True).encode()
+    return MAGIC + len(encoded).to_bytes(4, "big") + encoded + payload
+
+
+def decode_checkpoint(data: bytes, expected: type[T]) -> T:
+    """The model in ``data``, checked against its checksum and for being an ``expected``."""
+    header, payload = _split(data)
+    if hashlib.blake2b(payload, digest_size=16).hexdigest() != header.get("payload_blake2b"):
+        raise CheckpointError("checkpoint payload does not match its checksum")
+    model = pickle.loads(payload)
+    if not isinstance(model, expected):
+        raise CheckpointError(
+            f"checkpoint holds a {type(model).__name__}, not a {expected.__name__}")
+    return model
 
 
 def _split(data: bytes) -> tuple[dict[str, Any], bytes]:

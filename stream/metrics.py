@@ -19,3 +19,7 @@ EVENT_DELAY_SECONDS = Histogram(
     "From an input message's Kafka timestamp to the start of its processing",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+RECOMMENDER_SHED = Counter(
+    "crm_worker_recommender_shed",
+    "Interactions and lists the recommender process did not get, as it was too far behind",
+)

@@ -90,6 +90,17 @@ class Settings(BaseSettings):
     telemetry_interval_s: float = Field(default=5.0, gt=0)
     rescore_interval_s: float = Field(
         default=1.0, gt=0, description="How often a chunk of quiet customers is re-scored.")
+    recommender_process: bool = Field(
+        default=True,
+        description="Learn and list recommendations in a low-priority process beside each "
+        "worker, off the alerts' path (see agents.recommending). Off, the worker's event loop "
+        "does it and checkpoints the recommender with its other models.")
+    recommender_nice: int = Field(
+        default=10, ge=0, le=19, description="How much lower the recommender process's CPU "
+        "priority is than its worker's (os.nice).")
+    recommender_max_backlog: int = Field(
+        default=50_000, ge=0, description="Interactions and lists the recommender process "
+        "may fall behind before its worker sheds new ones (crm_worker_recommender_shed_total).")
 
     # API
     api_host: str = "127.0.0.1"
