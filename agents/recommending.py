@@ -50,6 +50,8 @@ RECOMMENDATIONS = 10
 REPORT_INTERVAL_S = 1.0
 #: How long the child waits for work before it checks on its parent.
 POLL_S = 1.0
+#: After SIGTERM, the child stops once no work has come for this long.
+DRAIN_S = 0.2
 #: A child that died is restarted at most this often (a crash loop must not eat the CPU).
 RESTART_INTERVAL_S = 5.0
 
@@ -155,9 +157,10 @@ def recommender_checkpoint(recommender: Recommender) -> bytes:
 def serve(inbox: Any, outbox: Any, settings: Settings, worker_name: str) -> None:
     """The child's main loop: apply work in order until told to stop or orphaned.
 
-    It stops on ``None`` from the worker, on SIGTERM, or when the worker is gone (SIGKILL
-    leaves the child orphaned; it notices within :data:`POLL_S`), and checkpoints first in
-    every case. Ctrl-C reaches the whole process group; the worker stops the child itself.
+    It stops on ``None`` from the worker, on SIGTERM once the work already queued is done,
+    or when the worker is gone (SIGKILL leaves the child orphaned; it notices within
+    :data:`POLL_S`), and checkpoints first in every case. Ctrl-C reaches the whole process
+    group; the worker stops the child itself.
     """
     logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -175,10 +178,12 @@ def serve(inbox: Any, outbox: Any, settings: Settings, worker_name: str) -> None
     reported_at = checkpointed_at = time.monotonic()
     log.info("recommender process started (pid %d, nice %d, %s)", os.getpid(),
              settings.recommender_nice, recommender.model_version)
-    while not terminated and os.getppid() == parent:
+    while os.getppid() == parent:
         try:
-            work = inbox.get(timeout=POLL_S)
+            work = inbox.get(timeout=DRAIN_S if terminated else POLL_S)
         except queue.Empty:
+            if terminated:
+                break
             work = RecommendationWork()
         if work is None:
             break

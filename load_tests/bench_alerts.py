@@ -47,6 +47,7 @@ from feature_store.keys import METRICS_KEY
 from load_tests.measure import (
     percentile,
     process_cpu_seconds,
+    spawned_children,
     speed_check_line,
     speed_check_ms,
     write_report,
@@ -236,6 +237,7 @@ class Point:
     probes: int
     worker_cpu: float | None  # share of one core, summed over the workers
     broker_cpu: float | None = None  # share of one core (a broker this benchmark started)
+    recommender_cpu: float | None = None  # share of one core, the workers' recommender processes
 
     @property
     def missing(self) -> int:
@@ -248,11 +250,11 @@ class Point:
 
 
 def measure(probes: dict[str, float], watch: AlertWatch, *, rate: float, sent: int,
-            elapsed_s: float, worker_cpu: float | None, broker_cpu: float | None = None
-            ) -> Point:
+            elapsed_s: float, worker_cpu: float | None, broker_cpu: float | None = None,
+            recommender_cpu: float | None = None) -> Point:
     return Point(
         rate=rate, achieved=sent / elapsed_s, probes=len(probes), worker_cpu=worker_cpu,
-        broker_cpu=broker_cpu,
+        broker_cpu=broker_cpu, recommender_cpu=recommender_cpu,
         total_ms=[(watch.received_at[p] - at) * 1000 for p, at in probes.items()
                   if p in watch.received_at],
         emitted_ms=[(watch.emitted_at[p] - at) * 1000 for p, at in probes.items()
@@ -281,7 +283,8 @@ def report(points: list[Point], watch: AlertWatch, *, workers: int, remote: bool
         f"| {p.rate:,.0f} | {p.achieved:,.0f} | {len(p.total_ms):,}/{p.probes:,} | "
         f"{_ms(p.total_ms, 50)} | {_ms(p.total_ms, 90)} | {_ms(p.total_ms, 99)} | "
         f"{_ms(p.total_ms, 100)} | {_ms(p.emitted_ms, 99)} | {_ms(p.received_ms, 99)} | "
-        f"{_share(p.worker_cpu)} | {_share(p.broker_cpu)} | {'met' if p.met else 'missed'} |"
+        f"{_share(p.worker_cpu)} | {_share(p.recommender_cpu)} | {_share(p.broker_cpu)} | "
+        f"{'met' if p.met else 'missed'} |"
         for p in points
     ]
     lines = [
@@ -299,9 +302,9 @@ def report(points: list[Point], watch: AlertWatch, *, workers: int, remote: bool
             "compiler threads took 0.4-0.8 of a core here), which a broker in service has "
             "long done."), "",
         "| offered ev/s | sent ev/s | probes alerted | p50 ms | p90 ms | p99 ms | max ms | "
-        "p99 sent→emitted | p99 emitted→received | worker CPU (of one core) | broker CPU | "
-        f"p99 ≤ {GOAL_P99_MS:.0f} ms |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "p99 sent→emitted | p99 emitted→received | worker CPU (of one core) | "
+        f"recommender CPU | broker CPU | p99 ≤ {GOAL_P99_MS:.0f} ms |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         *rows, "",
         "Alerts seen by kind (all rates): "
         f"{', '.join(f'{k} {v:,}' for k, v in sorted(watch.kinds.items())) or 'none'}.", "",
@@ -450,14 +453,17 @@ def main() -> None:
         speed_before = speed_check_ms()
         for index, rate in enumerate(args.rate):
             print(f"rate {rate:,.0f} events/s ({index + 1}/{len(args.rate)})", file=sys.stderr)
+            recommender_pids = spawned_children(pids)
             cpu_before, wall_before = _cpu_seconds(pids), time.monotonic()
             broker_before = _cpu_seconds(broker_pids)
+            recommender_before = _cpu_seconds(recommender_pids)
             probes, sent, elapsed = run_load(
                 settings, rate=rate, duration_s=args.duration, warmup_s=args.warmup,
                 probe_every=args.probe_every, customers=args.customers,
                 linger_ms=args.linger_ms, seed=17 + index)
             cpu_after, wall_after = _cpu_seconds(pids), time.monotonic()
             broker_after = _cpu_seconds(broker_pids)
+            recommender_after = _cpu_seconds(recommender_pids)
             sent_so_far += sent
             deadline = time.monotonic() + args.drain
             while time.monotonic() < deadline and not set(probes) <= set(watch.received_at):
@@ -467,7 +473,9 @@ def main() -> None:
             wall = wall_after - wall_before
             points.append(measure(probes, watch, rate=rate, sent=sent, elapsed_s=elapsed,
                                   worker_cpu=_per_second(cpu_before, cpu_after, wall),
-                                  broker_cpu=_per_second(broker_before, broker_after, wall)))
+                                  broker_cpu=_per_second(broker_before, broker_after, wall),
+                                  recommender_cpu=_per_second(recommender_before,
+                                                              recommender_after, wall)))
         plot = args.output.with_suffix(".png") if len(points) > 1 else None
         text = report(points, watch, workers=args.workers, remote=remote,
                       broker=args.broker, probe_every=args.probe_every, plot=plot,

@@ -69,7 +69,8 @@ async def in_process(settings: Settings, batches: list[list[RawMessage]], *,
 
     with mock.patch("agents.runtime.DeadLetterPublisher", lambda settings: _NoDeadLetters()), \
             mock.patch("agents.alerting.Producer"):
-        runtime = WorkerRuntime(settings)
+        # The recommender in this process too: the figure is the whole model cost per event.
+        runtime = WorkerRuntime(settings.model_copy(update={"recommender_process": False}))
     if not with_models:
         runtime.pipeline.follower = None
     else:

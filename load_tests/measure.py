@@ -34,6 +34,21 @@ def process_cpu_seconds(pid: int) -> float:
     return cpu_seconds_from_stat(Path(f"/proc/{pid}/stat").read_text())
 
 
+def spawned_children(parents: list[int]) -> list[int]:
+    """Processes that Python's multiprocessing spawned from ``parents`` (Linux ``/proc``):
+    the workers' recommender processes, so a benchmark can count their CPU too."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) in parents and b"spawn_main" in (
+                    stat.parent / "cmdline").read_bytes():
+                found.append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):  # gone meanwhile, or not a process
+            continue
+    return found
+
+
 def speed_check_ms(iterations: int = 2_000_000) -> float:
     """Milliseconds of one core for a fixed pure-Python workload, run now.
 

@@ -24,6 +24,7 @@ import redis
 import redis.asyncio as aioredis
 
 from agents.checkpoints import CheckpointStore
+from agents.recommending import restore_recommender
 from feature_store.keys import progress_key
 from feature_store.model_inputs import ModelInput, load_model_inputs
 from online_models import ModelBundle
@@ -221,12 +222,14 @@ class PipelineRun:
             self.worker.stop(timeout=5)
 
     def final_bundle(self) -> ModelBundle:
-        """The worker's newest checkpoint (written on shutdown)."""
+        """The worker's newest checkpoints (written on shutdown), as one bundle."""
         store = CheckpointStore(directory=self.settings.checkpoint_dir,
                                 app_id=self.settings.app_id, worker_name="quality")
         bundle = store.load_latest()
         if bundle is None:
             raise WorkerFailed(f"the worker left no checkpoint:\n{self._tail()}")
+        # The recommender learns in a process of its own and checkpoints apart.
+        bundle.recommender = restore_recommender(self.settings, "quality")
         return bundle
 
     def profiles(self, customer_ids: list[str], *, tenant: str = "default",

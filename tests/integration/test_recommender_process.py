@@ -134,6 +134,19 @@ def test_work_is_shed_and_counted_while_the_process_is_behind(
     assert process.report().example_count == 2  # type: ignore[union-attr]
 
 
+def test_sigterm_finishes_the_queued_work_then_checkpoints_and_exits(
+        settings: Settings, start: Callable[..., RecommenderProcess]) -> None:
+    process = start()
+    wait_for(lambda: process.report() is not None, "the process to start")
+    process.submit(RecommendationWork(interactions=views("c1", ["p1", "p2", "p3"]),
+                                      due=due("c1")))
+    os.kill(process.process.pid, signal.SIGTERM)
+    process.process.join(DEADLINE_S)
+    assert process.process.exitcode == 0
+    assert listed(settings, "c1") is not None
+    assert restore_recommender(settings, "w1").example_count == 3
+
+
 def test_the_process_checkpoints_and_exits_when_its_worker_is_killed(
         settings: Settings, tmp_path: Path) -> None:
     worker = textwrap.dedent(f"""

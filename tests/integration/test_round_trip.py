@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import orjson
 import redis
 
+from feature_store.keys import CustomerKeys
 from feature_store.reads import ProfileReader
 from stream.processes import ManagedProcess
 from stream.producer import EventProducer
@@ -28,7 +30,9 @@ def _profile(settings: Settings, customer_id: str):  # type: ignore[no-untyped-d
 def test_events_round_trip_into_live_features(
     settings: Settings, start_worker: Callable[..., ManagedProcess]
 ) -> None:
-    """Verify that events sent with the SDK become a customer's features in Redis."""
+    """Verify that events sent with the SDK become a customer's features in Redis, and
+    their product interactions a recommendation list (from the worker's recommender
+    process)."""
     worker = start_worker()
     with EventProducer(settings=settings) as producer:
         producer.send({"event_id": "e1", "customer_id": "c1", "session_id": "s1",
@@ -59,3 +63,8 @@ def test_events_round_trip_into_live_features(
     assert features.last_order_at.isoformat() == "2026-03-01T10:05:00+00:00"
     assert features.category_affinity[0].category == "books"
     assert features.recent_products == ["p1"]
+
+    recos = CustomerKeys("default", "c1").recos
+    listed = wait_for(lambda: redis.Redis.from_url(settings.redis_url).get(recos), timeout=60,
+                      what="the recommender process to write c1's list", alive=[worker])
+    assert all({"product_id", "score", "source"} <= set(item) for item in orjson.loads(listed))

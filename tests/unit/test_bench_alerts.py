@@ -10,7 +10,7 @@ from stream.settings import Settings
 def point(*, latencies_ms: list[float], probes: int) -> Point:
     return Point(rate=2000.0, achieved=1998.0, total_ms=latencies_ms, emitted_ms=latencies_ms,
                  received_ms=[1.0] * len(latencies_ms), probes=probes, worker_cpu=1.04,
-                 broker_cpu=0.27)
+                 recommender_cpu=0.31, broker_cpu=0.27)
 
 
 def test_the_goal_is_met_only_when_every_probe_alerted_within_the_p99_goal() -> None:
@@ -27,6 +27,6 @@ def test_the_report_gives_the_cpu_shares_the_priming_and_the_command() -> None:
                   prime=(60.0, 2000.0),
                   reproduce="python -m load_tests.bench_alerts --broker apache --workers 2")
 
-    assert "| 104% | 27% | met |" in text
+    assert "| 104% | 31% | 27% | met |" in text
     assert "60 s of unmeasured traffic at 2,000 events/s" in text
     assert "Reproduce: `python -m load_tests.bench_alerts --broker apache --workers 2`." in text

@@ -8,11 +8,12 @@ import orjson
 import pytest
 
 from agents.alert_rules import CustomerUpdate
+from agents.recommending import RecommendationWork, apply_work
 from agents.scoring import AnyEvent, ModelScorer
 from feature_store import FeatureStore
 from feature_store.keys import CustomerKeys
-from online_models import ChurnModel, ModelBundle
-from tests.unit.test_alert_support import click, ticket
+from online_models import ChurnModel, ModelBundle, Recommender
+from tests.unit.test_alert_support import click, purchase, ticket
 
 
 @pytest.fixture
@@ -94,6 +95,28 @@ async def test_under_load_lists_are_spread_over_later_calls_first_due_first(
     await refresh(store, scorer)
     assert scorer.lists_due == 0
     assert all([await recommendations(store, f"c{c}") is not None for c in range(5)])
+
+
+async def test_the_recommenders_work_is_handed_over_whole_and_in_event_order(
+        store: FeatureStore, scorer: ModelScorer) -> None:
+    """What the worker sends its recommender process after a batch: every new interaction
+    in event order (a purchase with what the list excluded before it), every list due."""
+    await score(store, scorer, [click("v1", "c1", 0, kind="product_view", product="p-1"),
+                                click("v2", "c2", 1, kind="add_to_cart", product="p-2"),
+                                purchase("o1", "c1", 2)])
+    work = scorer.take_recommendation_work()
+    assert [(i.customer_id, i.products, i.kind) for i in work.interactions] == [
+        ("c1", ("p-1",), "view"), ("c2", ("p-2",), "cart"), ("c1", ("p-1",), "purchase")]
+    assert work.interactions[-1].exclude == set()
+    assert list(work.due) == [("default", "c1"), ("default", "c2")]
+    assert scorer.lists_due == 0 and not scorer.take_recommendation_work()
+
+    recommender = Recommender()
+    lists = apply_work(recommender, RecommendationWork(
+        interactions=work.interactions, due=work.due, erased=[("default", "c1")]))
+    assert recommender.example_count == 3
+    assert list(lists) == [CustomerKeys("default", "c2").recos], "no list for the erased"
+    assert "c1" not in recommender.mf.u_biases and "c2" in recommender.mf.u_biases
 
 
 async def test_a_redelivered_ticket_is_judged_on_its_own_text_again(
