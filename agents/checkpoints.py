@@ -29,6 +29,8 @@ from online_models import CheckpointError, ModelBundle, read_header
 log = logging.getLogger(__name__)
 
 KEEP = 3
+#: How much lower a checkpoint child's CPU priority is than its worker's.
+CHILD_NICE = 10
 
 T = TypeVar("T")
 
@@ -72,6 +74,8 @@ class CheckpointStore:
             os.close(read_end)
             status = 1
             try:
+                # Serialising takes a core for a while: let the workers' batches go first.
+                os.nice(CHILD_NICE)
                 path = self.save(bundle.to_bytes())
                 os.write(write_end, os.fsencode(path))
                 status = 0

@@ -173,7 +173,8 @@ def serve(inbox: Any, outbox: Any, settings: Settings, worker_name: str) -> None
     checkpoints = CheckpointStore(directory=settings.checkpoint_dir, app_id=settings.app_id,
                                   worker_name=worker_name, kind="recommender")
     recommender = restore_recommender(settings, worker_name)
-    client = redis.Redis.from_url(settings.redis_url)
+    # A reply timeout (unlike the worker's client): a hung Redis costs lists, not the child.
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=settings.redis_deadline_s)
     processed = 0
     reported_at = checkpointed_at = time.monotonic()
     log.info("recommender process started (pid %d, nice %d, %s)", os.getpid(),
