@@ -9,7 +9,11 @@ recommender, which learns in a process of its own (see :mod:`agents.recommending
 Serialising the models takes a busy worker's event loop 100-300 ms (and grows with the
 number of customers), which would stall every alert behind it. :meth:`CheckpointStore.
 save_in_background` therefore forks, as Redis's BGSAVE does: the child pickles a copy-on-write
-snapshot of the models and writes the file while the parent's loop goes on consuming.
+snapshot of the models and writes the file while the parent's loop goes on consuming. The
+child runs at a lower CPU priority, so on a busy machine the workers' batches go first while
+it serialises. (One alert benchmark run at 2,000 events/s had a single 3 s episode of
+150-400 ms alerts and none without periodic checkpoints; alternated runs with and without
+the lower priority, in a quiet hour, differed by no more than noise.)
 """
 
 from __future__ import annotations
