@@ -238,6 +238,8 @@ class Point:
     worker_cpu: float | None  # share of one core, summed over the workers
     broker_cpu: float | None = None  # share of one core (a broker this benchmark started)
     recommender_cpu: float | None = None  # share of one core, the workers' recommender processes
+    # When each alerted probe was sent, in seconds from the rate's first probe (as total_ms).
+    sent_s: list[float] = field(default_factory=list)
 
     @property
     def missing(self) -> int:
@@ -252,11 +254,13 @@ class Point:
 def measure(probes: dict[str, float], watch: AlertWatch, *, rate: float, sent: int,
             elapsed_s: float, worker_cpu: float | None, broker_cpu: float | None = None,
             recommender_cpu: float | None = None) -> Point:
+    first = min(probes.values(), default=0.0)
     return Point(
         rate=rate, achieved=sent / elapsed_s, probes=len(probes), worker_cpu=worker_cpu,
         broker_cpu=broker_cpu, recommender_cpu=recommender_cpu,
         total_ms=[(watch.received_at[p] - at) * 1000 for p, at in probes.items()
                   if p in watch.received_at],
+        sent_s=[at - first for p, at in probes.items() if p in watch.received_at],
         emitted_ms=[(watch.emitted_at[p] - at) * 1000 for p, at in probes.items()
                     if p in watch.emitted_at],
         received_ms=[(watch.received_at[p] - watch.emitted_at[p]) * 1000 for p in probes
@@ -272,7 +276,7 @@ def _share(cpu: float | None) -> str:
 
 
 def report(points: list[Point], watch: AlertWatch, *, workers: int, remote: bool,
-           broker: str, probe_every: int, plot: Path | None,
+           broker: str, probe_every: int, plot: Path | None, timeline: Path | None = None,
            speed_ms: tuple[float, float] | None = None,
            prime: tuple[float, float] | None = None, reproduce: str = "") -> str:
     kafka = "Apache Kafka (one KRaft node)" if broker == "apache" else "the embedded broker"
@@ -313,6 +317,10 @@ def report(points: list[Point], watch: AlertWatch, *, workers: int, remote: bool
         lines += [speed_check_line(*speed_ms), ""]
     if plot is not None:
         lines += [f"![latency against offered rate]({plot.name})", ""]
+    if timeline is not None:
+        lines += ["Every probe of each rate, by when it was sent: a tail made of episodes (a "
+                  "stall, a checkpoint, a busy neighbour) looks different from a slow pipeline.",
+                  "", f"![latency of each probe over time]({timeline.name})", ""]
     lines += [f"Reproduce: `{reproduce or 'python -m load_tests.bench_alerts'}`.", ""]
     return "\n".join(lines)
 
@@ -333,6 +341,30 @@ def plot_points(points: list[Point], path: Path) -> None:
     axes.set_ylabel("probe sent → alert received (ms)")
     axes.set_title("Alert latency against load")
     axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def plot_timeline(points: list[Point], path: Path) -> None:
+    """Each probe's latency against when it was sent, one panel per rate."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    figure, panels = plt.subplots(len(points), 1, figsize=(7, 1.6 * len(points) + 0.6),
+                                  sharex=True, squeeze=False)
+    for point, axes in zip(points, panels[:, 0], strict=True):
+        axes.scatter(point.sent_s, point.total_ms, s=4)
+        axes.axhline(GOAL_P99_MS, color="grey", linestyle="--", linewidth=0.8)
+        axes.set_yscale("log")
+        axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        axes.yaxis.set_minor_formatter(NullFormatter())
+        axes.set_ylabel(f"{point.rate:,.0f}/s\nms", fontsize=8)
+    panels[-1, 0].set_xlabel("seconds into the measurement (probe sent)")
+    panels[0, 0].set_title("Latency of each probe over time (dashed: the p99 goal)")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -480,8 +512,10 @@ def main() -> None:
                                   recommender_cpu=_per_second(recommender_before,
                                                               recommender_after, wall)))
         plot = args.output.with_suffix(".png") if len(points) > 1 else None
+        timeline = args.output.with_name(f"{args.output.stem}-timeline.png") if points else None
         text = report(points, watch, workers=args.workers, remote=remote,
                       broker=args.broker, probe_every=args.probe_every, plot=plot,
+                      timeline=timeline,
                       speed_ms=(speed_before, speed_check_ms()),
                       prime=(args.prime, args.rate[0]) if args.prime > 0 else None,
                       reproduce=shlex.join(["python", "-m", "load_tests.bench_alerts",
@@ -489,6 +523,8 @@ def main() -> None:
     write_report(args.output, text)
     if plot is not None:
         plot_points(points, plot)
+    if timeline is not None:
+        plot_timeline(points, timeline)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,11 @@ the report says how the run was primed, how the CPU went and how to run it again
 
 from __future__ import annotations
 
-from load_tests.bench_alerts import AlertWatch, Point, report
+from pathlib import Path
+
+import pytest
+
+from load_tests.bench_alerts import AlertWatch, Point, measure, report
 from stream.settings import Settings
 
 
@@ -30,3 +34,19 @@ def test_the_report_gives_the_cpu_shares_the_priming_and_the_command() -> None:
     assert "| 104% | 31% | 27% | met |" in text
     assert "60 s of unmeasured traffic at 2,000 events/s" in text
     assert "Reproduce: `python -m load_tests.bench_alerts --broker apache --workers 2`." in text
+
+
+def test_each_alerted_probe_keeps_when_it_was_sent_for_the_timeline() -> None:
+    watch = AlertWatch(Settings(kafka_bootstrap="127.0.0.1:1"))
+    watch.emitted_at.update({"a": 100.04, "c": 102.4})
+    watch.received_at.update({"a": 100.05, "c": 102.5})
+    probes = {"a": 100.0, "b": 101.0, "c": 102.0}  # b never alerted
+
+    point = measure(probes, watch, rate=2000.0, sent=6000, elapsed_s=3.0, worker_cpu=None)
+
+    assert point.sent_s == [0.0, 2.0]
+    assert point.total_ms == pytest.approx([50.0, 500.0])
+    assert point.missing == 1
+    text = report([point], watch, workers=1, remote=False, broker="apache", probe_every=100,
+                  plot=None, timeline=Path("ALERTS-timeline.png"))
+    assert "![latency of each probe over time](ALERTS-timeline.png)" in text
