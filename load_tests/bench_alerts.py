@@ -352,7 +352,7 @@ def plot_timeline(points: list[Point], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     figure, panels = plt.subplots(len(points), 1, figsize=(7, 1.6 * len(points) + 0.6),
                                   sharex=True, squeeze=False)
@@ -360,6 +360,7 @@ def plot_timeline(points: list[Point], path: Path) -> None:
         axes.scatter(point.sent_s, point.total_ms, s=4)
         axes.axhline(GOAL_P99_MS, color="grey", linestyle="--", linewidth=0.8)
         axes.set_yscale("log")
+        axes.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         axes.yaxis.set_minor_formatter(NullFormatter())
         axes.set_ylabel(f"{point.rate:,.0f}/s\nms", fontsize=8)
