@@ -47,7 +47,8 @@ class CheckpointStore:
         self.kind = kind
 
     def save(self, data: bytes) -> Path:
-        """Write one checkpoint (bytes from :meth:`ModelBundle.to_bytes`) atomically."""
+        """Write one checkpoint of this store's kind (bytes from :meth:`ModelBundle.to_bytes`
+        or :func:`online_models.encode_checkpoint`) atomically."""
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"{self.kind}-{time.time_ns()}.ckpt"
         partial = path.with_suffix(".partial")

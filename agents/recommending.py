@@ -27,7 +27,6 @@ import multiprocessing
 import os
 import queue
 import signal
-import sys
 import time
 from collections.abc import Set
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ import redis
 from agents.checkpoints import CheckpointStore
 from feature_store.keys import CustomerKeys
 from online_models import CheckpointError, Recommender, decode_checkpoint, encode_checkpoint
+from stream.logs import configure_logging
 from stream.metrics import RECOMMENDER_SHED
 from stream.settings import Settings
 
@@ -131,17 +131,20 @@ class RecommenderReport:
 # -- the child ---------------------------------------------------------------------------------
 
 
+def _checkpoints(settings: Settings, worker_name: str, kind: str) -> CheckpointStore:
+    return CheckpointStore(directory=settings.checkpoint_dir, app_id=settings.app_id,
+                           worker_name=worker_name, kind=kind)
+
+
 def restore_recommender(settings: Settings, worker_name: str) -> Recommender:
     """The newest recommender checkpoint (this worker's, else the app's); else the one in
     the newest models checkpoint (written before the recommender had a process of its own);
     else a new one."""
-    own = CheckpointStore(directory=settings.checkpoint_dir, app_id=settings.app_id,
-                          worker_name=worker_name, kind="recommender")
-    restored = own.load_newest(lambda data: decode_checkpoint(data, Recommender))
+    restored = _checkpoints(settings, worker_name, "recommender").load_newest(
+        lambda data: decode_checkpoint(data, Recommender))
     if restored is not None:
         return restored
-    models = CheckpointStore(directory=settings.checkpoint_dir, app_id=settings.app_id,
-                             worker_name=worker_name).load_latest()
+    models = _checkpoints(settings, worker_name, "models").load_latest()
     if models is not None and models.recommender.example_count:
         return models.recommender
     return Recommender()
@@ -162,16 +165,14 @@ def serve(inbox: Any, outbox: Any, settings: Settings, worker_name: str) -> None
     :data:`POLL_S`), and checkpoints first in every case. Ctrl-C reaches the whole process
     group; the worker stops the child itself.
     """
-    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     terminated: list[int] = []
     signal.signal(signal.SIGTERM, lambda signum, _frame: terminated.append(signum))
     os.nice(settings.recommender_nice)
     outbox.cancel_join_thread()  # never hang at exit on a worker that stopped reading
     parent = os.getppid()
-    checkpoints = CheckpointStore(directory=settings.checkpoint_dir, app_id=settings.app_id,
-                                  worker_name=worker_name, kind="recommender")
+    checkpoints = _checkpoints(settings, worker_name, "recommender")
     recommender = restore_recommender(settings, worker_name)
     # A reply timeout (unlike the worker's client): a hung Redis costs lists, not the child.
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=settings.redis_deadline_s)
@@ -274,8 +275,10 @@ class RecommenderProcess:
         if not alive:
             self._held_erasures.extend(work.erased)
             return
-        if self._held_erasures:
-            work.erased[:0], self._held_erasures = self._held_erasures, []
+        if self._held_erasures:  # the erasures a dead child missed go first
+            work = RecommendationWork(work.interactions, work.due,
+                                      [*self._held_erasures, *work.erased])
+            self._held_erasures = []
         if work:
             self.inbox.put(work)
             self.submitted += work.size

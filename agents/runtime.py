@@ -65,8 +65,9 @@ class ModelsAndAlerts:
                       if (mark := pipeline.watermark(*key)) is not None}
         fired = await self.alerts.on_batch(updates, watermarks, states=read_states(replies))
         feed = await self.alerts.publish_to_topic(fired)
-        # Off the alerts' path, none waits on it: the lists go out with the batch's progress,
-        # and so does the alerts' feed (they are on Kafka already).
+        # Off the alerts' path, none waits on it: the alerts' feed goes out with the batch's
+        # progress (they are on Kafka already), and so do the lists made here when the
+        # recommender has no process of its own.
         if self.recommender is not None:
             self.recommender.submit(self.scorer.take_recommendation_work())
             return feed
@@ -177,8 +178,9 @@ class WorkerRuntime:
             await pipe.execute()
 
     async def write_due_recommendations(self) -> None:
-        """Recommendation lists still due with no batch to carry them out (the agent writes
-        a few with each batch's progress; see ModelScorer.refresh_recommendations)."""
+        """Recommendation lists still due with no batch to carry them out: handed to the
+        recommender process, or made here (the agent makes a few with each batch's progress;
+        see ModelScorer.refresh_recommendations)."""
         if not self.scorer.lists_due:
             return
         if self.recommender is not None:

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-import sys
 from pathlib import Path
 
 import click
 
 from schemas.records import AlertKind
+from stream.logs import configure_logging
 from stream.settings import Settings
-
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 @click.group()
@@ -26,7 +17,7 @@ def _configure_logging(level: str) -> None:
 def cli(ctx: click.Context, log_level: str | None) -> None:
     """Real-time customer event processor for an AI-driven CRM."""
     settings = Settings()
-    _configure_logging(log_level or settings.log_level)
+    configure_logging(log_level or settings.log_level)
     ctx.obj = settings
 
 

@@ -25,8 +25,14 @@ def cpu_seconds_from_stat(stat: str) -> float:
     >>> cpu_seconds_from_stat(f"7 (my (odd) name) S 1 2 3 4 5 6 7 8 9 10 {ticks} {ticks} 0") == 2
     True
     """
-    fields = stat[stat.rindex(")") + 2:].split()
+    fields = _fields_after_name(stat)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _fields_after_name(stat: str) -> list[str]:
+    """The fields of a ``/proc/<pid>/stat`` after the process name (which may hold spaces
+    and parentheses): state, parent pid, ..."""
+    return stat[stat.rindex(")") + 2:].split()
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -40,7 +46,7 @@ def spawned_children(parents: list[int]) -> list[int]:
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            fields = _fields_after_name(stat.read_text())
             if int(fields[1]) in parents and b"spawn_main" in (
                     stat.parent / "cmdline").read_bytes():
                 found.append(int(stat.parent.name))
