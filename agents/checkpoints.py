@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from online_models import CheckpointError, ModelBundle, read_header
+from stream.processes import run_in_background
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +80,9 @@ class CheckpointStore:
             os.close(read_end)
             status = 1
             try:
-                # Serialising takes a core for a while: let the workers' batches go first.
-                os.nice(CHILD_NICE)
+                # Serialising takes a core for a while: let the workers' batches go first
+                # (also when the worker runs at real-time priority).
+                run_in_background(CHILD_NICE)
                 path = self.save(bundle.to_bytes())
                 os.write(write_end, os.fsencode(path))
                 status = 0

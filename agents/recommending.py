@@ -5,7 +5,8 @@ is about a quarter of a busy worker's batch path (``load_tests/bench_pipeline.py
 worker's event loop it held the GIL between batches, so each batch's alerts waited on the
 previous batch's lists; at 2,000 events/s that alone doubled the p99 from event to alert.
 No alert depends on the recommender, so it runs in a child process at a lower CPU priority
-(``os.nice``): under load the lists get a little older instead of the alerts getting later.
+(``os.nice``, and the default policy under a real-time worker): under load the lists get a
+little older instead of the alerts getting later.
 
 The worker still decides what there is to do, from what it read for scoring anyway: which
 interactions to learn (new events only), whose list is due, and who was erased. It sends
@@ -41,6 +42,7 @@ from feature_store.keys import CustomerKeys
 from online_models import CheckpointError, Recommender, decode_checkpoint, encode_checkpoint
 from stream.logs import configure_logging
 from stream.metrics import RECOMMENDER_SHED
+from stream.processes import run_in_background
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -169,7 +171,7 @@ def serve(inbox: Any, outbox: Any, settings: Settings, worker_name: str) -> None
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     terminated: list[int] = []
     signal.signal(signal.SIGTERM, lambda signum, _frame: terminated.append(signum))
-    os.nice(settings.recommender_nice)
+    run_in_background(settings.recommender_nice)
     outbox.cancel_join_thread()  # never hang at exit on a worker that stopped reading
     parent = os.getppid()
     checkpoints = _checkpoints(settings, worker_name, "recommender")
@@ -177,7 +179,10 @@ def serve(inbox: Any, outbox: Any, settings: Settings, worker_name: str) -> None
     # A reply timeout (unlike the worker's client): a hung Redis costs lists, not the child.
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=settings.redis_deadline_s)
     processed = 0
-    reported_at = checkpointed_at = time.monotonic()
+    reported_at = time.monotonic()
+    # Half an interval out of phase with the worker's own checkpoints (its timer started
+    # with this process): the two serialise at different times, not in one burst.
+    checkpointed_at = reported_at - settings.checkpoint_interval_s / 2
     log.info("recommender process started (pid %d, nice %d, %s)", os.getpid(),
              settings.recommender_nice, recommender.model_version)
     while os.getppid() == parent:

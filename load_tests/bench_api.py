@@ -68,6 +68,7 @@ from load_tests.measure import (
     speed_check_ms,
     write_report,
 )
+from load_tests.scheduling import realtime_argv, realtime_permitted, set_realtime
 from stream.processes import ManagedProcess, free_port
 from stream.settings import Settings
 from stream.topics import create_topics
@@ -215,28 +216,6 @@ def install_vegeta(*, verbose: bool = True) -> Path | None:
 
 def _vegeta_results(stream: io.TextIOBase) -> Iterator[list[str]]:
     yield from csv.reader(stream)
-
-
-def realtime_argv(priority: int) -> list[str]:
-    """The prefix that starts a command at real-time round-robin ``priority`` (none for 0)."""
-    return ["chrt", "--rr", str(priority)] if priority else []
-
-
-def realtime_permitted(priority: int) -> bool:
-    """Whether this process may start commands at ``priority`` (root or ``CAP_SYS_NICE``)."""
-    if not priority:
-        return True
-    try:
-        return subprocess.run([*realtime_argv(priority), "true"],
-                              capture_output=True).returncode == 0
-    except OSError:  # no chrt (util-linux)
-        return False
-
-
-def set_realtime(pid: int, priority: int) -> None:
-    """Every thread of the running ``pid`` to real-time round-robin ``priority``."""
-    subprocess.run(["chrt", "--all-tasks", "--rr", "--pid", str(priority), str(pid)],
-                   check=True, capture_output=True)
 
 
 def _run_vegeta(vegeta: Path, url: str, key: str, ids: list[str], rate: float,

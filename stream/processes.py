@@ -29,6 +29,18 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def run_in_background(nice: int) -> None:
+    """Make the calling process background work: default scheduling, ``nice`` lower.
+
+    A child inherits its parent's scheduling policy across fork and exec, so the child of a
+    worker an operator runs at real-time priority (``chrt``) would compete with the worker it
+    exists to stay out of the way of; it drops back to the default policy first.
+    """
+    if hasattr(os, "sched_setscheduler") and os.sched_getscheduler(0) != os.SCHED_OTHER:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    os.nice(nice)
+
+
 def port_is_open(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.settimeout(0.5)

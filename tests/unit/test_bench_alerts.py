@@ -1,5 +1,6 @@
 """The alert benchmark's report: the goal is met only with every probe alerted in time, and
-the report says how the run was primed, how the CPU went and how to run it again."""
+the report says how the run was primed, how the CPU went and was shared, and how to run it
+again."""
 
 from __future__ import annotations
 
@@ -50,3 +51,23 @@ def test_each_alerted_probe_keeps_when_it_was_sent_for_the_timeline() -> None:
     text = report([point], watch, workers=1, remote=False, broker="apache", probe_every=100,
                   plot=None, timeline=Path("ALERTS-timeline.png"))
     assert "![latency of each probe over time](ALERTS-timeline.png)" in text
+
+
+def test_the_report_says_which_processes_had_real_time_priority() -> None:
+    watch = AlertWatch(Settings(kafka_bootstrap="127.0.0.1:1"))
+    points = [point(latencies_ms=[20.0] * 100, probes=100)]
+
+    local = report(points, watch, workers=2, remote=False, broker="apache", probe_every=100,
+                   plot=None, priority=10)
+    default = report(points, watch, workers=2, remote=False, broker="apache", probe_every=100,
+                     plot=None, priority=0)
+    remote = report(points, watch, workers=2, remote=True, broker="apache", probe_every=100,
+                    plot=None, priority=10)
+
+    assert "The stack (broker, redis-server, workers) and this benchmark's sender and alert " \
+        "consumer ran at real-time round-robin priority 10 (`chrt --rr 10`)" in local
+    assert "recommender processes and checkpoint children drop to the default policy" in local
+    assert "Default scheduling for every process." in default
+    assert "chrt" not in default
+    assert "sender and alert consumer ran at real-time round-robin priority 10" in remote
+    assert "the stack kept its own" in remote

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from load_tests.bench_api import RunInfo, _scheduling_sentence, realtime_argv, realtime_permitted
+from load_tests.bench_api import RunInfo, _scheduling_sentence
+from load_tests.scheduling import realtime_argv, realtime_permitted
 
 
 def run_info(*, processed: int, priority: int, sim_rate: float = 500.0,
