@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import ssl
 import threading
 import time
@@ -132,9 +133,13 @@ def create_app(settings: Settings) -> faust.App:
     # has this one deadline instead (see feature_store.client.connect).
     deadline_s = settings.redis_deadline_s
 
+    # Where in each interval this worker checkpoints: a fork slows its parent for the child's
+    # life (see agents.checkpoints), so workers started together must not all fork together.
+    checkpoint_phase_s = random.uniform(0, settings.checkpoint_interval_s)
+
     def runtime() -> WorkerRuntime:
         if app.runtime is None:
-            app.runtime = WorkerRuntime(settings)
+            app.runtime = WorkerRuntime(settings, checkpoint_phase_s=checkpoint_phase_s)
         return app.runtime
 
     inputs = app.topic(*(settings.topic(name) for name in (CLICKS, PURCHASES, TICKETS)),
@@ -185,10 +190,15 @@ def create_app(settings: Settings) -> faust.App:
                 )
                 await worker.forget(request.tenant, request.customer_id)
 
-    @app.timer(settings.checkpoint_interval_s)
+    @app.task
     async def checkpoint_models() -> None:
-        if app.runtime is not None:
-            await app.runtime.checkpoint_in_background()
+        """Every ``checkpoint_interval_s`` after the previous checkpoint, the first at this
+        worker's phase (a timer's first tick is one interval after start, for every worker)."""
+        await app.sleep(checkpoint_phase_s)
+        while not app.should_stop:
+            if app.runtime is not None:
+                await app.runtime.checkpoint_in_background()
+            await app.sleep(settings.checkpoint_interval_s)
 
     @app.timer(RECOMMENDATIONS_TICK_S)
     async def write_due_recommendations() -> None:

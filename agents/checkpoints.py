@@ -71,6 +71,12 @@ class CheckpointStore:
         sockets). Returns the path written, or None if the child failed (it logs why to
         stderr; the previous checkpoint stays the newest). Where there is no ``fork``, the
         models are serialised in the loop instead.
+
+        While the child lives, every page the parent writes to is copied first. Measured on
+        a worker at 2,000 events/s whose child lived 1-3 s at low priority: its
+        young-generation collections took 5-25 ms (generation 0) and 40-120 ms (1), against
+        under 5 ms otherwise. Hence workers checkpoint at phases of their own
+        (:mod:`agents.app`), not all at the same moment.
         """
         if not hasattr(os, "fork"):  # pragma: no cover - Windows
             return self.save(bundle.to_bytes())

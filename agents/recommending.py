@@ -159,7 +159,8 @@ def recommender_checkpoint(recommender: Recommender) -> bytes:
                              example_counts={"recommendations": count})
 
 
-def serve(inbox: Any, outbox: Any, settings: Settings, worker_name: str) -> None:
+def serve(inbox: Any, outbox: Any, settings: Settings, worker_name: str,
+          checkpoint_phase_s: float) -> None:
     """The child's main loop: apply work in order until told to stop or orphaned.
 
     It stops on ``None`` from the worker, on SIGTERM once the work already queued is done,
@@ -180,9 +181,9 @@ def serve(inbox: Any, outbox: Any, settings: Settings, worker_name: str) -> None
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=settings.redis_deadline_s)
     processed = 0
     reported_at = time.monotonic()
-    # Half an interval out of phase with the worker's own checkpoints (its timer started
-    # with this process): the two serialise at different times, not in one burst.
-    checkpointed_at = reported_at - settings.checkpoint_interval_s / 2
+    # The first checkpoint at the phase its worker chose (half an interval from its own), so
+    # the two never serialise at once; then every interval.
+    checkpointed_at = reported_at + checkpoint_phase_s - settings.checkpoint_interval_s
     log.info("recommender process started (pid %d, nice %d, %s)", os.getpid(),
              settings.recommender_nice, recommender.model_version)
     while os.getppid() == parent:
@@ -241,9 +242,13 @@ def _checkpoint(checkpoints: CheckpointStore, recommender: Recommender) -> None:
 class RecommenderProcess:
     """The worker's handle on its recommender process: submit work, read reports, stop."""
 
-    def __init__(self, settings: Settings, worker_name: str) -> None:
+    def __init__(self, settings: Settings, worker_name: str, *,
+                 checkpoint_phase_s: float | None = None) -> None:
         self.settings = settings
         self.worker_name = worker_name
+        #: When the child's first checkpoint is due after it starts (default: one interval).
+        self.checkpoint_phase_s = (settings.checkpoint_interval_s if checkpoint_phase_s is None
+                                   else checkpoint_phase_s)
         self._context = multiprocessing.get_context("spawn")  # fork would copy the loop
         self._started_at = 0.0
         self._held_erasures: list[tuple[str, str]] = []
@@ -253,7 +258,8 @@ class RecommenderProcess:
         self.inbox = self._context.Queue()
         self.outbox = self._context.Queue()
         self.process: SpawnProcess = self._context.Process(
-            target=serve, args=(self.inbox, self.outbox, self.settings, self.worker_name),
+            target=serve, args=(self.inbox, self.outbox, self.settings, self.worker_name,
+                                self.checkpoint_phase_s),
             name=f"recommender-{self.worker_name}", daemon=True)
         self.process.start()
         self._started_at = time.monotonic()

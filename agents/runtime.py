@@ -87,7 +87,7 @@ def new_bundle(settings: Settings) -> ModelBundle:
 class WorkerRuntime:
     """Built lazily inside the worker's event loop (redis.asyncio binds to the loop)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, checkpoint_phase_s: float = 0.0) -> None:
         self.settings = settings
         # No per-reply socket timeout (see feature_store.client.connect): the agents and
         # timers bound each batch, erasure and tick with ``settings.redis_deadline_s``.
@@ -100,7 +100,11 @@ class WorkerRuntime:
         self.bundle = self.checkpoints.load_latest() or new_bundle(settings)
         self.recommender: RecommenderProcess | None = None
         if settings.recommender_process:
-            self.recommender = RecommenderProcess(settings, worker_name)
+            # Its checkpoints half an interval after the worker's: never both at once.
+            self.recommender = RecommenderProcess(
+                settings, worker_name, checkpoint_phase_s=(
+                    checkpoint_phase_s + settings.checkpoint_interval_s / 2
+                ) % settings.checkpoint_interval_s)
             # The process holds (and checkpoints) the real one; the bundle's stays empty.
             self.bundle.recommender = Recommender()
         self.scorer = ModelScorer(redis=self.redis, bundle=self.bundle)

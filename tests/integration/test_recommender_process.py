@@ -42,8 +42,10 @@ def settings(redis_url: str, tmp_path: Path) -> Settings:
 def start(settings: Settings) -> Iterator[Callable[..., RecommenderProcess]]:
     started: list[RecommenderProcess] = []
 
-    def start_process(**overrides: object) -> RecommenderProcess:
-        process = RecommenderProcess(settings.model_copy(update=overrides), "w1")
+    def start_process(checkpoint_phase_s: float | None = None,
+                      **overrides: object) -> RecommenderProcess:
+        process = RecommenderProcess(settings.model_copy(update=overrides), "w1",
+                                     checkpoint_phase_s=checkpoint_phase_s)
         started.append(process)
         return process
 
@@ -188,3 +190,14 @@ def _alive(pid: int) -> bool:
     # A zombie (exited, not reaped by init yet) is gone for our purposes.
     stat = Path(f"/proc/{pid}/stat")
     return stat.exists() and stat.read_text().split(")")[-1].split()[0] != "Z"
+
+
+def test_the_first_checkpoint_comes_at_the_phase_the_worker_chose(
+        settings: Settings, start: Callable[..., RecommenderProcess]) -> None:
+    start(checkpoint_phase_s=1.0)  # the interval is an hour
+    folder = settings.checkpoint_dir / settings.app_id / "w1"
+
+    wait_for(lambda: list(folder.glob("recommender-*.ckpt")), "the checkpoint at the phase")
+    time.sleep(2.0)
+
+    assert len(list(folder.glob("recommender-*.ckpt"))) == 1  # the next one is an hour away
