@@ -60,7 +60,7 @@ from load_tests.measure import (
     speed_check_ms,
     write_report,
 )
-from load_tests.scheduling import become_realtime, realtime_permitted
+from load_tests.scheduling import become_realtime, permitted_priority
 from load_tests.simulator import TOPIC_BY_TYPE, ShopSimulator
 from schemas.topics import ALERTS, TICKETS
 from stream.processes import ManagedProcess
@@ -469,12 +469,7 @@ def main() -> None:
                              "CAP_SYS_NICE); 0: the default scheduler")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
-    priority = args.realtime_priority
-    if not realtime_permitted(priority):
-        print(f"real-time priority {priority} is not permitted here (needs root or "
-              "CAP_SYS_NICE, and chrt from util-linux): default scheduling for all",
-              file=sys.stderr)
-        priority = 0
+    priority = permitted_priority(args.realtime_priority)
     # Before anything starts: the broker, redis-server, workers and this process's threads
     # (the sender's and the consumer's librdkafka threads among them) inherit it.
     become_realtime(priority)

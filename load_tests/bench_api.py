@@ -68,7 +68,7 @@ from load_tests.measure import (
     speed_check_ms,
     write_report,
 )
-from load_tests.scheduling import realtime_argv, realtime_permitted, set_realtime
+from load_tests.scheduling import permitted_priority, realtime_argv, set_realtime
 from stream.processes import ManagedProcess, free_port
 from stream.settings import Settings
 from stream.topics import create_topics
@@ -544,12 +544,7 @@ def main() -> None:
     vegeta = None if args.client == "python" else install_vegeta()
     if args.client == "vegeta" and vegeta is None:
         raise SystemExit("vegeta is unavailable (see above)")
-    priority = args.realtime_priority
-    if not realtime_permitted(priority):
-        print(f"real-time priority {priority} is not permitted here (needs root or "
-              "CAP_SYS_NICE, and chrt from util-linux): default scheduling for all",
-              file=sys.stderr)
-        priority = 0
+    priority = permitted_priority(args.realtime_priority)
     if vegeta is None and priority:
         print("the Python client runs in this process: default scheduling for all", file=sys.stderr)
         priority = 0

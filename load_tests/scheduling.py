@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 
 
 def realtime_argv(priority: int) -> list[str]:
@@ -27,6 +28,15 @@ def realtime_permitted(priority: int) -> bool:
                               capture_output=True).returncode == 0
     except OSError:  # no chrt (util-linux)
         return False
+
+
+def permitted_priority(priority: int) -> int:
+    """``priority`` if this process may use it, else 0 (default scheduling), saying why."""
+    if realtime_permitted(priority):
+        return priority
+    print(f"real-time priority {priority} is not permitted here (needs root or CAP_SYS_NICE, "
+          "and chrt from util-linux): default scheduling for all", file=sys.stderr)
+    return 0
 
 
 def set_realtime(pid: int, priority: int) -> None:
