@@ -14,6 +14,13 @@ alert in flight waits them out. With the schedule here the same run made no full
 - A frozen object that later dies in a reference cycle is not reclaimed while frozen, so
   every ``thaw_every`` checkpoints everything is thawed and collected once: one full pause
   per ``thaw_every`` checkpoints (10 minutes by default) instead of about 30.
+- While the checkpoint child lives, the worker makes no collections at all. Every page the
+  parent writes to is copied first while the child shares it, and a collection writes to
+  each object it visits: young objects sit in free slots all over the heap, so a young pass
+  copied pages by the thousand. Measured at 2,000 events/s with the child alive 1-3 s:
+  generation-0 passes of 5-25 ms and generation-1 passes of 40-120 ms, against under 5 ms
+  otherwise. What the pause leaves uncollected (cycles made in those seconds) waits for the
+  next pass.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from __future__ import annotations
 import gc
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 log = logging.getLogger(__name__)
 
@@ -51,3 +60,15 @@ class CollectorSchedule:
             log.info("full collection after thawing: %d objects freed in %.0f ms",
                      freed, (time.perf_counter() - started) * 1000)
         gc.freeze()
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """No collections inside (while a forked child shares this process's pages); the
+        collector's previous state after."""
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            yield
+        finally:
+            if was_enabled:
+                gc.enable()

@@ -141,7 +141,8 @@ class WorkerRuntime:
         runs a timer's next tick only after this one returns, so children never overlap."""
         version = self.bundle.version
         self.collector.before_fork()
-        path = await self.checkpoints.save_in_background(self.bundle)
+        with self.collector.paused():
+            path = await self.checkpoints.save_in_background(self.bundle)
         if path is not None:
             log.info("checkpointed %s to %s", version, path)
 

@@ -1,4 +1,5 @@
-"""The worker freezes long-lived objects before each checkpoint fork and thaws them in turn."""
+"""The worker freezes long-lived objects before each checkpoint fork and thaws them in turn,
+and makes no collections while the checkpoint child lives."""
 
 from __future__ import annotations
 
@@ -53,3 +54,28 @@ def test_every_nth_freeze_thaws_and_reclaims_frozen_garbage() -> None:
     schedule.before_fork()  # the third: thaw, collect, freeze again
 
     assert cycle() is None
+
+
+def test_no_collections_while_paused_and_the_collector_back_after() -> None:
+    """Verify that a young cycle made while the child lives waits for the first pass after."""
+    with CollectorSchedule().paused():
+        cycle = garbage_cycle()
+        alive = [Node() for _ in range(10_000)]  # allocations that would trigger young passes
+        assert cycle() is not None
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    del alive
+
+    gc.collect()
+
+    assert cycle() is None
+
+
+def test_pausing_keeps_a_collector_someone_disabled_disabled() -> None:
+    gc.disable()
+    try:
+        with CollectorSchedule().paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
