@@ -197,7 +197,10 @@ def create_app(settings: Settings) -> faust.App:
         await app.sleep(checkpoint_phase_s)
         while not app.should_stop:
             if app.runtime is not None:
-                await app.runtime.checkpoint_in_background()
+                try:
+                    await app.runtime.checkpoint_in_background()
+                except Exception:  # e.g. no memory to fork: the next one may do
+                    log.exception("periodic checkpoint failed")
             await app.sleep(settings.checkpoint_interval_s)
 
     @app.timer(RECOMMENDATIONS_TICK_S)

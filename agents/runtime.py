@@ -137,8 +137,9 @@ class WorkerRuntime:
 
     async def checkpoint_in_background(self) -> None:
         """The periodic checkpoint of a running worker, written by a forked child so the
-        loop never stalls on serialising the models (see :mod:`agents.checkpoints`). Faust
-        runs a timer's next tick only after this one returns, so children never overlap."""
+        loop never stalls on serialising the models (see :mod:`agents.checkpoints`). The
+        checkpoint task waits for each before it starts the next, so children never overlap,
+        and no collections run meanwhile (see :mod:`agents.collector`)."""
         version = self.bundle.version
         self.collector.before_fork()
         with self.collector.paused():
