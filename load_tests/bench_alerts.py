@@ -24,7 +24,7 @@ Everything it starts, and its own sender and consumer, run at real-time round-ro
 machine's two cores, so any other load on the machine tips it into queueing. Under the default
 scheduler the tail came in episodes of seconds to 20 s with no checkpoint or stall of the
 stack's own near them: p99 at 2,000 events/s was 276-1,866 ms in five runs, against 52-418 ms
-(median 89) in 22 with the stack first, in the same hours. The stack on machines of its
+(median 93) in 24 with the stack first, in the same hours. The stack on machines of its
 own does not share them with other tenants.
 """
 
