@@ -72,11 +72,9 @@ class CheckpointStore:
         stderr; the previous checkpoint stays the newest). Where there is no ``fork``, the
         models are serialised in the loop instead.
 
-        While the child lives, every page the parent writes to is copied first. Measured on
-        a worker at 2,000 events/s whose child lived 1-3 s at low priority: its
-        young-generation collections took 5-25 ms (generation 0) and 40-120 ms (1), against
-        under 5 ms otherwise. Hence workers checkpoint at phases of their own
-        (:mod:`agents.app`), not all at the same moment.
+        While the child lives, every page the parent writes to is copied first, so the
+        worker makes no collections meanwhile (:mod:`agents.collector` has the figures) and
+        workers checkpoint at phases of their own (:mod:`agents.app`), not all at once.
         """
         if not hasattr(os, "fork"):  # pragma: no cover - Windows
             return self.save(bundle.to_bytes())
