@@ -24,7 +24,12 @@ from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import EMPTY_RESPONSE, NEVER_DECODE, Pipeline
-from redis.asyncio.connection import Connection, ConnectionPool, SSLConnection
+from redis.asyncio.connection import (
+    BlockingConnectionPool,
+    Connection,
+    ConnectionPool,
+    SSLConnection,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -84,6 +89,15 @@ def _split_command_name(args: tuple[Any, ...]) -> tuple[Any, ...]:
     return args
 
 
+def _closed_by_server(connection: Connection) -> bool:
+    """Whether the server closed this idle connection (the event loop saw its end of file).
+
+    redis-py 8's pool skips this check whenever maintenance notifications are enabled, and
+    their default ("auto") counts as enabled: the first command on such a connection fails."""
+    stream = getattr(connection._parser, "_stream", None)
+    return stream is not None and stream.at_eof()
+
+
 class HiredisConnection(_HiredisPacking, Connection):
     pass
 
@@ -101,17 +115,49 @@ class LeanPipeline(Pipeline):
     is skipped is per-reply machinery a pipeline does not need: a timeout context per reply (one
     bounds the whole read instead), the host string built for an error message that is
     almost never raised, and three layers of coroutine calls. Also skipped: redis-py 8's
-    preparation of ``HIMPORT`` field sets, which nothing here uses. On a connection without
-    hiredis packing it is redis-py's pipeline.
+    preparation of ``HIMPORT`` field sets, which nothing here uses.
+
+    Each round trip also skips redis-py's per-execute machinery: the pool's lock, its
+    connection events and observability hooks, the retry wrapper (the worker's connections
+    retry nothing), and a shielded task to release the connection: about 40 of the 190 µs
+    of client CPU of a 24-command pipeline, measured alternating both ways in one process. A
+    batch at 2,000 events/s sends about six such pipelines. A
+    blocking pool (the API's, which bounds its connections), a pipeline with ``WATCH`` or
+    redis-py scripts, and a connection without hiredis packing keep redis-py's path.
     """
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        pool = self.connection_pool
+        if (self.scripts or self.watching or self.connection is not None
+                or isinstance(pool, BlockingConnectionPool)
+                or not issubclass(pool.connection_class, _HiredisPacking)):
+            return cast(list[Any], await super().execute(raise_on_error))
+        commands, self.command_stack = self.command_stack, []
+        if not commands:
+            return []
+        # The pool's own bookkeeping without its lock and its events: taking a connection
+        # and marking it in use is one step with no await inside.
+        connection = pool.get_available_connection()
+        try:
+            if connection.is_connected and _closed_by_server(connection):
+                await connection.disconnect()  # e.g. Redis restarted while it was idle
+            await connection.connect()
+            return await self._execute_pipeline(connection, commands, raise_on_error)
+        finally:
+            pool._in_use_connections.discard(connection)
+            pool._available_connections.append(connection)
 
     async def _execute_pipeline(self, connection: Connection, commands: Any,
                                 raise_on_error: bool) -> list[Any]:
         if not isinstance(connection, _HiredisPacking):
             return cast(list[Any], await super()._execute_pipeline(
                 connection, commands, raise_on_error))
-        await connection.send_packed_command(
-            connection.pack_commands([args for args, _ in commands]))
+        try:
+            await connection.send_packed_command(
+                connection.pack_commands([args for args, _ in commands]))
+        except BaseException:  # e.g. cancelled mid-write: no half-sent pipeline may remain
+            await connection.disconnect(nowait=True)
+            raise
         replies = await connection.read_replies(
             [NEVER_DECODE in options for _, options in commands])
         callbacks = self.response_callbacks

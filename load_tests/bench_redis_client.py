@@ -2,9 +2,11 @@
 :class:`~feature_store.client.LeanPipeline`, on the same connection class (hiredis packing).
 
 The pipeline is shaped like a worker batch's score writes (per customer: a profile HSET, two
-ZADDs, a ZCOUNT and an SADD) plus a read with a reply callback (HGETALL). The two pipelines
-alternate, several rounds, against a redis-server started here; the figure is client CPU per
-command (``time.process_time``, so the server's work is not in it), the median round.
+ZADDs, a ZCOUNT and an SADD) plus a read with a reply callback (HGETALL), in two sizes: a
+large one (what a backlog batch sends; the cost per command counts) and a small one (a batch
+at 2,000 events/s touches about four customers; the fixed cost of a round trip counts). The
+two pipelines alternate, several rounds, against a redis-server started here; the figure is
+client CPU (``time.process_time``, so the server's work is not in it), the median round.
 
 Run ``python -m load_tests.bench_redis_client``; writes load_tests/results/REDIS_CLIENT.md.
 """
@@ -45,8 +47,8 @@ def _queue_batch(pipe: Pipeline, customers: int) -> None:
         pipe.hgetall(profile)
 
 
-async def _cpu_per_command_us(client: aioredis.Redis, lean: bool, customers: int,
-                              batches: int) -> float:
+async def _cpu_per_pipeline_us(client: aioredis.Redis, lean: bool, customers: int,
+                               batches: int) -> float:
     started = time.process_time()
     for _ in range(batches):
         pipe = (LeanPipeline(client.connection_pool, client.response_callbacks, False, None)
@@ -55,21 +57,27 @@ async def _cpu_per_command_us(client: aioredis.Redis, lean: bool, customers: int
         async with pipe:
             _queue_batch(pipe, customers)
             await pipe.execute()
-    return (time.process_time() - started) / (batches * customers * COMMANDS_PER_CUSTOMER) * 1e6
+    return (time.process_time() - started) / batches * 1e6
 
 
-async def _measure(redis_url: str, customers: int, batches: int, rounds: int
-                   ) -> dict[str, list[float]]:
+#: (shape, pipeline) -> client CPU µs per pipeline, one figure per round.
+Figures = dict[tuple[int, str], list[float]]
+PIPELINES = ("redis-py pipeline", "LeanPipeline")
+
+
+async def _measure(redis_url: str, sizes: list[int], batches: int, rounds: int) -> Figures:
     client = connect(redis_url, socket_timeout=None)
-    figures: dict[str, list[float]] = {"redis-py pipeline": [], "LeanPipeline": []}
+    figures: Figures = {(size, name): [] for size in sizes for name in PIPELINES}
     try:
         await client.flushdb()
-        await _cpu_per_command_us(client, True, customers, 5)  # connect, fill the keys
+        await _cpu_per_pipeline_us(client, True, max(sizes), 5)  # connect, fill the keys
         for _ in tqdm(range(rounds), desc="rounds", unit="round"):
-            figures["redis-py pipeline"].append(
-                await _cpu_per_command_us(client, False, customers, batches))
-            figures["LeanPipeline"].append(
-                await _cpu_per_command_us(client, True, customers, batches))
+            for size in sizes:
+                # As many commands per round for each size.
+                count = batches * max(sizes) // size
+                for name in PIPELINES:
+                    figures[(size, name)].append(await _cpu_per_pipeline_us(
+                        client, name == "LeanPipeline", size, count))
     finally:
         await client.aclose()
     return figures
@@ -78,32 +86,38 @@ async def _measure(redis_url: str, customers: int, batches: int, rounds: int
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=100,
-                        help="customers per pipeline (six commands each)")
-    parser.add_argument("--batches", type=int, default=50, help="pipelines per round")
+                        help="customers per large pipeline (six commands each)")
+    parser.add_argument("--small", type=int, default=4,
+                        help="customers per small pipeline (a batch at 2,000 events/s)")
+    parser.add_argument("--batches", type=int, default=50, help="large pipelines per round")
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
+    sizes = [args.customers, args.small]
     server = RedisServer(work_dir=Path(tempfile.mkdtemp(prefix="crm-bench-")), persist=False)
     try:
-        figures = asyncio.run(_measure(server.start(), args.customers, args.batches,
-                                       args.rounds))
+        figures = asyncio.run(_measure(server.start(), sizes, args.batches, args.rounds))
     finally:
         server.stop()
-    baseline = statistics.median(figures["redis-py pipeline"])
-    table = ["| pipeline | client CPU µs per command (median) | range | ratio to redis-py |",
-             "|---|---:|---:|---:|"]
-    for name, values in figures.items():
-        median = statistics.median(values)
-        table.append(f"| {name} | {median:.2f} | {min(values):.2f}-{max(values):.2f} | "
-                     f"{median / baseline:.2f} |")
+    table = ["| pipeline | commands | client CPU µs per pipeline (median) | µs per command | "
+             "range per pipeline | ratio to redis-py |", "|---|---:|---:|---:|---:|---:|"]
+    for size in sizes:
+        commands = size * COMMANDS_PER_CUSTOMER
+        baseline = statistics.median(figures[(size, PIPELINES[0])])
+        for name in PIPELINES:
+            values = figures[(size, name)]
+            median = statistics.median(values)
+            table.append(f"| {name} | {commands} | {median:.0f} | {median / commands:.2f} | "
+                         f"{min(values):.0f}-{max(values):.0f} | {median / baseline:.2f} |")
     write_report(RESULTS, "\n".join([
         "# Pipelined Redis commands: client CPU", "",
-        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: {args.rounds} alternating rounds of "
-        f"{args.batches} pipelines of {args.customers * COMMANDS_PER_CUSTOMER} commands "
-        "(a worker batch's score writes and a profile read), both on the worker's "
-        "connection class (hiredis packing), against a local redis-server.", "",
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: {args.rounds} alternating rounds, each "
+        f"{args.batches} pipelines of {args.customers * COMMANDS_PER_CUSTOMER} commands and as "
+        f"many commands in pipelines of {args.small * COMMANDS_PER_CUSTOMER} (a worker batch's "
+        "score writes and a profile read), both on the worker's connection class (hiredis "
+        "packing), against a local redis-server.", "",
         *table, "",
         f"Reproduce: `python -m load_tests.bench_redis_client --customers {args.customers} "
-        f"--batches {args.batches} --rounds {args.rounds}`.", ""]))
+        f"--small {args.small} --batches {args.batches} --rounds {args.rounds}`.", ""]))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
+from redis.asyncio.connection import BlockingConnectionPool
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -165,3 +166,50 @@ async def test_a_script_redis_forgot_is_loaded_and_the_pipeline_run_again(
         pipe.get(f"{prefix}counter")
 
     assert await execute_pipeline(lean, fill, [script]) == [1, b"1"]
+
+
+async def test_concurrent_pipelines_each_take_a_connection_and_give_it_back(
+        lean: aioredis.Redis, prefix: str) -> None:
+    async def slow_echo(word: str) -> list[Any]:
+        async with lean.pipeline(transaction=False) as pipe:
+            pipe.blpop([f"{prefix}empty-{word}"], timeout=0.1)
+            pipe.echo(word)
+            return await pipe.execute()
+
+    replies = await asyncio.gather(*(slow_echo(word) for word in ("a", "b", "c")))
+    assert replies == [[None, b"a"], [None, b"b"], [None, b"c"]]
+    pool: Any = lean.connection_pool
+    assert not pool._in_use_connections
+    assert len(pool._available_connections) == 3  # the three ran at once, then came back
+
+
+async def test_a_connection_the_server_closed_while_idle_is_replaced(
+        lean: aioredis.Redis, stock: aioredis.Redis, prefix: str) -> None:
+    async with lean.pipeline(transaction=False) as pipe:
+        pipe.client_id()
+        (client_id,) = await pipe.execute()
+    await stock.client_kill_filter(_id=client_id)  # as a Redis restart would
+    await asyncio.sleep(0.05)  # the event loop sees the connection close
+    async with lean.pipeline(transaction=False) as pipe:
+        pipe.set(f"{prefix}after", "1")
+        pipe.client_id()
+        done, new_id = await pipe.execute()
+    assert done is True and new_id != client_id
+
+
+async def test_a_blocking_pool_keeps_its_bound(redis_url: str, prefix: str) -> None:
+    client = connect(redis_url, pool_class=BlockingConnectionPool, max_connections=1,
+                     timeout=5)
+    try:
+        async def slow_echo(word: str) -> list[Any]:
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.blpop([f"{prefix}empty-{word}"], timeout=0.1)
+                pipe.echo(word)
+                return await pipe.execute()
+
+        replies = await asyncio.gather(slow_echo("a"), slow_echo("b"))
+        assert replies == [[None, b"a"], [None, b"b"]]
+        pool: Any = client.connection_pool
+        assert len(pool._available_connections) + len(pool._in_use_connections) == 1
+    finally:
+        await client.aclose()
