@@ -59,7 +59,8 @@ def _credentials(settings: Settings) -> Any:
     return None
 
 
-#: How often lists still due are written when no batch carries them (a few per tick).
+#: How often the recommender process gets the work of the batches since the last tick (and,
+#: without one, lists still due are written when no batch carries them: a few per tick).
 RECOMMENDATIONS_TICK_S = 0.25
 #: How long a stopping worker may take after its final checkpoint before it exits anyway.
 SHUTDOWN_GRACE_S = 5.0

@@ -7,9 +7,10 @@ the batch is scored once, from their profile after the batch, and the scores go 
 Redis in one pipeline. Duplicates teach nothing.
 
 The recommender's share (learning the batch's interactions, fresh top-N lists) is the
-largest and no alert depends on it, so the scorer only collects it. Once the batch's alerts
-are out, the worker hands it to its recommender process (:meth:`ModelScorer.
-take_recommendation_work`, see :mod:`agents.recommending`), or, without one, does it itself
+largest and no alert depends on it, so the scorer only collects it. Every recommendations
+tick (a quarter second) the worker hands what the batches collected to its recommender
+process (:meth:`ModelScorer.take_recommendation_work`, see :mod:`agents.recommending`), or,
+without one, does it itself once each batch's alerts are out
 (:meth:`ModelScorer.refresh_recommendations`) and writes the lists in the round trip that
 records the batch's progress.
 """
