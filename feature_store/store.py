@@ -47,6 +47,11 @@ def text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _pairs(flat: list[Any]) -> list[tuple[Any, Any]]:
+    """(field, value) or (member, score) pairs from a flat reply."""
+    return list(zip(flat[::2], flat[1::2], strict=True))
+
+
 def _script(name: str) -> str:
     """A Lua script with the shared helpers of ``lua/common.lua`` in front of it."""
     lua = resources.files("feature_store").joinpath("lua")
@@ -88,7 +93,9 @@ class FeatureStore:
         self.redis = redis
         self.limits = limits or StoreLimits()
         self._apply = PipelineScript(_script("apply_event.lua"))
-        self._merge = redis.register_script(_script("merge_profile.lua"))
+        self._merge = PipelineScript(_script("merge_profile.lua"))
+        self._snapshot = PipelineScript(
+            resources.files("feature_store").joinpath("lua", "visitor_snapshot.lua").read_text())
 
     @classmethod
     def from_url(cls, url: str, *, limits: StoreLimits | None = None) -> FeatureStore:
@@ -177,42 +184,42 @@ class FeatureStore:
         instead each is idempotent and the last one records completion (``<anon>|done`` in
         the customer's ``merged`` set). A crash anywhere in between is resumed by the
         redelivered stitching event: alias (set-if-absent), copy (guarded by the merged
-        set), delete the visitor's keys, mark done.
+        set), delete the visitor's keys, mark done. Three round trips: the alias with the
+        visitor's snapshot (read atomically by a script in the visitor's slot), the copy
+        (a script in the customer's slot), the clean-up.
         """
         visitor = CustomerKeys(tenant, anonymous_profile_id(anonymous_id))
-        await self.redis.set(alias_key(tenant, anonymous_id), customer_id, nx=True)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hgetall(visitor.key("profile"))
-            pipe.zrange(visitor.key("events"), 0, -1, withscores=True)
-            pipe.smembers(visitor.key("sessions"))
-            pipe.zrange(visitor.key("categories"), 0, -1, withscores=True)
-            pipe.zrange(visitor.key("recent"), 0, -1, withscores=True)
-            pipe.hgetall(visitor.key("tickets"))
-            pipe.smembers(visitor.key("bought"))
-            pipe.zrange(visitor.key("orders"), 0, -1, withscores=True)
-            profile, events, sessions, categories, recent, tickets, bought, orders = (
-                await pipe.execute()
-            )
 
-        def pairs(rows: list[tuple[bytes, float]]) -> list[list[Any]]:
-            return [[member.decode(), score] for member, score in rows]
+        def alias_then_snapshot(pipe: Pipeline) -> None:
+            pipe.set(alias_key(tenant, anonymous_id), customer_id, nx=True)
+            self._snapshot.queue(pipe, keys=[visitor.key(suffix)
+                                             for suffix in _SCRIPT_KEY_SUFFIXES[:8]])
 
+        # Safe to repeat after NOSCRIPT: SET NX and a read.
+        _, replies = await execute_pipeline(self.redis, alias_then_snapshot, [self._snapshot])
+        profile, events, sessions, categories, recent, tickets, bought, orders = replies
         snapshot = {
-            "profile": {k.decode(): v.decode() for k, v in profile.items()},
-            "events": [[member.decode(), int(score)] for member, score in events],
-            "sessions": sorted(member.decode() for member in sessions),
-            "categories": pairs(categories),
-            "recent": [[member.decode(), int(score)] for member, score in recent],
-            "tickets": {k.decode(): v.decode() for k, v in tickets.items()},
-            "bought": sorted(member.decode() for member in bought),
-            "orders": [[member.decode(), int(score)] for member, score in orders],
+            "profile": {text(field): text(value) for field, value in _pairs(profile)},
+            "events": [[text(member), int(float(score))] for member, score in _pairs(events)],
+            "sessions": sorted(text(member) for member in sessions),
+            "categories": [[text(member), float(score)] for member, score in _pairs(categories)],
+            "recent": [[text(member), int(float(score))] for member, score in _pairs(recent)],
+            "tickets": {text(field): text(value) for field, value in _pairs(tickets)},
+            "bought": sorted(text(member) for member in bought),
+            "orders": [[text(member), int(float(score))] for member, score in _pairs(orders)],
         }
         customer = CustomerKeys(tenant, customer_id)
-        outcome = await self._merge(
-            keys=[customer.key(suffix) for suffix in _SCRIPT_KEY_SUFFIXES],
-            args=[anonymous_id, orjson.dumps(snapshot), self.limits.max_event_ids,
-                  self.limits.recent_products, self.limits.recent_orders, customer_id, tenant],
-        )
+
+        def merge(pipe: Pipeline) -> None:
+            self._merge.queue(
+                pipe, keys=[customer.key(suffix) for suffix in _SCRIPT_KEY_SUFFIXES],
+                args=[anonymous_id, orjson.dumps(snapshot), self.limits.max_event_ids,
+                      self.limits.recent_products, self.limits.recent_orders, customer_id,
+                      tenant])
+
+        # Its own round trip: a failed merge must raise before the visitor is deleted below.
+        # Safe to repeat after NOSCRIPT (the script did not run).
+        (outcome,) = await execute_pipeline(self.redis, merge, [self._merge])
         # One round trip, in this order: Redis runs a connection's commands in turn, so the
         # visitor is deleted and unindexed whenever completion is recorded.
         async with self.redis.pipeline(transaction=False) as pipe:
