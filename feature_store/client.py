@@ -121,9 +121,9 @@ class LeanPipeline(Pipeline):
     connection events and observability hooks, the retry wrapper (the worker's connections
     retry nothing), and a shielded task to release the connection: about 40 of the 190 µs
     of client CPU of a 24-command pipeline, measured alternating both ways in one process. A
-    batch at 2,000 events/s sends about six such pipelines. A
-    blocking pool (the API's, which bounds its connections), a pipeline with ``WATCH`` or
-    redis-py scripts, and a connection without hiredis packing keep redis-py's path.
+    batch at 2,000 events/s sends about six such pipelines. A blocking pool (the API's,
+    which bounds its connections), a pipeline with ``WATCH`` or redis-py scripts, and a
+    connection without hiredis packing keep redis-py's path.
     """
 
     async def execute(self, raise_on_error: bool = True) -> list[Any]:
