@@ -152,12 +152,9 @@ class LeanPipeline(Pipeline):
         if not isinstance(connection, _HiredisPacking):
             return cast(list[Any], await super()._execute_pipeline(
                 connection, commands, raise_on_error))
-        try:
-            await connection.send_packed_command(
-                connection.pack_commands([args for args, _ in commands]))
-        except BaseException:  # e.g. cancelled mid-write: no half-sent pipeline may remain
-            await connection.disconnect(nowait=True)
-            raise
+        # A send that fails or is cancelled part way disconnects (redis-py does so itself).
+        await connection.send_packed_command(
+            connection.pack_commands([args for args, _ in commands]))
         replies = await connection.read_replies(
             [NEVER_DECODE in options for _, options in commands])
         callbacks = self.response_callbacks

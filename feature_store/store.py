@@ -40,6 +40,8 @@ AnyEvent = ClickEvent | PurchaseEvent | TicketEvent
 #: The per-customer keys both scripts take, in order (the last one is the erasure tombstone).
 _SCRIPT_KEY_SUFFIXES = ("profile", "events", "sessions", "categories", "recent", "tickets",
                         "bought", "orders", "merged", "erased")
+#: The visitor's keys ``visitor_snapshot.lua`` reads, in its order: those a merge copies.
+_SNAPSHOT_KEY_SUFFIXES = _SCRIPT_KEY_SUFFIXES[:8]
 
 
 def text(value: bytes | str) -> str:
@@ -94,8 +96,7 @@ class FeatureStore:
         self.limits = limits or StoreLimits()
         self._apply = PipelineScript(_script("apply_event.lua"))
         self._merge = PipelineScript(_script("merge_profile.lua"))
-        self._snapshot = PipelineScript(
-            resources.files("feature_store").joinpath("lua", "visitor_snapshot.lua").read_text())
+        self._snapshot = PipelineScript(_script("visitor_snapshot.lua"))
 
     @classmethod
     def from_url(cls, url: str, *, limits: StoreLimits | None = None) -> FeatureStore:
@@ -193,7 +194,7 @@ class FeatureStore:
         def alias_then_snapshot(pipe: Pipeline) -> None:
             pipe.set(alias_key(tenant, anonymous_id), customer_id, nx=True)
             self._snapshot.queue(pipe, keys=[visitor.key(suffix)
-                                             for suffix in _SCRIPT_KEY_SUFFIXES[:8]])
+                                             for suffix in _SNAPSHOT_KEY_SUFFIXES])
 
         # Safe to repeat after NOSCRIPT: SET NX and a read.
         _, replies = await execute_pipeline(self.redis, alias_then_snapshot, [self._snapshot])

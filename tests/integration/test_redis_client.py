@@ -168,15 +168,17 @@ async def test_a_script_redis_forgot_is_loaded_and_the_pipeline_run_again(
     assert await execute_pipeline(lean, fill, [script]) == [1, b"1"]
 
 
+async def _slow_echo(client: aioredis.Redis, prefix: str, word: str) -> list[Any]:
+    """A pipeline that holds its connection for 0.1 s, then echoes ``word``."""
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.blpop([f"{prefix}empty-{word}"], timeout=0.1)
+        pipe.echo(word)
+        return await pipe.execute()
+
+
 async def test_concurrent_pipelines_each_take_a_connection_and_give_it_back(
         lean: aioredis.Redis, prefix: str) -> None:
-    async def slow_echo(word: str) -> list[Any]:
-        async with lean.pipeline(transaction=False) as pipe:
-            pipe.blpop([f"{prefix}empty-{word}"], timeout=0.1)
-            pipe.echo(word)
-            return await pipe.execute()
-
-    replies = await asyncio.gather(*(slow_echo(word) for word in ("a", "b", "c")))
+    replies = await asyncio.gather(*(_slow_echo(lean, prefix, word) for word in "abc"))
     assert replies == [[None, b"a"], [None, b"b"], [None, b"c"]]
     pool: Any = lean.connection_pool
     assert not pool._in_use_connections
@@ -201,13 +203,7 @@ async def test_a_blocking_pool_keeps_its_bound(redis_url: str, prefix: str) -> N
     client = connect(redis_url, pool_class=BlockingConnectionPool, max_connections=1,
                      timeout=5)
     try:
-        async def slow_echo(word: str) -> list[Any]:
-            async with client.pipeline(transaction=False) as pipe:
-                pipe.blpop([f"{prefix}empty-{word}"], timeout=0.1)
-                pipe.echo(word)
-                return await pipe.execute()
-
-        replies = await asyncio.gather(slow_echo("a"), slow_echo("b"))
+        replies = await asyncio.gather(*(_slow_echo(client, prefix, word) for word in "ab"))
         assert replies == [[None, b"a"], [None, b"b"]]
         pool: Any = client.connection_pool
         assert len(pool._available_connections) + len(pool._in_use_connections) == 1

@@ -15,7 +15,7 @@ from agents.pipeline import RawMessage
 from agents.recommending import RecommendationWork
 from agents.runtime import WorkerRuntime
 from stream.settings import Settings
-from tests.unit.test_alert_support import click
+from tests.unit.test_alert_support import FakeProducer, click
 from tests.unit.test_event_pipeline import NoDeadLetters
 
 
@@ -30,19 +30,12 @@ class RecordingRecommender:
             self.submitted.append(work)
 
 
-class QuietProducer:
-    def __init__(self, *_: object, **__: object) -> None: ...
-    def produce(self, *_: object, **__: object) -> None: ...
-    def poll(self, timeout: float) -> int: return 0
-    def flush(self, timeout: float) -> int: return 0
-
-
 @pytest.fixture
 async def runtime(redis_url: str, tmp_path: Path) -> AsyncIterator[WorkerRuntime]:
     settings = Settings(kafka_bootstrap="127.0.0.1:1", redis_url=redis_url,
                         checkpoint_dir=tmp_path, recommender_process=False)
     with mock.patch("agents.runtime.DeadLetterPublisher", lambda settings: NoDeadLetters()), \
-            mock.patch("agents.alerting.Producer", QuietProducer):
+            mock.patch("agents.alerting.Producer", lambda config: FakeProducer()):
         worker = WorkerRuntime(settings)
     await worker.redis.flushdb()
     recommender = RecordingRecommender()
