@@ -7,7 +7,8 @@ pipeline effectively once:
 1. skip messages at or below the partition's recorded progress (a redelivery after a crash;
    read from Redis once per partition and assignment, then kept in step by step 4);
 2. decode; invalid messages become dead letters, published and flushed first;
-3. apply valid events to Redis in one pipeline (each event atomically, at most once by id);
+3. apply valid events to Redis in one pipeline (each event atomically, at most once by id),
+   the follower's reads of the batch's customers (models, alert rules) queued behind them;
 4. record progress, watermarks and outcome counters.
 
 A crash between any two steps repeats at most the work of one batch, and every repeated
@@ -21,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from redis.asyncio.client import Pipeline
 
@@ -52,15 +53,30 @@ class BatchResult:
 
 #: Redis writes a follower leaves for the batch's last round trip (queued before progress).
 LateWrites = Callable[[Pipeline], None]
+Reads = TypeVar("Reads", bound="BatchReads")
 
 
-class BatchFollower(Protocol):
+class BatchReads(Protocol):
+    """What a follower reads of the customers a batch updated, as the batch left them."""
+
+    def queue(self, pipe: Pipeline, customers: Sequence[tuple[str, str]]
+              ) -> Callable[[list[Any]], None]:
+        """Queue the reads of ``customers`` on ``pipe``; answer what takes the replies (a
+        customer read again replaces what was read of them before)."""
+        ...
+
+
+class BatchFollower(Protocol[Reads]):
     """What runs after a batch's features are in Redis and before it is marked done
     (models, alerts): anything it publishes is therefore repeated, never lost, by a crash.
-    It may answer writes that nothing in the batch waits for: they ride on the round trip
-    that records the batch's progress."""
 
-    async def on_batch(self, result: BatchResult, pipeline: EventPipeline
+    Its reads of the batch's customers ride on the round trip that applies the batch
+    (:meth:`FeatureStore.apply_events`). It may answer writes that nothing in the batch
+    waits for: they ride on the round trip that records the batch's progress."""
+
+    def batch_reads(self) -> Reads: ...
+
+    async def on_batch(self, result: BatchResult, pipeline: EventPipeline, reads: Reads
                        ) -> LateWrites | None: ...
 
 
@@ -74,7 +90,7 @@ class EventPipeline:
         dead_letters: DeadLetterPublisher,
         allowed_lateness_ms: int,
         max_event_bytes: int,
-        follower: BatchFollower | None = None,
+        follower: BatchFollower[Any] | None = None,
     ) -> None:
         self.store = store
         self.dead_letters = dead_letters
@@ -142,7 +158,9 @@ class EventPipeline:
         if any(outcome == "dead_letter" for (_, outcome) in result.outcomes):
             await self.dead_letters.flush()
 
-        applied = await self.store.apply_events([event for _, event in valid])
+        reads = self.follower.batch_reads() if self.follower is not None else None
+        applied = await self.store.apply_events(
+            [event for _, event in valid], reads=reads.queue if reads is not None else None)
         for (message, event), applied_event in zip(valid, applied, strict=True):
             result.outcomes[(message.topic, applied_event.outcome)] += 1
             result.applied.append((message, event, applied_event))
@@ -150,8 +168,8 @@ class EventPipeline:
             self.max_event_time[key] = max(self.max_event_time.get(key, 0), event.occurred_at_ms)
 
         late_writes = None
-        if self.follower is not None:
-            late_writes = await self.follower.on_batch(result, self)
+        if self.follower is not None and reads is not None:
+            late_writes = await self.follower.on_batch(result, self, reads)
 
         progress: dict[tuple[str, int], int] = {}
         for message in fresh:

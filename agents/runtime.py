@@ -6,12 +6,15 @@ import asyncio
 import logging
 import socket
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
+from agents.alert_state import CustomerAlertState
 from agents.alerting import AlertEngine
 from agents.checkpoints import CheckpointStore
 from agents.collector import CollectorSchedule
@@ -21,7 +24,7 @@ from agents.rescoring import SilenceSweep
 from agents.scoring import ModelScorer, touched_customers
 from feature_store.client import connect
 from feature_store.keys import MODELS_HISTORY_KEY, MODELS_KEY, THROUGHPUT_KEY
-from feature_store.model_inputs import queue_model_inputs
+from feature_store.model_inputs import ModelInputs, queue_model_inputs
 from feature_store.store import FeatureStore, StoreLimits
 from online_models import ChurnModel, ModelBundle, Recommender
 from stream.deadletters import DeadLetterPublisher
@@ -30,14 +33,38 @@ from stream.settings import Settings
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class CustomerReads:
+    """The batch's customers as the models and the alert rules read them: profiles and
+    rule states, queued behind the batch's updates in the round trip that applies them."""
+
+    alerts: AlertEngine
+    inputs: ModelInputs = field(default_factory=dict)
+    states: dict[tuple[str, str], CustomerAlertState] = field(default_factory=dict)
+
+    def queue(self, pipe: Pipeline, customers: Sequence[tuple[str, str]]
+              ) -> Callable[[list[Any]], None]:
+        read_inputs = queue_model_inputs(pipe, customers)
+        read_states = self.alerts.queue_state_reads(pipe, customers)
+
+        def take(replies: list[Any]) -> None:
+            for customer in customers:  # read again: a stitch merged or deleted them
+                self.inputs.pop(customer, None)
+                self.states.pop(customer, None)
+            self.inputs.update(read_inputs(replies))
+            self.states.update(read_states(replies))
+
+        return take
+
+
 class ModelsAndAlerts:
     """After each batch's features: models learn and score, alert rules run, alerts go out.
 
-    Three round trips to Redis before the alerts go out: the profiles and the rule states
-    are read together, the scores written, then the rule state written as the due cart
-    timers are read. Without a recommender process, the recommender's work is done here
-    after that, and its lists written with the batch's progress, as is the alerts' feed;
-    with one, the work waits for the worker's recommendations tick
+    Two round trips to Redis of its own before the alerts go out (the profiles and the rule
+    states came with the batch's updates): the scores written, then the rule state written
+    as the due cart timers are read. Without a recommender process, the recommender's work
+    is done here after that, and its lists written with the batch's progress, as is the
+    alerts' feed; with one, the work waits for the worker's recommendations tick
     (:meth:`WorkerRuntime.write_due_recommendations`).
     """
 
@@ -48,23 +75,25 @@ class ModelsAndAlerts:
         self.alerts = alerts
         self.recommender = recommender
 
-    async def on_batch(self, result: BatchResult, pipeline: EventPipeline) -> LateWrites:
+    def batch_reads(self) -> CustomerReads:
+        return CustomerReads(self.alerts)
+
+    async def on_batch(self, result: BatchResult, pipeline: EventPipeline,
+                       reads: CustomerReads) -> LateWrites:
         # A batch mixes topics: learn and alert in event-time order (stable for equal times).
         in_event_time = sorted(result.applied, key=lambda item: item[1].occurred_at_ms)
         events = [(event, applied.profile_id, message.partition, applied.outcome == "ok")
                   for message, event, applied in in_event_time
                   if applied.outcome in ("ok", "duplicate")]
+        # Only these: an erased customer's events were read too (as nothing).
         touched = touched_customers(events)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            read_inputs = queue_model_inputs(pipe, touched)
-            read_states = self.alerts.queue_state_reads(pipe, touched)
-            replies = await pipe.execute() if touched else []
-        updates = await self.scorer.on_batch(events, pipeline.model_watermark(),
-                                             inputs=read_inputs(replies))
+        inputs = {customer: reads.inputs[customer] for customer in touched
+                  if customer in reads.inputs}
+        updates = await self.scorer.on_batch(events, pipeline.model_watermark(), inputs=inputs)
         advanced = {(m.topic, m.partition) for m, _, _ in result.applied}
         watermarks = {key: mark for key in advanced
                       if (mark := pipeline.watermark(*key)) is not None}
-        fired = await self.alerts.on_batch(updates, watermarks, states=read_states(replies))
+        fired = await self.alerts.on_batch(updates, watermarks, states=reads.states)
         feed = await self.alerts.publish_to_topic(fired)
         # Off the alerts' path, none waits on it: the alerts' feed goes out with the batch's
         # progress (they are on Kafka already), and so do the lists made here when the

@@ -43,6 +43,11 @@ _SCRIPT_KEY_SUFFIXES = ("profile", "events", "sessions", "categories", "recent",
 #: The visitor's keys ``visitor_snapshot.lua`` reads, in its order: those a merge copies.
 _SNAPSHOT_KEY_SUFFIXES = _SCRIPT_KEY_SUFFIXES[:8]
 
+#: Reads a caller wants of the customers a batch updated, as the batch left them: queue them
+#: on the pipeline given, for the (tenant, profile id) pairs given, and answer the function
+#: that takes the pipeline's replies.
+QueueReads = Callable[[Pipeline, Sequence[tuple[str, str]]], Callable[[list[Any]], None]]
+
 
 def text(value: bytes | str) -> str:
     """Redis replies are bytes (no ``decode_responses``): decode one to text."""
@@ -121,8 +126,15 @@ class FeatureStore:
             found = await pipe.execute()
         return {pair: value.decode() for pair, value in zip(wanted, found, strict=True) if value}
 
-    async def apply_events(self, events: Sequence[AnyEvent]) -> list[Applied]:
-        """Apply a micro-batch; each event at most once, each atomically. Stitches visitors."""
+    async def apply_events(self, events: Sequence[AnyEvent], *,
+                           reads: QueueReads | None = None) -> list[Applied]:
+        """Apply a micro-batch; each event at most once, each atomically. Stitches visitors.
+
+        ``reads`` of the batch's customers ride on the round trip that applies it, queued
+        after the updates, so they see them (Redis runs a connection's commands in turn). A
+        stitch changes the customer and deletes the visitor after that round trip, so both
+        are read again once it is done.
+        """
         aliases = await self.resolve_aliases(events)
         now_ms = str(int(time.time() * 1000))
         limits = self.limits
@@ -153,10 +165,16 @@ class FeatureStore:
                 )
             for (tenant, profile_id), at_ms in latest.items():
                 pipe.zadd(customers_key(tenant), {profile_id: at_ms}, gt=True)
+            if reads is not None:
+                taking.append(reads(pipe, list(latest)))
 
-        # Safe to repeat after NOSCRIPT: the script applies each event at most once, and
-        # ZADD GT is idempotent.
-        replies = (await execute_pipeline(self.redis, fill, [self._apply]))[:len(targets)]
+        # Safe to repeat after NOSCRIPT: the script applies each event at most once, ZADD
+        # GT is idempotent, and reads are reads (the last fill's are taken).
+        taking: list[Callable[[list[Any]], None]] = []
+        replies = await execute_pipeline(self.redis, fill, [self._apply])
+        if taking:
+            taking[-1](replies)
+        replies = replies[:len(targets)]
         results = [Applied(reply[0].decode(), event.tenant, profile_id)
                    for (event, profile_id, _), reply in zip(targets, replies, strict=True)]
         await self._unindex_erased(results)
@@ -165,6 +183,13 @@ class FeatureStore:
             if int(reply[1]) and (event.tenant, stitch, profile_id) not in merged:
                 await self.merge_anonymous(event.tenant, stitch, profile_id)
                 merged.add((event.tenant, stitch, profile_id))
+        if reads is not None and merged:
+            changed = list(dict.fromkeys(
+                pair for tenant, stitch, profile_id in merged
+                for pair in ((tenant, profile_id), (tenant, anonymous_profile_id(stitch)))))
+            async with self.redis.pipeline(transaction=False) as pipe:
+                take = reads(pipe, changed)
+                take(await pipe.execute())
         return results
 
     async def _unindex_erased(self, results: list[Applied]) -> None:
