@@ -133,7 +133,7 @@ class FeatureStore:
         ``reads`` of the batch's customers ride on the round trip that applies it, queued
         after the updates, so they see them (Redis runs a connection's commands in turn). A
         stitch changes the customer and deletes the visitor after that round trip, so both
-        are read again once it is done.
+        are read again in its last one.
         """
         aliases = await self.resolve_aliases(events)
         now_ms = str(int(time.time() * 1000))
@@ -181,15 +181,8 @@ class FeatureStore:
         merged: set[tuple[str, str, str]] = set()
         for (event, profile_id, stitch), reply in zip(targets, replies, strict=True):
             if int(reply[1]) and (event.tenant, stitch, profile_id) not in merged:
-                await self.merge_anonymous(event.tenant, stitch, profile_id)
+                await self.merge_anonymous(event.tenant, stitch, profile_id, reads=reads)
                 merged.add((event.tenant, stitch, profile_id))
-        if reads is not None and merged:
-            changed = list(dict.fromkeys(
-                pair for tenant, stitch, profile_id in merged
-                for pair in ((tenant, profile_id), (tenant, anonymous_profile_id(stitch)))))
-            async with self.redis.pipeline(transaction=False) as pipe:
-                take = reads(pipe, changed)
-                take(await pipe.execute())
         return results
 
     async def _unindex_erased(self, results: list[Applied]) -> None:
@@ -203,7 +196,8 @@ class FeatureStore:
                     pipe.zrem(customers_key(tenant), profile_id)
                 await pipe.execute()
 
-    async def merge_anonymous(self, tenant: str, anonymous_id: str, customer_id: str) -> str:
+    async def merge_anonymous(self, tenant: str, anonymous_id: str, customer_id: str, *,
+                              reads: QueueReads | None = None) -> str:
         """Fold a visitor's history into a customer once, and point the visitor at them.
 
         The steps touch two hash slots, so they cannot be one transaction on a cluster;
@@ -212,7 +206,8 @@ class FeatureStore:
         redelivered stitching event: alias (set-if-absent), copy (guarded by the merged
         set), delete the visitor's keys, mark done. Three round trips: the alias with the
         visitor's snapshot (read atomically by a script in the visitor's slot), the copy
-        (a script in the customer's slot), the clean-up.
+        (a script in the customer's slot), the clean-up, which also carries ``reads`` of the
+        customer and the visitor as the merge left them.
         """
         visitor = CustomerKeys(tenant, anonymous_profile_id(anonymous_id))
 
@@ -252,7 +247,11 @@ class FeatureStore:
             pipe.delete(*[visitor.key(suffix) for suffix in _SCRIPT_KEY_SUFFIXES])
             pipe.zrem(customers_key(tenant), visitor.customer_id)
             pipe.sadd(customer.key("merged"), f"{anonymous_id}|done")
-            await pipe.execute()
+            take = reads(pipe, [(tenant, customer_id), (tenant, visitor.customer_id)]
+                         ) if reads is not None else None
+            replies = await pipe.execute()
+        if take is not None:
+            take(replies)
         log.info("stitched visitor %s into customer %s (%s)", anonymous_id, customer_id,
                  outcome.decode() if isinstance(outcome, bytes) else outcome)
         return outcome.decode() if isinstance(outcome, bytes) else str(outcome)

@@ -11,7 +11,6 @@ from typing import Any
 
 import orjson
 import pytest
-
 from redis.asyncio.client import Pipeline
 
 from agents.pipeline import EventPipeline, RawMessage
