@@ -68,9 +68,8 @@ class ModelsAndAlerts:
     (:meth:`WorkerRuntime.write_due_recommendations`).
     """
 
-    def __init__(self, *, redis: aioredis.Redis, scorer: ModelScorer, alerts: AlertEngine,
+    def __init__(self, *, scorer: ModelScorer, alerts: AlertEngine,
                  recommender: RecommenderProcess | None = None) -> None:
-        self.redis = redis
         self.scorer = scorer
         self.alerts = alerts
         self.recommender = recommender
@@ -147,7 +146,7 @@ class WorkerRuntime:
             dead_letters=DeadLetterPublisher(settings=settings),
             allowed_lateness_ms=int(settings.allowed_lateness_s * 1000),
             max_event_bytes=settings.max_event_bytes,
-            follower=ModelsAndAlerts(redis=self.redis, scorer=self.scorer, alerts=self.alerts,
+            follower=ModelsAndAlerts(scorer=self.scorer, alerts=self.alerts,
                                      recommender=self.recommender),
         )
         self.alerts.install_sighup_handler(asyncio.get_running_loop())
