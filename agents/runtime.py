@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
 from agents.alert_state import CustomerAlertState
