@@ -168,7 +168,7 @@ class EventPipeline:
             self.max_event_time[key] = max(self.max_event_time.get(key, 0), event.occurred_at_ms)
 
         late_writes = None
-        if self.follower is not None and reads is not None:
+        if self.follower is not None:
             late_writes = await self.follower.on_batch(result, self, reads)
 
         progress: dict[tuple[str, int], int] = {}
