@@ -10,8 +10,14 @@ the default scheduler.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+#: How long each of the busy host's spinners holds a core at a time.
+BUSY_SLICE_MS = 5
 
 
 def realtime_argv(priority: int) -> list[str]:
@@ -50,3 +56,42 @@ def become_realtime(priority: int) -> None:
     afterwards inherits it (0 leaves the default scheduler)."""
     if priority:
         os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(priority))
+
+
+def busy_host_argv(share: float, cpu: int, priority: int,
+                   slice_ms: int = BUSY_SLICE_MS) -> list[str]:
+    """stress-ng spinning on ``cpu`` for ``share`` of its time, in ``slice_ms`` slices, at
+    real-time round-robin ``priority``.
+
+    >>> busy_host_argv(0.3, 1, 20)[:7]
+    ['stress-ng', '--cpu', '1', '--taskset', '1', '--cpu-load', '30']
+    """
+    if not 0 < share < 1:
+        raise ValueError(f"a busy host's share of each core is above 0 and below 1, not {share}")
+    return ["stress-ng", "--cpu", "1", "--taskset", str(cpu), "--cpu-load",
+            str(round(share * 100)), "--cpu-load-slice", str(slice_ms), "--sched", "rr",
+            "--sched-prio", str(priority), "--quiet"]
+
+
+@contextmanager
+def busy_host(share: float, priority: int) -> Iterator[None]:
+    """A slower host, emulated: on every core, a spinner at real-time ``priority`` (above the
+    stack's) takes ``share`` of the core in short slices, as a busy hypervisor's other guests
+    do. On this kind of machine some hours give the same work only about 70% of the CPU of
+    others; this makes such an hour on demand, so the benchmark can show its headroom in
+    any hour. Needs stress-ng (``apt-get install stress-ng``) and real-time permission.
+    Nothing is started for a ``share`` of 0."""
+    if not share:
+        yield
+        return
+    if shutil.which("stress-ng") is None:
+        raise SystemExit("emulating a busy host needs stress-ng: apt-get install stress-ng")
+    spinners = [subprocess.Popen(busy_host_argv(share, cpu, priority))
+                for cpu in sorted(os.sched_getaffinity(0))]
+    try:
+        yield
+    finally:
+        for spinner in spinners:
+            spinner.terminate()
+        for spinner in spinners:
+            spinner.wait(timeout=10)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from load_tests.bench_alerts import AlertWatch, Point, measure, report
+from load_tests.scheduling import busy_host_argv
 from stream.settings import Settings
 
 
@@ -71,3 +72,27 @@ def test_the_report_says_which_processes_had_real_time_priority() -> None:
     assert "chrt" not in default
     assert "sender and alert consumer ran at real-time round-robin priority 10" in remote
     assert "the stack kept its own" in remote
+
+
+def test_the_report_says_how_busy_an_emulated_host_was() -> None:
+    watch = AlertWatch(Settings(kafka_bootstrap="127.0.0.1:1"))
+    quiet, busy = (report([point(latencies_ms=[20.0] * 100, probes=100)], watch, workers=2,
+                          remote=False, broker="apache", probe_every=100, plot=None,
+                          priority=10, busy=(share, 20)) for share in (0.0, 0.3))
+
+    assert "busier host" not in quiet
+    assert "a spinner at real-time priority 20, above the stack's, took 30% of the core" in busy
+    assert "about 70% of the CPU it has in a quiet hour" in busy
+
+
+@pytest.mark.parametrize("share", [0.0, 1.0, -0.2])
+def test_a_busy_host_takes_part_of_each_core_never_none_or_all(share: float) -> None:
+    with pytest.raises(ValueError, match="share of each core"):
+        busy_host_argv(share, cpu=0, priority=20)
+
+
+def test_a_busy_host_spins_on_one_core_per_spinner_above_the_stack() -> None:
+    argv = busy_host_argv(0.25, cpu=1, priority=20)
+
+    assert argv[:7] == ["stress-ng", "--cpu", "1", "--taskset", "1", "--cpu-load", "25"]
+    assert argv[argv.index("--sched-prio") + 1] == "20"
