@@ -69,8 +69,8 @@ from load_tests.scheduling import (
     BUSY_SLICE_MS,
     become_realtime,
     busy_host,
+    busy_host_problem,
     permitted_priority,
-    realtime_permitted,
 )
 from load_tests.simulator import TOPIC_BY_TYPE, ShopSimulator
 from schemas.topics import ALERTS, TICKETS
@@ -497,8 +497,8 @@ def main() -> None:
     args = parser.parse_args()
     priority = permitted_priority(args.realtime_priority)
     spinner_priority = priority + 10
-    if args.busy_host and not realtime_permitted(spinner_priority):
-        raise SystemExit("--busy-host needs real-time permission (root or CAP_SYS_NICE)")
+    if args.busy_host and (problem := busy_host_problem(args.busy_host, spinner_priority)):
+        parser.error(f"--busy-host: {problem}")
     # Before anything starts: the broker, redis-server, workers and this process's threads
     # (the sender's and the consumer's librdkafka threads among them) inherit it.
     become_realtime(priority)

@@ -66,11 +66,22 @@ def busy_host_argv(share: float, cpu: int, priority: int,
     >>> busy_host_argv(0.3, 1, 20)[:7]
     ['stress-ng', '--cpu', '1', '--taskset', '1', '--cpu-load', '30']
     """
-    if not 0 < share < 1:
-        raise ValueError(f"a busy host's share of each core is above 0 and below 1, not {share}")
     return ["stress-ng", "--cpu", "1", "--taskset", str(cpu), "--cpu-load",
             str(round(share * 100)), "--cpu-load-slice", str(slice_ms), "--sched", "rr",
             "--sched-prio", str(priority), "--quiet"]
+
+
+def busy_host_problem(share: float, priority: int) -> str | None:
+    """Why :func:`busy_host` cannot take ``share`` of each core at ``priority`` here, if it
+    cannot: checked before a benchmark starts anything."""
+    if not 0 < share < 1:
+        return f"a busy host takes a share of each core above 0 and below 1, not {share:g}"
+    if shutil.which("stress-ng") is None:
+        return "emulating a busy host needs stress-ng: apt-get install stress-ng"
+    if not realtime_permitted(priority):
+        return (f"emulating a busy host needs real-time priority {priority} (root or "
+                "CAP_SYS_NICE, and chrt from util-linux)")
+    return None
 
 
 @contextmanager
@@ -79,13 +90,13 @@ def busy_host(share: float, priority: int) -> Iterator[None]:
     stack's) takes ``share`` of the core in short slices, as a busy hypervisor's other guests
     do. On this kind of machine some hours give the same work only about 70% of the CPU of
     others; this makes such an hour on demand, so the benchmark can show its headroom in
-    any hour. Needs stress-ng (``apt-get install stress-ng``) and real-time permission.
-    Nothing is started for a ``share`` of 0."""
+    any hour. Nothing is started for a ``share`` of 0."""
     if not share:
         yield
         return
-    if shutil.which("stress-ng") is None:
-        raise SystemExit("emulating a busy host needs stress-ng: apt-get install stress-ng")
+    problem = busy_host_problem(share, priority)
+    if problem is not None:
+        raise SystemExit(problem)
     spinners = [subprocess.Popen(busy_host_argv(share, cpu, priority))
                 for cpu in sorted(os.sched_getaffinity(0))]
     try:

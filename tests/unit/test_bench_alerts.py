@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from load_tests.bench_alerts import AlertWatch, Point, measure, report
-from load_tests.scheduling import busy_host_argv
+from load_tests.scheduling import busy_host_argv, busy_host_problem
 from stream.settings import Settings
 
 
@@ -85,10 +85,11 @@ def test_the_report_says_how_busy_an_emulated_host_was() -> None:
     assert "about 70% of the CPU it has in a quiet hour" in busy
 
 
-@pytest.mark.parametrize("share", [0.0, 1.0, -0.2])
-def test_a_busy_host_takes_part_of_each_core_never_none_or_all(share: float) -> None:
-    with pytest.raises(ValueError, match="share of each core"):
-        busy_host_argv(share, cpu=0, priority=20)
+@pytest.mark.parametrize("share", [1.0, 1.5, -0.2])
+def test_a_busy_host_takes_part_of_each_core_never_all(share: float) -> None:
+    problem = busy_host_problem(share, priority=20)
+
+    assert problem is not None and "above 0 and below 1" in problem
 
 
 def test_a_busy_host_spins_on_one_core_per_spinner_above_the_stack() -> None:
