@@ -30,7 +30,7 @@ from feature_store.store import Applied, FeatureStore
 from schemas.problems import Problem
 from stream.codec import AnyEvent, dead_letter_for, decode
 from stream.deadletters import DeadLetterPublisher
-from stream.metrics import EVENTS_PROCESSED
+from stream.metrics import BATCH_STEPS, EVENTS_PROCESSED
 
 log = logging.getLogger(__name__)
 
@@ -159,8 +159,9 @@ class EventPipeline:
             await self.dead_letters.flush()
 
         reads = self.follower.batch_reads() if self.follower is not None else None
-        applied = await self.store.apply_events(
-            [event for _, event in valid], reads=reads.queue if reads is not None else None)
+        with BATCH_STEPS["apply"].time():
+            applied = await self.store.apply_events(
+                [event for _, event in valid], reads=reads.queue if reads is not None else None)
         for (message, event), applied_event in zip(valid, applied, strict=True):
             result.outcomes[(message.topic, applied_event.outcome)] += 1
             result.applied.append((message, event, applied_event))
@@ -179,10 +180,11 @@ class EventPipeline:
             key: latest - self.allowed_lateness_ms
             for key, latest in self.max_event_time.items() if key in partitions
         }
-        await self.store.commit_batch(
-            progress=progress, watermarks=watermarks, outcomes=dict(result.outcomes),
-            before=late_writes,
-        )
+        with BATCH_STEPS["progress"].time():
+            await self.store.commit_batch(
+                progress=progress, watermarks=watermarks, outcomes=dict(result.outcomes),
+                before=late_writes,
+            )
         for key, offset in progress.items():
             self._progress[key] = max(self._progress.get(key, -1), offset)
         for (topic, outcome), count in result.outcomes.items():

@@ -27,6 +27,7 @@ from feature_store.model_inputs import ModelInputs, queue_model_inputs
 from feature_store.store import FeatureStore, StoreLimits
 from online_models import ChurnModel, ModelBundle, Recommender
 from stream.deadletters import DeadLetterPublisher
+from stream.metrics import BATCH_STEPS
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -87,12 +88,16 @@ class ModelsAndAlerts:
         touched = touched_customers(events)
         inputs = {customer: reads.inputs[customer] for customer in touched
                   if customer in reads.inputs}
-        updates = await self.scorer.on_batch(events, pipeline.model_watermark(), inputs=inputs)
+        with BATCH_STEPS["models"].time():
+            updates = await self.scorer.on_batch(events, pipeline.model_watermark(),
+                                                 inputs=inputs)
         advanced = {(m.topic, m.partition) for m, _, _ in result.applied}
         watermarks = {key: mark for key in advanced
                       if (mark := pipeline.watermark(*key)) is not None}
-        fired = await self.alerts.on_batch(updates, watermarks, states=reads.states)
-        feed = await self.alerts.publish_to_topic(fired)
+        with BATCH_STEPS["alerts"].time():
+            fired = await self.alerts.on_batch(updates, watermarks, states=reads.states)
+        with BATCH_STEPS["publish"].time():
+            feed = await self.alerts.publish_to_topic(fired)
         # Off the alerts' path, none waits on it: the alerts' feed goes out with the batch's
         # progress (they are on Kafka already), and so do the lists made here when the
         # recommender has no process of its own. A recommender process gets the work of

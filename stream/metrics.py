@@ -14,6 +14,18 @@ BATCH_SECONDS = Histogram(
     "Time to process one micro-batch of input events",
     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+BATCH_STEP_SECONDS = Histogram(
+    "crm_worker_batch_step_seconds",
+    "Time one micro-batch spent in each step, in order: apply (features, stitching), models "
+    "(learn and score), alerts (rules, cart timers), publish (alerts acknowledged by Kafka), "
+    "progress (offsets, watermarks). A step that waits on Redis or Kafka includes their "
+    "wait for a core: on a busy host most of a slow batch",
+    ["step"],
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+#: The steps' timers, bound once (a label lookup per batch and step is wasted work).
+BATCH_STEPS = {step: BATCH_STEP_SECONDS.labels(step=step)
+               for step in ("apply", "models", "alerts", "publish", "progress")}
 EVENT_DELAY_SECONDS = Histogram(
     "crm_worker_event_delay_seconds",
     "From an input message's Kafka timestamp to the start of its processing",

@@ -4,19 +4,13 @@ put and a feeder thread's wake-up). Real redis-server and models; the process is
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-from unittest import mock
-
 import orjson
 import pytest
 
 from agents.pipeline import RawMessage
 from agents.recommending import RecommendationWork
 from agents.runtime import WorkerRuntime
-from stream.settings import Settings
-from tests.unit.test_alert_support import FakeProducer, click
-from tests.unit.test_event_pipeline import NoDeadLetters
+from tests.unit.test_alert_support import click
 
 
 class RecordingRecommender:
@@ -31,18 +25,11 @@ class RecordingRecommender:
 
 
 @pytest.fixture
-async def runtime(redis_url: str, tmp_path: Path) -> AsyncIterator[WorkerRuntime]:
-    settings = Settings(kafka_bootstrap="127.0.0.1:1", redis_url=redis_url,
-                        checkpoint_dir=tmp_path, recommender_process=False)
-    with mock.patch("agents.runtime.DeadLetterPublisher", lambda settings: NoDeadLetters()), \
-            mock.patch("agents.alerting.Producer", lambda config: FakeProducer()):
-        worker = WorkerRuntime(settings)
-    await worker.redis.flushdb()
+def runtime(worker_runtime: WorkerRuntime) -> WorkerRuntime:
     recommender = RecordingRecommender()
-    worker.recommender = recommender  # type: ignore[assignment]
-    worker.pipeline.follower.recommender = recommender  # type: ignore[union-attr]
-    yield worker
-    await worker.redis.aclose()
+    worker_runtime.recommender = recommender  # type: ignore[assignment]
+    worker_runtime.pipeline.follower.recommender = recommender  # type: ignore[union-attr]
+    return worker_runtime
 
 
 def product_view(offset: int, customer: str, product: str) -> RawMessage:
