@@ -48,8 +48,10 @@ def test_events_round_trip_into_live_features(
                        "occurred_at": "2026-03-01T11:00:00+00:00"})
 
     def complete():  # type: ignore[no-untyped-def]
+        # Three topics: the worker may take their events in any order, so all three.
         profile = _profile(settings, "c1")
-        if profile and profile.features.orders and profile.features.tickets_total:
+        if profile and all((profile.features.views, profile.features.orders,
+                            profile.features.tickets_total)):
             return profile
         return None
 
