@@ -43,6 +43,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ import orjson
 import redis
 from confluent_kafka import Consumer, ConsumerGroupState, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
+from prometheus_client.parser import text_string_to_metric_families
 from tqdm import tqdm
 
 from feature_store.keys import METRICS_KEY
@@ -74,7 +76,7 @@ from load_tests.scheduling import (
 )
 from load_tests.simulator import TOPIC_BY_TYPE, ShopSimulator
 from schemas.topics import ALERTS, TICKETS
-from stream.processes import ManagedProcess
+from stream.processes import ManagedProcess, free_port
 from stream.producer import EventProducer
 from stream.settings import Settings, kafka_client_config
 from stream.topics import create_topics
@@ -276,6 +278,8 @@ class Point:
     recommender_cpu: float | None = None  # share of one core, the workers' recommender processes
     # When each alerted probe was sent, in seconds from the rate's first probe (as total_ms).
     sent_s: list[float] = field(default_factory=list)
+    # Where the workers' batches spent their time (workers this benchmark started).
+    steps: dict[str, StepTimes] | None = None
 
     @property
     def missing(self) -> int:
@@ -285,6 +289,74 @@ class Point:
     def met(self) -> bool:
         return bool(self.total_ms) and not self.missing and (
             percentile(self.total_ms, 99) <= GOAL_P99_MS)
+
+
+#: A worker's batch steps, in order (``crm_worker_batch_step_seconds``).
+BATCH_STEPS = ("apply", "models", "alerts", "publish", "progress")
+#: A step taking longer than this (a histogram bucket's bound) counts as slow.
+SLOW_STEP_S = "0.02"
+
+
+@dataclass
+class StepTimes:
+    """One batch step's time, summed over the workers' batches."""
+
+    batches: float = 0.0
+    seconds: float = 0.0
+    slow: float = 0.0  # batches that spent more than SLOW_STEP_S in the step
+
+    def __sub__(self, before: StepTimes) -> StepTimes:
+        return StepTimes(self.batches - before.batches, self.seconds - before.seconds,
+                         self.slow - before.slow)
+
+
+def step_times_from(metrics_text: str) -> dict[str, StepTimes]:
+    """The batch steps' totals in one worker's Prometheus metrics text."""
+    steps = {step: StepTimes() for step in BATCH_STEPS}
+    fast: dict[str, float] = {}
+    for family in text_string_to_metric_families(metrics_text):
+        if family.name != "crm_worker_batch_step_seconds":
+            continue
+        for sample in family.samples:
+            step = sample.labels.get("step", "")
+            if step not in steps:
+                continue
+            if sample.name.endswith("_count"):
+                steps[step].batches = sample.value
+            elif sample.name.endswith("_sum"):
+                steps[step].seconds = sample.value
+            elif sample.name.endswith("_bucket") and float(sample.labels["le"]) == float(
+                    SLOW_STEP_S):
+                fast[step] = sample.value
+    for step, times in steps.items():
+        times.slow = times.batches - fast.get(step, times.batches)
+    return steps
+
+
+def scrape_step_times(ports: list[int]) -> dict[str, StepTimes]:
+    """The batch steps' totals so far, summed over the workers serving metrics on ``ports``."""
+    total = {step: StepTimes() for step in BATCH_STEPS}
+    for port in ports:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+            for step, times in step_times_from(reply.read().decode()).items():
+                total[step] = StepTimes(total[step].batches + times.batches,
+                                        total[step].seconds + times.seconds,
+                                        total[step].slow + times.slow)
+    return total
+
+
+def steps_table(point: Point) -> list[str]:
+    """Where the workers' batches spent their time at one rate (from their metrics)."""
+    if not point.steps:
+        return []
+    rows = [f"| {step} | {times.seconds / times.batches * 1000:,.2f} | "
+            f"{times.slow / times.batches:.1%} |"
+            for step, times in point.steps.items() if times.batches]
+    return [f"Where the workers' batches spent their time at {point.rate:,.0f} events/s "
+            "(`crm_worker_batch_step_seconds`, both workers): a step that waits on Redis, "
+            "Kafka or a core shows it here.", "",
+            f"| step | mean ms per batch | batches over {float(SLOW_STEP_S) * 1000:.0f} ms "
+            "in the step |", "|---|---:|---:|", *rows, ""]
 
 
 def measure(probes: dict[str, float], watch: AlertWatch, *, rate: float, sent: int,
@@ -376,6 +448,8 @@ def report(points: list[Point], watch: AlertWatch, *, workers: int, remote: bool
         "Alerts seen by kind (all rates): "
         f"{', '.join(f'{k} {v:,}' for k, v in sorted(watch.kinds.items())) or 'none'}.", "",
     ]
+    for point in points:
+        lines += steps_table(point)
     if speed_ms is not None:
         lines += [speed_check_line(*speed_ms), ""]
     if plot is not None:
@@ -514,6 +588,7 @@ def main() -> None:
         work = Path(tmp)
         pids: list[int] = []
         broker_pids: list[int] = []
+        metrics_ports: list[int] = []
         if remote:
             settings = Settings()
         else:
@@ -541,10 +616,12 @@ def main() -> None:
             env = settings.model_copy(update={"checkpoint_dir": work / "checkpoints",
                                                "log_level": "WARNING"}).to_env()
             for number in range(args.workers):
+                metrics_ports.append(free_port())
                 worker = ManagedProcess(
                     name=f"worker-{number}", argv=[sys.executable, "-m", "crm", "worker"],
                     log_path=work / f"worker-{number}.log",
-                    env={**env, "CRM_WORKER_NAME": f"bench-{number}"}).start()
+                    env={**env, "CRM_WORKER_NAME": f"bench-{number}",
+                         "CRM_WORKER_METRICS_PORT": str(metrics_ports[-1])}).start()
                 stack.callback(worker.stop)
                 if worker.pid is not None:
                     pids.append(worker.pid)
@@ -572,6 +649,7 @@ def main() -> None:
             cpu_before, wall_before = _cpu_seconds(pids), time.monotonic()
             broker_before = _cpu_seconds(broker_pids)
             recommender_before = _cpu_seconds(recommender_pids)
+            steps_before = scrape_step_times(metrics_ports)
             probes, sent, elapsed = run_load(
                 settings, rate=rate, duration_s=args.duration, warmup_s=args.warmup,
                 probe_every=args.probe_every, customers=args.customers,
@@ -579,6 +657,7 @@ def main() -> None:
             cpu_after, wall_after = _cpu_seconds(pids), time.monotonic()
             broker_after = _cpu_seconds(broker_pids)
             recommender_after = _cpu_seconds(recommender_pids)
+            steps_after = scrape_step_times(metrics_ports)
             sent_so_far += sent
             deadline = time.monotonic() + args.drain
             while time.monotonic() < deadline and not set(probes) <= set(watch.received_at):
@@ -591,6 +670,9 @@ def main() -> None:
                                   broker_cpu=_per_second(broker_before, broker_after, wall),
                                   recommender_cpu=_per_second(recommender_before,
                                                               recommender_after, wall)))
+            if metrics_ports:
+                points[-1].steps = {step: steps_after[step] - steps_before[step]
+                                    for step in BATCH_STEPS}
         plot = args.output.with_suffix(".png") if len(points) > 1 else None
         timeline = args.output.with_name(f"{args.output.stem}-timeline.png") if points else None
         text = report(points, watch, workers=args.workers, remote=remote,

@@ -7,8 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from load_tests.bench_alerts import AlertWatch, Point, measure, report
+from load_tests.bench_alerts import AlertWatch, Point, measure, report, step_times_from
 from load_tests.scheduling import busy_host_argv, busy_host_problem
 from stream.settings import Settings
 
@@ -97,3 +98,25 @@ def test_a_busy_host_spins_on_one_core_per_spinner_above_the_stack() -> None:
 
     assert argv[:7] == ["stress-ng", "--cpu", "1", "--taskset", "1", "--cpu-load", "25"]
     assert argv[argv.index("--sched-prio") + 1] == "20"
+
+
+def test_the_report_shows_where_the_workers_batches_spent_their_time() -> None:
+    registry = CollectorRegistry()
+    steps = Histogram("crm_worker_batch_step_seconds", "per step", ["step"], registry=registry,
+                      buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1))
+    for seconds in (0.003, 0.005, 0.009, 0.063):  # one slow batch of four
+        steps.labels(step="publish").observe(seconds)
+    steps.labels(step="apply").observe(0.004)
+
+    times = step_times_from(generate_latest(registry).decode())
+
+    assert (times["publish"].batches, times["publish"].slow) == (4, 1)
+    assert times["publish"].seconds == pytest.approx(0.080)
+    assert times["models"].batches == 0
+    measured = point(latencies_ms=[20.0] * 100, probes=100)
+    measured.steps = times
+    text = report([measured], AlertWatch(Settings(kafka_bootstrap="127.0.0.1:1")), workers=2,
+                  remote=False, broker="apache", probe_every=100, plot=None)
+    assert "| publish | 20.00 | 25.0% |" in text
+    assert "| apply | 4.00 | 0.0% |" in text
+    assert "| models |" not in text, "a step no batch reached has no row"
