@@ -76,6 +76,7 @@ from load_tests.scheduling import (
 )
 from load_tests.simulator import TOPIC_BY_TYPE, ShopSimulator
 from schemas.topics import ALERTS, TICKETS
+from stream.metrics import BATCH_STEP_NAMES
 from stream.processes import ManagedProcess, free_port
 from stream.producer import EventProducer
 from stream.settings import Settings, kafka_client_config
@@ -291,10 +292,8 @@ class Point:
             percentile(self.total_ms, 99) <= GOAL_P99_MS)
 
 
-#: A worker's batch steps, in order (``crm_worker_batch_step_seconds``).
-BATCH_STEPS = ("apply", "models", "alerts", "publish", "progress")
-#: A step taking longer than this (a histogram bucket's bound) counts as slow.
-SLOW_STEP_S = "0.02"
+#: A step taking longer than this (a bound of the histogram's buckets) counts as slow.
+SLOW_STEP_S = 0.02
 
 
 @dataclass
@@ -309,10 +308,14 @@ class StepTimes:
         return StepTimes(self.batches - before.batches, self.seconds - before.seconds,
                          self.slow - before.slow)
 
+    def __add__(self, other: StepTimes) -> StepTimes:
+        return StepTimes(self.batches + other.batches, self.seconds + other.seconds,
+                         self.slow + other.slow)
+
 
 def step_times_from(metrics_text: str) -> dict[str, StepTimes]:
     """The batch steps' totals in one worker's Prometheus metrics text."""
-    steps = {step: StepTimes() for step in BATCH_STEPS}
+    steps = {step: StepTimes() for step in BATCH_STEP_NAMES}
     fast: dict[str, float] = {}
     for family in text_string_to_metric_families(metrics_text):
         if family.name != "crm_worker_batch_step_seconds":
@@ -325,8 +328,7 @@ def step_times_from(metrics_text: str) -> dict[str, StepTimes]:
                 steps[step].batches = sample.value
             elif sample.name.endswith("_sum"):
                 steps[step].seconds = sample.value
-            elif sample.name.endswith("_bucket") and float(sample.labels["le"]) == float(
-                    SLOW_STEP_S):
+            elif sample.name.endswith("_bucket") and float(sample.labels["le"]) == SLOW_STEP_S:
                 fast[step] = sample.value
     for step, times in steps.items():
         times.slow = times.batches - fast.get(step, times.batches)
@@ -335,13 +337,11 @@ def step_times_from(metrics_text: str) -> dict[str, StepTimes]:
 
 def scrape_step_times(ports: list[int]) -> dict[str, StepTimes]:
     """The batch steps' totals so far, summed over the workers serving metrics on ``ports``."""
-    total = {step: StepTimes() for step in BATCH_STEPS}
+    total = {step: StepTimes() for step in BATCH_STEP_NAMES}
     for port in ports:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
             for step, times in step_times_from(reply.read().decode()).items():
-                total[step] = StepTimes(total[step].batches + times.batches,
-                                        total[step].seconds + times.seconds,
-                                        total[step].slow + times.slow)
+                total[step] += times
     return total
 
 
@@ -355,7 +355,7 @@ def steps_table(point: Point) -> list[str]:
     return [f"Where the workers' batches spent their time at {point.rate:,.0f} events/s "
             "(`crm_worker_batch_step_seconds`, both workers): a step that waits on Redis, "
             "Kafka or a core shows it here.", "",
-            f"| step | mean ms per batch | batches over {float(SLOW_STEP_S) * 1000:.0f} ms "
+            f"| step | mean ms per batch | batches over {SLOW_STEP_S * 1000:.0f} ms "
             "in the step |", "|---|---:|---:|", *rows, ""]
 
 
@@ -672,7 +672,7 @@ def main() -> None:
                                                               recommender_after, wall)))
             if metrics_ports:
                 points[-1].steps = {step: steps_after[step] - steps_before[step]
-                                    for step in BATCH_STEPS}
+                                    for step in BATCH_STEP_NAMES}
         plot = args.output.with_suffix(".png") if len(points) > 1 else None
         timeline = args.output.with_name(f"{args.output.stem}-timeline.png") if points else None
         text = report(points, watch, workers=args.workers, remote=remote,

@@ -9,9 +9,8 @@ from prometheus_client import REGISTRY
 from agents.pipeline import RawMessage
 from agents.runtime import WorkerRuntime
 from schemas.topics import TICKETS
+from stream.metrics import BATCH_STEP_NAMES
 from tests.unit.test_alert_support import ticket
-
-STEPS = ("apply", "models", "alerts", "publish", "progress")
 
 
 def batches_timed(step: str) -> float:
@@ -23,10 +22,10 @@ async def test_every_batch_is_timed_in_each_of_its_steps(worker_runtime: WorkerR
     unhappy = ticket("t1", "c1", minutes=0, status="resolved", csat=1)
     message = RawMessage(worker_runtime.settings.topic(TICKETS), 0, 0, orjson.dumps(
         unhappy.model_dump(mode="json", exclude_none=True)))
-    before = {step: batches_timed(step) for step in STEPS}
+    before = {step: batches_timed(step) for step in BATCH_STEP_NAMES}
 
     await worker_runtime.pipeline.process([message])
 
     assert worker_runtime.alerts._producer.alerts(), "the batch raised an alert to publish"
-    assert {step: batches_timed(step) - before[step] for step in STEPS} == dict.fromkeys(
-        STEPS, 1.0)
+    assert {step: batches_timed(step) - before[step] for step in BATCH_STEP_NAMES} == (
+        dict.fromkeys(BATCH_STEP_NAMES, 1.0))
