@@ -117,8 +117,11 @@ def _stop_ms(spec: FamilySpec, rng: random.Random, joined_ms: int, start_ms: int
     span = end_ms - start_ms
     if spec.churn is ChurnPattern.MIDPOINT:
         return start_ms + span // 2 + int(rng.uniform(-0.5, 0.5) * DAY_MS)
+    # Two weeks of ordinary life first, and for a fading churner the shortest fade after it.
+    history_ms = 14 * DAY_MS + (int(spec.fade_weeks[0] * WEEK_MS)
+                                if spec.churn is ChurnPattern.FADE else 0)
     latest = end_ms - min(CHURN_MARGIN_MS, int(0.3 * span))
-    earliest = min(max(start_ms + int(0.3 * span), joined_ms + 14 * DAY_MS), latest)
+    earliest = min(max(start_ms + int(0.3 * span), joined_ms + history_ms), latest)
     return int(rng.uniform(earliest, latest))
 
 
@@ -132,7 +135,9 @@ def draw_plan(spec: FamilySpec, catalogue: Catalogue, rng: random.Random, *, ind
     stop_ms = _stop_ms(spec, rng, joined_ms, start_ms, end_ms) if churned else None
     fade_start_ms = fade_tau_ms = None
     if stop_ms is not None and spec.churn is ChurnPattern.FADE:
-        fade_ms = rng.uniform(*spec.fade_weeks) * WEEK_MS
+        # A late joiner in a short period fades faster rather than before they joined.
+        fade_ms = min(rng.uniform(*spec.fade_weeks) * WEEK_MS,
+                      max(WEEK_MS, stop_ms - joined_ms - 14 * DAY_MS))
         # Three time constants: the rate is down to e**-3 (5%) when the customer stops.
         fade_start_ms, fade_tau_ms = int(stop_ms - fade_ms), fade_ms / 3
     burst_period_ms = burst_length_ms = None

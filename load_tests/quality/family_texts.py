@@ -50,14 +50,14 @@ NEGATIVE: tuple[TicketTemplate, ...] = (
        "I have been charged twice for order #{order}. Refund the duplicate payment"
        " immediately please, I'm furious that this happened."),
     _t(("{product} broke after a week", "Poor quality"),
-       "The {product} stopped working after one week. Shoddy quality, honestly the worst"
-       " purchase I've made this year."),
+       "The {product} fell apart after one week. Shoddy quality, honestly the worst purchase"
+       " I've made this year."),
     _t(("Complaint about your phone agent", "Rude staff"),
        "The agent I spoke to on the phone yesterday was rude and hung up on me. I have never"
        " been treated this badly by a shop."),
     _t(("Parts missing from order #{order}", "Incomplete delivery"),
-       "Order #{order} came with parts missing, so the {product} can't be assembled. Really"
-       " frustrating, I took the day off to set it up."),
+       "Order #{order} came with pieces missing from the {product} box, so it's no use as it"
+       " is. Really frustrating, it was meant to be a present."),
     _t(("Order cancelled without warning", "Why was order #{order} cancelled?"),
        "You cancelled my order #{order} without telling me and I only found out when it never"
        " turned up. Awful communication, I needed it for a birthday."),
@@ -77,8 +77,8 @@ NEGATIVE: tuple[TicketTemplate, ...] = (
        "This is the third time I'm writing about order #{order}. Nobody answers. I will never"
        " order from you again."),
     _t(("Defective {product}", "Dead on arrival"),
-       "The {product} is defective straight out of the box: it won't even switch on. Awful"
-       " quality control."),
+       "The {product} is defective straight out of the box: it came apart the first time I"
+       " used it. Awful quality control."),
     _t(("Overcharged on order #{order}", "Wrong amount taken"),
        "I was overcharged by {amount} EUR on order #{order}. I want that money back, this is"
        " not acceptable."),
@@ -112,7 +112,7 @@ POSITIVE: tuple[TicketTemplate, ...] = (
        "Order #{order} arrived quickly and in perfect condition. Really happy with the service,"
        " thank you."),
     _t(("Replacement received", "Thanks for sorting it"),
-       "The replacement {product} arrived this morning and works wonderfully. Thanks for"
+       "The replacement {product} arrived this morning and this one is perfect. Thanks for"
        " sorting it out so fast."),
     _t(("Kudos to your driver", "Friendly delivery"),
        "Wanted to compliment the {courier} driver who brought my parcel: friendly, on time and"
@@ -126,8 +126,9 @@ POSITIVE: tuple[TicketTemplate, ...] = (
     _t(("Thanks for the voucher", "Lovely gesture"),
        "Thank you for the birthday voucher, such a lovely gesture! I used it on the {product}"
        " and I'm very pleased."),
-    _t(("Perfect fit", "Size guide spot on"),
-       "Your size guide was spot on and the {product} fits perfectly. Happy customer here."),
+    _t(("Exactly as pictured", "Spot-on description"),
+       "Your description was spot on and the {product} is exactly what I pictured. Happy"
+       " customer here."),
     _t(("Beautifully packed", "Order #{order}: wow"),
        "Amazing service as always. Order #{order} came beautifully wrapped, thank you!"),
     _t(("Handwritten note", "You made my day"),
@@ -155,11 +156,12 @@ NEUTRAL: tuple[TicketTemplate, ...] = (
     _t(("Box was dented", "Delivery of the {product}"),
        "The {product} arrived. The box was a bit dented but the item itself seems OK, just"
        " letting you know."),
-    _t(("Compatibility question", "Does the {product} fit the older model?"),
-       "Is the {product} compatible with the older model? The description doesn't say."),
+    _t(("Question about a product", "Is the {product} the new version?"),
+       "Is the {product} you sell now the same as last year's? The description reads"
+       " differently."),
     _t(("Late, but arrived", "Order #{order} update"),
-       "Order #{order} came a few days later than promised, though the {product} works as it"
-       " should."),
+       "Order #{order} came a few days later than promised, though the {product} itself is"
+       " fine."),
     _t(("Smaller than expected", "Not sure about the {product}"),
        "The {product} is nice enough but smaller than I expected. I haven't decided yet"
        " whether to keep it."),
@@ -171,17 +173,17 @@ NEUTRAL: tuple[TicketTemplate, ...] = (
        "I got two emails about order #{order}, one says shipped, the other says processing."
        " Which one is right?"),
     _t(("Instructions", "Setting up the {product}"),
-       "Good price on the {product}, although the instructions were confusing. It's running"
-       " now after some trial and error."),
+       "Good price on the {product}, although the care instructions were confusing. I worked"
+       " it out in the end after some trial and error."),
     _t(("Back in stock?", "Restock of the {product}"),
        "When will the {product} be back in stock? It has said 'soon' for a while."),
     _t(("Combine shipping", "Join order #{order} with the next one"),
        "Can order #{order} be sent together with my next order to save on shipping?"),
     _t(("Delivery countries", "Shipping abroad"),
        "Do you deliver to Switzerland, and if so which courier do you use there?"),
-    _t(("A screw was missing", "Small thing about the {product}"),
-       "The {product} arrived on time. One screw was missing but I had a spare, so it's"
-       " sorted for now."),
+    _t(("A spare part was missing", "Small thing about the {product}"),
+       "The {product} arrived on time. The little spare part listed on the box wasn't there,"
+       " but I can manage without it for now."),
     _t(("Gift wrapping", "Question before ordering"),
        "Is gift wrapping available for {category} items, and does it cost extra?"),
 )
