@@ -15,10 +15,11 @@ family (see :mod:`.family_specs`) plants one hard question and hides the answer:
 * ``browsers``: most customers view, search and abandon carts; churn is to stop visiting.
 
 Truth, per customer (:class:`CustomerTruth`): the planted group (for segment ARI); whether
-they churned and the moment of their last event (nothing of theirs follows it, and it is at
-least three weeks before the end); their favourite category (80% of their product views) and
-favourite products (a taste cluster shared with others, so a collaborative recommender can
-beat popularity); their planted rates. Per ticket (:attr:`Shop.ticket_truth`): +1 clearly
+they churned and the moment of their last event (nothing of theirs follows it; churners
+stop at least three weeks before the end, or 30% of a period shorter than 70 days); their
+favourite category (80% of their product views) and favourite products (a taste cluster
+shared with others, so a collaborative recommender can beat popularity); their planted
+rates. Per ticket (:attr:`Shop.ticket_truth`): +1 clearly
 positive (CSAT 4-5), -1 clearly negative (CSAT 1-2), 0 neutral or mixed (CSAT 3).
 
 Every event is a JSON-ready dict valid under :mod:`schemas.events`. The same arguments give

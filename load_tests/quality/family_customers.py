@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from load_tests.quality.family_catalogue import TASTE_CLUSTERS, Catalogue, Product
 from load_tests.quality.family_specs import ChurnPattern, FamilySpec, GroupSpec
 
-__all__ = ["DAY_MS", "WEEK_MS", "CustomerPlan", "budget_fit", "draw_plan", "visit_times"]
+__all__ = ["DAY_MS", "HOUR_MS", "WEEK_MS", "CustomerPlan", "budget_fit", "draw_plan",
+           "visit_times"]
 
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS

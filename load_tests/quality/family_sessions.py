@@ -36,7 +36,7 @@ from load_tests.quality.family_customers import (
 )
 from load_tests.quality.family_texts import write_ticket
 
-__all__ = ["CustomerActivity", "IdCounter", "simulate_customer"]
+__all__ = ["CustomerActivity", "IdCounter", "OrderRecord", "simulate_customer"]
 
 FAVOURITE_CATEGORY_SHARE = 0.8
 FAVOURITE_PRODUCT_SHARE = 0.6
@@ -74,7 +74,9 @@ class IdCounter:
 
 
 @dataclass(frozen=True)
-class _Order:
+class OrderRecord:
+    """An order as a later ticket may mention it: when, its number, a product and the total."""
+
     at_ms: int
     number: int
     product: Product
@@ -84,7 +86,7 @@ class _Order:
 @dataclass
 class CustomerActivity:
     events: list[RawEvent] = field(default_factory=list)
-    orders: list[_Order] = field(default_factory=list)
+    orders: list[OrderRecord] = field(default_factory=list)
     #: ticket_id -> planted sentiment (+1, 0, -1).
     tickets: dict[str, int] = field(default_factory=dict)
 
@@ -163,8 +165,8 @@ def _order_lines(plan: CustomerPlan, cart: list[Product],
 
 
 def _session(plan: CustomerPlan, catalogue: Catalogue, rng: random.Random, ids: IdCounter, *,
-             at_ms: int, first: bool, tenant: str, currency: str) -> tuple[list[RawEvent],
-                                                                          _Order | None]:
+             at_ms: int, first: bool, tenant: str,
+             currency: str) -> tuple[list[RawEvent], OrderRecord | None]:
     anonymous = not first and rng.random() < ANONYMOUS_SESSION_SHARE
     session = _Session(plan=plan, session_id=ids.session_id(), tenant=tenant, at_ms=at_ms,
                        anonymous=anonymous)
@@ -210,7 +212,7 @@ def _session(plan: CustomerPlan, catalogue: Catalogue, rng: random.Random, ids: 
     total = round(sum(line["quantity"] * line["unit_price"] for line in items), 2)
     session.emit("purchase", {"order_id": ids.order_id(number), "items": items,
                               "total": total, "currency": currency}, rng)
-    return session.events, _Order(session.events[-1][0], number, cart[0], total)
+    return session.events, OrderRecord(session.events[-1][0], number, cart[0], total)
 
 
 def _ticket_sentiment(plan: CustomerPlan, rng: random.Random) -> int:
@@ -226,8 +228,8 @@ def _csat(sentiment: int, rng: random.Random) -> int:
     return (1 if strong else 2) if sentiment < 0 else (5 if strong else 4)
 
 
-def _tickets(plan: CustomerPlan, orders: list[_Order], rng: random.Random, ids: IdCounter, *,
-             end_ms: int, tenant: str, activity: CustomerActivity) -> None:
+def _tickets(plan: CustomerPlan, orders: list[OrderRecord], rng: random.Random,
+             ids: IdCounter, *, end_ms: int, tenant: str, activity: CustomerActivity) -> None:
     limit = plan.stop_ms if plan.stop_ms is not None else end_ms
     at_ms = plan.joined_ms
     while True:
