@@ -212,14 +212,15 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.timer(settings.rescore_interval_s)
     async def rescore_quiet_customers() -> None:
+        """The silence sweep over the partitions this worker owns (see agents.rescoring)."""
         worker = app.runtime
         if worker is None:
             return
         now_ms = worker.pipeline.model_watermark()
-        if now_ms is not None:
+        partitions = {tp.partition for tp in app.consumer.assignment()}
+        if now_ms is not None and partitions:
             async with asyncio.timeout(deadline_s):
-                for tenant in worker.tenants():
-                    await worker.sweep.tick(tenant, now_ms)
+                await worker.sweep.tick(partitions, now_ms)
 
     @app.timer(settings.telemetry_interval_s)
     async def publish_telemetry() -> None:

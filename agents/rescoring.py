@@ -2,63 +2,65 @@
 
 A customer's scores are written when their own events arrive; a customer who stops buying
 sends no events, and their stored churn probability would stay as low as on their last visit.
-A sweep walks the customer index, oldest activity first, a chunk per tick, and recomputes
-each customer's churn probability and explanation at the worker's watermark (event time, so a
-replay of last year sweeps last year's "now").
+So the worker re-scores, at its watermark (event time: a replay of last year sweeps last
+year's "now"), the customers of the partitions it owns, those scored longest ago first, with
+the very function a batch scores with (:func:`online_models.score_customer`).
 
-The chunks are small and frequent (50 customers a second by default) because a tick holds
-the event loop while it decodes, scores and queues its chunk: 500 customers every 10 s held it
-for 130-135 ms of CPU here, and every alert in flight on the worker waited that long; 50 take
-16 ms.
+Each tick takes, per partition, enough customers that every one is re-scored within
+``target_lag_s`` of wall time (a sweep that could not keep up shows in the scores'
+``scored_at``), never fewer than a small chunk; a tick holds the event loop while it scores, so
+ticks are frequent and small rather than rare and long.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Iterable
 
-import orjson
-import redis.asyncio as aioredis
-
-from feature_store.keys import CustomerKeys, customers_key, ranking_key
-from feature_store.model_inputs import load_model_inputs
-from feature_store.store import text
-from online_models import ChurnModel
+from agents.scoring import score_record
+from feature_store import FeatureStore
+from online_models import ModelBundle, model_statuses, score_customer, scoring_time
 
 log = logging.getLogger(__name__)
 
-EXPLANATION_FEATURES = 5
-
 
 class SilenceSweep:
-    """Walks each tenant's customers in chunks, keeping its place between ticks."""
+    """Re-scores the customers of the worker's partitions at its watermark."""
 
-    def __init__(self, *, redis: aioredis.Redis, churn: ChurnModel, chunk: int = 50) -> None:
-        self.redis = redis
-        self.churn = churn
-        self.chunk = chunk
-        self._cursor: dict[str, int] = {}
+    def __init__(self, *, store: FeatureStore, bundle: ModelBundle,
+                 scored_since_sweep: set[tuple[str, str]], interval_s: float = 0.5,
+                 target_lag_s: float = 60.0, smallest_chunk: int = 50,
+                 largest_chunk: int = 5000) -> None:
+        self.store = store
+        self.bundle = bundle
+        # Customers a batch scored while a tick was reading: the tick leaves them alone.
+        self.scored_since_sweep = scored_since_sweep
+        self.interval_s = interval_s
+        self.target_lag_s = target_lag_s
+        self.smallest_chunk = smallest_chunk
+        self.largest_chunk = largest_chunk
 
-    async def tick(self, tenant: str, now_ms: int) -> int:
-        """Re-score the next chunk of ``tenant``'s customers at ``now_ms``; returns how many."""
-        if self.churn.example_count == 0:
-            return 0  # an untrained model would only overwrite scores with its prior
-        start = self._cursor.get(tenant, 0)
-        members: list[Any] = await self.redis.zrange(customers_key(tenant), start,
-                                                     start + self.chunk - 1)
-        self._cursor[tenant] = 0 if len(members) < self.chunk else start + self.chunk
-        customers = [text(member) for member in members]
-        inputs = await load_model_inputs(self.redis, [(tenant, c) for c in customers])
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for (_, customer), model_input in inputs.items():
-                last_seen = model_input.profile.get("last_seen_at") or 0
-                probability, explanation = self.churn.predict(
-                    self.churn.featurize(model_input.profile, max(now_ms, last_seen)))
-                contributions = [c.model_dump() for c in explanation.as_records(
-                    EXPLANATION_FEATURES)]
-                pipe.hset(CustomerKeys(tenant, customer).profile, mapping={
-                    "churn_probability": f"{probability:.6f}",
-                    "churn_explanation": orjson.dumps(contributions)})
-                pipe.zadd(ranking_key(tenant, "churn"), {customer: probability})
-            await pipe.execute()
-        return len(inputs)
+    async def tick(self, partitions: Iterable[int], watermark_ms: int) -> int:
+        """Re-score the customers of ``partitions`` due at ``watermark_ms``; returns how
+        many were written."""
+        self.scored_since_sweep.clear()
+        due = await self.store.due_for_rescoring(
+            partitions, watermark_ms, interval_s=self.interval_s,
+            target_lag_s=self.target_lag_s, smallest=self.smallest_chunk,
+            largest=self.largest_chunk)
+        if not due:
+            return 0
+        bundle = self.bundle
+        statuses = model_statuses(bundle)
+        version = bundle.version
+        records = [
+            score_record(customer.tenant, customer.customer_id,
+                         score_customer(bundle, customer.tenant, customer.profile,
+                                        scoring_time(customer.profile, watermark_ms), statuses),
+                         previous_segment=customer.previous_segment, model_version=version,
+                         partition=customer.partition)
+            for customer in due
+            if (customer.tenant, customer.customer_id) not in self.scored_since_sweep
+        ]
+        await self.store.write_scores(records)
+        return len(records)

@@ -116,7 +116,8 @@ class ModelsAndAlerts:
 
 
 def new_bundle(settings: Settings) -> ModelBundle:
-    return ModelBundle(churn=ChurnModel(horizon_days=settings.churn_horizon_days))
+    return ModelBundle(churn=ChurnModel(horizon_days=settings.churn_horizon_days,
+                                        min_examples=settings.churn_min_examples))
 
 
 class WorkerRuntime:
@@ -142,9 +143,11 @@ class WorkerRuntime:
                 ) % settings.checkpoint_interval_s)
             # The process holds (and checkpoints) the real one; the bundle's stays empty.
             self.bundle.recommender = Recommender()
-        self.scorer = ModelScorer(redis=self.redis, bundle=self.bundle)
+        self.scorer = ModelScorer(store=self.store, bundle=self.bundle)
         self.alerts = AlertEngine(redis=self.redis, settings=settings)
-        self.sweep = SilenceSweep(redis=self.redis, churn=self.bundle.churn)
+        self.sweep = SilenceSweep(store=self.store, bundle=self.bundle,
+                                  scored_since_sweep=self.scorer.scored_since_sweep,
+                                  interval_s=settings.rescore_interval_s)
         self.pipeline = EventPipeline(
             store=self.store,
             dead_letters=DeadLetterPublisher(settings=settings),

@@ -3,8 +3,11 @@
 The worker's global models (one :class:`~online_models.ModelBundle`) see each new event in
 order: activity snapshots for the delayed-label churn and CLV models, tickets for sentiment,
 orders for anomalies. The watermark resolves delayed labels. Then each customer touched by
-the batch is scored once, from their profile after the batch, and the scores go back to
-Redis in one pipeline. Duplicates teach nothing.
+the batch learns into their tenant's segments and is scored once, from their profile after
+the batch, by :func:`online_models.score_customer` (the function the silence sweep of
+:mod:`agents.rescoring` scores with too), and the scores are written by the store in one
+round trip. Duplicates teach nothing. Anonymous visitors are not scored: they are nobody to
+win back or to rank (their profiles are merged into a customer's at login).
 
 The recommender's share (learning the batch's interactions, fresh top-N lists) is the
 largest and no alert depends on it, so the scorer only collects it. Every recommendations
@@ -24,23 +27,38 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
 from agents.alert_rules import CustomerUpdate
 from agents.recommending import Interaction, RecommendationWork, apply_work
-from feature_store.keys import CustomerKeys, ranking_key, segments_key
-from feature_store.model_inputs import ModelInput, ModelInputs, load_model_inputs
-from online_models import ModelBundle, behaviour_vector
+from feature_store import FeatureStore
+from feature_store.keys import anonymous_profile_id
+from feature_store.model_inputs import ModelInput, ModelInputs
+from feature_store.scores import ScoreRecord
+from online_models import (
+    CustomerScores,
+    ModelBundle,
+    ModelStatus,
+    behaviour_vector,
+    model_statuses,
+    score_customer,
+    scoring_time,
+)
 from schemas.events import ClickEvent, ClickKind, PurchaseEvent, TicketEvent, TicketStatus
+from schemas.profile import ScoreStatus
+from schemas.records import Contribution
 
 log = logging.getLogger(__name__)
 
 AnyEvent = ClickEvent | PurchaseEvent | TicketEvent
 
-EXPLANATION_FEATURES = 5
 _INTERACTIONS = {ClickKind.PRODUCT_VIEW: "view", ClickKind.ADD_TO_CART: "cart"}
+_ANONYMOUS = anonymous_profile_id("")
+
+
+def is_customer(profile_id: str) -> bool:
+    """Whether a profile is a customer's (not an anonymous visitor's)."""
+    return not profile_id.startswith(_ANONYMOUS)
 
 
 def _ticket_text(event: TicketEvent) -> str:
@@ -63,9 +81,25 @@ def touched_customers(events: Sequence[tuple[AnyEvent, str, int, bool]]
     return list(dict.fromkeys((e.tenant, profile_id) for e, profile_id, _, _ in events))
 
 
-def segment_members_key(tenant: str, segment: int) -> str:
-    """The customers of one segment: a set, so sizes stay exact under redelivery and races."""
-    return f"{segments_key(tenant)}:members:{segment}"
+def score_record(tenant: str, customer_id: str, scores: CustomerScores, *,
+                 previous_segment: int | None, model_version: str,
+                 partition: int | None = None, sentiment: float | None = None,
+                 anomaly_score: float | None = None) -> ScoreRecord:
+    """The models' scores of one customer as the store writes them."""
+    return ScoreRecord(
+        tenant=tenant, customer_id=customer_id, scored_at_ms=scores.scored_at_ms,
+        churn_probability=scores.churn_probability,
+        churn_explanation=[Contribution(**c._asdict()) for c in scores.churn_explanation],
+        churn_status=_status(scores.churn_status), clv=scores.clv,
+        clv_status=_status(scores.clv_status), segment=scores.segment,
+        segment_label=scores.segment_label, previous_segment=previous_segment,
+        model_version=model_version, partition=partition, sentiment=sentiment,
+        anomaly_score=anomaly_score)
+
+
+def _status(status: ModelStatus) -> ScoreStatus:
+    return ScoreStatus(status=status.status, examples=status.examples, needed=status.needed,
+                       pending=status.pending)
 
 
 class ModelScorer:
@@ -74,12 +108,12 @@ class ModelScorer:
     def __init__(
         self,
         *,
-        redis: aioredis.Redis,
+        store: FeatureStore,
         bundle: ModelBundle,
         recommendation_refresh_s: float = 5.0,
         lists_per_call: int = 25,
     ) -> None:
-        self.redis = redis
+        self.store = store
         self.bundle = bundle
         self.recommendation_refresh_s = recommendation_refresh_s
         self.lists_per_call = lists_per_call
@@ -90,30 +124,29 @@ class ModelScorer:
         # Customers due for a fresh list, first due first; a customer due again keeps their
         # place and gets their newest inputs.
         self._due_recommendations: dict[tuple[str, str], tuple[set[str], list[str]]] = {}
+        #: Customers scored by batches since the silence sweep last cleared it: a sweep
+        #: that read a customer before a batch scored them must not write over the batch.
+        self.scored_since_sweep: set[tuple[str, str]] = set()
 
     async def on_batch(
         self,
         events: Sequence[tuple[AnyEvent, str, int, bool]],
         watermark_ms: int | None,
-        inputs: ModelInputs | None = None,
+        inputs: ModelInputs,
     ) -> list[CustomerUpdate]:
         """Learn from the new events and score every customer the batch touched.
 
         ``events`` are (event, profile id, input partition, is new): duplicates (``is new``
         false) teach nothing but are scored again, so a trigger redelivered after a crash
         reaches the alert rules once more and repeats its alert with the same id.
-        ``inputs`` are the :func:`touched_customers`' profiles when the caller read them
-        already (in a round trip it shared); else they are read here.
+        ``inputs`` are the :func:`touched_customers`' profiles as the batch left them.
         """
         if not events:
             if watermark_ms is not None:
                 self.bundle.churn.advance_watermark(watermark_ms)
                 self.bundle.clv.advance_watermark(watermark_ms)
             return []
-        touched = touched_customers(events)
-        self.tenants_seen.update(tenant for tenant, _ in touched)
-        if inputs is None:
-            inputs = await load_model_inputs(self.redis, touched)
+        self.tenants_seen.update(tenant for tenant, _ in touched_customers(events))
         learnt_before = len(self._interactions)
         per_event = []
         for event, profile_id, _, new in events:
@@ -127,13 +160,19 @@ class ModelScorer:
             self.bundle.churn.advance_watermark(watermark_ms)
             self.bundle.clv.advance_watermark(watermark_ms)
         interacted = {(i.tenant, i.customer_id) for i in self._interactions[learnt_before:]}
-        scores = await self._score_customers(inputs, events, per_event, interacted)
+        self._queue_recommendations(inputs, interacted)
+        records, scores = self._score_customers(inputs, events, per_event, watermark_ms)
+        percentiles = await self.store.write_scores(records, clv_percentiles=True)
+        self.scored_since_sweep.update(scores)
         updates = []
         for (event, profile_id, partition, _), extra in zip(events, per_event, strict=True):
             key = (event.tenant, profile_id)
             if key not in inputs:
                 continue
-            customer_scores = dict(scores[key])
+            customer_scores = dict(scores.get(key, {}))
+            if key in percentiles:
+                customer_scores["clv_percentile"], customer_scores["clv_population"] = (
+                    percentiles[key])
             customer_scores.update({k: v for k, v in vars(extra).items() if v is not None})
             updates.append(CustomerUpdate(
                 tenant=event.tenant, customer_id=profile_id, event=event,
@@ -203,7 +242,7 @@ class ModelScorer:
         orders: dict[tuple[str, str], tuple[int, float]] = {}
         for event, profile_id, _, new in events:
             key = (event.tenant, profile_id)
-            if not new or key not in inputs:
+            if not new or key not in inputs or not is_customer(profile_id):
                 continue
             latest[key] = max(latest.get(key, 0), event.occurred_at_ms)
             if isinstance(event, PurchaseEvent):
@@ -216,20 +255,38 @@ class ModelScorer:
             self.bundle.clv.observe_activity(key[1], profile, at_ms, purchases=count,
                                              spend=spend)
 
-    async def _score_customers(
+    def _queue_recommendations(self, inputs: ModelInputs,
+                               interacted: set[tuple[str, str]]) -> None:
+        """A fresh list when the customer interacted with products (or has none yet), at
+        most one per refresh interval; nothing else changes what they are shown."""
+        wall = time.monotonic()
+        for key, model_input in inputs.items():
+            listed_at = self._recommended_at.get(key)
+            if listed_at is None or (
+                    key in interacted and wall - listed_at >= self.recommendation_refresh_s):
+                self._recommended_at[key] = wall
+                self._due_recommendations[key] = (model_input.bought,
+                                                  model_input.profile["recent_products"])
+
+    def _score_customers(
         self,
-        inputs: dict[tuple[str, str], ModelInput],
+        inputs: ModelInputs,
         events: Sequence[tuple[AnyEvent, str, int, bool]],
         per_event: list[EventScores],
-        interacted: set[tuple[str, str]],
-    ) -> dict[tuple[str, str], dict[str, Any]]:
+        watermark_ms: int | None,
+    ) -> tuple[list[ScoreRecord], dict[tuple[str, str], dict[str, Any]]]:
+        """Each customer of the batch learnt into their segments and scored once: the
+        records to write, and the scores the alert rules read."""
         bundle = self.bundle
-        latest: dict[tuple[str, str], int] = {}
         ticket_sentiment: dict[tuple[str, str], float] = {}
         last_anomaly: dict[tuple[str, str], float] = {}
-        for (event, profile_id, _, new), extra in zip(events, per_event, strict=True):
+        # The partition a customer's own events arrive on (keyed by customer id) holds them
+        # in its scoring index; a visitor's partition does not.
+        owner_partition: dict[tuple[str, str], int] = {}
+        for (event, profile_id, partition, new), extra in zip(events, per_event, strict=True):
             key = (event.tenant, profile_id)
-            latest[key] = max(latest.get(key, 0), event.occurred_at_ms)
+            if event.customer_id == profile_id:
+                owner_partition[key] = partition
             if not new:
                 continue  # it was folded into the customer's scores when it was new
             if extra.sentiment is not None:
@@ -238,81 +295,38 @@ class ModelScorer:
                 last_anomaly[key] = extra.anomaly_score
         versions = bundle.model_versions()
         model_version = bundle.version
-        # Labels come from centroids, which move slowly: derive them once per batch.
-        labels = bundle.segmenter.labels()
-        wall = time.monotonic()
+        statuses = model_statuses(bundle)
+        records: list[ScoreRecord] = []
         results: dict[tuple[str, str], dict[str, Any]] = {}
-        percentile_replies: dict[tuple[str, str], int] = {}
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for key, model_input in inputs.items():
-                tenant, customer = key
-                profile = model_input.profile
-                now_ms = max(latest.get(key, 0), profile.get("last_seen_at") or 0)
-                probability, explanation = bundle.churn.predict(
-                    bundle.churn.featurize(profile, now_ms))
-                segment = bundle.segmenter.learn(behaviour_vector(profile, now_ms))
-                label = labels.get(segment) or bundle.segmenter.label_for(segment)
-                clv = bundle.clv.predict(profile, now_ms).clv
-                sentiment = profile.get("sentiment")
-                if key in ticket_sentiment:  # an exponential average over the customer's tickets
-                    fresh = ticket_sentiment[key]
-                    sentiment = fresh if sentiment is None else 0.5 * sentiment + 0.5 * fresh
-                contributions = [c.model_dump() for c in explanation.as_records(
-                    EXPLANATION_FEATURES)]
-                fields: dict[str, Any] = {
-                    "churn_probability": f"{probability:.6f}",
-                    "churn_explanation": orjson.dumps(contributions),
-                    "segment": segment, "segment_label": label, "clv": f"{clv:.2f}",
-                    "model_version": model_version,
-                }
-                if sentiment is not None:
-                    fields["sentiment"] = f"{sentiment:.4f}"
-                if key in last_anomaly:
-                    fields["anomaly_score"] = f"{last_anomaly[key]:.4f}"
-                keys = CustomerKeys(tenant, customer)
-                pipe.hset(keys.profile, mapping=fields)  # type: ignore[arg-type]
-                pipe.zadd(ranking_key(tenant, "churn"), {customer: probability})
-                pipe.zadd(ranking_key(tenant, "clv"), {customer: clv})
-                percentile_replies[key] = len(pipe.command_stack)
-                pipe.zcount(ranking_key(tenant, "clv"), "-inf", clv)
-                previous = model_input.previous_segment
-                # A customer is in exactly one segment's set. Adding is idempotent, so a
-                # redelivered batch cannot drift; the other sets are swept only when the
-                # segment moved or was unknown (most batches leave a customer where it was).
-                pipe.sadd(segment_members_key(tenant, segment), customer)
-                if previous is None:
-                    for other in range(bundle.segmenter.n_clusters):
-                        if other != segment:
-                            pipe.srem(segment_members_key(tenant, other), customer)
-                elif previous != segment:
-                    pipe.srem(segment_members_key(tenant, previous), customer)
-                # A fresh list when the customer interacted with products (or has none yet),
-                # at most one per refresh interval; nothing else changes what they are shown.
-                listed_at = self._recommended_at.get(key)
-                if listed_at is None or (
-                        key in interacted and wall - listed_at >= self.recommendation_refresh_s):
-                    self._recommended_at[key] = wall
-                    self._due_recommendations[key] = (model_input.bought,
-                                                      profile["recent_products"])
-                results[key] = {
-                    "churn_probability": probability, "churn_explanation":
-                    explanation.as_records(EXPLANATION_FEATURES), "segment": segment,
-                    "segment_label": label, "previous_segment": previous,
-                    "previous_segment_label": labels.get(previous)
-                    if previous is not None else None,
-                    "clv": clv, "sentiment": sentiment, "model_versions": versions,
-                }
-            population_replies = {}
-            for tenant in dict.fromkeys(tenant for tenant, _ in inputs):
-                population_replies[tenant] = len(pipe.command_stack)
-                pipe.zcard(ranking_key(tenant, "clv"))
-            replies = await pipe.execute()
-        # The CLV percentile of each customer among all customers, from ZCOUNT / ZCARD.
-        for key, index in percentile_replies.items():
-            below, count = replies[index], replies[population_replies[key[0]]]
-            results[key]["clv_percentile"] = below / count if count else None
-            results[key]["clv_population"] = count
-        return results
+        for key, model_input in inputs.items():
+            tenant, customer = key
+            if not is_customer(customer):
+                continue
+            profile = model_input.profile
+            bundle.segments.learn(tenant, customer, behaviour_vector(profile))
+            scores = score_customer(bundle, tenant, profile,
+                                    scoring_time(profile, watermark_ms), statuses)
+            sentiment = profile.get("sentiment")
+            if key in ticket_sentiment:  # an exponential average over the customer's tickets
+                fresh = ticket_sentiment[key]
+                sentiment = fresh if sentiment is None else 0.5 * sentiment + 0.5 * fresh
+            previous = model_input.previous_segment
+            records.append(score_record(
+                tenant, customer, scores, previous_segment=previous,
+                model_version=model_version, partition=owner_partition.get(key),
+                sentiment=sentiment if key in ticket_sentiment else None,
+                anomaly_score=last_anomaly.get(key)))
+            labels = bundle.segments.of(tenant).labels()
+            results[key] = {
+                "churn_probability": scores.churn_probability,
+                "churn_explanation": records[-1].churn_explanation,
+                "segment": scores.segment, "segment_label": scores.segment_label,
+                "previous_segment": previous,
+                "previous_segment_label": labels.get(previous) if previous is not None
+                else None,
+                "clv": scores.clv, "sentiment": sentiment, "model_versions": versions,
+            }
+        return records, results
 
     @property
     def lists_due(self) -> int:
@@ -352,39 +366,19 @@ class ModelScorer:
     async def publish_segments(self, tenants: set[str] | None = None) -> None:
         """Segment labels, sizes and centroids for the API (a small hash per tenant).
 
-        Called on the telemetry timer rather than per batch: sizes and centroids move slowly,
-        and per batch it would cost two round trips for every tenant touched.
+        Called on the telemetry timer rather than per batch: sizes and centroids move slowly.
         """
-        tenants = self.tenants_seen if tenants is None else tenants
-        segmenter = self.bundle.segmenter
-        labels = segmenter.labels()
-        segments = range(segmenter.n_clusters)
-        for tenant in tenants:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for segment in segments:
-                    pipe.scard(segment_members_key(tenant, segment))
-                sizes = await pipe.execute()
-            records = {
-                str(segment): orjson.dumps({
-                    "segment": segment, "label": labels.get(segment, f"segment {segment}"),
-                    "size": int(size), "centroid": segmenter.centroid(segment)})
-                for segment, size in zip(segments, sizes, strict=True) if size
-            }
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.delete(segments_key(tenant))
-                if records:
-                    pipe.hset(segments_key(tenant), mapping=records)  # type: ignore[arg-type]
-                await pipe.execute()
+        for tenant in self.tenants_seen if tenants is None else tenants:
+            summaries = self.bundle.segments.of(tenant).summaries()
+            await self.store.publish_segments(
+                tenant, [(s.segment, s.label, s.centroid) for s in summaries])
 
     async def forget(self, tenant: str, customer_id: str) -> None:
-        """Erasure: drop what the models and the segment sets keep of the customer."""
+        """Erasure: drop what the models keep of the customer (the store erased the rest)."""
         self._interactions = [i for i in self._interactions
                               if (i.tenant, i.customer_id) != (tenant, customer_id)]
         self._due_recommendations.pop((tenant, customer_id), None)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for segment in range(self.bundle.segmenter.n_clusters):
-                pipe.srem(segment_members_key(tenant, segment), customer_id)
-            await pipe.execute()
+        self.bundle.segments.forget(tenant, customer_id)
         await self.publish_segments({tenant})
         self.bundle.churn.forget(customer_id)
         self.bundle.clv.forget(customer_id)

@@ -25,6 +25,7 @@ CUSTOMER_KEY_SUFFIXES = (
     "tickets",  # hash: ticket id -> "event_ms|event_id|status"
     "bought",  # set: products ever bought
     "orders",  # zset: "order_id|total_cents" by event time, the last few orders
+    "days",  # set: the days (UTC, days since the epoch) with any activity
     "merged",  # set: anonymous ids merged into this customer
     "erased",  # string with TTL: tombstone of an erased customer
     "recos",  # string: the cached recommendation list (JSON)
@@ -88,11 +89,26 @@ def ranking_key(tenant: str, score: str) -> str:
     return f"{PREFIX}:rank:{{{tenant}}}:{score}"
 
 
+def scoring_index_key(tenant: str, partition: int) -> str:
+    """The customers whose events arrive on one input partition, scored by the event time
+    their scores were last computed at: the worker owning the partition re-scores the
+    oldest first as the watermark moves on (one key per partition: it moves with the
+    partition, and spreads a big tenant over the cluster)."""
+    return f"{PREFIX}:scoring:{{{tenant}/p{partition}}}"
+
+
+def segment_members_key(tenant: str, segment: int) -> str:
+    """The customers of one segment: a set, so sizes stay exact under redelivery and races."""
+    return f"{segments_key(tenant)}:members:{segment}"
+
+
 def erasure_receipt_key(receipt_id: str) -> str:
     return f"{PREFIX}:erasure:{receipt_id}"
 
 
 METRICS_KEY = f"{PREFIX}:metrics:events_processed"
+#: Set of every tenant the workers have seen events of.
+TENANTS_KEY = f"{PREFIX}:tenants"
 
 #: Capped stream of every alert (field ``alert``: the JSON record; ``tenant``, ``kind``).
 ALERTS_STREAM_KEY = f"{PREFIX}:alerts:stream"

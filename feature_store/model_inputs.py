@@ -14,11 +14,11 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
 from feature_store.keys import CustomerKeys
-from feature_store.reads import TOP_CATEGORIES
-from feature_store.store import text
+from feature_store.replies import TOP_CATEGORIES, text
 
 _COUNTERS = ("orders", "items_bought", "views", "product_views", "cart_adds", "cart_removes",
-             "checkouts_started", "sessions", "searches", "tickets_total", "open_tickets")
+             "checkouts_started", "sessions", "searches", "tickets_total", "open_tickets",
+             "active_days")
 _TIMES = ("first_seen_at", "last_seen_at", "last_order_at")
 
 
@@ -33,7 +33,9 @@ class ModelInput:
     marketing_consent: bool | None = None
 
 
-def _profile(fields: dict[Any, Any], categories: list[Any], recent: list[Any]) -> dict[str, Any]:
+def profile_from_fields(fields: dict[Any, Any]) -> dict[str, Any]:
+    """The scalar part of a profile (counters, money, times, sentiment) from the fields of
+    its hash, as Redis returns them (keys and values in bytes or text)."""
     raw = {text(key): text(value) for key, value in fields.items()}
     profile: dict[str, Any] = {name: int(raw.get(name, 0)) for name in _COUNTERS}
     revenue = int(raw.get("revenue_cents", 0)) / 100
@@ -41,11 +43,16 @@ def _profile(fields: dict[Any, Any], categories: list[Any], recent: list[Any]) -
     profile["avg_order_value"] = revenue / profile["orders"] if profile["orders"] else 0.0
     for name in _TIMES:
         profile[name] = int(raw[name]) if name in raw else None
+    profile["sentiment"] = float(raw["sentiment"]) if "sentiment" in raw else None
+    return profile
+
+
+def _profile(fields: dict[Any, Any], categories: list[Any], recent: list[Any]) -> dict[str, Any]:
+    profile = profile_from_fields(fields)
     total = sum(float(weight) for _, weight in categories) or 1.0
     profile["category_affinity"] = {
         text(name): float(weight) / total for name, weight in categories[:TOP_CATEGORIES]}
     profile["recent_products"] = [text(product) for product in recent]
-    profile["sentiment"] = float(raw["sentiment"]) if "sentiment" in raw else None
     return profile
 
 

@@ -25,7 +25,7 @@ from feature_store.keys import (
     ranking_key,
     segments_key,
 )
-from feature_store.store import text
+from feature_store.replies import TOP_CATEGORIES, text
 from schemas.api import ModelOut, ModelSnapshot, PipelineCounter, SegmentOut, ThroughputSample
 from schemas.profile import (
     CategoryWeight,
@@ -33,6 +33,7 @@ from schemas.profile import (
     CustomerProfile,
     CustomerScores,
     Recommendation,
+    ScoreStatus,
 )
 from schemas.records import Alert, Contribution
 
@@ -40,9 +41,9 @@ log = logging.getLogger(__name__)
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 _INT_FEATURES = ("orders", "items_bought", "views", "product_views", "cart_adds", "cart_removes",
-                 "checkouts_started", "sessions", "searches", "tickets_total", "open_tickets")
+                 "checkouts_started", "sessions", "searches", "tickets_total", "open_tickets",
+                 "active_days")
 _TIME_FEATURES = ("first_seen_at", "last_seen_at", "last_order_at")
-TOP_CATEGORIES = 5
 
 
 def from_ms(value: bytes | str | int | None) -> datetime | None:
@@ -53,6 +54,10 @@ def from_ms(value: bytes | str | int | None) -> datetime | None:
 
 def _float(value: bytes | None) -> float | None:
     return float(value) if value is not None else None
+
+
+def _status(value: bytes | None) -> ScoreStatus | None:
+    return ScoreStatus.model_validate_json(value) if value is not None else None
 
 
 #: Reads one customer's profile keys in one reply (one reply to parse instead of three: the
@@ -115,11 +120,14 @@ def profile_from_raw(
     segment = text.get("segment")
     scores = CustomerScores(
         churn_probability=_float(text.get("churn_probability")),
+        churn_status=_status(text.get("churn_status")),
         segment=int(segment) if segment is not None else None,
         segment_label=text["segment_label"].decode() if "segment_label" in text else None,
         clv=_float(text.get("clv")),
+        clv_status=_status(text.get("clv_status")),
         sentiment=_float(text.get("sentiment")),
         anomaly_score=_float(text.get("anomaly_score")),
+        scored_at=from_ms(text.get("scored_at")),
     )
     explanation = text.get("churn_explanation")
     return CustomerProfile(
@@ -156,6 +164,28 @@ class ProfileReader:
         rows: list[Any] = await self.redis.zrevrange(ranking_key(tenant, score), 0, limit - 1,
                                                      withscores=True)
         return [(text(member), float(value)) for member, value in rows]
+
+    async def top_profiles(self, tenant: str, score: str, limit: int
+                           ) -> list[tuple[float, CustomerProfile]]:
+        """The ``limit`` customers with the highest ``score`` and their profiles.
+
+        The workers keep the rankings to current customers; should one still list a customer
+        whose profile is gone (erased while a score was being written), it is passed over
+        and the next one taken, so ``limit`` rows come back whenever as many customers are
+        ranked."""
+        found: list[tuple[float, CustomerProfile]] = []
+        start = 0
+        while len(found) < limit:
+            rows: list[Any] = await self.redis.zrevrange(
+                ranking_key(tenant, score), start, start + limit - 1, withscores=True)
+            if not rows:
+                break
+            start += len(rows)
+            ids = [text(member) for member, _ in rows]
+            for (_, value), profile in zip(rows, await self.profiles(tenant, ids), strict=True):
+                if profile is not None and len(found) < limit:
+                    found.append((float(value), profile))
+        return found
 
     async def customer_ids(self, tenant: str, limit: int | None = None) -> list[str]:
         """Customers of a tenant, most recently active first."""

@@ -21,6 +21,7 @@ from redis.asyncio.client import Pipeline
 from feature_store.client import PipelineScript, execute_pipeline
 from feature_store.keys import (
     METRICS_KEY,
+    TENANTS_KEY,
     CustomerKeys,
     alias_key,
     anonymous_profile_id,
@@ -28,7 +29,23 @@ from feature_store.keys import (
     erasure_receipt_key,
     progress_key,
     ranking_key,
+    scoring_index_key,
+    segment_members_key,
+    segments_key,
     watermark_key,
+)
+from feature_store.replies import text
+from feature_store.scores import (
+    DueCustomer,
+    ScoreRecord,
+    chunk_for,
+    clv_percentile,
+    due_customers,
+    queue_clv_percentile,
+    queue_count_due,
+    queue_due,
+    queue_due_profiles,
+    queue_score_writes,
 )
 from feature_store.updates import update_for
 from schemas.events import ClickEvent, PurchaseEvent, TicketEvent
@@ -39,19 +56,14 @@ AnyEvent = ClickEvent | PurchaseEvent | TicketEvent
 
 #: The per-customer keys both scripts take, in order (the last one is the erasure tombstone).
 _SCRIPT_KEY_SUFFIXES = ("profile", "events", "sessions", "categories", "recent", "tickets",
-                        "bought", "orders", "merged", "erased")
+                        "bought", "orders", "days", "merged", "erased")
 #: The visitor's keys ``visitor_snapshot.lua`` reads, in its order: those a merge copies.
-_SNAPSHOT_KEY_SUFFIXES = _SCRIPT_KEY_SUFFIXES[:8]
+_SNAPSHOT_KEY_SUFFIXES = _SCRIPT_KEY_SUFFIXES[:9]
 
 #: Reads a caller wants of the customers a batch updated, as the batch left them: queue them
 #: on the pipeline given, for the (tenant, profile id) pairs given, and answer the function
 #: that takes the pipeline's replies.
 QueueReads = Callable[[Pipeline, Sequence[tuple[str, str]]], Callable[[list[Any]], None]]
-
-
-def text(value: bytes | str) -> str:
-    """Redis replies are bytes (no ``decode_responses``): decode one to text."""
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _pairs(flat: list[Any]) -> list[tuple[Any, Any]]:
@@ -165,6 +177,8 @@ class FeatureStore:
                 )
             for (tenant, profile_id), at_ms in latest.items():
                 pipe.zadd(customers_key(tenant), {profile_id: at_ms}, gt=True)
+            for tenant in {tenant for tenant, _ in latest}:
+                pipe.sadd(TENANTS_KEY, tenant)
             if reads is not None:
                 taking.append(reads(pipe, list(latest)))
 
@@ -218,7 +232,7 @@ class FeatureStore:
 
         # Safe to repeat after NOSCRIPT: SET NX and a read.
         _, replies = await execute_pipeline(self.redis, alias_then_snapshot, [self._snapshot])
-        profile, events, sessions, categories, recent, tickets, bought, orders = replies
+        profile, events, sessions, categories, recent, tickets, bought, orders, days = replies
         snapshot = {
             "profile": {text(field): text(value) for field, value in _pairs(profile)},
             "events": [[text(member), int(float(score))] for member, score in _pairs(events)],
@@ -228,6 +242,7 @@ class FeatureStore:
             "tickets": {text(field): text(value) for field, value in _pairs(tickets)},
             "bought": sorted(text(member) for member in bought),
             "orders": [[text(member), int(float(score))] for member, score in _pairs(orders)],
+            "days": sorted(int(member) for member in days),
         }
         customer = CustomerKeys(tenant, customer_id)
 
@@ -290,6 +305,77 @@ class FeatureStore:
         values = await self.redis.mget([watermark_key(t, p) for t, p in wanted]) if wanted else []
         return {tp: int(v) for tp, v in zip(wanted, values, strict=True) if v is not None}
 
+    # -- scores ------------------------------------------------------------------------------
+
+    async def write_scores(self, records: Sequence[ScoreRecord], *,
+                           clv_percentiles: bool = False
+                           ) -> dict[tuple[str, str], tuple[float | None, int]]:
+        """Write scores (see :mod:`feature_store.scores`) in one round trip; with
+        ``clv_percentiles``, answer each served CLV's percentile among the tenant's ranked
+        customers, and how many there are, as the writes left them."""
+        updated_at_ms = int(time.time() * 1000)
+        asked: list[ScoreRecord] = []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for record in records:
+                queue_score_writes(pipe, record, updated_at_ms)
+            start = len(pipe.command_stack)
+            if clv_percentiles:
+                for record in records:
+                    if record.clv is not None:
+                        queue_clv_percentile(pipe, record.tenant, record.clv)
+                        asked.append(record)
+            replies = (await pipe.execute())[start:]
+        return {(record.tenant, record.customer_id): clv_percentile(below, population)
+                for record, below, population in zip(asked, replies[::2], replies[1::2],
+                                                      strict=True)}
+
+    async def publish_segments(self, tenant: str,
+                               segments: Sequence[tuple[int, str, dict[str, float]]]) -> None:
+        """The tenant's segments for the API, given as (id, label, centroid), each with its
+        size: the customers now in its set."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for segment, _, _ in segments:
+                pipe.scard(segment_members_key(tenant, segment))
+            sizes = await pipe.execute()
+        records = {
+            str(segment): orjson.dumps({"segment": segment, "label": label, "size": int(size),
+                                        "centroid": centroid})
+            for (segment, label, centroid), size in zip(segments, sizes, strict=True)}
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(segments_key(tenant))
+            if records:
+                pipe.hset(segments_key(tenant), mapping=records)  # type: ignore[arg-type]
+            await pipe.execute()
+
+    async def due_for_rescoring(self, partitions: Iterable[int], watermark_ms: int, *,
+                                interval_s: float, target_lag_s: float, smallest: int = 50,
+                                largest: int = 5000) -> list[DueCustomer]:
+        """Customers of ``partitions`` scored before the watermark, those scored longest ago
+        first, as many per partition as keep every one within ``target_lag_s`` of it when
+        asked every ``interval_s`` (see :func:`~feature_store.scores.chunk_for`)."""
+        partitions = sorted(set(partitions))
+        tenants = sorted(text(t) for t in await self.redis.smembers(TENANTS_KEY))  # type: ignore[misc]
+        if not tenants or not partitions:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pairs = queue_count_due(pipe, tenants, partitions, watermark_ms)
+            counts = await pipe.execute()
+        wanted = {pair: chunk_for(int(count), interval_s=interval_s, target_lag_s=target_lag_s,
+                                  smallest=smallest, largest=largest)
+                  for pair, count in zip(pairs, counts, strict=True) if count}
+        if not wanted:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pairs = queue_due(pipe, wanted, watermark_ms)
+            members = await pipe.execute()
+        customers = [(tenant, text(member), partition)
+                     for (tenant, partition), found in zip(pairs, members, strict=True)
+                     for member in found]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            queue_due_profiles(pipe, customers)
+            rows = await pipe.execute()
+        return due_customers(customers, rows)
+
     # -- erasure -------------------------------------------------------------------------------
 
     async def erase(
@@ -297,10 +383,17 @@ class FeatureStore:
     ) -> int:
         """Delete every key of a customer and block their later events for a while."""
         keys = CustomerKeys(tenant, customer_id)
-        members = await self.redis.smembers(keys.key("merged"))  # type: ignore[misc]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.smembers(keys.key("merged"))
+            pipe.hmget(keys.profile, ["segment", "scoring_partition"])
+            members, (segment, partition) = await pipe.execute()
         merged = {text(member).split("|")[0] for member in members}
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.delete(*keys.all())
+            if segment is not None:
+                pipe.srem(segment_members_key(tenant, int(segment)), customer_id)
+            if partition is not None:
+                pipe.zrem(scoring_index_key(tenant, int(partition)), customer_id)
             for anonymous_id in sorted(merged):
                 pipe.delete(alias_key(tenant, anonymous_id))
             if block_seconds > 0:

@@ -20,9 +20,16 @@ from online_models.clv import ClvEstimate, ClvModel
 from online_models.cooccurrence import CoOccurrence
 from online_models.delayed_labels import ChurnLabeler, Snapshot, WindowLabeler
 from online_models.evaluation import BinnedROCAUC, CalibrationTable, HitRate
-from online_models.features import DAY_MS, behaviour_vector, churn_features
+from online_models.features import DAY_MS, activity_features, behaviour_vector
 from online_models.recommend import KIND_WEIGHTS, Recommendation, Recommender
-from online_models.segments import Segmenter
+from online_models.scoring import (
+    CustomerScores,
+    ModelStatus,
+    model_statuses,
+    score_customer,
+    scoring_time,
+)
+from online_models.segments import Segmenter, TenantSegments
 from online_models.sentiment import SentimentModel, SentimentScore
 from online_models.trending import DecayedPopularity
 
@@ -38,11 +45,13 @@ __all__ = [
     "ClvEstimate",
     "ClvModel",
     "CoOccurrence",
+    "CustomerScores",
     "DecayedPopularity",
     "Explanation",
     "FeatureContribution",
     "HitRate",
     "ModelBundle",
+    "ModelStatus",
     "PurchaseAnomaly",
     "Recommendation",
     "Recommender",
@@ -50,10 +59,14 @@ __all__ = [
     "SentimentModel",
     "SentimentScore",
     "Snapshot",
+    "TenantSegments",
     "WindowLabeler",
+    "activity_features",
     "behaviour_vector",
-    "churn_features",
     "decode_checkpoint",
     "encode_checkpoint",
+    "model_statuses",
     "read_header",
+    "score_customer",
+    "scoring_time",
 ]

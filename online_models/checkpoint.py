@@ -20,14 +20,14 @@ from online_models.anomaly import PurchaseAnomaly
 from online_models.churn import ChurnModel
 from online_models.clv import ClvModel
 from online_models.recommend import Recommender
-from online_models.segments import Segmenter
+from online_models.segments import TenantSegments
 from online_models.sentiment import SentimentModel
 
 __all__ = ["FORMAT_VERSION", "MAGIC", "CheckpointError", "ModelBundle", "decode_checkpoint",
            "encode_checkpoint", "read_header"]
 
 MAGIC = b"CRMMODELS\n"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: activity features, per-tenant segments
 
 T = TypeVar("T")
 
@@ -52,7 +52,7 @@ class ModelBundle:
     1
     """
 
-    segmenter: Segmenter = field(default_factory=Segmenter)
+    segments: TenantSegments = field(default_factory=TenantSegments)
     churn: ChurnModel = field(default_factory=ChurnModel)
     clv: ClvModel = field(default_factory=ClvModel)
     recommender: Recommender = field(default_factory=Recommender)
@@ -61,7 +61,7 @@ class ModelBundle:
 
     def models(self) -> dict[str, Any]:
         return {
-            "segments": self.segmenter,
+            "segments": self.segments,
             "churn": self.churn,
             "clv": self.clv,
             "recommendations": self.recommender,

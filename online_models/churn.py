@@ -11,10 +11,25 @@ from river import compose, linear_model, metrics, optim, preprocessing
 
 from online_models.delayed_labels import ChurnLabeler, DelayedLabelModel, Snapshot
 from online_models.evaluation import BinnedROCAUC, CalibrationTable
-from online_models.features import DAY_MS, churn_features
+from online_models.features import DAY_MS, activity_features
 from schemas import Contribution
 
-__all__ = ["ChurnModel", "Explanation", "FeatureContribution"]
+__all__ = ["CLIP_STANDARDIZED", "ChurnModel", "Explanation", "FeatureContribution",
+           "clip_standardized"]
+
+#: Standardized inputs are clipped to this many standard deviations: early on a feature's
+#: variance is tiny, and one customer far out must not carry a score (or its explanation).
+CLIP_STANDARDIZED = 4.0
+
+
+def clip_standardized(x: dict[str, float]) -> dict[str, float]:
+    """Clip standardized features to +-:data:`CLIP_STANDARDIZED`.
+
+    >>> clip_standardized({"a": 9.0, "b": -0.5})
+    {'a': 4.0, 'b': -0.5}
+    """
+    return {name: max(-CLIP_STANDARDIZED, min(CLIP_STANDARDIZED, value))
+            for name, value in x.items()}
 
 
 class FeatureContribution(NamedTuple):
@@ -77,6 +92,10 @@ class ChurnModel(DelayedLabelModel):
         (avoids a censored training sample; see :mod:`online_models.delayed_labels`).
     learning_rate, l2
         SGD step and L2 penalty of the logistic regression.
+    min_examples, min_examples_per_class
+        The model is :attr:`ready` (its probabilities are served) once it has learnt this
+        many resolved examples, with at least ``min_examples_per_class`` of each label:
+        before that a probability would be the prior or a guess from a handful of labels.
     featurizer
         ``(profile, now_ms) -> dict`` turning a profile into features (module-level function,
         so the model pickles).
@@ -91,6 +110,8 @@ class ChurnModel(DelayedLabelModel):
         Pending snapshots waiting for their labels.
     example_count
         Resolved examples learnt so far.
+    label_counts
+        Resolved examples learnt per label (``False``: stayed, ``True``: churned).
     roc_auc, log_loss, calibration
         Progressive validation metrics on resolved examples, scored before learning.
 
@@ -105,8 +126,8 @@ class ChurnModel(DelayedLabelModel):
     ...     _ = churn.observe_activity(f"once{week}", {"orders": 1, "first_seen_at": at,
     ...                                 "last_seen_at": at, "last_order_at": at}, at)
     ...     _ = churn.advance_watermark(at)
-    >>> churn.example_count > 0
-    True
+    >>> churn.example_count > 0, churn.ready
+    (True, False)
     >>> features = churn.featurize({"orders": 1, "first_seen_at": 0, "last_seen_at": 0}, 0)
     >>> probability, explanation = churn.predict(features)
     >>> abs(explanation.logit - math.log(probability / (1 - probability))) < 1e-9
@@ -114,6 +135,9 @@ class ChurnModel(DelayedLabelModel):
     """
 
     labeler: ChurnLabeler
+    # Class-level defaults for what older pickles lack.
+    min_examples = 200
+    min_examples_per_class = 20
 
     def __init__(
         self,
@@ -124,8 +148,10 @@ class ChurnModel(DelayedLabelModel):
         max_review_age_days: float = 90.0,
         release_at_deadline: bool = True,
         learning_rate: float = 0.02,
-        l2: float = 0.0,
-        featurizer: Callable[[Mapping[str, Any], int], dict[str, float]] = churn_features,
+        l2: float = 0.001,
+        min_examples: int = 200,
+        min_examples_per_class: int = 20,
+        featurizer: Callable[[Mapping[str, Any], int], dict[str, float]] = activity_features,
         name: str = "churn",
     ) -> None:
         self.horizon_days = horizon_days
@@ -135,10 +161,13 @@ class ChurnModel(DelayedLabelModel):
         self.release_at_deadline = release_at_deadline
         self.learning_rate = learning_rate
         self.l2 = l2
+        self.min_examples = min_examples
+        self.min_examples_per_class = min_examples_per_class
         self.featurizer = featurizer
         self.name = name
         self.model = compose.Pipeline(
             preprocessing.StandardScaler(),
+            compose.FuncTransformer(clip_standardized),
             linear_model.LogisticRegression(optimizer=optim.SGD(learning_rate), l2=l2),
         )
         self.labeler = ChurnLabeler(
@@ -152,6 +181,13 @@ class ChurnModel(DelayedLabelModel):
         self.log_loss = metrics.LogLoss()
         self.calibration = CalibrationTable(n_bins=10)
         self.example_count = 0
+        self.label_counts = {False: 0, True: 0}
+
+    @property
+    def ready(self) -> bool:
+        """Whether the model has learnt enough resolved labels of both kinds to be served."""
+        return (self.example_count >= self.min_examples
+                and min(self.label_counts.values()) >= self.min_examples_per_class)
 
     def featurize(self, profile: Mapping[str, Any], now_ms: int) -> dict[str, float]:
         return self.featurizer(profile, now_ms)
@@ -168,17 +204,19 @@ class ChurnModel(DelayedLabelModel):
         self.log_loss.update(churned, probability)
         self.calibration.update(probability, float(churned))
         self.model.learn_one(features, churned)
+        self.label_counts[churned] += 1
 
     def predict(self, features: Mapping[str, float]) -> tuple[float, Explanation]:
         """Churn probability and its explanation; pure (no scaler or weight updates).
 
         River 0.26 pipelines do not update unsupervised steps in ``predict_one`` unless inside
         ``compose.learn_during_predict()``; we go further and read the scaler and weights
-        directly, so the explanation is computed from exactly the numbers that give the score.
+        directly, so the explanation is computed from exactly the numbers that give the score:
+        each contribution is a weight times a standardized, clipped input.
         """
         scaler: preprocessing.StandardScaler = self.model["StandardScaler"]
         regression: linear_model.LogisticRegression = self.model["LogisticRegression"]
-        scaled = scaler.transform_one(dict(features))
+        scaled = clip_standardized(scaler.transform_one(dict(features)))
         weights = regression.weights
         contributions = sorted(
             (
@@ -194,7 +232,10 @@ class ChurnModel(DelayedLabelModel):
         """Online metrics for ``/v1/models``."""
         return {
             "model_version": self.model_version,
+            "ready": self.ready,
             "examples": self.example_count,
+            "examples_churned": self.label_counts[True],
+            "examples_stayed": self.label_counts[False],
             "pending": self.labeler.n_pending,
             "roc_auc": self.roc_auc.get() if self.example_count else None,
             "log_loss": self.log_loss.get() if self.example_count else None,

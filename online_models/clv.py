@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 from river import compose, linear_model, metrics, optim, preprocessing, stats
 
 from online_models.delayed_labels import DelayedLabelModel, Snapshot, WindowLabeler
-from online_models.features import DAY_MS, churn_features
+from online_models.features import DAY_MS, activity_features
 
 __all__ = ["ClvEstimate", "ClvModel"]
 
@@ -45,6 +45,9 @@ class ClvModel(DelayedLabelModel):
         SGD step and L2 penalty of the Poisson regression.
     prior_orders
         Weight of the population mean order value, in orders.
+    min_examples
+        The model is :attr:`ready` (its estimates are served) once it has learnt this many
+        resolved windows: before that an estimate is the untrained regression's guess.
     featurizer
         ``(profile, now_ms) -> dict``; a module-level function so the model pickles.
 
@@ -79,6 +82,7 @@ class ClvModel(DelayedLabelModel):
     """
 
     labeler: WindowLabeler
+    min_examples = 100  # the default, for older pickles
 
     def __init__(
         self,
@@ -90,7 +94,8 @@ class ClvModel(DelayedLabelModel):
         learning_rate: float = 0.01,
         l2: float = 0.0,
         prior_orders: float = 2.0,
-        featurizer: Callable[[Mapping[str, Any], int], dict[str, float]] = churn_features,
+        min_examples: int = 100,
+        featurizer: Callable[[Mapping[str, Any], int], dict[str, float]] = activity_features,
         name: str = "clv",
     ) -> None:
         self.window_days = window_days
@@ -100,6 +105,7 @@ class ClvModel(DelayedLabelModel):
         self.learning_rate = learning_rate
         self.l2 = l2
         self.prior_orders = prior_orders
+        self.min_examples = min_examples
         self.featurizer = featurizer
         self.name = name
         self.model = compose.Pipeline(
@@ -122,6 +128,11 @@ class ClvModel(DelayedLabelModel):
         self.purchases_mae = metrics.MAE()
         self.spend_mae = metrics.MAE()
         self.example_count = 0
+
+    @property
+    def ready(self) -> bool:
+        """Whether the model has learnt enough resolved windows to be served."""
+        return self.example_count >= self.min_examples
 
     def observe_activity(
         self,
@@ -177,6 +188,7 @@ class ClvModel(DelayedLabelModel):
     def metrics_dict(self) -> dict[str, Any]:
         return {
             "model_version": self.model_version,
+            "ready": self.ready,
             "examples": self.example_count,
             "pending": self.labeler.n_pending,
             "purchases_mae": self.purchases_mae.get() if self.example_count else None,

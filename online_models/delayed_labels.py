@@ -77,6 +77,7 @@ class _SnapshotBook:
         self.max_review_age_ms = max_review_age_ms
         self.watermark_ms: int | None = None
         self._pending: dict[str, list[Snapshot]] = {}
+        self._n_pending = 0
         self._latest: dict[str, Snapshot] = {}  # latest activity snapshot per customer
         self._deadlines: list[tuple[int, int, Snapshot]] = []
         self._reviews: list[tuple[int, int, Snapshot]] = []  # (review at, seq, base snapshot)
@@ -85,12 +86,14 @@ class _SnapshotBook:
 
     @property
     def n_pending(self) -> int:
-        """How many snapshots wait for their label."""
-        return sum(len(snapshots) for snapshots in self._pending.values())
+        """How many snapshots wait for their label (kept as a count: models report it with
+        every score they serve before they are ready)."""
+        return self._n_pending
 
     def _push(self, snapshot: Snapshot) -> None:
         self._seq += 1
         self._pending.setdefault(snapshot.customer_id, []).append(snapshot)
+        self._n_pending += 1
         heapq.heappush(self._deadlines, (snapshot.deadline_ms, self._seq, snapshot))
 
     def _take(self, customer_id: str, profile: Mapping[str, Any], at_ms: int, kind: str) -> None:
@@ -127,6 +130,7 @@ class _SnapshotBook:
         pending = self._pending.get(snapshot.customer_id)
         if pending is not None and snapshot in pending:
             pending.remove(snapshot)
+            self._n_pending -= 1
             if not pending:
                 del self._pending[snapshot.customer_id]
 

@@ -1,36 +1,49 @@
 """Feature vectors derived from a customer profile, in event time.
 
 Every model here sees a customer *profile* as the feature store returns it (counts, totals,
-epoch-millisecond timestamps, category weights). These functions turn one profile into a flat
-``dict[str, float]`` at a given event time ``now_ms`` (the watermark, never the wall clock), so
-replaying old events reproduces the same vectors.
+epoch-millisecond timestamps). Two functions turn a profile into a flat ``dict[str, float]``:
 
-Counts and money are heavy-tailed, hence ``log1p``; recency and tenure are in days.
+* :func:`activity_features` at an event time ``now_ms`` (the watermark, never the wall clock):
+  the one vector of the churn and CLV models, whether a customer is scored at their own
+  event, in the silence sweep or in training (each delayed-label snapshot is featurized at
+  the time it was taken). Churn is "no activity of any kind within the horizon", so the
+  vector is built from *activity*: silence measured against the customer's own rhythm of
+  active days, whatever the activity (a browser who never bought has a rhythm too).
+* :func:`behaviour_vector`: how a customer behaves (rates and shares), measured up to their
+  last activity, for segmentation. Silence is the churn model's business, not the
+  segment's, so a quiet customer keeps their segment.
+
+Counts and money are heavy-tailed, hence ``log1p``; ratios are clipped, so one odd customer
+cannot dominate a standardized input. Replaying old events reproduces the same vectors.
 """
 
 from __future__ import annotations
 
 import math
-import zlib
 from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
     "DAY_MS",
+    "PRIOR_GAP_DAYS",
     "SCALAR_FIELDS",
+    "activity_features",
     "behaviour_vector",
-    "category_bucket",
-    "churn_features",
     "days_between",
     "slim_profile",
-    "to_original_units",
+    "visit_gap_days",
 ]
 
 DAY_MS = 86_400_000
 
+#: The gap between active days assumed for a customer seen on one day only, weighted as one
+#: observed gap (so a second visit after 3 days moves the estimate to 16.5 days, a tenth to
+#: about 6): a first-time visitor is not yet known to come back every day.
+PRIOR_GAP_DAYS = 30.0
+
 #: The scalar fields of a profile that the feature functions read (everything except the
 #: category weights and recent products). ``slim_profile`` keeps only these, so pending
-#: delayed-label snapshots stay small.
+#: delayed-label snapshots stay small, and the silence sweep reads only these.
 SCALAR_FIELDS = (
     "orders",
     "revenue",
@@ -42,6 +55,7 @@ SCALAR_FIELDS = (
     "cart_removes",
     "checkouts_started",
     "sessions",
+    "active_days",
     "searches",
     "tickets_total",
     "open_tickets",
@@ -72,17 +86,6 @@ def _num(profile: Profile, name: str) -> float:
     return float(value) if value is not None else 0.0
 
 
-def category_bucket(category: str, n_buckets: int) -> int:
-    """A stable bucket for a category name (CRC32, unlike ``hash`` which is salted per process).
-
-    >>> category_bucket("books", 8) == category_bucket("books", 8)
-    True
-    >>> 0 <= category_bucket("garden", 8) < 8
-    True
-    """
-    return zlib.crc32(category.encode("utf-8")) % n_buckets
-
-
 def slim_profile(profile: Profile) -> dict[str, Any]:
     """Keep the scalar fields of a profile only (what the feature functions need).
 
@@ -92,110 +95,102 @@ def slim_profile(profile: Profile) -> dict[str, Any]:
     return {name: profile[name] for name in SCALAR_FIELDS if name in profile}
 
 
-def behaviour_vector(
-    profile: Profile, now_ms: int, *, category_buckets: int = 8
-) -> dict[str, float]:
-    """The behaviour vector used for segmentation.
+def _visits(profile: Profile) -> float:
+    """Active days; a profile from before the store counted them falls back on sessions."""
+    return max(_num(profile, "active_days") or _num(profile, "sessions"), 1.0)
 
-    Parameters
-    ----------
-    profile
-        A customer profile (see the module docstring).
-    now_ms
-        Event time in epoch milliseconds at which recency and tenure are measured.
-    category_buckets
-        Category weights are folded into this many stable hash buckets (``cat_0`` ...), so the
-        vector has a fixed length whatever the catalogue.
+
+def visit_gap_days(profile: Profile) -> float:
+    """The customer's typical number of days between two active days: the span of their
+    activity over the gaps in it, shrunk towards :data:`PRIOR_GAP_DAYS` by one gap.
+
+    >>> visit_gap_days({"active_days": 1, "first_seen_at": 0, "last_seen_at": 0})
+    30.0
+    >>> round(visit_gap_days({"active_days": 11, "first_seen_at": 0,
+    ...                       "last_seen_at": 50 * DAY_MS}), 3)
+    7.273
+    """
+    span = days_between(profile.get("first_seen_at"), profile.get("last_seen_at") or 0)
+    gaps = _visits(profile) - 1.0
+    return (span + PRIOR_GAP_DAYS) / (gaps + 1.0)
+
+
+def activity_features(profile: Profile, now_ms: int) -> dict[str, float]:
+    """The churn and CLV feature vector at ``now_ms``: silence against the customer's own
+    rhythm, how much and how they engage, and what they spend.
 
     Examples
     --------
-    >>> profile = {"orders": 3, "revenue": 150.0, "avg_order_value": 50.0, "views": 20,
-    ...            "sessions": 4, "cart_adds": 5, "first_seen_at": 0, "last_seen_at": 9 * DAY_MS,
-    ...            "category_affinity": {"books": 1.0}}
-    >>> vector = behaviour_vector(profile, now_ms=10 * DAY_MS, category_buckets=2)
-    >>> round(vector["log_orders"], 3), round(math.expm1(vector["log_recency_days"]), 3)
-    (1.386, 1.0)
-    >>> sum(v for k, v in vector.items() if k.startswith("cat_"))
-    1.0
+    >>> weekly = {"active_days": 9, "orders": 4, "revenue": 200.0, "views": 90,
+    ...           "first_seen_at": 0, "last_seen_at": 56 * DAY_MS}
+    >>> features = activity_features(weekly, now_ms=70 * DAY_MS)
+    >>> round(math.expm1(features["log_recency_days"]), 6), round(features["silence_over_gap"], 3)
+    (14.0, 1.465)
+    >>> features["has_ordered"], round(features["orders_per_visit"], 3)
+    (1.0, 0.444)
+
+    A browser who never bought is measured by the same rhythm:
+
+    >>> browser = {"active_days": 20, "views": 300, "first_seen_at": 0,
+    ...            "last_seen_at": 38 * DAY_MS}
+    >>> round(activity_features(browser, now_ms=68 * DAY_MS)["silence_over_gap"], 3)
+    8.824
     """
-    views = _num(profile, "views") + _num(profile, "product_views")
-    vector = {
-        "log_revenue": math.log1p(max(_num(profile, "revenue"), 0.0)),
-        "log_orders": math.log1p(_num(profile, "orders")),
-        "log_avg_order_value": math.log1p(max(_num(profile, "avg_order_value"), 0.0)),
-        "log_recency_days": math.log1p(days_between(profile.get("last_seen_at"), now_ms)),
-        "log_tenure_days": math.log1p(days_between(profile.get("first_seen_at"), now_ms)),
-        "log_views": math.log1p(views),
-        "log_sessions": math.log1p(_num(profile, "sessions")),
-        "log_cart_adds": math.log1p(_num(profile, "cart_adds")),
-        "log_tickets": math.log1p(_num(profile, "tickets_total")),
-        "sentiment": _num(profile, "sentiment"),
-    }
-    buckets = [0.0] * category_buckets
-    for category, weight in (profile.get("category_affinity") or {}).items():
-        buckets[category_bucket(category, category_buckets)] += float(weight)
-    for i, weight in enumerate(buckets):
-        vector[f"cat_{i}"] = weight
-    return vector
-
-
-def to_original_units(name: str, value: float) -> tuple[str, float]:
-    """Map a behaviour-vector feature back to its natural unit (undo ``log1p``).
-
-    >>> to_original_units("log_orders", math.log1p(4.0))
-    ('orders', 4.0)
-    >>> to_original_units("sentiment", -0.5)
-    ('sentiment', -0.5)
-    """
-    if name.startswith("log_"):
-        return name[4:], round(math.expm1(value), 10)
-    return name, value
-
-
-def churn_features(profile: Profile, now_ms: int) -> dict[str, float]:
-    """The churn (and CLV) feature vector: recency, frequency, monetary value and engagement.
-
-    Besides the raw RFM quantities it carries the two shapes a linear model cannot build by
-    itself: recency relative to the customer's own typical gap between orders (a regular
-    buyer silent for 3 gaps is more worrying than a yearly buyer silent for a month) and the
-    order rate over tenure.
-
-    Examples
-    --------
-    >>> profile = {"orders": 4, "revenue": 200.0, "avg_order_value": 50.0,
-    ...            "first_seen_at": 0, "last_seen_at": 30 * DAY_MS, "last_order_at": 30 * DAY_MS}
-    >>> features = churn_features(profile, now_ms=40 * DAY_MS)
-    >>> features["recency_days"], features["gap_days"], round(features["recency_over_gap"], 3)
-    (10.0, 10.0, 1.0)
-    >>> features["one_time_buyer"]
-    0.0
-    """
+    visits = _visits(profile)
     orders = _num(profile, "orders")
-    tenure = days_between(profile.get("first_seen_at"), now_ms)
     recency = days_between(profile.get("last_seen_at"), now_ms)
-    last_order = profile.get("last_order_at")
-    order_recency = days_between(last_order, now_ms) if last_order is not None else tenure
-    first_seen = profile.get("first_seen_at")
-    # Mean gap between orders over the span that produced them (BG/NBD's t_x / (x - 1)); a
-    # single order has no gap, so fall back to the tenure.
-    span = days_between(first_seen, last_order) if last_order is not None else 0.0
-    gap = span / (orders - 1) if orders > 1 and span > 0 else max(tenure, 1.0)
-    views = _num(profile, "views") + _num(profile, "product_views")
+    tenure = days_between(profile.get("first_seen_at"), now_ms)
+    gap = visit_gap_days(profile)
+    views = _num(profile, "views")
+    revenue = max(_num(profile, "revenue"), 0.0)
     return {
-        "log_orders": math.log1p(orders),
-        "log_revenue": math.log1p(max(_num(profile, "revenue"), 0.0)),
-        "log_avg_order_value": math.log1p(max(_num(profile, "avg_order_value"), 0.0)),
-        "recency_days": recency,
         "log_recency_days": math.log1p(recency),
-        "order_recency_days": order_recency,
+        "silence_over_gap": min(recency / max(gap, 0.5), 30.0),
+        "log_visit_gap_days": math.log1p(gap),
+        "log_active_days": math.log1p(visits),
         "log_tenure_days": math.log1p(tenure),
-        "gap_days": gap,
-        "recency_over_gap": min(order_recency / max(gap, 1.0), 20.0),
-        "orders_per_month": min(30.0 * orders / max(tenure, 30.0), 30.0),
-        "one_time_buyer": 1.0 if orders <= 1 else 0.0,
-        "log_views": math.log1p(views),
-        "log_sessions": math.log1p(_num(profile, "sessions")),
-        "log_cart_adds": math.log1p(_num(profile, "cart_adds")),
-        "open_tickets": _num(profile, "open_tickets"),
+        "visits_per_week": min(7.0 * visits / max(tenure, 7.0), 7.0),
+        "has_ordered": 1.0 if orders > 0 else 0.0,
+        "log_orders": math.log1p(orders),
+        "orders_per_visit": min(orders / visits, 3.0),
+        "log_avg_order_value": math.log1p(revenue / orders) if orders else 0.0,
+        "log_views_per_visit": math.log1p(views / visits),
+        "log_cart_adds_per_visit": math.log1p(_num(profile, "cart_adds") / visits),
+        "open_tickets": min(_num(profile, "open_tickets"), 5.0),
         "sentiment": _num(profile, "sentiment"),
     }
+
+
+def behaviour_vector(profile: Profile) -> dict[str, float]:
+    """How a customer behaves, as rates and shares up to their last activity (segmentation).
+
+    Rates are taken over at least two weeks, so a customer's first day does not make them a
+    daily buyer. A customer who never bought has no spend per order: the key is left out
+    (the segmenter fills in a typical one), rather than a zero that would set every browser
+    apart by spend.
+
+    Examples
+    --------
+    >>> small = {"active_days": 30, "orders": 24, "revenue": 480.0, "views": 150,
+    ...          "cart_adds": 30, "first_seen_at": 0, "last_seen_at": 60 * DAY_MS}
+    >>> vector = behaviour_vector(small)
+    >>> round(math.expm1(vector["log_orders_per_week"]), 2), round(
+    ...     math.expm1(vector["log_spend_per_order"]), 2)
+    (2.8, 20.0)
+    >>> round(vector["purchase_share"], 2), round(math.expm1(vector["log_days_between_visits"]), 2)
+    (0.8, 3.0)
+    """
+    visits = _visits(profile)
+    orders = _num(profile, "orders")
+    span = days_between(profile.get("first_seen_at"), profile.get("last_seen_at") or 0)
+    vector = {
+        "log_orders_per_week": math.log1p(7.0 * orders / max(span, 14.0)),
+        "purchase_share": min(orders / visits, 1.0),
+        "log_views_per_visit": math.log1p(_num(profile, "views") / visits),
+        "log_carts_per_order": math.log1p(_num(profile, "cart_adds") / (orders + 1.0)),
+        "log_days_between_visits": math.log1p(visit_gap_days(profile)),
+        "log_tickets_per_visit": math.log1p(10.0 * _num(profile, "tickets_total") / visits),
+    }
+    if orders:
+        vector["log_spend_per_order"] = math.log1p(max(_num(profile, "revenue"), 0.0) / orders)
+    return vector

@@ -1,218 +1,401 @@
-"""Customer segments: incremental k-means on the behaviour vector, with readable labels."""
+"""Customer segments: k-means over a sample of current customers, with stable identities.
+
+A segment should describe a kind of customer ("frequent small baskets"), count each current
+customer once, and keep its number and label while the shop's customers slowly change.
+Online k-means fed with every customer update does none of that: active customers pull the
+centres once per visit, centres started at random strand, and nothing ties centre 3 of
+today to centre 3 of an hour ago. So a :class:`Segmenter`:
+
+* keeps the latest :func:`~online_models.features.behaviour_vector` of a uniform sample of
+  its customers (a bottom-k sample by a stable hash of the id: each customer in it once,
+  whatever their activity), standardized over that sample;
+* refits k-means (scikit-learn, k-means++ with restarts) on the sample every
+  ``refit_every`` updates, choosing the number of segments by silhouette from time to time;
+* fills in what a vector lacks (a browser's spend per order) with the sample's median, so
+  never having bought does not read as spending nothing per order;
+* matches the new centres to the previous ones (Hungarian assignment on their distance), so
+  a segment keeps its id and label while its centre moves; a new segment gets a new id;
+* assigns any customer to the nearest centre, so scoring needs no learning.
+
+:class:`TenantSegments` keeps one segmenter per tenant: shops differ in their scales (one
+sells books, another sofas), and their segments must not mix.
+"""
 
 from __future__ import annotations
 
-import collections
-import functools
+import heapq
 import math
-import random
+import zlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 
-from river import cluster, compose, preprocessing
+import numpy as np
+from scipy.optimize import linear_sum_assignment
 
-from online_models.features import to_original_units
+__all__ = ["SegmentSummary", "Segmenter", "TenantSegments", "describe_segments"]
 
-__all__ = ["Segmenter"]
+#: The behaviour vector's features in a fixed order (see ``behaviour_vector``).
+FEATURES = ("log_orders_per_week", "log_spend_per_order", "purchase_share",
+            "log_views_per_visit", "log_carts_per_order", "log_days_between_visits",
+            "log_tickets_per_visit")
+
+
+@dataclass(frozen=True)
+class SegmentSummary:
+    """One segment as people see it: its id, label, share of the sample and centre in
+    natural units (orders per week, spend per order, ...)."""
+
+    segment: int
+    label: str
+    share: float
+    centroid: dict[str, float]
 
 
 class Segmenter:
-    """``StandardScaler | KMeans`` over :func:`~online_models.features.behaviour_vector`.
-
-    Online k-means started from random centres leaves some centres stranded; so the first
-    ``warmup`` vectors are buffered, the scaler is fitted on them and the centres are seeded
-    k-means++ style (deterministic under ``seed``) before learning continues one vector at a
-    time.
+    """Segments of one tenant's customers.
 
     Parameters
     ----------
-    n_clusters
-        Number of segments.
-    halflife
-        How far a centre moves towards each vector it wins (River's ``KMeans.halflife``).
-    warmup
-        Vectors buffered before the centres are seeded.
+    min_segments, max_segments
+        The range the number of segments is chosen from.
+    sample_size
+        Customers whose latest behaviour is kept for refits.
+    refit_every
+        Customer updates between refits (sooner while the sample is small).
+    choose_k_every
+        Refits between two choices of the number of segments (in between, the centres are
+        refined from where they were).
+    min_customers
+        Customers in the sample before the first fit: until then no segment is assigned.
     seed
-        Seed of the k-means++ seeding and of River's random centre initialisation.
-    new_days, lapsing_days, lost_days
-        Thresholds used by :meth:`label_for` ("new" tenure; "lapsing"/"lost" recency).
+        Seed of k-means' initialisation.
 
     Attributes
     ----------
-    model
-        The River pipeline; ``model["KMeans"].centers`` are the centres in scaled units.
     example_count
-        Vectors learnt.
+        Customer updates learnt.
+    centres
+        Segment id -> centre in standardized units of the last refit.
 
     Examples
     --------
+    >>> import random
     >>> rng = random.Random(1)
-    >>> segmenter = Segmenter(n_clusters=2, warmup=20)
-    >>> for i in range(200):
-    ...     big = i % 2 == 0
-    ...     _ = segmenter.learn({"log_orders": rng.gauss(2.5 if big else 0.2, 0.1),
-    ...                      "log_revenue": rng.gauss(7.0 if big else 1.0, 0.2),
-    ...                      "log_recency_days": rng.gauss(1.0 if big else 5.0, 0.2)})
-    >>> a = segmenter.assign({"log_orders": 2.5, "log_revenue": 7.0, "log_recency_days": 1.0})
-    >>> b = segmenter.assign({"log_orders": 0.2, "log_revenue": 1.0, "log_recency_days": 5.0})
-    >>> a != b
-    True
-    >>> segmenter.label_for(a), segmenter.label_for(b)
-    ('frequent high spenders', 'lost browsers')
+    >>> segmenter = Segmenter(min_customers=30, refit_every=100)
+    >>> def customer(kind):
+    ...     big = kind == "big"
+    ...     return {"log_orders_per_week": rng.gauss(0.2 if big else 1.2, 0.05),
+    ...             "log_spend_per_order": rng.gauss(6.0 if big else 3.0, 0.2),
+    ...             "purchase_share": rng.gauss(0.5, 0.05)}
+    >>> for i in range(300):
+    ...     segmenter.learn(f"c{i}", customer("big" if i % 2 else "small"))
+    >>> big, small = segmenter.assign(customer("big")), segmenter.assign(customer("small"))
+    >>> big != small, len(segmenter.centres)
+    (True, 2)
+    >>> segmenter.labels()[big], segmenter.labels()[small]
+    ('big spenders, rare', 'frequent small baskets')
     """
-
-    #: Labels are derived again after this many examples. Centroids move little in between,
-    #: and deriving them (every centroid back in natural units) costs 60-80 µs, which the
-    #: worker paid once per micro-batch: a few per cent of a small batch's ~2.4 ms fixed cost.
-    RELABEL_EVERY = 64
-    # Class-level defaults, so checkpoints pickled before the cache existed load as well.
-    _labels: dict[int, str] | None = None
-    _labelled_at = 0
 
     def __init__(
         self,
         *,
-        n_clusters: int = 5,
-        halflife: float = 0.05,
-        warmup: int = 200,
+        min_segments: int = 2,
+        max_segments: int = 8,
+        sample_size: int = 5000,
+        refit_every: int = 5000,
+        choose_k_every: int = 10,
+        min_customers: int = 50,
         seed: int = 42,
-        new_days: float = 30.0,
-        lapsing_days: float = 60.0,
-        lost_days: float = 120.0,
     ) -> None:
-        self.n_clusters = n_clusters
-        self.halflife = halflife
-        self.warmup = warmup
+        self.min_segments = min_segments
+        self.max_segments = max_segments
+        self.sample_size = sample_size
+        self.refit_every = refit_every
+        self.choose_k_every = choose_k_every
+        self.min_customers = min_customers
         self.seed = seed
-        self.new_days = new_days
-        self.lapsing_days = lapsing_days
-        self.lost_days = lost_days
-        self.model = compose.Pipeline(
-            preprocessing.StandardScaler(),
-            cluster.KMeans(n_clusters=n_clusters, halflife=halflife, seed=seed),
-        )
         self.example_count = 0
-        self._buffer: list[dict[str, float]] | None = []
+        self.refits = 0
+        self.centres: dict[int, np.ndarray] = {}
+        self._sample: dict[str, tuple[float, ...]] = {}
+        self._largest: list[tuple[int, str]] = []  # max-heap (negated hash) of the sample
+        self._updates_since_fit = 0
+        self._means = np.zeros(len(FEATURES))
+        self._scales = np.ones(len(FEATURES))
+        self._fill = np.zeros(len(FEATURES))
+        self._next_id = 0
+        self._labels: dict[int, str] = {}
+        self._shares: dict[int, float] = {}
+
+    def learn(self, customer_id: str, vector: Mapping[str, float]) -> None:
+        """Take a customer's latest behaviour into the sample (if they belong to it)."""
+        self.example_count += 1
+        self._updates_since_fit += 1
+        row = tuple(float(vector.get(name, math.nan)) for name in FEATURES)
+        if customer_id in self._sample:
+            self._sample[customer_id] = row
+        else:
+            key = -_stable_hash(customer_id)
+            if len(self._sample) < self.sample_size:
+                self._sample[customer_id] = row
+                heapq.heappush(self._largest, (key, customer_id))
+            elif key > self._largest[0][0]:  # a smaller hash than the sample's largest
+                _, evicted = heapq.heapreplace(self._largest, (key, customer_id))
+                del self._sample[evicted]
+                self._sample[customer_id] = row
+        due = min(self.refit_every, max(self.min_customers, len(self._sample)))
+        if len(self._sample) >= self.min_customers and self._updates_since_fit >= due:
+            self.refit()
+
+    def forget(self, customer_id: str) -> None:
+        """Erasure: drop the customer from the sample."""
+        if self._sample.pop(customer_id, None) is not None:
+            self._largest = [(key, c) for key, c in self._largest if c != customer_id]
+            heapq.heapify(self._largest)
+
+    def assign(self, vector: Mapping[str, float]) -> int | None:
+        """The segment of ``vector`` (nearest centre); ``None`` before the first fit."""
+        if not self.centres:
+            return None
+        raw = np.array([float(vector.get(name, math.nan)) for name in FEATURES])
+        raw = np.where(np.isnan(raw), self._fill, raw)
+        z = (raw - self._means) / self._scales
+        return min(self.centres, key=lambda segment: float(
+            np.sum((self.centres[segment] - z) ** 2)))
+
+    def labels(self) -> dict[int, str]:
+        """A distinct label per segment, in a marketer's words."""
+        return self._labels
+
+    def summaries(self) -> list[SegmentSummary]:
+        return [SegmentSummary(segment, self._labels[segment], self._shares.get(segment, 0.0),
+                               self.centroid(segment)) for segment in sorted(self.centres)]
+
+    def centroid(self, segment: int) -> dict[str, float]:
+        """The segment's centre in natural units (``orders_per_week``, ``spend_per_order``...)."""
+        raw = self.centres[segment] * self._scales + self._means
+        return natural_units(dict(zip(FEATURES, raw.tolist(), strict=True)))
+
+    def refit(self) -> None:
+        """k-means on the sample, matched to the previous centres."""
+        from sklearn.cluster import KMeans
+        from sklearn.metrics import silhouette_score
+
+        self._updates_since_fit = 0
+        ids = sorted(self._sample)
+        raw = np.array([self._sample[c] for c in ids])
+        missing = np.isnan(raw)
+        fill = np.array([np.median(column[~gaps]) if (~gaps).any() else 0.0
+                         for column, gaps in zip(raw.T, missing.T, strict=True)])
+        raw = np.where(missing, fill, raw)
+        means, scales = raw.mean(axis=0), raw.std(axis=0)
+        scales[scales < 1e-9] = 1.0
+        z = (raw - means) / scales
+        distinct = len({tuple(row) for row in z.round(6).tolist()})
+        previous = {segment: centre * self._scales + self._means
+                    for segment, centre in self.centres.items()}  # raw units
+        choose = not self.centres or self.refits % self.choose_k_every == 0
+        best: tuple[float, np.ndarray, np.ndarray] | None = None
+        if choose:
+            for k in range(self.min_segments, min(self.max_segments, distinct - 1) + 1):
+                model = KMeans(n_clusters=k, n_init=4, random_state=self.seed).fit(z)
+                score = float(silhouette_score(z, model.labels_, sample_size=min(len(z), 2000),
+                                               random_state=self.seed))
+                if best is None or score > best[0]:
+                    best = (score, model.cluster_centers_, model.labels_)
+        if best is None:  # keep k: refine the previous centres on today's sample
+            k = len(previous)
+            if k < 2 or distinct <= k:
+                return
+            start = (np.array(list(previous.values())) - means) / scales
+            model = KMeans(n_clusters=k, init=start, n_init=1).fit(z)
+            best = (0.0, model.cluster_centers_, model.labels_)
+        _, centres, labels = best
+        self.refits += 1
+        self._means, self._scales, self._fill = means, scales, fill
+        self.centres = self._match(centres, previous)
+        order = list(self.centres)
+        counts = np.bincount(labels, minlength=len(centres))
+        by_position = {position: segment for position, segment in enumerate(order)}
+        self._shares = {by_position[i]: float(counts[i]) / len(z) for i in range(len(centres))}
+        self._labels = describe_segments(
+            {segment: self.centroid(segment) for segment in self.centres},
+            reference=natural_units(dict(zip(FEATURES, np.median(raw, axis=0).tolist(),
+                                             strict=True))),
+            buyers_spend=float(np.expm1(fill[FEATURES.index("log_spend_per_order")])))
+
+    def _match(self, centres: np.ndarray, previous: dict[int, np.ndarray]
+               ) -> dict[int, np.ndarray]:
+        """New centres keyed by the id of the previous centre each replaces (nearest by a
+        one-to-one assignment, in today's units); new ids for the rest. Keeps the order of
+        ``centres``."""
+        ids: list[int | None] = [None] * len(centres)
+        if previous:
+            old_ids = list(previous)
+            old = (np.array([previous[i] for i in old_ids]) - self._means) / self._scales
+            cost = ((centres[:, None, :] - old[None, :, :]) ** 2).sum(axis=2)
+            for row, column in zip(*linear_sum_assignment(cost), strict=True):
+                ids[row] = old_ids[column]
+        matched: dict[int, np.ndarray] = {}
+        for position, centre in enumerate(centres):
+            segment = ids[position]
+            if segment is None:
+                segment, self._next_id = self._next_id, self._next_id + 1
+            matched[segment] = centre
+        self._next_id = max(self._next_id, max(matched) + 1)
+        return matched
+
+
+def _stable_hash(customer_id: str) -> int:
+    return zlib.crc32(customer_id.encode("utf-8"))
+
+
+def natural_units(vector: Mapping[str, float]) -> dict[str, float]:
+    """A behaviour vector in natural units: ``log1p`` undone, tickets per visit rescaled.
+
+    >>> natural_units({"log_orders_per_week": math.log1p(2.0), "purchase_share": 0.5})
+    {'orders_per_week': 2.0, 'purchase_share': 0.5}
+    """
+    natural = {}
+    for name, value in vector.items():
+        if name == "log_tickets_per_visit":
+            natural["tickets_per_visit"] = round(math.expm1(value) / 10.0, 10)
+        elif name.startswith("log_"):
+            natural[name[4:]] = round(math.expm1(value), 10)
+        else:
+            natural[name] = value
+    return natural
+
+
+def describe(centroid: Mapping[str, float], buyers_spend: float) -> str:
+    """A segment's centre in a marketer's words.
+
+    >>> describe({"orders_per_week": 2.0, "spend_per_order": 15.0, "purchase_share": 0.7}, 40.0)
+    'frequent small baskets'
+    >>> describe({"orders_per_week": 0.1, "spend_per_order": 400.0, "purchase_share": 0.6}, 40.0)
+    'big spenders, rare'
+    >>> describe({"orders_per_week": 0.01, "purchase_share": 0.01, "carts_per_order": 3.0}, 40.0)
+    'browsers who fill carts'
+    """
+    orders_per_week = centroid.get("orders_per_week", 0.0)
+    share = centroid.get("purchase_share", 0.0)
+    if share < 0.08 and orders_per_week < 0.15:
+        label = "browsers who fill carts" if centroid.get("carts_per_order", 0.0) >= 1.5 \
+            else "browsers"
+    else:
+        frequency = ("frequent" if orders_per_week >= 1.0 else
+                     "regular" if orders_per_week >= 0.25 else "rare")
+        spend = centroid.get("spend_per_order", 0.0)
+        if buyers_spend and spend >= 1.8 * buyers_spend:
+            label = f"big spenders, {frequency}"
+        elif buyers_spend and spend <= 0.6 * buyers_spend:
+            label = f"{frequency} small baskets"
+        else:
+            label = f"{frequency} buyers"
+    if centroid.get("tickets_per_visit", 0.0) >= 0.1:
+        label = f"support-heavy {label}"
+    return label
+
+
+#: How two segments with the same words differ, by the feature they differ in most.
+_CONTRASTS = {
+    "orders_per_week": ("more orders", "fewer orders"),
+    "spend_per_order": ("bigger baskets", "smaller baskets"),
+    "purchase_share": ("buy on more visits", "buy on fewer visits"),
+    "views_per_visit": ("more views per visit", "fewer views per visit"),
+    "carts_per_order": ("more cart adds", "fewer cart adds"),
+    "days_between_visits": ("longer gaps", "shorter gaps"),
+    "tickets_per_visit": ("more tickets", "fewer tickets"),
+}
+
+
+def describe_segments(centroids: Mapping[int, Mapping[str, float]],
+                      reference: Mapping[str, float], buyers_spend: float) -> dict[int, str]:
+    """A distinct label per segment: :func:`describe`, then, for segments that read the
+    same, what sets each apart from the others of its words (relative to ``reference``).
+
+    >>> labels = describe_segments(
+    ...     {0: {"orders_per_week": 0.5, "spend_per_order": 40.0, "views_per_visit": 2.0},
+    ...      1: {"orders_per_week": 0.5, "spend_per_order": 40.0, "views_per_visit": 9.0}},
+    ...     reference={"views_per_visit": 4.0}, buyers_spend=40.0)
+    >>> labels[0], labels[1]
+    ('regular buyers (fewer views per visit)', 'regular buyers (more views per visit)')
+    """
+    words = {segment: describe(centroid, buyers_spend) for segment, centroid in centroids.items()}
+    labels = dict(words)
+    for label in set(words.values()):
+        same = sorted(segment for segment, word in words.items() if word == label)
+        if len(same) < 2:
+            continue
+        for segment in same:
+            others = [centroids[other] for other in same if other != segment]
+            labels[segment] = f"{label} ({_contrast(centroids[segment], others, reference)})"
+        if len({labels[segment] for segment in same}) < len(same):
+            for rank, segment in enumerate(same, start=1):
+                labels[segment] = f"{labels[segment]} #{rank}"
+    return labels
+
+
+def _contrast(centroid: Mapping[str, float], others: list[Mapping[str, float]],
+              reference: Mapping[str, float]) -> str:
+    def relative(values: Mapping[str, float], name: str) -> float:
+        return math.log1p(max(values.get(name, 0.0), 0.0)) - math.log1p(
+            max(reference.get(name, 0.0), 0.0))
+
+    best_name, best_gap = "orders_per_week", 0.0
+    for name in _CONTRASTS:
+        gap = relative(centroid, name) - sum(relative(o, name) for o in others) / len(others)
+        if abs(gap) > abs(best_gap):
+            best_name, best_gap = name, gap
+    more, less = _CONTRASTS[best_name]
+    return more if best_gap >= 0 else less
+
+
+class TenantSegments:
+    """One :class:`Segmenter` per tenant, made on the tenant's first customer.
+
+    >>> segments = TenantSegments(min_customers=10)
+    >>> segments.assign("shop", {"purchase_share": 0.5})
+    (None, None)
+    """
+
+    def __init__(self, **segmenter_options: int) -> None:
+        self.segmenter_options = segmenter_options
+        self.by_tenant: dict[str, Segmenter] = {}
+
+    @property
+    def example_count(self) -> int:
+        return sum(s.example_count for s in self.by_tenant.values())
 
     @property
     def model_version(self) -> str:
-        return f"segments-v1+{self.example_count}"
+        return f"segments-v2+{self.example_count}"
 
-    def assign(self, vector: Mapping[str, float]) -> int:
-        """The segment of ``vector``; pure (River 0.26 pipelines don't fit on predict)."""
-        return int(self.model.predict_one(dict(vector)))
+    def of(self, tenant: str) -> Segmenter:
+        segmenter = self.by_tenant.get(tenant)
+        if segmenter is None:
+            segmenter = self.by_tenant[tenant] = Segmenter(**self.segmenter_options)
+        return segmenter
 
-    def learn(self, vector: Mapping[str, float]) -> int:
-        """Learn from ``vector``; returns its segment (the centre that moved towards it)."""
-        x = dict(vector)
-        self.example_count += 1
-        if self._buffer is not None:
-            self.model["StandardScaler"].learn_one(x)
-            self._buffer.append(x)
-            if len(self._buffer) >= max(self.warmup, self.n_clusters):
-                self._seed_centres(self._buffer)
-                self._buffer = None
-            return self.assign(x)
-        # Pipeline.learn_one, spelled out to get the winning centre without a second search.
-        scaler = self.model["StandardScaler"]
-        scaler.learn_one(x)
-        return int(self.model["KMeans"].learn_predict_one(scaler.transform_one(x)))
+    def learn(self, tenant: str, customer_id: str, vector: Mapping[str, float]) -> None:
+        self.of(tenant).learn(customer_id, vector)
 
-    def _seed_centres(self, vectors: list[dict[str, float]]) -> None:
-        scaler = self.model["StandardScaler"]
-        kmeans = self.model["KMeans"]
-        points = [scaler.transform_one(x) for x in vectors]
-        rng = random.Random(self.seed)
-        centres = [points[rng.randrange(len(points))]]
-        while len(centres) < self.n_clusters:  # k-means++: far points are likelier seeds
-            d2 = [min(_sq_dist(p, c) for c in centres) for p in points]
-            centres.append(
-                points[rng.choices(range(len(points)), weights=d2)[0]]
-                if sum(d2)
-                else points[rng.randrange(len(points))]
-            )
-        gauss = functools.partial(kmeans._rng.gauss, kmeans.mu, kmeans.sigma)
-        for i, centre in enumerate(centres):
-            kmeans.centers[i] = collections.defaultdict(gauss, centre)
-        for point in points:
-            kmeans.learn_one(point)
+    def assign(self, tenant: str, vector: Mapping[str, float]) -> tuple[int | None, str | None]:
+        """The customer's segment and its label (both ``None`` before the first fit)."""
+        segmenter = self.by_tenant.get(tenant)
+        if segmenter is None:
+            return None, None
+        segment = segmenter.assign(vector)
+        return (None, None) if segment is None else (segment, segmenter.labels()[segment])
 
-    def centroid(self, segment: int) -> dict[str, float]:
-        """The segment's centre in natural units (``orders``, ``revenue``, ``recency_days``...)."""
-        scaler = self.model["StandardScaler"]
-        centre = self.model["KMeans"].centers[segment]
-        natural = {}
-        for name, scaled in centre.items():
-            if name not in scaler.means:
-                continue
-            value = scaled * math.sqrt(scaler.vars[name]) + scaler.means[name]
-            unit, natural_value = to_original_units(name, value)
-            natural[unit] = natural_value
-        return natural
+    def forget(self, tenant: str, customer_id: str) -> None:
+        segmenter = self.by_tenant.get(tenant)
+        if segmenter is not None:
+            segmenter.forget(customer_id)
 
-    def labels(self) -> dict[int, str]:
-        """A distinct human-readable label per segment, derived from the centroids at most
-        :attr:`RELABEL_EVERY` examples ago (do not change the returned dict)."""
-        if self._labels is None or self.example_count - self._labelled_at >= self.RELABEL_EVERY:
-            self._labels, self._labelled_at = self._derive_labels(), self.example_count
-        return self._labels
-
-    def _derive_labels(self) -> dict[int, str]:
-        centroids = {i: self.centroid(i) for i in range(self.n_clusters)}
-        revenues = sorted(c.get("revenue", 0.0) for c in centroids.values())
-        top_revenue = revenues[-1]
-        labels = {i: self._describe(c, top_revenue) for i, c in centroids.items()}
-        return _make_distinct(labels, centroids)
-
-    def label_for(self, segment: int) -> str:
-        """The label of one segment (computes all of them: cache :meth:`labels` when hot)."""
-        return self.labels()[segment]
-
-    def _describe(self, centroid: Mapping[str, float], top_revenue: float) -> str:
-        orders = centroid.get("orders", 0.0)
-        revenue = centroid.get("revenue", 0.0)
-        if orders < 0.5:
-            noun = "browsers"
-        elif orders < 1.5:
-            noun = "one-time buyers"
-        elif orders < 4:
-            noun = "repeat buyers"
-        else:
-            noun = "frequent buyers"
-        if orders >= 0.5 and top_revenue > 0 and revenue >= top_revenue:
-            noun = noun.replace("buyers", "high spenders")  # the best-spending segment
-        status = ""
-        recency = centroid.get("recency_days")
-        tenure = centroid.get("tenure_days")
-        if recency is not None and recency >= self.lost_days:
-            status = "lost"
-        elif recency is not None and recency >= self.lapsing_days:
-            status = "lapsing"
-        elif tenure is not None and tenure < self.new_days:
-            status = "new"
-        if centroid.get("sentiment", 0.0) < -0.2:
-            status = f"unhappy {status}".strip()
-        return f"{status} {noun}".strip()
-
-
-def _sq_dist(a: Mapping[str, float], b: Mapping[str, float]) -> float:
-    return sum((a.get(k, 0.0) - b.get(k, 0.0)) ** 2 for k in {*a, *b})
-
-
-def _make_distinct(
-    labels: dict[int, str], centroids: Mapping[int, Mapping[str, float]]
-) -> dict[int, str]:
-    """Disambiguate equal labels by spend (then by number), so each segment reads differently."""
-    by_label: dict[str, list[int]] = collections.defaultdict(list)
-    for segment, label in labels.items():
-        by_label[label].append(segment)
-    distinct = dict(labels)
-    for label, segments in by_label.items():
-        if len(segments) == 1:
-            continue
-        ranked = sorted(segments, key=lambda s: -centroids[s].get("revenue", 0.0))
-        for rank, segment in enumerate(ranked):
-            if len(ranked) == 2:
-                distinct[segment] = f"{label} ({'higher' if rank == 0 else 'lower'} spend)"
-            else:
-                distinct[segment] = f"{label} (spend rank {rank + 1})"
-    return distinct
+    def metrics_dict(self) -> dict[str, object]:
+        return {
+            "model_version": self.model_version,
+            "examples": self.example_count,
+            "segments": {tenant: len(s.centres) for tenant, s in self.by_tenant.items()},
+        }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -27,6 +28,7 @@ class CustomerFeatures(BaseModel):
     cart_removes: int = 0
     checkouts_started: int = 0
     sessions: int = 0
+    active_days: int = Field(0, description="Distinct days (UTC) with any activity.")
     searches: int = 0
     tickets_total: int = 0
     open_tickets: int = 0
@@ -37,15 +39,30 @@ class CustomerFeatures(BaseModel):
     recent_products: list[str] = Field(default_factory=list)
 
 
+class ScoreStatus(BaseModel):
+    """Whether a model's score is served yet. A model that has not learnt enough resolved
+    labels answers ``warming_up`` and a ``null`` score instead of a guess."""
+
+    status: Literal["ready", "warming_up"]
+    examples: int = Field(description="Resolved labels the model had learnt when it scored.")
+    needed: int = Field(description="Resolved labels it needs before its scores are served.")
+    pending: int = Field(description="Labels still waiting for their horizon to pass.")
+
+
 class CustomerScores(BaseModel):
     """Model outputs for one customer; absent until the models have seen the customer."""
 
     churn_probability: float | None = None
+    churn_status: ScoreStatus | None = None
     segment: int | None = None
     segment_label: str | None = None
-    clv: float | None = None
+    clv: float | None = Field(None, description="Expected spend in the CLV window.")
+    clv_status: ScoreStatus | None = None
     sentiment: float | None = None
     anomaly_score: float | None = None
+    scored_at: datetime | None = Field(
+        None, description="Event time (the worker's watermark) at which churn and CLV were "
+        "computed: silence up to this moment is in them.")
 
 
 class CustomerProfile(BaseModel):

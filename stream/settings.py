@@ -85,11 +85,15 @@ class Settings(BaseSettings):
     alerts_config: Path | None = None
     churn_horizon_days: float = Field(
         default=30.0, gt=0, description="No activity within this many days = churned.")
+    churn_min_examples: int = Field(
+        default=200, ge=1, description="Resolved churn labels (20 of each kind at least) "
+        "before churn probabilities are served; until then they are null, `warming_up`.")
     worker_name: str | None = Field(
         default=None, description="Names this worker's checkpoints; the hostname if unset.")
     telemetry_interval_s: float = Field(default=5.0, gt=0)
     rescore_interval_s: float = Field(
-        default=1.0, gt=0, description="How often a chunk of quiet customers is re-scored.")
+        default=0.5, gt=0, description="How often the silence sweep re-scores a slice of "
+        "the worker's customers at the watermark (each within 60 s).")
     recommender_process: bool = Field(
         default=True,
         description="Learn and list recommendations in a low-priority process beside each "

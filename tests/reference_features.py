@@ -112,6 +112,7 @@ def _features(events: list[dict[str, Any]]) -> dict[str, Any]:
         "avg_order_value": round(revenue_cents / 100 / counts["orders"], 2)
         if counts["orders"] else 0.0,
         "sessions": len(sessions),
+        "active_days": len({at // 86_400_000 for at in times}),
         "tickets_total": len(ticket_latest),
         "open_tickets": sum(status != "resolved" for _, _, status in ticket_latest.values()),
         "first_seen_at": min(times),

@@ -23,15 +23,13 @@ CustomerId = Annotated[str, Path(min_length=1, max_length=MAX_CUSTOMER_ID)]
 async def at_risk(
     state: StateDep, api_key: ReadKey, limit: Annotated[int, Query(ge=1, le=100)] = 10
 ) -> AtRiskList:
-    ranked = await state.profiles.ranked(api_key.tenant, "churn", limit)
-    profiles = await state.profiles.profiles(api_key.tenant, [cid for cid, _ in ranked])
+    ranked = await state.profiles.top_profiles(api_key.tenant, "churn", limit)
     return AtRiskList(customers=[
         AtRiskCustomer(
-            customer_id=customer_id, churn_probability=probability, scores=profile.scores,
-            churn_explanation=profile.churn_explanation,
+            customer_id=profile.customer_id, churn_probability=probability,
+            scores=profile.scores, churn_explanation=profile.churn_explanation,
             last_seen_at=profile.features.last_seen_at, updated_at=profile.updated_at)
-        for (customer_id, probability), profile in zip(ranked, profiles, strict=True)
-        if profile is not None
+        for probability, profile in ranked
     ])
 
 

@@ -1,14 +1,16 @@
 -- Apply one event to one customer's features, atomically and at most once.
 --
--- KEYS: profile, events, sessions, categories, recent, tickets, bought, orders, merged, erased
+-- KEYS: profile, events, sessions, categories, recent, tickets, bought, orders, days, merged,
+--       erased
 -- ARGV: event_id, occurred_ms, update (JSON, see feature_store/updates.py),
 --       max_event_ids, recent_products, recent_orders, customer_id, tenant, anonymous_id or "",
 --       updated_at (processing time, ms)
 -- Returns {outcome, needs_merge}: outcome is "ok", "duplicate" or "erased"; needs_merge is 1
 -- when the event carries an anonymous id whose merge into this customer has not completed
 -- (also for a duplicate: a redelivered stitching event resumes a merge a crash interrupted).
-local profile, events, sessions, categories, recent, tickets, bought, orders, merged, erased =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+local profile, events, sessions, categories, recent, tickets, bought, orders, days, merged, erased =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10],
+  KEYS[11]
 local event_id, at = ARGV[1], tonumber(ARGV[2])
 local update = cjson.decode(ARGV[3])
 local max_ids, max_recent, max_orders = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -35,6 +37,7 @@ end
 
 keep_min(profile, 'first_seen_at', at)
 keep_max(profile, 'last_seen_at', at)
+add_active_day(profile, days, at)
 
 if update['consent'] ~= nil then
   -- The latest consent by event time wins, whatever the arrival order.

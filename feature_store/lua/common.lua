@@ -26,6 +26,14 @@ local function keep_max(profile, field, value)
   end
 end
 
+-- Count the (UTC) day of `at` among the customer's active days: a set, so a day counts once
+-- whatever the number, order or repetition of its events.
+local function add_active_day(profile, days, at)
+  if redis.call('SADD', days, math.floor(at / 86400000)) == 1 then
+    redis.call('HSET', profile, 'active_days', redis.call('SCARD', days))
+  end
+end
+
 -- A ticket's latest status wins by event time, ties broken by event id, whatever the
 -- arrival order. Values are "<at ms>|<event id>|<status>"; `at` and `id` are the new one's.
 local function put_ticket(tickets, ticket_id, at, id, value)

@@ -1,13 +1,14 @@
 -- Merge an anonymous visitor's features into a customer, once (identity stitching).
 --
 -- KEYS: the customer's profile, events, sessions, categories, recent, tickets, bought, orders,
---       merged, erased
+--       days, merged, erased
 -- ARGV: anonymous_id, snapshot (JSON of the visitor's keys), max_event_ids, recent_products,
 --       recent_orders, customer_id, tenant
 -- Every step is a union (sums, min/max, set union, per-item max), the same algebra as
 -- apply_event.lua, so merging before or after the customer's own events gives one result.
-local profile, events, sessions, categories, recent, tickets, bought, orders, merged, erased =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+local profile, events, sessions, categories, recent, tickets, bought, orders, days, merged, erased =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10],
+  KEYS[11]
 local anonymous_id = ARGV[1]
 local snapshot = cjson.decode(ARGV[2])
 local max_ids, max_recent, max_orders = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -39,6 +40,12 @@ keep_min(profile, 'first_seen_at', tonumber(source['first_seen_at']))
 keep_max(profile, 'last_seen_at', tonumber(source['last_seen_at']))
 keep_max(profile, 'last_order_at', tonumber(source['last_order_at']))
 
+for _, day in ipairs(snapshot['days']) do
+  redis.call('SADD', days, day)
+end
+if #snapshot['days'] > 0 then
+  redis.call('HSET', profile, 'active_days', redis.call('SCARD', days))
+end
 for _, session in ipairs(snapshot['sessions']) do
   redis.call('SADD', sessions, session)
 end

@@ -1,8 +1,9 @@
 -- Everything an anonymous visitor's keys hold, read atomically (they share one hash slot),
 -- for merge_profile.lua to fold into a customer in the customer's slot.
 --
--- KEYS: the visitor's profile, events, sessions, categories, recent, tickets, bought, orders
--- Returns the eight replies in that order: hashes and scored sets as flat arrays
+-- KEYS: the visitor's profile, events, sessions, categories, recent, tickets, bought, orders,
+--       days
+-- Returns the nine replies in that order: hashes and scored sets as flat arrays
 -- (field, value, ... / member, score, ...), sets as arrays of members.
 return {
   redis.call('HGETALL', KEYS[1]),
@@ -13,4 +14,5 @@ return {
   redis.call('HGETALL', KEYS[6]),
   redis.call('SMEMBERS', KEYS[7]),
   redis.call('ZRANGE', KEYS[8], 0, -1, 'WITHSCORES'),
+  redis.call('SMEMBERS', KEYS[9]),
 }

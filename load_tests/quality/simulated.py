@@ -135,9 +135,10 @@ def run_simulated(stack: LocalStack, config: SimulatedConfig, *,
         profile = inputs[record["customer_id"]].profile
         latent.append(int(record["segment"]))
         live_segments.append(int(live.get(record["customer_id"], {}).get("segment", -1)))
-        vector = behaviour_vector(profile, now_ms)
+        vector = behaviour_vector(profile)
         vectors.append(vector)
-        final_segments.append(bundle.segmenter.assign(vector))
+        segment, _ = bundle.segments.assign("default", vector)
+        final_segments.append(-1 if segment is None else segment)
         churned.append(int(record["churn_at"] is not None))
         scores.append(bundle.churn.predict(bundle.churn.featurize(profile, now_ms))[0])
     return SimulatedResult(
@@ -145,9 +146,9 @@ def run_simulated(stack: LocalStack, config: SimulatedConfig, *,
         seconds_producing=producing, seconds_processing=processing, now_ms=now_ms,
         ari_live=float(adjusted_rand_score(latent, live_segments)),
         ari_final=float(adjusted_rand_score(latent, final_segments)),
-        ari_batch_kmeans=_batch_kmeans_ari(vectors, latent, bundle.segmenter.n_clusters),
+        ari_batch_kmeans=_batch_kmeans_ari(vectors, latent, len(SEGMENTS)),
         latent_segments=latent, live_segments=live_segments, final_segments=final_segments,
-        segment_labels=bundle.segmenter.labels(),
+        segment_labels=bundle.segments.of("default").labels(),
         churned=churned, churn_scores=scores, churn_auc=_auc(churned, scores),
         churn_online=_churn_online(bundle), reco=dict(bundle.recommender.metrics_dict()),
         reco_in_order=in_order_recommendations(simulator, progress=progress),
@@ -215,8 +216,9 @@ def _batch_kmeans_ari(vectors: list[dict[str, float]], latent: list[int],
     if len(vectors) <= n_clusters:
         return float("nan")
     names = sorted({name for vector in vectors for name in vector})
-    matrix = StandardScaler().fit_transform(
-        np.array([[vector.get(name, 0.0) for name in names] for vector in vectors]))
+    raw = np.array([[vector.get(name, np.nan) for name in names] for vector in vectors])
+    raw = np.where(np.isnan(raw), np.nanmedian(raw, axis=0), raw)  # as the segmenter fills
+    matrix = StandardScaler().fit_transform(raw)
     labels = KMeans(n_clusters=n_clusters, n_init=10, random_state=0).fit_predict(matrix)
     return float(adjusted_rand_score(latent, labels))
 

@@ -11,7 +11,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from agents.pipeline import RawMessage
-from feature_store.keys import ranking_key
+from feature_store.keys import CustomerKeys, scoring_index_key
 from load_tests.bench_pipeline import in_process
 from load_tests.simulator import TOPIC_BY_TYPE, ShopSimulator
 from stream.settings import Settings
@@ -35,6 +35,10 @@ async def test_the_full_stage_scores_customers_without_a_broker(
     assert rate > 0
     client = aioredis.Redis.from_url(redis_url)
     try:
-        assert await client.zcard(ranking_key("default", "churn")) > 0
+        scored = [customer for customer in await client.zrange(scoring_index_key("default", 0),
+                                                               0, -1)]
+        assert scored, "the full stage writes every customer's scores"
+        assert await client.hget(CustomerKeys("default", scored[0].decode()).profile,
+                                 "churn_status") is not None
     finally:
         await client.aclose()

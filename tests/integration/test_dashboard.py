@@ -1,9 +1,8 @@
 """The dashboard in headless Chromium against a running stack with traffic.
 
-A worker consumes events sent with the SDK while the page is open; an alert XADDed to the
-alert stream must appear in the live feed. Model outputs the worker does not publish yet
-(segments, churn ranking, model metrics, throughput samples) are written the way the worker
-will write them, so every chart has something to draw. A screenshot is kept in
+A worker, restored from a checkpoint of models that have learnt a shop before, consumes
+events sent with the SDK while the page is open; an alert XADDed to the alert stream must
+appear in the live feed. A screenshot is kept in
 ``test-artifacts/dashboard.png``.
 """
 
@@ -36,6 +35,7 @@ from stream.settings import Settings
 from tests.helpers import wait_for
 from tests.integration import test_api_support as support
 from tests.integration.test_api_support import ApiServer
+from tests.trained_models import save_checkpoint, trained_bundle
 
 api_server = support.api_server  # the shared fixture, under its own name here
 
@@ -109,6 +109,9 @@ def test_dashboard_shows_the_live_system(
     alert from a running stack, with no resource fetched from outside."""
     driver = browser  # a selenium WebDriver
     store = redis.Redis.from_url(settings.redis_url)
+    # Models that have learnt a shop before: a fresh worker serves no churn probability and
+    # no segment until it has learnt enough itself.
+    save_checkpoint(settings, trained_bundle())
     start_worker(telemetry_interval_s=1.0)
     stop = threading.Event()
     traffic = threading.Thread(target=_traffic, args=(settings, stop), daemon=True)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import pytest
 
 from agents.rescoring import SilenceSweep
+from agents.scoring import ModelScorer, touched_customers
 from feature_store import FeatureStore, ProfileReader
-from feature_store.keys import ranking_key
+from feature_store.keys import ranking_key, scoring_index_key
 from feature_store.model_inputs import load_model_inputs
-from online_models import ChurnModel
+from online_models import ChurnModel, ModelBundle, model_statuses, score_customer
 from schemas.events import validate_event
 
 DAY_MS = 86_400_000
+START = 1_735_689_600_000  # 2025-01-01
 
 
 def purchase(n: int, customer: str, day: int) -> dict[str, object]:
@@ -21,50 +23,100 @@ def purchase(n: int, customer: str, day: int) -> dict[str, object]:
             "currency": "EUR", "occurred_at": f"2025-01-{day:02d}T12:00:00Z"}
 
 
-def trained_churn_model() -> ChurnModel:
-    """A model that has seen quiet customers churn and busy ones come back."""
-    model = ChurnModel(horizon_days=10)
-    start = 1_735_689_600_000  # 2025-01-01
+def trained_bundle() -> ModelBundle:
+    """Churn learnt from quiet customers who churn and busy ones who come back."""
+    model = ChurnModel(horizon_days=10, min_examples=20, min_examples_per_class=5)
     for step in range(60):
-        at = start + step * DAY_MS
-        profile = {"orders": 1, "revenue": 20.0, "first_seen_at": start, "last_seen_at": at,
-                   "last_order_at": at}
+        at = START + step * DAY_MS
+        profile = {"orders": 1, "revenue": 20.0, "active_days": step + 1,
+                   "first_seen_at": START, "last_seen_at": at, "last_order_at": at}
         model.observe_activity(f"busy-{step % 5}", profile, at)
         if step % 15 == 0:
-            model.observe_activity(f"quiet-{step}", profile, at)
+            model.observe_activity(f"quiet-{step}", {**profile, "active_days": 1,
+                                                     "first_seen_at": at}, at)
         model.advance_watermark(at)
-    assert model.example_count > 0
-    return model
+    assert model.ready
+    return ModelBundle(churn=model)
 
 
-async def test_a_quiet_customer_is_rescored_at_the_watermark(store: FeatureStore) -> None:
-    """Verify that the sweep writes the model's churn probability at the watermark."""
-    await store.apply_events([validate_event(purchase(1, "c1", 2)),
-                              validate_event(purchase(2, "c2", 20))])
-    model = trained_churn_model()
-    sweep = SilenceSweep(redis=store.redis, churn=model, chunk=1)
-    now_ms = 1_735_689_600_000 + 60 * DAY_MS
-    assert await sweep.tick("default", now_ms) == 1  # c1 first: the oldest activity
-    assert await sweep.tick("default", now_ms) == 1  # then c2
+async def apply_and_score(store: FeatureStore, bundle: ModelBundle,
+                          events: list[dict[str, object]], partition: int) -> ModelScorer:
+    """What a worker's batch does: apply the events, then score the customers."""
+    validated = [validate_event(event) for event in events]
+    applied = await store.apply_events(validated)
+    batch = [(event, result.profile_id, partition, True)
+             for event, result in zip(validated, applied, strict=True)]
+    scorer = ModelScorer(store=store, bundle=bundle)
+    inputs = await load_model_inputs(store.redis, touched_customers(batch))
+    await scorer.on_batch(batch, None, inputs)
+    return scorer
+
+
+async def test_a_quiet_customer_is_rescored_at_the_watermark_by_the_function_of_the_batch(
+        store: FeatureStore) -> None:
+    """Verify that the sweep writes what score_customer gives at the watermark, for the
+    customers of the partitions it is given, oldest score first."""
+    bundle = trained_bundle()
+    scorer = await apply_and_score(store, bundle, [purchase(1, "c1", 2), purchase(2, "c2", 20)],
+                                   partition=0)
+    await apply_and_score(store, bundle, [purchase(3, "c3", 3)], partition=1)
+    sweep = SilenceSweep(store=store, bundle=bundle,
+                         scored_since_sweep=scorer.scored_since_sweep, smallest_chunk=1)
+    now_ms = START + 60 * DAY_MS
+    assert await sweep.tick([0], now_ms) == 1  # c1 first: scored longest ago
+    assert await sweep.tick([0], now_ms) == 1  # then c2
+    assert await sweep.tick([0], now_ms) == 0  # nothing left before the watermark
     inputs = await load_model_inputs(store.redis, [("default", "c1"), ("default", "c2")])
     reader = ProfileReader(redis=store.redis)
+    statuses = model_statuses(bundle)
     for customer in ("c1", "c2"):
-        expected, _ = model.predict(model.featurize(inputs[("default", customer)].profile,
-                                                    now_ms))
+        expected = score_customer(bundle, "default", inputs[("default", customer)].profile,
+                                  now_ms, statuses)
         profile = await reader.profile("default", customer)
         assert profile is not None and profile.scores.churn_probability is not None
-        assert profile.scores.churn_probability == pytest.approx(expected, abs=1e-6)
-        assert profile.churn_explanation
-    ranked = await reader.ranked("default", "churn", 10)
-    assert {customer for customer, _ in ranked} == {"c1", "c2"}
-    assert await store.redis.zscore(ranking_key("default", "churn"), "c1") == pytest.approx(
-        (await reader.profile("default", "c1")).scores.churn_probability, abs=1e-6)
+        assert profile.scores.churn_probability == pytest.approx(expected.churn_probability,
+                                                                 abs=1e-6)
+        assert profile.scores.scored_at is not None
+        assert int(profile.scores.scored_at.timestamp() * 1000) == now_ms
+        assert [c.feature for c in profile.churn_explanation] == [
+            c.feature for c in expected.churn_explanation]
+        assert await store.redis.zscore(ranking_key("default", "churn"), customer) == \
+            pytest.approx(expected.churn_probability, abs=1e-6)
+    assert await store.redis.zscore(scoring_index_key("default", 1), "c3") < now_ms, \
+        "partition 1 is another worker's"
 
 
-async def test_an_untrained_model_leaves_scores_alone(store: FeatureStore) -> None:
-    """Verify that a model with no labelled examples does not overwrite any score."""
-    await store.apply_events([validate_event(purchase(1, "c1", 2))])
-    sweep = SilenceSweep(redis=store.redis, churn=ChurnModel())
-    assert await sweep.tick("default", 1_800_000_000_000) == 0
+async def test_a_warming_up_model_serves_no_probability_and_says_why(
+        store: FeatureStore) -> None:
+    """Verify that before enough labels a score is null with a warming_up status, and the
+    customer is not in the at-risk ranking."""
+    bundle = ModelBundle()
+    scorer = await apply_and_score(store, bundle, [purchase(1, "c1", 2)], partition=0)
+    sweep = SilenceSweep(store=store, bundle=bundle,
+                         scored_since_sweep=scorer.scored_since_sweep)
+    assert await sweep.tick([0], START + 90 * DAY_MS) == 1
     profile = await ProfileReader(redis=store.redis).profile("default", "c1")
     assert profile is not None and profile.scores.churn_probability is None
+    assert profile.scores.churn_status is not None
+    assert profile.scores.churn_status.status == "warming_up"
+    assert profile.scores.churn_status.needed == bundle.churn.min_examples
+    assert profile.scores.clv is None and profile.scores.clv_status is not None
+    assert await store.redis.zcard(ranking_key("default", "churn")) == 0
+
+
+async def test_a_customer_scored_by_a_batch_during_a_sweep_keeps_the_batchs_scores(
+        store: FeatureStore) -> None:
+    """Verify that a tick does not write over a customer a batch scored after it read."""
+    bundle = trained_bundle()
+    scorer = await apply_and_score(store, bundle, [purchase(1, "c1", 2)], partition=0)
+    sweep = SilenceSweep(store=store, bundle=bundle,
+                         scored_since_sweep=scorer.scored_since_sweep)
+    original = store.due_for_rescoring
+
+    async def read_then_a_batch_scores(*args: object, **kwargs: object) -> object:
+        due = await original(*args, **kwargs)  # type: ignore[arg-type]
+        scorer.scored_since_sweep.add(("default", "c1"))
+        return due
+
+    store.due_for_rescoring = read_then_a_batch_scores  # type: ignore[method-assign]
+    assert await sweep.tick([0], START + 60 * DAY_MS) == 0

@@ -44,7 +44,7 @@ def feed(bundle: ModelBundle, days: int, seed: int, start_day: int = 0) -> dict[
             profile["recent_products"] = [product, *profile["recent_products"]][:5]
             bundle.churn.observe_activity(cid, profile, at)
             bundle.clv.observe_activity(cid, profile, at, purchases=1, spend=total)
-            bundle.segmenter.learn(behaviour_vector(profile, at))
+            bundle.segments.learn("default", cid, behaviour_vector(profile))
             bundle.anomaly.learn(total, basket_size=rng.randint(1, 5))
             bundle.sentiment.learn(
                 rng.choice(["great thanks", "broken box", "late again"]), rng.choice([1, 5])
@@ -57,9 +57,9 @@ def predictions(bundle: ModelBundle, profiles: dict[str, dict], now: int) -> lis
     for cid, profile in sorted(profiles.items()):
         probability, explanation = bundle.churn.predict(bundle.churn.featurize(profile, now))
         out += [probability, explanation.top(3), bundle.clv.predict(profile, now)]
-        out.append(bundle.segmenter.assign(behaviour_vector(profile, now)))
+        out.append(bundle.segments.assign("default", behaviour_vector(profile)))
         out.append(bundle.recommender.top_n(cid, 10, recent=profile["recent_products"]))
-    out.append(bundle.segmenter.labels())
+    out.append(bundle.segments.of("default").labels())
     out.append(bundle.sentiment.score("the box arrived broken, not great"))
     out.append(bundle.anomaly.score(900.0, 3, history=[50.0, 60.0, 55.0]))
     out.append(bundle.anomaly.score(900.0, 3))
@@ -87,7 +87,7 @@ def test_header_is_readable_without_unpickling_and_versions_move() -> None:
     empty_version = bundle.version
     feed(bundle, days=5, seed=3)
     header = read_header(bundle.to_bytes(created_at_ms=42))
-    assert header["format_version"] == 1
+    assert header["format_version"] == 2
     assert header["created_at_ms"] == 42
     assert header["example_counts"]["recommendations"] == 100
     assert header["version"] == bundle.version != empty_version

@@ -11,84 +11,133 @@ from online_models.segments import Segmenter
 
 NOW = 400 * DAY_MS
 
-ARCHETYPES = {  # orders, revenue, days since last seen, tenure days, views
-    "vip": (20, 3000.0, 3, 300, 200),
-    "lapsing": (1, 40.0, 150, 200, 5),
-    "browser": (0, 0.0, 1, 5, 30),
-    "regular": (5, 250.0, 10, 200, 60),
+ARCHETYPES = {  # orders per week, spend per order, views per visit, days between visits
+    "frequent small baskets": (2.0, 15.0, 6, 3.0),
+    "big spenders, rare": (0.1, 400.0, 8, 20.0),
+    "browsers": (0.0, 0.0, 25, 4.0),
 }
 
 
-def make_profile(kind: str, rng: random.Random) -> dict[str, object]:
-    orders, revenue, recency, tenure, views = ARCHETYPES[kind]
-    jitter = rng.uniform(0.8, 1.2)
-    orders = round(orders * jitter)
+def make_profile(kind: str, rng: random.Random, *, spend_factor: float = 1.0
+                 ) -> dict[str, object]:
+    """A customer of ``kind`` seen over 140 days, with some individual spread."""
+    per_week, spend, views, gap = ARCHETYPES[kind]
+    jitter = lambda: rng.uniform(0.8, 1.25)  # noqa: E731
+    span_days = 140
+    visits = max(2, round(span_days / (gap * jitter())))
+    orders = round(per_week * span_days / 7 * jitter())
+    revenue = orders * spend * spend_factor * jitter()
     return {
         "orders": orders,
-        "revenue": revenue * jitter,
-        "avg_order_value": revenue * jitter / orders if orders else 0.0,
-        "views": round(views * jitter),
-        "sessions": max(1, round(views * jitter / 10)),
-        "first_seen_at": NOW - int(tenure * jitter * DAY_MS),
-        "last_seen_at": NOW - int(recency * jitter * DAY_MS),
-        "category_affinity": {"music": 1.0},
+        "revenue": revenue,
+        "avg_order_value": revenue / orders if orders else 0.0,
+        "views": round(visits * views * jitter()),
+        "active_days": visits,
+        "first_seen_at": NOW - span_days * DAY_MS,
+        "last_seen_at": NOW,
     }
 
 
-def trained_segmenter() -> tuple[Segmenter, dict[str, int]]:
+def trained_segmenter(customers: int = 600) -> Segmenter:
     rng = random.Random(0)
-    segmenter = Segmenter(n_clusters=4, warmup=100, seed=1)
+    segmenter = Segmenter(refit_every=300, seed=1)
     kinds = list(ARCHETYPES)
-    for i in range(2000):
-        segmenter.learn(behaviour_vector(make_profile(kinds[i % 4], rng), NOW))
-    return segmenter, {
-        kind: segmenter.assign(behaviour_vector(make_profile(kind, rng), NOW)) for kind in kinds
-    }
+    for i in range(customers):
+        kind = kinds[i % len(kinds)]
+        segmenter.learn(f"{kind}-{i}", behaviour_vector(make_profile(kind, rng)))
+    return segmenter
 
 
-def test_segments_separate_archetypes_with_distinct_readable_labels() -> None:
-    """Verify that segments recover the archetypes and each gets its own label."""
-    segmenter, assigned = trained_segmenter()
-    assert len(set(assigned.values())) == 4
+def assigned(segmenter: Segmenter, rng: random.Random, **options: float) -> dict[str, int]:
+    out = {}
+    for kind in ARCHETYPES:
+        segment = segmenter.assign(behaviour_vector(make_profile(kind, rng, **options)))
+        assert segment is not None
+        out[kind] = segment
+    return out
+
+
+def test_segments_recover_the_kinds_of_customers_with_labels_in_a_marketers_words() -> None:
+    """Verify that the number of segments is found, each kind gets its own, and the labels
+    say what the kinds are."""
+    segmenter = trained_segmenter()
+    segments = assigned(segmenter, random.Random(7))
+    assert len(segmenter.centres) == 3
+    assert len(set(segments.values())) == 3
     labels = segmenter.labels()
-    assert len(set(labels.values())) == 4
-    assert labels[assigned["vip"]] == "frequent high spenders"
-    assert labels[assigned["lapsing"]] == "lost one-time buyers"
-    assert labels[assigned["browser"]] == "new browsers"
-    centroid = segmenter.centroid(assigned["vip"])
-    assert 15 < centroid["orders"] < 25 and centroid["revenue"] > 2000
+    for kind, segment in segments.items():
+        assert labels[segment] == kind
+    centroid = segmenter.centroid(segments["big spenders, rare"])
+    assert 250 < centroid["spend_per_order"] < 600 and centroid["orders_per_week"] < 0.3
+    shares = {summary.segment: summary.share for summary in segmenter.summaries()}
+    assert all(0.25 < share < 0.42 for share in shares.values())
 
 
-def test_labels_follow_the_centroids_within_a_bounded_number_of_examples() -> None:
-    """Verify that labels are derived again once RELABEL_EVERY examples moved the centroids,
-    and are reused (not derived again) in between."""
-    segmenter, _ = trained_segmenter()
-    first = segmenter.labels()
-    derived: list[int] = []
-    original = segmenter._derive_labels
-
-    def counting() -> dict[int, str]:
-        derived.append(segmenter.example_count)
-        return original()
-
-    segmenter._derive_labels = counting  # type: ignore[method-assign]
-    rng = random.Random(5)
-    for _ in range(Segmenter.RELABEL_EVERY - 1):
-        segmenter.learn(behaviour_vector(make_profile("browser", rng), NOW))
-        assert segmenter.labels() is first
-    segmenter.learn(behaviour_vector(make_profile("browser", rng), NOW))
-    segmenter.labels()
-    assert derived == [segmenter.example_count]
+def test_a_segment_keeps_its_id_and_label_while_its_centre_moves() -> None:
+    """Verify that refits on a changing population match the new centres to the old ids."""
+    segmenter = trained_segmenter()
+    before = assigned(segmenter, random.Random(7))
+    labels_before = dict(segmenter.labels())
+    rng = random.Random(9)
+    kinds = list(ARCHETYPES)
+    for i in range(1500):  # everyone spends 30% more, refitted five times
+        kind = kinds[i % len(kinds)]
+        segmenter.learn(f"{kind}-{i % 600}", behaviour_vector(
+            make_profile(kind, rng, spend_factor=1.3)))
+    assert segmenter.refits >= 5
+    after = assigned(segmenter, random.Random(7), spend_factor=1.3)
+    assert after == before
+    assert segmenter.labels() == labels_before
 
 
-def test_segment_assignment_is_pure_and_picklable() -> None:
+def test_a_new_kind_of_customer_gets_a_new_id_and_the_others_keep_theirs() -> None:
+    """Verify that a segment appearing later takes a fresh id."""
+    segmenter = trained_segmenter(customers=300)
+    before = assigned(segmenter, random.Random(7))
+    ARCHETYPES["daily big spenders"] = (5.0, 300.0, 5, 1.5)
+    try:
+        rng = random.Random(11)
+        for i in range(1200):
+            kind = list(ARCHETYPES)[i % 4]
+            segmenter.learn(f"{kind}-{i}", behaviour_vector(make_profile(kind, rng)))
+        segmenter.refits = 0  # the next refit chooses the number of segments again
+        segmenter.refit()
+        after = assigned(segmenter, random.Random(7))
+        assert {kind: after[kind] for kind in before} == before
+        assert after["daily big spenders"] not in before.values()
+    finally:
+        del ARCHETYPES["daily big spenders"]
+
+
+def test_a_busy_customer_counts_once() -> None:
+    """Verify that one customer's many updates weigh as one customer."""
+    segmenter = trained_segmenter()
+    rng = random.Random(3)
+    for _ in range(3000):
+        segmenter.learn("the-busy-one", behaviour_vector(make_profile("browsers", rng)))
+    shares = [summary.share for summary in segmenter.summaries()]
+    assert max(shares) < 0.42
+
+
+def test_segment_assignment_is_pure_and_survives_a_restart() -> None:
     """Verify that assign() learns nothing and a pickled segmenter assigns the same."""
-    segmenter, _ = trained_segmenter()
-    vector = behaviour_vector(make_profile("regular", random.Random(5)), NOW)
-    means = dict(segmenter.model["StandardScaler"].means)
+    segmenter = trained_segmenter()
+    vector = behaviour_vector(make_profile("browsers", random.Random(5)))
+    examples = segmenter.example_count
     segment = segmenter.assign(vector)
-    assert dict(segmenter.model["StandardScaler"].means) == means
-    assert pickle.loads(pickle.dumps(segmenter)).assign(vector) == segment
+    assert segmenter.example_count == examples
+    restored = pickle.loads(pickle.dumps(segmenter))
+    assert restored.assign(vector) == segment
+    assert restored.labels() == segmenter.labels()
+
+
+def test_an_erased_customer_leaves_the_sample() -> None:
+    """Verify that forget() drops the customer from what later refits see."""
+    segmenter = trained_segmenter()
+    assert "browsers-2" in segmenter._sample
+    segmenter.forget("browsers-2")
+    assert "browsers-2" not in segmenter._sample
+    segmenter.refit()
 
 
 def test_clv_ranks_frequent_buyers_above_one_off_buyers() -> None:

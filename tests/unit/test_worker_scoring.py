@@ -9,23 +9,26 @@ import pytest
 
 from agents.alert_rules import CustomerUpdate
 from agents.recommending import RecommendationWork, apply_work
-from agents.scoring import AnyEvent, ModelScorer
+from agents.scoring import AnyEvent, ModelScorer, touched_customers
 from feature_store import FeatureStore
 from feature_store.keys import CustomerKeys
+from feature_store.model_inputs import load_model_inputs
 from online_models import ChurnModel, ModelBundle, Recommender
 from tests.unit.test_alert_support import click, purchase, ticket
 
 
 @pytest.fixture
 def scorer(store: FeatureStore) -> ModelScorer:
-    return ModelScorer(redis=store.redis, bundle=ModelBundle(churn=ChurnModel()))
+    return ModelScorer(store=store, bundle=ModelBundle(churn=ChurnModel()))
 
 
 async def score(store: FeatureStore, scorer: ModelScorer,
                 events: Sequence[AnyEvent]) -> list[CustomerUpdate]:
     applied = await store.apply_events(list(events))
-    return await scorer.on_batch([(event, result.profile_id, 0, result.outcome == "ok")
-                                  for event, result in zip(events, applied, strict=True)], None)
+    batch = [(event, result.profile_id, 0, result.outcome == "ok")
+             for event, result in zip(events, applied, strict=True)]
+    inputs = await load_model_inputs(store.redis, touched_customers(batch))
+    return await scorer.on_batch(batch, None, inputs)
 
 
 async def refresh(store: FeatureStore, scorer: ModelScorer) -> None:
@@ -68,7 +71,7 @@ async def test_an_erased_customer_leaves_nothing_for_the_recommender(
 
 
 async def test_only_product_interactions_refresh_a_customers_list(store: FeatureStore) -> None:
-    scorer = ModelScorer(redis=store.redis, bundle=ModelBundle(churn=ChurnModel()),
+    scorer = ModelScorer(store=store, bundle=ModelBundle(churn=ChurnModel()),
                          recommendation_refresh_s=0)
     await score(store, scorer, [click("v1", "c1", 0, kind="product_view")])
     await refresh(store, scorer)
@@ -83,7 +86,7 @@ async def test_only_product_interactions_refresh_a_customers_list(store: Feature
 
 async def test_under_load_lists_are_spread_over_later_calls_first_due_first(
         store: FeatureStore) -> None:
-    scorer = ModelScorer(redis=store.redis, bundle=ModelBundle(churn=ChurnModel()),
+    scorer = ModelScorer(store=store, bundle=ModelBundle(churn=ChurnModel()),
                          lists_per_call=2)
     await score(store, scorer, [click(f"v{c}", f"c{c}", c, kind="product_view")
                                 for c in range(5)])

@@ -1,0 +1,194 @@
+"""Scores in Redis: one way to write them, and the reads of the silence sweep.
+
+Whether a customer was scored because of their own events or because the watermark moved on
+while they were silent, the same :class:`ScoreRecord` is written the same way
+(:func:`queue_score_writes`): the profile's score fields, the churn and CLV rankings, the
+segment's member set and the partition's scoring index. A score that is not served yet (the
+model is warming up) removes the customer from its ranking rather than leaving a guess there.
+
+The scoring index of a partition (:func:`~feature_store.keys.scoring_index_key`) holds the
+customers whose events arrive on it, scored by the event time of their scores: the worker
+that owns the partition re-scores the oldest first (:func:`count_due`, :func:`read_due`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from redis.asyncio.client import Pipeline
+
+from feature_store.keys import (
+    TENANTS_KEY,
+    CustomerKeys,
+    ranking_key,
+    scoring_index_key,
+    segment_members_key,
+)
+from feature_store.model_inputs import profile_from_fields
+from schemas.profile import ScoreStatus
+from schemas.records import Contribution
+
+#: The profile fields the silence sweep reads: what the models' features need, and the
+#: segment the customer is counted in.
+SWEEP_FIELDS = ("orders", "revenue_cents", "items_bought", "views", "product_views",
+                "cart_adds", "cart_removes", "checkouts_started", "sessions", "active_days",
+                "searches", "tickets_total", "open_tickets", "first_seen_at", "last_seen_at",
+                "last_order_at", "sentiment", "segment")
+
+
+@dataclass(frozen=True)
+class ScoreRecord:
+    """What the models say about one customer, as it is stored.
+
+    ``previous_segment`` is the segment the profile held before (its member set is left);
+    ``partition`` the input partition whose scoring index holds the customer (``None``:
+    leave the index alone, e.g. a customer updated through a visitor's partition).
+    ``sentiment`` and ``anomaly_score`` come with tickets and orders only.
+    """
+
+    tenant: str
+    customer_id: str
+    scored_at_ms: int
+    churn_probability: float | None
+    churn_explanation: Sequence[Contribution]
+    churn_status: ScoreStatus
+    clv: float | None
+    clv_status: ScoreStatus
+    segment: int | None
+    segment_label: str | None
+    previous_segment: int | None
+    model_version: str
+    partition: int | None = None
+    sentiment: float | None = None
+    anomaly_score: float | None = None
+
+
+def queue_score_writes(pipe: Pipeline, record: ScoreRecord, updated_at_ms: int) -> None:
+    """Queue the writes of one record (7 to 10 commands, no replies needed)."""
+    tenant, customer = record.tenant, record.customer_id
+    profile = CustomerKeys(tenant, customer).profile
+    fields: dict[str, Any] = {
+        "scored_at": record.scored_at_ms,
+        "updated_at": updated_at_ms,
+        "churn_status": orjson.dumps(record.churn_status.model_dump()),
+        "churn_explanation": orjson.dumps([c.model_dump() for c in record.churn_explanation]),
+        "clv_status": orjson.dumps(record.clv_status.model_dump()),
+        "model_version": record.model_version,
+    }
+    absent = []
+    for name, value in (("churn_probability", record.churn_probability), ("clv", record.clv)):
+        if value is None:
+            absent.append(name)
+        else:
+            fields[name] = f"{value:.6f}"
+    if record.segment is None:
+        absent += ["segment", "segment_label"]
+    else:
+        fields["segment"], fields["segment_label"] = record.segment, record.segment_label or ""
+    if record.sentiment is not None:
+        fields["sentiment"] = f"{record.sentiment:.4f}"
+    if record.anomaly_score is not None:
+        fields["anomaly_score"] = f"{record.anomaly_score:.4f}"
+    if record.partition is not None:
+        fields["scoring_partition"] = record.partition
+    pipe.hset(profile, mapping=fields)  # type: ignore[arg-type]
+    if absent:
+        pipe.hdel(profile, *absent)
+    for score, value in (("churn", record.churn_probability), ("clv", record.clv)):
+        if value is None:
+            pipe.zrem(ranking_key(tenant, score), customer)
+        else:
+            pipe.zadd(ranking_key(tenant, score), {customer: value})
+    if record.previous_segment is not None and record.previous_segment != record.segment:
+        pipe.srem(segment_members_key(tenant, record.previous_segment), customer)
+    if record.segment is not None:
+        pipe.sadd(segment_members_key(tenant, record.segment), customer)
+    if record.partition is not None:
+        pipe.zadd(scoring_index_key(tenant, record.partition), {customer: record.scored_at_ms})
+
+
+def queue_clv_percentile(pipe: Pipeline, tenant: str, clv: float) -> None:
+    """Queue the two reads :func:`clv_percentile` needs (ZCOUNT below, ZCARD)."""
+    pipe.zcount(ranking_key(tenant, "clv"), "-inf", clv)
+    pipe.zcard(ranking_key(tenant, "clv"))
+
+
+def clv_percentile(below: int, population: int) -> tuple[float | None, int]:
+    """A CLV's percentile among the tenant's ranked customers, and how many there are.
+
+    >>> clv_percentile(90, 100), clv_percentile(0, 0)
+    ((0.9, 100), (None, 0))
+    """
+    return (below / population if population else None), population
+
+
+@dataclass(frozen=True)
+class DueCustomer:
+    """A customer the sweep re-scores: their profile as the models read it."""
+
+    tenant: str
+    customer_id: str
+    partition: int
+    profile: dict[str, Any]
+    previous_segment: int | None
+
+
+def queue_count_due(pipe: Pipeline, tenants: Iterable[str], partitions: Iterable[int],
+                    watermark_ms: int) -> list[tuple[str, int]]:
+    """Queue, per (tenant, partition), how many customers were scored before the watermark;
+    answers the pairs in the order of the replies."""
+    pairs = [(tenant, partition) for tenant in tenants for partition in partitions]
+    for tenant, partition in pairs:
+        pipe.zcount(scoring_index_key(tenant, partition), "-inf", f"({watermark_ms}")
+    return pairs
+
+
+def queue_due(pipe: Pipeline, wanted: Mapping[tuple[str, int], int], watermark_ms: int
+              ) -> list[tuple[str, int]]:
+    """Queue the ids of the ``wanted[(tenant, partition)]`` customers scored longest ago."""
+    pairs = list(wanted)
+    for tenant, partition in pairs:
+        pipe.zrangebyscore(scoring_index_key(tenant, partition), "-inf", f"({watermark_ms}",
+                           start=0, num=wanted[(tenant, partition)])
+    return pairs
+
+
+def queue_due_profiles(pipe: Pipeline, customers: Sequence[tuple[str, str, int]]) -> None:
+    for tenant, customer, _ in customers:
+        pipe.hmget(CustomerKeys(tenant, customer).profile, SWEEP_FIELDS)
+
+
+def due_customers(customers: Sequence[tuple[str, str, int]], rows: Sequence[Sequence[Any]]
+                  ) -> list[DueCustomer]:
+    """The customers whose profiles still exist (an erased one may linger in an index)."""
+    due = []
+    for (tenant, customer, partition), row in zip(customers, rows, strict=True):
+        fields = {name: value for name, value in zip(SWEEP_FIELDS, row, strict=True)
+                  if value is not None}
+        if "last_seen_at" not in fields:
+            continue
+        segment = fields.pop("segment", None)
+        due.append(DueCustomer(tenant, customer, partition, profile_from_fields(fields),
+                               int(segment) if segment is not None else None))
+    return due
+
+
+def chunk_for(due: int, *, interval_s: float, target_lag_s: float, smallest: int,
+              largest: int) -> int:
+    """How many of ``due`` customers one tick re-scores: enough that every customer is
+    re-scored within ``target_lag_s``, between ``smallest`` and ``largest``.
+
+    >>> chunk_for(100_000, interval_s=0.5, target_lag_s=60, smallest=50, largest=5000)
+    834
+    >>> chunk_for(10, interval_s=0.5, target_lag_s=60, smallest=50, largest=5000)
+    10
+    """
+    return min(due, max(smallest, min(largest, math.ceil(due * interval_s / target_lag_s))))
+
+
+def queue_tenant(pipe: Pipeline, tenant: str) -> None:
+    pipe.sadd(TENANTS_KEY, tenant)
