@@ -148,3 +148,21 @@ def test_dashboard_shows_the_live_system(
     finally:
         stop.set()
         traffic.join(10)
+
+
+def test_api_docs_render_without_internet(api_server: ApiServer, browser: object) -> None:
+    """Verify that /docs draws every operation of the OpenAPI document with Swagger UI from
+    the app's own files, with no resource fetched from outside."""
+    driver = browser  # a selenium WebDriver
+    driver.get(f"{api_server.url}/docs")  # type: ignore[attr-defined]
+    run = driver.execute_script  # type: ignore[attr-defined]
+    operations = wait_for(lambda: run(
+        "return document.querySelectorAll('.opblock-summary-path').length"), timeout=20,
+        what="Swagger UI to list the operations")
+    paths = run("return [...document.querySelectorAll('.opblock-summary-path')]"
+                ".map(e => e.textContent)")
+    assert operations >= 10 and "/v1/events" in paths
+    assert run("return document.querySelector('.errors-wrapper')") is None
+    external = run("""return performance.getEntriesByType('resource')
+        .map(e => e.name).filter(u => !u.startsWith(location.origin));""")
+    assert external == []
