@@ -47,7 +47,7 @@ async def _answer(state: AppState, events: list[AnyEvent],
     """Publish the accepted events: 202 with the rejected ones listed, or 422 if none was."""
     if not events:
         answer = IngestRejected(rejected=rejected, message=(
-            f"none of the {len(rejected)} events was accepted; each is listed under "
+            f"no event was accepted ({len(rejected)} rejected); each is listed under "
             "rejected with its problems"))
         return ORJSONResponse(answer.model_dump(mode="json"), status_code=422)
     try:

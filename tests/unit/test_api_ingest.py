@@ -99,6 +99,20 @@ async def test_every_problem_of_an_event_is_listed_with_its_field_and_code(api: 
     assert all(problem["message"] in rejected["reason"] for problem in rejected["problems"])
 
 
+async def test_an_event_with_very_many_problems_lists_the_first_fifty(api: Api) -> None:
+    """Verify that the problems listed for one event are capped, so a huge broken event
+    cannot blow up the answer."""
+    headers = await api.key("shop1", "ingest")
+    broken = {"event_id": "p1", "customer_id": "c1", "type": "purchase", "order_id": "o1",
+              "currency": "EUR", "total": 1.0, "items": [{"quantity": 1}] * 100,
+              "occurred_at": "2026-03-01T10:00:00+00:00"}
+    response = await api.client.post("/v1/events", headers=headers,
+                                     json={"events": [click("ok"), broken]})
+    [rejected] = response.json()["rejected"]
+    assert len(rejected["problems"]) == 50
+    assert rejected["problems"][-1]["field"] == "items.24.unit_price"
+
+
 async def test_a_batch_with_no_event_accepted_is_422_listing_every_rejection(api: Api) -> None:
     """Verify that when every event is rejected the answer is 422 (not 202), publishes
     nothing, and lists every rejected event as a partly accepted batch would."""
@@ -108,7 +122,7 @@ async def test_a_batch_with_no_event_accepted_is_422_listing_every_rejection(api
     assert response.status_code == 422
     body = response.json()
     assert (body["error"], body["accepted"]) == ("no_event_accepted", 0)
-    assert "3 events" in body["message"]
+    assert "3 rejected" in body["message"]
     assert [(item["index"], item["code"]) for item in body["rejected"]] == [
         (0, "tenant_mismatch"), (1, "not_an_object"), (2, "unknown_type")]
     assert all(item["problems"] for item in body["rejected"])
