@@ -1,9 +1,14 @@
 """Sentences a marketer can read, and small signed explanations, for every alert kind.
 
 Pure formatting: numbers in, text and :class:`~schemas.records.Contribution` records out.
+Money is told in the currency the caller knows (a purchase's own), never a guessed symbol:
 
 >>> churn_driver(Contribution(feature="order_recency_days", value=41.2, contribution=0.9))
 'no order for 41 days'
+>>> churn_driver(Contribution(feature="revenue", value=801.7, contribution=0.2), currency="EUR")
+'801.70 EUR spent'
+>>> churn_driver(Contribution(feature="avg_order_value", value=1250.0, contribution=0.1))
+'average order 1,250.00'
 >>> churn_driver(Contribution(feature="log_orders", value=0.6931471805599453, contribution=0.3))
 'only 1 order'
 >>> urgency_words(0.85)
@@ -32,8 +37,13 @@ def _original_units(name: str, value: float) -> tuple[str, float]:
     return name, value
 
 
-def churn_driver(contribution: Contribution) -> str:
-    """One contribution that pushed churn risk up, in words."""
+def money(amount: float, currency: str | None) -> str:
+    """An amount with its ISO currency code, or a plain number when no currency is known."""
+    return f"{amount:,.2f} {currency}" if currency else f"{amount:,.2f}"
+
+
+def churn_driver(contribution: Contribution, currency: str | None = None) -> str:
+    """One contribution that pushed churn risk up, in words (amounts in ``currency``)."""
     name, value = _original_units(contribution.feature, contribution.value)
     phrases = {
         "order_recency_days": lambda v: f"no order for {v:.0f} days",
@@ -45,8 +55,8 @@ def churn_driver(contribution: Contribution) -> str:
         "one_time_buyer": lambda v: "a single order so far" if v >= 0.5 else "a repeat buyer",
         "orders": lambda v: f"only {_plural(v, 'order')}",
         "orders_per_month": lambda v: f"{v:.1f} orders a month",
-        "revenue": lambda v: f"${v:,.2f} spent",
-        "avg_order_value": lambda v: f"average order ${v:,.2f}",
+        "revenue": lambda v: f"{money(v, currency)} spent",
+        "avg_order_value": lambda v: f"average order {money(v, currency)}",
         "tenure_days": lambda v: f"a customer for {v:.0f} days",
         "views": lambda v: f"only {_plural(v, 'page view')}",
         "sessions": lambda v: f"only {_plural(v, 'session')}",
@@ -79,10 +89,10 @@ def days_since(earlier_ms: int | None, now_ms: int) -> float | None:
 
 def churn_reason(*, probability: float, threshold: float, streak: int,
                  explanation: list[Contribution], days_without_order: float | None,
-                 open_tickets: int) -> str:
+                 open_tickets: int, currency: str | None) -> str:
     head = (f"Churn risk {probability:.2f} (threshold {threshold:.2f}) for "
             f"{_plural(streak, 'consecutive update')}")
-    drivers = [churn_driver(c) for c in explanation if c.contribution > 0][:3]
+    drivers = [churn_driver(c, currency) for c in explanation if c.contribution > 0][:3]
     if not drivers:
         if days_without_order is not None:
             drivers.append(f"no order for {days_without_order:.0f} days")
@@ -96,12 +106,12 @@ def _ordinal_percent(share: float) -> str:
 
 
 def high_value_reason(*, clv: float | None, percentile: float, threshold: float,
-                      orders: int, revenue: float) -> str:
+                      orders: int, revenue: float, currency: str | None) -> str:
     top = _ordinal_percent(1 - threshold)
-    value = f"CLV ${clv:,.2f}, " if clv is not None else ""
+    value = f"CLV {money(clv, currency)}, " if clv is not None else ""
     return (f"Entered the top {top}% of customers by lifetime value: {value}"
             f"{_ordinal_percent(percentile)}th percentile (threshold {_ordinal_percent(threshold)}"
-            f"th), {_plural(orders, 'order')}, ${revenue:,.2f} spent")
+            f"th), {_plural(orders, 'order')}, {money(revenue, currency)} spent")
 
 
 def urgency_words(urgency: float) -> str:
@@ -123,7 +133,7 @@ def negative_ticket_reason(*, ticket_id: str, channel: str, status: str,
 
 def anomalous_purchase_reason(*, order_id: str, total: float, currency: str, score: float,
                               threshold: float, anomaly_reason: str | None) -> str:
-    head = (f"Unusual purchase {order_id} of {total:,.2f} {currency}: anomaly score "
+    head = (f"Unusual purchase {order_id} of {money(total, currency)}: anomaly score "
             f"{score:.2f} (threshold {threshold:.2f})")
     return f"{head}; {anomaly_reason}" if anomaly_reason else head
 

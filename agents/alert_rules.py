@@ -124,6 +124,13 @@ def _number(mapping: Mapping[str, Any], name: str) -> float | None:
     return None if value is None else float(value)
 
 
+def _currency(update: CustomerUpdate) -> str | None:
+    """The currency a reason tells amounts in: a purchase's own. No shop currency is known
+    otherwise (a customer's totals add up orders whatever their currency), so amounts are
+    then plain numbers rather than a guessed symbol."""
+    return update.event.currency if isinstance(update.event, PurchaseEvent) else None
+
+
 def _version(update: CustomerUpdate, model: str) -> str:
     versions = update.scores.get("model_versions") or {}
     return str(versions.get(model) or "rules")
@@ -152,7 +159,7 @@ def churn_risk(update: CustomerUpdate, state: CustomerAlertState,
         explanation=explanation,
         days_without_order=reasons.days_since(epoch_ms(update.features.get("last_order_at")),
                                               event_ms),
-        open_tickets=int(update.features.get("open_tickets") or 0))
+        open_tickets=int(update.features.get("open_tickets") or 0), currency=_currency(update))
     return Candidate(AlertKind.CHURN_RISK, probability, rule.threshold, reason, explanation,
                      _version(update, "churn"))
 
@@ -178,7 +185,7 @@ def high_value(update: CustomerUpdate, state: CustomerAlertState,
     if clv is not None:
         explanation.append(Contribution(feature="clv", value=clv, contribution=0.0))
     reason = reasons.high_value_reason(clv=clv, percentile=percentile, threshold=rule.percentile,
-                                       orders=orders, revenue=revenue)
+                                       orders=orders, revenue=revenue, currency=_currency(update))
     return Candidate(AlertKind.HIGH_VALUE, percentile, rule.percentile, reason, explanation,
                      _version(update, "clv"))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from api.responses import ORJSONResponse
 from schemas.api import ApiError, FieldProblem
+from schemas.problems import ErrorCode
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +53,40 @@ async def _http_error(_: Request, exc: Exception) -> ORJSONResponse:
                           headers=dict(exc.headers) if exc.headers else None)
 
 
+def line_and_column(document: str, position: int) -> tuple[int, int]:
+    r"""Where character ``position`` of ``document`` is, counted from 1 as editors do.
+
+    >>> line_and_column('{"events": [\n  {"a": 1,}\n]}', 23)
+    (2, 11)
+    """
+    line = document.count("\n", 0, position) + 1
+    return line, position - document.rfind("\n", 0, position)
+
+
+def _json_error(body: Any, error: Mapping[str, Any]) -> ORJSONResponse:
+    """A body that is not JSON: FastAPI gives the character offset (as the error's location)
+    and the decoder's words; say where, as a line and column, and name no field."""
+    position = error["loc"][-1]
+    detail = (error.get("ctx") or {}).get("error") or "not valid JSON"
+    where = ""
+    if isinstance(body, str) and isinstance(position, int):
+        line, column = line_and_column(body, position)
+        where = f" at line {line}, column {column}"
+    message = f"the body is not valid JSON{where}: {detail}"
+    return error_response(422, ApiError(error=ErrorCode.INVALID_JSON, message=message,
+                                        problems=[FieldProblem(code=ErrorCode.INVALID_JSON,
+                                                               message=message)]))
+
+
 async def _validation_error(_: Request, exc: Exception) -> ORJSONResponse:
     assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    if errors and errors[0].get("type") == "json_invalid":
+        return _json_error(exc.body, errors[0])
     problems = [
         FieldProblem(field=_field(tuple(item.get("loc", ()))), code=str(item.get("type")),
                      message=str(item.get("msg")))
-        for item in exc.errors()[:50]
+        for item in errors[:50]
     ]
     first = problems[0] if problems else None
     message = f"{first.field}: {first.message}" if first and first.field else (

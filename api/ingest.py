@@ -5,6 +5,13 @@
 >>> events, rejected = validate_batch([good, {**good, "tenant": "other"}, 7], tenant="shop")
 >>> [e.tenant for e in events], [(r.index, r.code) for r in rejected]
 (['shop'], [(1, 'tenant_mismatch'), (2, 'not_an_object')])
+
+Every problem of an event is listed, each with its field and code:
+
+>>> _, [bad] = validate_batch([{**good, "kind": "dance", "occurred_at": "2026-01-01"}],
+...                           tenant="shop")
+>>> [(problem.field, problem.code) for problem in bad.problems]
+[('occurred_at', 'timestamp_without_offset'), ('kind', 'invalid_field')]
 """
 
 from __future__ import annotations
@@ -16,9 +23,9 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from schemas.api import RejectedEvent
+from schemas.api import MAX_EVENT_PROBLEMS, FieldProblem, RejectedEvent
 from schemas.events import validate_event
-from schemas.problems import ErrorCode, problem_from_validation_error
+from schemas.problems import ErrorCode, problems_from_validation_error
 from stream.producer import AnyEvent
 
 TENANT_MISMATCH = "tenant_mismatch"
@@ -29,33 +36,46 @@ def _event_id(item: Any) -> str | None:
     return value[:200] if isinstance(value, str) else None
 
 
+def rejection(index: int, problems: Sequence[FieldProblem],
+              event_id: str | None = None) -> RejectedEvent:
+    """A rejected event listing ``problems`` (at least one), summed up by the first."""
+    listed = list(problems[:MAX_EVENT_PROBLEMS])
+    first = listed[0]
+    return RejectedEvent(index=index, event_id=event_id, field=first.field, code=first.code,
+                         reason="; ".join(problem.message for problem in listed),
+                         problems=listed)
+
+
 def validate_one(
     index: int, item: Any, *, tenant: str, max_bytes: int, now: datetime | None = None
 ) -> AnyEvent | RejectedEvent:
-    """One event of a batch: typed, with the caller's tenant; or why it was rejected."""
+    """One event of a batch: typed, with the caller's tenant; or every reason it was rejected."""
     if not isinstance(item, dict):
-        return RejectedEvent(index=index, code=ErrorCode.NOT_AN_OBJECT.value,
-                             reason="an event is a JSON object")
+        return rejection(index, [FieldProblem(code=ErrorCode.NOT_AN_OBJECT,
+                                              message="an event is a JSON object")])
     event_id = _event_id(item)
     claimed = item.get("tenant")
     if claimed is not None and claimed != tenant:
-        return RejectedEvent(index=index, event_id=event_id, field="tenant",
-                             code=TENANT_MISMATCH,
-                             reason=f"tenant: this API key sends for {tenant!r} only")
+        return rejection(index, [FieldProblem(
+            field="tenant", code=TENANT_MISMATCH,
+            message=f"tenant: this API key sends for {tenant!r} only")], event_id)
     try:
         size = len(orjson.dumps(item))
     except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits, which JSON tools mangle
-        return RejectedEvent(index=index, event_id=event_id, code=ErrorCode.INVALID_FIELD,
-                             reason="holds a number beyond 64 bits or another unencodable value")
+        return rejection(index, [FieldProblem(
+            code=ErrorCode.INVALID_FIELD,
+            message="holds a number beyond 64 bits or another unencodable value")], event_id)
     if size > max_bytes:
-        return RejectedEvent(index=index, event_id=event_id, code=ErrorCode.PAYLOAD_TOO_LARGE,
-                             reason=f"an event may take at most {max_bytes} bytes")
+        return rejection(index, [FieldProblem(
+            code=ErrorCode.PAYLOAD_TOO_LARGE,
+            message=f"an event may take at most {max_bytes} bytes")], event_id)
     try:
         return validate_event({**item, "tenant": tenant}, now=now)
     except ValidationError as error:
-        problem = problem_from_validation_error(error)
-        return RejectedEvent(index=index, event_id=event_id, field=problem.field,
-                             code=problem.code.value, reason=problem.message)
+        return rejection(index, [FieldProblem(field=problem.field, code=problem.code,
+                                              message=problem.message)
+                                 for problem in problems_from_validation_error(error)],
+                         event_id)
 
 
 def validate_batch(

@@ -18,7 +18,7 @@ from api.openapi import document_security
 from api.publish import ProducerLike, Publisher
 from api.readiness import BrokerCheck
 from api.responses import ORJSONResponse
-from api.routes import alerts, customers, dashboard, erasure, health, ingest, models
+from api.routes import alerts, customers, dashboard, docs, erasure, health, ingest, models
 from api.routes.dashboard import STATIC_DIR
 from api.settings import ApiSettings
 from api.state import AppState
@@ -54,14 +54,16 @@ def create_app(settings: Settings | None = None, api_settings: ApiSettings | Non
         if redis is None:
             await state.redis.aclose()
 
+    # /docs is served from local files by api.routes.docs; FastAPI's own pages (and ReDoc)
+    # would load their scripts from a CDN.
     app = FastAPI(title="CRM stream API", version="1.0.0", lifespan=lifespan,
-                  default_response_class=ORJSONResponse)
+                  default_response_class=ORJSONResponse, docs_url=None, redoc_url=None)
     app.state.crm = state
     install_error_handlers(app)
     # Added first, so it runs inside the metrics middleware (the last added is outermost).
     app.add_middleware(ProfileFastPath, enabled=profile_fast_path)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
-    for module in (health, customers, erasure, ingest, alerts, models, dashboard):
+    for module in (health, customers, erasure, ingest, alerts, models, dashboard, docs):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     document_security(app)

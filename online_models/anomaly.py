@@ -24,7 +24,7 @@ class PurchaseAnomaly:
     * **Per customer** (robust z-score): ``z = (total - median) / (1.4826 * MAD)`` over the
       customer's past totals, which the caller passes in (per-customer state lives in the
       feature store, not here). The MAD is floored at ``mad_floor`` of the median so a
-      customer who always spends exactly $20 is not alarmed by $21. ``z`` maps to
+      customer who always spends exactly 20 is not alarmed by 21. ``z`` maps to
       ``1 - exp(-z / z_scale)``.
     * **Global**: ``HalfSpaceTrees`` on (log total, log basket size), scaled into its unit
       cube by ``max_total`` and ``max_items``.
@@ -60,7 +60,7 @@ class PurchaseAnomaly:
     >>> usual.score < 0.2 < 0.9 < odd.score
     True
     >>> odd.reason
-    "order of $950.00 is 8.6x this customer's typical $110.00"
+    "order of 950.00 is 8.6x this customer's typical 110.00"
     """
 
     def __init__(
@@ -106,7 +106,8 @@ class PurchaseAnomaly:
         self.example_count += 1
 
     def score(self, total: float, basket_size: int, history: Sequence[float] = ()) -> AnomalyScore:
-        """How unusual an order is, with a sentence saying why (pure)."""
+        """How unusual an order is, with a sentence saying why (pure). Amounts go without a
+        currency: the caller knows the order's, and past totals may be in others."""
         weight = min(len(history) / self.min_history, 1.0)
         global_score = (
             self.model.score_one(self._global_features(total, basket_size))
@@ -115,9 +116,9 @@ class PurchaseAnomaly:
         )
         if weight == 0.0:
             reason = (
-                f"order of ${total:,.2f} with {basket_size} items is unusual across all customers"
+                f"order of {total:,.2f} with {basket_size} items is unusual across all customers"
                 if global_score >= 0.5
-                else f"order of ${total:,.2f} looks ordinary across all customers"
+                else f"order of {total:,.2f} looks ordinary across all customers"
             )
             return AnomalyScore(global_score, reason, "global")
         median = statistics.median(history)
@@ -129,8 +130,8 @@ class PurchaseAnomaly:
         if median > 0:
             ratio = total / median
             reason = (
-                f"order of ${total:,.2f} is {ratio:.1f}x this customer's typical ${median:,.2f}"
+                f"order of {total:,.2f} is {ratio:.1f}x this customer's typical {median:,.2f}"
             )
         else:
-            reason = f"order of ${total:,.2f} against this customer's typical ${median:,.2f}"
+            reason = f"order of {total:,.2f} against this customer's typical {median:,.2f}"
         return AnomalyScore(score, reason, "customer" if weight == 1.0 else "blend")

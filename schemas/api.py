@@ -86,12 +86,23 @@ class EventBatchIn(BaseModel):
     events: Annotated[list[EventItem], Field(min_length=1, max_length=MAX_BATCH_EVENTS)]
 
 
+#: The most problems listed for one rejected event.
+MAX_EVENT_PROBLEMS = 50
+
+
 class RejectedEvent(BaseModel):
+    """An event that was not accepted, with every problem it has; ``field``, ``code`` and
+    ``reason`` sum them up for clients that read one."""
+
     index: int = Field(description="Position of the event in the request's list.")
     event_id: str | None = None
-    field: str | None = None
-    code: str = Field(description="An ErrorCode, or tenant_mismatch / unknown_event.")
-    reason: str
+    field: str | None = Field(default=None, description="The first problem's field.")
+    code: str = Field(description="The first problem's code: an ErrorCode, or "
+                                  "tenant_mismatch / unknown_event.")
+    reason: str = Field(description="Every problem, in words.")
+    problems: list[FieldProblem] = Field(
+        default_factory=list, max_length=MAX_EVENT_PROBLEMS,
+        description="Every problem of the event (up to 50), each with its field path and code.")
 
 
 class IngestResult(BaseModel):
@@ -99,6 +110,15 @@ class IngestResult(BaseModel):
 
     accepted: int
     rejected: list[RejectedEvent] = Field(default_factory=list)
+
+
+class IngestRejected(IngestResult):
+    """The 422 answer when no event of a request was accepted: nothing was published, and
+    every rejected event is listed as in a 202 answer."""
+
+    accepted: Literal[0] = 0
+    error: Literal["no_event_accepted"] = "no_event_accepted"
+    message: str
 
 
 class SegmentBatchIn(BaseModel):

@@ -12,6 +12,16 @@ ingest API's 422 answer, so a shop sees the same reason wherever it sends.
 ...     problem = problem_from_validation_error(error)
 >>> problem.code.value, problem.field
 ('unknown_type', 'type')
+
+An event can have several problems at once; the ingest API lists them all:
+
+>>> try:
+...     decode_event(b'{"event_id": "e", "customer_id": "c", "type": "click", "kind": "dance",'
+...                  b' "occurred_at": "2026-01-01T00:00:00"}')
+... except ValidationError as error:
+...     problems = problems_from_validation_error(error)
+>>> [(problem.field, problem.code.value) for problem in problems]
+[('occurred_at', 'timestamp_without_offset'), ('kind', 'invalid_field')]
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 
 class ErrorCode(StrEnum):
@@ -70,14 +81,12 @@ def _field_path(location: tuple[int | str, ...]) -> str | None:
     return ".".join(parts) or None
 
 
-def problem_from_validation_error(error: ValidationError) -> Problem:
-    """The first (most telling) error of a pydantic ``ValidationError`` as a :class:`Problem`."""
-    first = error.errors(include_url=False)[0]
-    kind = first["type"]
+def _problem(error: ErrorDetails) -> Problem:
+    kind = error["type"]
     code = _CODE_BY_PYDANTIC_TYPE.get(kind)
     if code is None:
         code = ErrorCode(kind) if kind in ErrorCode._value2member_map_ else ErrorCode.INVALID_FIELD
-    field = _field_path(tuple(first.get("loc", ())))
+    field = _field_path(tuple(error.get("loc", ())))
     if kind in ("greater_than_equal", "greater_than") and field and field.rsplit(".", 1)[-1] in (
         MONEY_AND_QUANTITY_FIELDS
     ):
@@ -85,11 +94,23 @@ def problem_from_validation_error(error: ValidationError) -> Problem:
     if code is ErrorCode.UNKNOWN_TYPE or (kind == "union_tag_not_found"):
         field = "type"
     if field is None:
-        field = (first.get("ctx") or {}).get("field")
+        field = (error.get("ctx") or {}).get("field")
     if kind == "union_tag_invalid":
         message = "type: unknown event type; expected one of click, purchase, ticket"
     elif field:
-        message = f"{field}: {first['msg']}"
+        message = f"{field}: {error['msg']}"
     else:
-        message = str(first["msg"])
+        message = str(error["msg"])
     return Problem(code=code, field=field, message=message)
+
+
+def problems_from_validation_error(error: ValidationError) -> list[Problem]:
+    """Every error of a pydantic ``ValidationError`` as a :class:`Problem`, in pydantic's
+    order (the ingest API lists them all)."""
+    return [_problem(item) for item in error.errors(include_url=False)]
+
+
+def problem_from_validation_error(error: ValidationError) -> Problem:
+    """The first (most telling) error of a pydantic ``ValidationError`` as a :class:`Problem`
+    (a dead letter carries one)."""
+    return _problem(error.errors(include_url=False)[0])

@@ -5,6 +5,12 @@
 const POLL_MS = 2000;
 const MAX_ALERTS = 50;
 const COLORS = ["#5b8cff", "#3ecf8e", "#ffb547", "#ff5d6c", "#b084ff", "#4dd0e1", "#f06292"];
+// What /v1/models reports, charted by kind: scores in 0..1 share the quality chart's axis, the
+// recommender's lift (a ratio; 1 is as good as popularity) has its own, and example counts a
+// chart of their own. Errors in the data's units (log loss, MAE) stay in /v1/models.
+const SCORES = { roc_auc: "ROC-AUC", accuracy: "accuracy", hit_rate_at_10: "hit rate@10",
+                 popularity_hit_rate_at_10: "popularity hit rate@10" };
+const RATIOS = { lift_over_popularity: "lift over popularity" };
 const state = { key: null, charts: {}, alerts: [], alertIds: new Set(), lastEventId: null,
                 rates: [], lastProcessed: null, lastPollAt: null, modelSeries: {} };
 window.crmDashboard = state;
@@ -78,10 +84,18 @@ function makeCharts() {
     options: { animation: false, maintainAspectRatio: false, indexAxis: "y",
                plugins: { legend: { display: false } }, scales: { x: { beginAtZero: true } } },
   });
-  state.charts.models = new Chart($("models-chart"), {
+  const legend = { position: "bottom", labels: { boxWidth: 12 } };
+  state.charts.quality = new Chart($("quality-chart"), {
     type: "line", data: { datasets: [] },
-    options: { animation: false, maintainAspectRatio: false, scales: { x: timeAxis() },
-               plugins: { legend: { position: "bottom", labels: { boxWidth: 12 } } } },
+    options: { animation: false, maintainAspectRatio: false, plugins: { legend },
+      scales: { x: timeAxis(), y: { min: 0, max: 1, title: { display: true, text: "score (0-1)" } },
+        ratio: { position: "right", beginAtZero: true, grid: { drawOnChartArea: false },
+                 title: { display: true, text: "lift over popularity (x)" } } } },
+  });
+  state.charts.examples = new Chart($("examples-chart"), {
+    type: "line", data: { datasets: [] },
+    options: { animation: false, maintainAspectRatio: false, plugins: { legend },
+      scales: { x: timeAxis(), y: { beginAtZero: true, title: { display: true, text: "examples" } } } },
   });
 }
 
@@ -115,31 +129,46 @@ function drawSegments(segments) {
   $("segments-empty").hidden = segments.length > 0;
 }
 
-function drawModels(summary, now) {
-  const series = {};
-  for (const snap of summary.model_history) {
-    for (const [metric, value] of Object.entries(snap.metrics)) {
-      if (value === null) continue;
-      (series[`${snap.model} · ${metric}`] ||= []).push({ x: Date.parse(snap.at), y: value });
-    }
-  }
-  if (!summary.model_history.length) {  // no history yet: chart the current metrics as they move
-    for (const model of summary.models) {
-      for (const [metric, value] of Object.entries(model.metrics)) {
+function modelSeries(summary, now) {  // every model metric over time: [{model, metric, data}]
+  if (summary.model_history.length) {
+    const series = {};
+    for (const snap of summary.model_history) {
+      for (const [metric, value] of Object.entries(snap.metrics)) {
         if (value === null) continue;
-        const points = (state.modelSeries[`${model.name} · ${metric}`] ||= []);
-        points.push({ x: now, y: value });
-        if (points.length > 300) points.shift();
+        (series[`${snap.model} · ${metric}`] ||= { model: snap.model, metric, data: [] })
+          .data.push({ x: Date.parse(snap.at), y: value });
       }
     }
-    Object.assign(series, state.modelSeries);
+    return Object.values(series);
   }
-  const chart = state.charts.models;
-  chart.data.datasets = Object.entries(series).slice(0, COLORS.length).map(([label, data], i) => ({
-    label, data, borderColor: COLORS[i], backgroundColor: COLORS[i], pointRadius: fewPoints, tension: .25 }));
-  fitTime(chart);
-  chart.update();
-  $("models-empty").hidden = chart.data.datasets.length > 0;
+  for (const model of summary.models) {  // no history yet: chart the current metrics as they move
+    for (const [metric, value] of Object.entries(model.metrics)) {
+      if (value === null) continue;
+      const series = (state.modelSeries[`${model.name} · ${metric}`] ||= { model: model.name, metric, data: [] });
+      series.data.push({ x: now, y: value });
+      if (series.data.length > 300) series.data.shift();
+    }
+  }
+  return Object.values(state.modelSeries);
+}
+
+const line = (label, data, i, extra = {}) => ({ label, data, borderColor: COLORS[i % COLORS.length],
+  backgroundColor: COLORS[i % COLORS.length], pointRadius: fewPoints, tension: .25, ...extra });
+
+function drawModels(summary, now) {
+  const series = modelSeries(summary, now);
+  const quality = state.charts.quality, examples = state.charts.examples;
+  quality.data.datasets = series.filter((s) => s.metric in SCORES || s.metric in RATIOS)
+    .map((s, i) => s.metric in RATIOS
+      ? line(`${s.model} · ${RATIOS[s.metric]}`, s.data, i, { yAxisID: "ratio", borderDash: [6, 4] })
+      : line(`${s.model} · ${SCORES[s.metric]}`, s.data, i, { yAxisID: "y" }));
+  quality.options.scales.ratio.display = quality.data.datasets.some((d) => d.yAxisID === "ratio");
+  examples.data.datasets = series.filter((s) => s.metric === "examples").map((s, i) => line(s.model, s.data, i));
+  for (const [chart, empty] of [[quality, "quality-empty"], [examples, "examples-empty"]]) {
+    fitTime(chart);
+    chart.update();
+    $(empty).hidden = chart.data.datasets.length > 0;
+  }
 }
 
 function reasons(explanation) {

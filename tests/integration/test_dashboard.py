@@ -136,12 +136,28 @@ def test_dashboard_shows_the_live_system(
             const c = window.crmDashboard.charts;
             const n = {throughput: c.throughput.data.datasets[0].data.length,
                        segments: c.segments.data.labels.length,
-                       models: c.models.data.datasets.length,
+                       quality: c.quality.data.datasets.filter(d => d.data.length).length,
+                       examples: c.examples.data.datasets.filter(d => d.data.length).length,
                        risky: document.querySelectorAll('#at-risk-table tbody tr').length,
                        customers: document.getElementById('kpi-customers').textContent};
             return Object.values(n).every(v => v && v !== '\u2013') ? n : null;"""),
             timeout=20, what="every chart and table to hold data")
         assert counts["segments"] >= 1 and counts["risky"] >= 5
+        # Quality metrics have a chart of their own: scores on a 0..1 axis, the lift on its
+        # own axis, and no example counts among them (those are charted apart).
+        quality = run("""return window.crmDashboard.charts.quality.data.datasets.map(
+            d => ({label: d.label, axis: d.yAxisID, values: d.data.map(p => p.y)}));""")
+        assert any("hit rate@10" in series["label"] for series in quality), quality
+        for series in quality:
+            assert "examples" not in series["label"]
+            if series["axis"] == "y":
+                assert all(0 <= value <= 1 for value in series["values"]), series
+            else:
+                assert (series["axis"], "lift over popularity" in series["label"]) == ("ratio",
+                                                                                    True)
+        examples = run("""return window.crmDashboard.charts.examples.data.datasets.map(
+            d => d.label);""")
+        assert {"churn", "recommendations", "segments"} <= set(examples)
         time.sleep(1.5)  # let the fresh-alert highlight fade for the screenshot
         ARTIFACTS.mkdir(exist_ok=True)
         driver.save_screenshot(str(ARTIFACTS / "dashboard.png"))  # type: ignore[attr-defined]
@@ -151,3 +167,21 @@ def test_dashboard_shows_the_live_system(
     finally:
         stop.set()
         traffic.join(10)
+
+
+def test_api_docs_render_without_internet(api_server: ApiServer, browser: object) -> None:
+    """Verify that /docs draws every operation of the OpenAPI document with Swagger UI from
+    the app's own files, with no resource fetched from outside."""
+    driver = browser  # a selenium WebDriver
+    driver.get(f"{api_server.url}/docs")  # type: ignore[attr-defined]
+    run = driver.execute_script  # type: ignore[attr-defined]
+    operations = wait_for(lambda: run(
+        "return document.querySelectorAll('.opblock-summary-path').length"), timeout=20,
+        what="Swagger UI to list the operations")
+    paths = run("return [...document.querySelectorAll('.opblock-summary-path')]"
+                ".map(e => e.textContent)")
+    assert operations >= 10 and "/v1/events" in paths
+    assert run("return document.querySelector('.errors-wrapper')") is None
+    external = run("""return performance.getEntriesByType('resource')
+        .map(e => e.name).filter(u => !u.startsWith(location.origin));""")
+    assert external == []

@@ -130,10 +130,40 @@ def test_high_value_fires_when_clv_enters_the_top_percentile() -> None:
     decisions = run(updates, config=config)
     assert emitted(decisions, AlertKind.HIGH_VALUE) == [2, 7]
     alert = decisions[2][0].alert
-    assert alert.reason == ("Entered the top 1% of customers by lifetime value: CLV $1,002.00, "
-                            "99.2th percentile (threshold 99th), 12 orders, $2,400.50 spent")
+    assert alert.reason == ("Entered the top 1% of customers by lifetime value: CLV 1,002.00 "
+                            "EUR, 99.2th percentile (threshold 99th), 12 orders, 2,400.50 EUR "
+                            "spent")
     assert alert.explanation[0] == Contribution(feature="clv_percentile", value=0.992,
                                                 contribution=0.002)
+
+
+def test_reasons_tell_money_in_the_purchases_currency() -> None:
+    """Verify that churn and high-value reasons triggered by a purchase give every amount in
+    that purchase's currency, never a dollar sign."""
+    drivers = [{"feature": "revenue", "value": 801.7, "contribution": 0.9},
+               {"feature": "avg_order_value", "value": 267.23, "contribution": 0.5}]
+    updates = [update(purchase(f"p{i}", "c1", i * 60, total=267.23), churn_probability=0.9,
+                      churn_explanation=drivers) for i in range(3)]
+    churn = run(updates)[2][0].alert
+    assert churn.reason == ("Churn risk 0.90 (threshold 0.70) for 3 consecutive updates: "
+                            "801.70 EUR spent, average order 267.23 EUR")
+    [[high]] = run([update(purchase("p9", "c1", 0), clv=1500.0, clv_percentile=0.995,
+                           features={"orders": 3, "revenue": 801.7})])
+    assert "CLV 1,500.00 EUR" in high.alert.reason and "801.70 EUR spent" in high.alert.reason
+    assert "$" not in churn.reason + high.alert.reason
+
+
+def test_reasons_without_a_purchase_give_plain_amounts() -> None:
+    """Verify that a reason triggered by a click or ticket, whose currency is unknown, gives
+    amounts as plain numbers rather than a guessed currency."""
+    drivers = [{"feature": "revenue", "value": 1234.5, "contribution": 0.9}]
+    churn = run([update(click(f"e{i}", "c1", i * 60), churn_probability=0.9,
+                        churn_explanation=drivers) for i in range(3)])[2][0].alert
+    assert churn.reason.endswith(": 1,234.50 spent")
+    [[high]] = run([update(ticket("t1", "c1", 0), clv=1500.0, clv_percentile=0.995,
+                           features={"orders": 3, "revenue": 801.7})])
+    assert "CLV 1,500.00, " in high.alert.reason and high.alert.reason.endswith(
+        "3 orders, 801.70 spent")
 
 
 def test_high_value_waits_for_enough_customers_to_rank_against() -> None:
@@ -179,14 +209,14 @@ def test_negative_ticket_is_not_a_marketing_alert() -> None:
 def test_anomalous_purchase_explains_with_the_models_reason() -> None:
     """Verify that an anomaly score at the threshold alerts, saying why in words."""
     odd = update(purchase("p1", "c1", 0, total=950.0), anomaly_score=0.97,
-                 anomaly_reason="order of $950.00 is 8.3x this customer's typical $114.00",
+                 anomaly_reason="order of 950.00 is 8.3x this customer's typical 114.00",
                  features={"avg_order_value": 190.0})
     usual = update(purchase("p2", "c1", 60), anomaly_score=0.3, anomaly_reason="ordinary")
     [[alert_decision], none] = run([odd, usual])
     assert none == []
     alert = alert_decision.alert
     assert alert.reason == ("Unusual purchase o-p1 of 950.00 EUR: anomaly score 0.97 (threshold "
-                            "0.90); order of $950.00 is 8.3x this customer's typical $114.00")
+                            "0.90); order of 950.00 is 8.3x this customer's typical 114.00")
     assert [(c.feature, c.contribution) for c in alert.explanation] == [
         ("anomaly_score", 0.07), ("order_total", 4.0)]
 

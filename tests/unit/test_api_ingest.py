@@ -47,20 +47,101 @@ async def test_every_rejected_event_is_listed_with_index_field_and_reason(api: A
     assert [e.event_id for e in api.producer.events] == ["ok"]
 
 
-async def test_a_malformed_body_is_422(api: Api) -> None:
-    """Verify that only a body that is not a batch at all is a 422, naming the problem."""
+async def test_a_body_that_is_not_a_batch_is_422_naming_the_field(api: Api) -> None:
+    """Verify that a JSON body that is not a batch is a 422 invalid_body naming the field."""
     headers = await api.key("shop1", "ingest")
-    not_json = await api.client.post("/v1/events", headers=headers, content=b"{oops",
-                                     )
     no_events = await api.client.post("/v1/events", headers=headers, json={"evnts": []})
     too_many = await api.client.post("/v1/events", headers=headers,
                                      json={"events": [click(str(i)) for i in range(1001)]})
-    for response in (not_json, no_events, too_many):
+    for response in (no_events, too_many):
         assert response.status_code == 422, response.text
         assert response.json()["error"] == "invalid_body"
     assert no_events.json()["problems"][0]["field"] == "events"
     assert too_many.json()["problems"][0]["code"] == "too_long"
     assert api.producer.events == []
+
+
+async def test_malformed_json_is_reported_as_such_with_line_and_column(api: Api) -> None:
+    """Verify that a body that is not JSON is a 422 invalid_json whose message says the line
+    and column of the mistake, with no field (not the character offset as a field)."""
+    headers = {**await api.key("shop1", "ingest"), "Content-Type": "application/json"}
+    response = await api.client.post("/v1/events", headers=headers,
+                                     content=b'{"events": [\n  {"event_id": "e1",}\n]}')
+    assert response.status_code == 422
+    body = response.json()
+    assert body["error"] == "invalid_json"
+    assert "line 2, column 21" in body["message"]
+    assert body["problems"] == [{"field": None, "code": "invalid_json",
+                                 "message": body["message"]}]
+    assert api.producer.events == []
+
+
+async def test_every_problem_of_an_event_is_listed_with_its_field_and_code(api: Api) -> None:
+    """Verify that an event with several mistakes is rejected with each of them listed (field
+    path and code), the first also summing them up in field, code and reason."""
+    headers = await api.key("shop1", "ingest")
+    purchase = {"event_id": "p1", "customer_id": "c1", "type": "purchase", "order_id": "o1",
+                "currency": "eur", "total": -1,
+                "items": [{"product_id": "x", "quantity": 1, "unit_price": -2}, {"quantity": 1}],
+                "occurred_at": "2026-03-01T10:00:00"}
+    response = await api.client.post("/v1/events", headers=headers,
+                                     json={"events": [click("ok"), purchase]})
+    assert response.status_code == 202
+    [rejected] = response.json()["rejected"]
+    problems = [(problem["field"], problem["code"]) for problem in rejected["problems"]]
+    assert problems == [("occurred_at", "timestamp_without_offset"),
+                        ("items.0.unit_price", "negative_amount"),
+                        ("items.1.product_id", "missing_field"),
+                        ("items.1.unit_price", "missing_field"),
+                        ("total", "negative_amount"),
+                        ("currency", "invalid_field")]
+    assert (rejected["field"], rejected["code"]) == problems[0]
+    assert all(problem["message"] in rejected["reason"] for problem in rejected["problems"])
+
+
+async def test_an_event_with_very_many_problems_lists_the_first_fifty(api: Api) -> None:
+    """Verify that the problems listed for one event are capped, so a huge broken event
+    cannot blow up the answer."""
+    headers = await api.key("shop1", "ingest")
+    broken = {"event_id": "p1", "customer_id": "c1", "type": "purchase", "order_id": "o1",
+              "currency": "EUR", "total": 1.0, "items": [{"quantity": 1}] * 100,
+              "occurred_at": "2026-03-01T10:00:00+00:00"}
+    response = await api.client.post("/v1/events", headers=headers,
+                                     json={"events": [click("ok"), broken]})
+    [rejected] = response.json()["rejected"]
+    assert len(rejected["problems"]) == 50
+    assert rejected["problems"][-1]["field"] == "items.24.unit_price"
+
+
+async def test_a_batch_with_no_event_accepted_is_422_listing_every_rejection(api: Api) -> None:
+    """Verify that when every event is rejected the answer is 422 (not 202), publishes
+    nothing, and lists every rejected event as a partly accepted batch would."""
+    headers = await api.key("shop1", "ingest")
+    events = [click("t", tenant="shop2"), "nope", {**click("u"), "type": "refund"}]
+    response = await api.client.post("/v1/events", headers=headers, json={"events": events})
+    assert response.status_code == 422
+    body = response.json()
+    assert (body["error"], body["accepted"]) == ("no_event_accepted", 0)
+    assert "3 rejected" in body["message"]
+    assert [(item["index"], item["code"]) for item in body["rejected"]] == [
+        (0, "tenant_mismatch"), (1, "not_an_object"), (2, "unknown_type")]
+    assert all(item["problems"] for item in body["rejected"])
+    assert api.producer.events == []
+
+
+async def test_the_ingest_routes_document_both_answers(api: Api) -> None:
+    """Verify that /openapi.json documents 202 as the accepted answer and 422 as either the
+    list of rejections or an error, for both ingest routes."""
+    paths = (await api.client.get("/openapi.json")).json()["paths"]
+    for path in ("/v1/events", "/v1/segment/batch"):
+        responses = paths[path]["post"]["responses"]
+        assert responses["202"]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/IngestResult"}
+        assert "At least one event was accepted" in responses["202"]["description"]
+        schemas = responses["422"]["content"]["application/json"]["schema"]["anyOf"]
+        assert {"$ref": "#/components/schemas/IngestRejected"} in schemas
+        assert {"$ref": "#/components/schemas/ApiError"} in schemas
+        assert "No event was accepted" in responses["422"]["description"]
 
 
 async def test_a_broker_failure_is_503_and_the_next_batch_succeeds(api: Api) -> None:
@@ -112,3 +193,22 @@ async def test_segment_batch_is_mapped_onto_our_events(api: Api) -> None:
     purchase = events["m5"]
     assert (purchase.type, purchase.total, purchase.currency) == ("purchase", 25.0, "EUR")
     assert all(e.tenant == "shop1" for e in events.values())
+
+
+async def test_a_segment_batch_with_no_call_accepted_is_422(api: Api) -> None:
+    """Verify that the Segment route answers 422 too when none of its calls is accepted,
+    listing each with its problems."""
+    headers = await api.key("shop1", "ingest")
+    batch = [{"type": "alias", "userId": "u1", "messageId": "m1",
+              "timestamp": "2026-03-01T10:00:00Z"},
+             {"type": "track", "event": "Product Viewed", "messageId": "m2",
+              "timestamp": "2026-03-01T10:00:00Z"}]
+    response = await api.client.post("/v1/segment/batch", headers=headers,
+                                     json={"batch": batch})
+    assert response.status_code == 422
+    body = response.json()
+    assert (body["error"], body["accepted"]) == ("no_event_accepted", 0)
+    assert [(item["index"], item["event_id"], item["code"]) for item in body["rejected"]] == [
+        (0, "m1", "unknown_event"), (1, "m2", "missing_field")]
+    assert body["rejected"][1]["problems"][0]["field"] == "customer_id"
+    assert api.producer.events == []
