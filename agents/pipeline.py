@@ -91,8 +91,10 @@ class EventPipeline:
         allowed_lateness_ms: int,
         max_event_bytes: int,
         follower: BatchFollower[Any] | None = None,
+        activity_topics: frozenset[str] | None = None,
     ) -> None:
         self.store = store
+        self.activity_topics = activity_topics
         self.dead_letters = dead_letters
         self.allowed_lateness_ms = allowed_lateness_ms
         self.max_event_bytes = max_event_bytes
@@ -110,14 +112,22 @@ class EventPipeline:
         self._progress.clear()
 
     def model_watermark(self) -> int | None:
-        """The event time the models may treat as past: per topic the slowest partition,
-        then the most advanced topic (a quiet topic, like tickets, must not stall time)."""
-        per_topic: dict[str, int] = {}
-        for (topic, _), latest in self.max_event_time.items():
-            per_topic[topic] = min(per_topic.get(topic, latest), latest)
-        if not per_topic:
+        """The event time the models may treat as past: the slowest partition seen of the
+        ``activity_topics`` (clicks and purchases; every topic when not given).
+
+        A delayed churn label says "no activity within the horizon", so it may resolve only
+        once every partition that carries activity has passed its deadline: a replay reads
+        topics and partitions at paces of their own, days of event time apart, and a label
+        resolved on the fastest one is often wrong. Tickets are left out: too quiet a topic
+        would hold time back. Before any activity, the slowest partition of any topic.
+        """
+        seen = [latest for (topic, _), latest in self.max_event_time.items()
+                if self.activity_topics is None or topic in self.activity_topics]
+        if not seen:
+            seen = list(self.max_event_time.values())
+        if not seen:
             return None
-        return max(per_topic.values()) - self.allowed_lateness_ms
+        return min(seen) - self.allowed_lateness_ms
 
     def watermark(self, topic: str, partition: int) -> int | None:
         """Max event time seen on the partition minus the allowed lateness (ms)."""

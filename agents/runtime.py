@@ -26,6 +26,7 @@ from feature_store.keys import MODELS_HISTORY_KEY, MODELS_KEY, THROUGHPUT_KEY
 from feature_store.model_inputs import ModelInputs, queue_model_inputs
 from feature_store.store import FeatureStore, StoreLimits
 from online_models import ChurnModel, ModelBundle, Recommender
+from schemas.topics import CLICKS, PURCHASES
 from stream.deadletters import DeadLetterPublisher
 from stream.metrics import BATCH_STEPS
 from stream.settings import Settings
@@ -155,6 +156,7 @@ class WorkerRuntime:
             max_event_bytes=settings.max_event_bytes,
             follower=ModelsAndAlerts(scorer=self.scorer, alerts=self.alerts,
                                      recommender=self.recommender),
+            activity_topics=frozenset(settings.topic(name) for name in (CLICKS, PURCHASES)),
         )
         self.alerts.install_sighup_handler(asyncio.get_running_loop())
         self._last_sample = (time.monotonic(), 0)

@@ -182,15 +182,20 @@ def bench() -> None:
 
 
 @bench.command("quality")
-@click.option("--quick", is_flag=True, help="A small shop and a CDNOW sample (a few minutes).")
+@click.option("--quick", is_flag=True, help="Small shops and a CDNOW sample (a few minutes).")
 @click.option("--output-dir", type=click.Path(path_type=Path),
               default=Path("load_tests/results"), show_default=True)
 def bench_quality(quick: bool, output_dir: Path) -> None:
-    """Model quality on the simulated shop and on the real CDNOW history, through the pipeline."""
+    """Served model quality on shop families with planted truth, our simulated shop and the
+    real CDNOW history, through the pipeline; fails when served and self-reported disagree."""
     from load_tests.quality.runner import run_quality_benchmark
 
-    report = run_quality_benchmark(output_dir=output_dir, quick=quick, progress=True)
+    report, disagreeing = run_quality_benchmark(output_dir=output_dir, quick=quick,
+                                                progress=True)
     click.echo(f"wrote {report}")
+    if disagreeing:
+        raise click.ClickException(
+            "served and self-reported quality disagree: " + "; ".join(disagreeing))
 
 
 def main() -> None:

@@ -10,7 +10,11 @@ today to centre 3 of an hour ago. So a :class:`Segmenter`:
   its customers (a bottom-k sample by a stable hash of the id: each customer in it once,
   whatever their activity), standardized over that sample;
 * refits k-means (scikit-learn, k-means++ with restarts) on the sample every
-  ``refit_every`` updates, choosing the number of segments by silhouette from time to time;
+  ``refit_every`` updates, choosing the number of segments from time to time by stability
+  (Lange et al., 2004): the most segments that two fits on different subsamples agree on
+  (adjusted Rand index of their assignments at least :data:`STABLE`), else the most stable
+  number. On our simulated shop and the quality families this found the planted number
+  where the silhouette took one too many or too few (load_tests/results/QUALITY.md);
 * fills in what a vector lacks (a browser's spend per order) with the sample's median, so
   never having bought does not read as spending nothing per order;
 * matches the new centres to the previous ones (Hungarian assignment on their distance), so
@@ -33,6 +37,11 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 __all__ = ["SegmentSummary", "Segmenter", "TenantSegments", "describe_segments"]
+
+#: Two fits on different subsamples that agree this well (adjusted Rand index) are stable.
+STABLE = 0.95
+#: Customers (at most) the number of segments is chosen on, and subsample pairs compared.
+CHOOSE_ON, CHOOSE_PAIRS = 800, 4
 
 #: The behaviour vector's features in a fixed order (see ``behaviour_vector``).
 FEATURES = ("log_orders_per_week", "log_spend_per_order", "purchase_share",
@@ -103,7 +112,7 @@ class Segmenter:
         max_segments: int = 8,
         sample_size: int = 5000,
         refit_every: int = 5000,
-        choose_k_every: int = 10,
+        choose_k_every: int = 5,
         min_customers: int = 50,
         seed: int = 42,
     ) -> None:
@@ -179,7 +188,6 @@ class Segmenter:
     def refit(self) -> None:
         """k-means on the sample, matched to the previous centres."""
         from sklearn.cluster import KMeans
-        from sklearn.metrics import silhouette_score
 
         self._updates_since_fit = 0
         ids = sorted(self._sample)
@@ -195,22 +203,15 @@ class Segmenter:
         previous = {segment: centre * self._scales + self._means
                     for segment, centre in self.centres.items()}  # raw units
         choose = not self.centres or self.refits % self.choose_k_every == 0
-        best: tuple[float, np.ndarray, np.ndarray] | None = None
+        k = self._choose_k(z, distinct) if choose else len(previous)
+        if k < 2 or distinct <= k:
+            return
         if choose:
-            for k in range(self.min_segments, min(self.max_segments, distinct - 1) + 1):
-                model = KMeans(n_clusters=k, n_init=4, random_state=self.seed).fit(z)
-                score = float(silhouette_score(z, model.labels_, sample_size=min(len(z), 2000),
-                                               random_state=self.seed))
-                if best is None or score > best[0]:
-                    best = (score, model.cluster_centers_, model.labels_)
-        if best is None:  # keep k: refine the previous centres on today's sample
-            k = len(previous)
-            if k < 2 or distinct <= k:
-                return
+            model = KMeans(n_clusters=k, n_init=4, random_state=self.seed).fit(z)
+        else:  # the same number: refine the previous centres on today's sample
             start = (np.array(list(previous.values())) - means) / scales
             model = KMeans(n_clusters=k, init=start, n_init=1).fit(z)
-            best = (0.0, model.cluster_centers_, model.labels_)
-        _, centres, labels = best
+        centres, labels = model.cluster_centers_, model.labels_
         self.refits += 1
         self._means, self._scales, self._fill = means, scales, fill
         self.centres = self._match(centres, previous)
@@ -223,6 +224,29 @@ class Segmenter:
             reference=natural_units(dict(zip(FEATURES, np.median(raw, axis=0).tolist(),
                                              strict=True))),
             buyers_spend=float(np.expm1(fill[FEATURES.index("log_spend_per_order")])))
+
+    def _choose_k(self, z: np.ndarray, distinct: int) -> int:
+        """The most segments whose fits on two subsamples agree (see :data:`STABLE`)."""
+        from sklearn.cluster import KMeans
+        from sklearn.metrics import adjusted_rand_score
+
+        rng = np.random.default_rng(self.seed)
+        points = z[rng.choice(len(z), min(len(z), CHOOSE_ON), replace=False)]
+        size = int(0.7 * len(points))
+        stability: dict[int, float] = {}
+        for k in range(self.min_segments, min(self.max_segments, distinct - 1) + 1):
+            agreement = []
+            for pair in range(CHOOSE_PAIRS):
+                fits = [KMeans(n_clusters=k, n_init=1, random_state=self.seed + 2 * pair + side)
+                        .fit(points[rng.choice(len(points), size, replace=False)])
+                        for side in (0, 1)]
+                agreement.append(adjusted_rand_score(fits[0].predict(points),
+                                                     fits[1].predict(points)))
+            stability[k] = float(np.mean(agreement))
+        if not stability:
+            return 0
+        stable = [k for k, score in stability.items() if score >= STABLE]
+        return max(stable) if stable else max(stability, key=lambda k: stability[k])
 
     def _match(self, centres: np.ndarray, previous: dict[int, np.ndarray]
                ) -> dict[int, np.ndarray]:

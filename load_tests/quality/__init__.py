@@ -1,5 +1,5 @@
-"""``crm bench quality``: model quality through the real pipeline, on a simulated shop with
-ground truth and on the CDNOW purchase history against BG/NBD. See :mod:`.runner`."""
+"""``crm bench quality``: served model quality through the real pipeline, on shop families
+with planted truth, our simulated shop and the CDNOW purchase history. See :mod:`.runner`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Part (b): the CDNOW purchase history replayed in event time through the real pipeline.
+"""The CDNOW purchase history replayed in event time through the real pipeline.
 
 CDNOW (shipped inside the ``lifetimes`` wheel, read from there, never copied): 23,570
 customers who first bought in the first quarter of 1997, every purchase until June 1998.
@@ -6,9 +6,11 @@ As in Fader, Hardie and Lee (2005) the first 39 weeks are the calibration period
 next 39 weeks the holdout. Each calibration transaction becomes one ``purchase`` event
 (its number of CDs as the quantity, the dollar value as the total, at noon UTC of the date)
 sent through the producer SDK; ``crm worker`` learns from them in event time. At the end of
-calibration every customer is scored from the worker's final checkpoint, and compared on
-the holdout with BG/NBD (and BG/NBD x Gamma-Gamma for spend) fitted by ``lifetimes`` on the
-same calibration data in the same run.
+calibration, once the silence sweep has scored every customer at the watermark, the churn
+probability and CLV served in each Redis profile are compared on the holdout with BG/NBD
+(and BG/NBD x Gamma-Gamma for spend) fitted by ``lifetimes`` on the same calibration data in
+the same run, beside the same customers scored by the worker's final checkpoint (the model's
+own view, which the served one must match).
 """
 
 from __future__ import annotations
@@ -63,6 +65,10 @@ class CdnowResult:
     holdout_spend: list[float]
     # scores per customer, aligned with the lists above
     ours_churn: list[float]
+    #: As served: the churn probability in each customer's Redis profile.
+    ours_churn_live: list[float]
+    #: Seconds from the end of processing until every served score was at the watermark.
+    sweep_lag_s: float
     bgnbd_expected: list[float]
     recency_days: list[float]
     ours_clv: list[float]
@@ -171,11 +177,14 @@ def run_cdnow(stack: LocalStack, config: CdnowConfig, *, progress: bool = True) 
                            desc="CDNOW calibration → Kafka")
         run.wait_until_processed()
         processing = time.monotonic() - started
+        # The last calibration day's purchases are at noon; nothing is late (lateness 0).
+        watermark_ms = CALIBRATION_END_MS - DAY_MS // 2
+        sweep_lag_s = run.wait_until_scored(customers, watermark_ms)
+        live = run.profile_fields(customers, ["churn_probability", "clv"])
     finally:
         run.stop_worker()
     bundle = run.final_bundle()
     inputs = run.profiles(customers)
-    live = run.profile_fields(customers, ["clv"])
     missing = [c for c in customers if c not in inputs]
     if missing:
         raise RuntimeError(f"{len(missing)} CDNOW customers have no profile, e.g. {missing[:3]}")
@@ -185,20 +194,22 @@ def run_cdnow(stack: LocalStack, config: CdnowConfig, *, progress: bool = True) 
         customers, fill_value=0.0)
     no_purchase = (holdout_counts == 0).astype(int).to_numpy()
     scale = HOLDOUT_DAYS / bundle.clv.window_days
-    churn, clv, clv_live, recency = [], [], [], []
+    churn, churn_live, clv, clv_live, recency = [], [], [], [], []
     for customer in customers:
         profile = inputs[customer].profile
-        churn.append(bundle.churn.predict(
-            bundle.churn.featurize(profile, CALIBRATION_END_MS))[0])
-        clv.append(bundle.clv.predict(profile, CALIBRATION_END_MS).clv * scale)
-        clv_live.append(float(live.get(customer, {}).get("clv", "nan")) * scale)
+        served = live.get(customer, {})
+        churn.append(bundle.churn.predict(bundle.churn.featurize(profile, watermark_ms))[0])
+        churn_live.append(float(served.get("churn_probability", "nan")))
+        clv.append(bundle.clv.predict(profile, watermark_ms).clv * scale)
+        clv_live.append(float(served.get("clv", "nan")) * scale)
         recency.append((CALIBRATION_END_MS - (profile["last_order_at"] or 0)) / DAY_MS)
     expected, bgnbd_clv = bgnbd_baseline(frame, customers)
     spend = holdout_spend.to_numpy(dtype=float)
     result = CdnowResult(
         config=config, customers=len(customers), calibration_events=sent,
         seconds_processing=processing, no_purchase=no_purchase.tolist(),
-        holdout_spend=spend.tolist(), ours_churn=churn, bgnbd_expected=expected.tolist(),
+        holdout_spend=spend.tolist(), ours_churn=churn, ours_churn_live=churn_live,
+        sweep_lag_s=sweep_lag_s, bgnbd_expected=expected.tolist(),
         recency_days=recency, ours_clv=clv, ours_clv_live=clv_live,
         bgnbd_gg_clv=bgnbd_clv.tolist(), worker_settings=overrides,
         online={"churn": _pick(bundle.churn.metrics_dict(), ("examples", "roc_auc",
@@ -226,6 +237,7 @@ def score(result: CdnowResult) -> dict[str, dict[str, float]]:
 
     return {
         "churn_auc": {"ours": auc(result.ours_churn),
+                      "ours_live": auc(np.nan_to_num(np.asarray(result.ours_churn_live))),
                       "bgnbd": auc(-np.asarray(result.bgnbd_expected)),
                       "recency": auc(result.recency_days)},
         "clv_ours": spend_metrics(result.ours_clv),

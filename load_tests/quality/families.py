@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from load_tests.quality.family_catalogue import Catalogue, build_catalogue
+from load_tests.quality.family_catalogue import build_catalogue
 from load_tests.quality.family_customers import DAY_MS, CustomerPlan, draw_plan, visit_times
 from load_tests.quality.family_sessions import CustomerActivity, IdCounter, simulate_customer
 from load_tests.quality.family_specs import FAMILIES, FamilySpec, GroupSpec
@@ -98,7 +98,9 @@ class Shop:
     groups: tuple[str, ...]
     #: ticket_id -> +1 (clearly positive), -1 (clearly negative), 0 (neutral or mixed).
     ticket_truth: dict[str, int]
-    catalogue: Catalogue
+    #: The products (each with a ``product_id`` and ``category``): a family's
+    #: :class:`Catalogue`, or another shop's catalogue judged the same way.
+    catalogue: Any
 
     def events_until(self, at_ms: int) -> list[dict[str, Any]]:
         """Events that occurred before ``at_ms`` (what a benchmark streams first)."""

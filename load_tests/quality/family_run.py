@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,7 +41,8 @@ from sklearn.metrics import adjusted_rand_score, roc_auc_score
 from feature_store.keys import watermark_key
 from load_tests.quality.families import Shop, generate_shop
 from load_tests.quality.served import ServedApi, ServedProfile, read_alerts
-from load_tests.quality.stack import INPUT_TOPICS, LocalStack, Message, PipelineRun
+from load_tests.quality.stack import LocalStack, Message, PipelineRun
+from schemas.topics import CLICKS, PURCHASES
 
 log = logging.getLogger(__name__)
 
@@ -49,21 +51,26 @@ DAY_MS = 86_400_000
 GAP_LIMIT = 0.05
 START = datetime(2025, 1, 1, tzinfo=UTC)
 TOPIC_OF = {"click": "shop.clicks", "purchase": "shop.purchases", "ticket": "support.tickets"}
+ACTIVITY_TOPICS = (CLICKS, PURCHASES)
 
 
 @dataclass(frozen=True)
 class FamilyConfig:
+    """One shop of a family (or the simulated shop, ``family="simulated"``) and its run."""
+
     family: str
     customers: int = 600
     days: float = 120.0
     seed: int = 11
     holdout_days: float = 30.0
     partitions: int = 3
-    max_backlog: int = 2000
+    #: How far the producer may run ahead of the worker: a replay of months in minutes
+    #: reads topics at paces of their own, and live traffic is milliseconds apart.
+    max_backlog: int = 300
 
     def quick(self) -> FamilyConfig:
-        return FamilyConfig(self.family, customers=250, days=120.0, seed=self.seed,
-                            partitions=2)
+        return FamilyConfig(self.family, customers=250, days=self.days, seed=self.seed,
+                            holdout_days=self.holdout_days, partitions=2)
 
 
 @dataclass
@@ -99,28 +106,31 @@ def _messages(events: list[dict[str, Any]], run: PipelineRun) -> list[Message]:
 
 def model_watermark(run: PipelineRun) -> int:
     """The watermark the worker scores at, from the per-partition watermarks it recorded:
-    per topic the slowest partition, then the most advanced topic."""
+    the slowest partition of the clicks and purchases topics."""
     client = redis.Redis.from_url(run.settings.redis_url)
     try:
-        per_topic = []
-        for name in INPUT_TOPICS:
-            keys = [watermark_key(run.settings.topic(name), p)
-                    for p in range(run.settings.partitions)]
-            marks = [int(v) for v in client.mget(keys) if v is not None]  # type: ignore[union-attr]
-            if marks:
-                per_topic.append(min(marks))
-        return max(per_topic)
+        keys = [watermark_key(run.settings.topic(name), p) for name in ACTIVITY_TOPICS
+                for p in range(run.settings.partitions)]
+        return min(int(v) for v in client.mget(keys) if v is not None)  # type: ignore[union-attr]
     finally:
         client.close()
 
 
 def run_family(stack: LocalStack, config: FamilyConfig, *, progress: bool = True
                ) -> FamilyResult:
+    """Generate the family's shop, replay it, and score what was served."""
     shop = generate_shop(config.family, customers=config.customers, days=config.days,
                          seed=config.seed, start=START)
+    return run_shop(stack, shop, config, progress=progress)
+
+
+def run_shop(stack: LocalStack, shop: Shop, config: FamilyConfig, *, progress: bool = True
+             ) -> FamilyResult:
+    """Replay ``shop`` in two parts and score what was served after each."""
     cutoff = shop.end_ms - round(config.holdout_days * DAY_MS)
     run = PipelineRun(stack=stack, name=f"family-{config.family}",
-                      overrides={"partitions": config.partitions}, progress=progress)
+                      overrides={"partitions": config.partitions, "telemetry_interval_s": 1.0},
+                      progress=progress)
     customers = sorted(shop.truth)
     run.start()
     try:
@@ -140,7 +150,7 @@ def run_family(stack: LocalStack, config: FamilyConfig, *, progress: bool = True
             run.wait_until_processed()
             lag_b = api.wait_until_scored(customers, model_watermark(run))
             snapshot_b = api.profiles(customers)
-            models = api.models()
+            models = api.models(published_after_ms=round(time.time() * 1000))
             segments = api.segments()
     finally:
         run.stop_worker()
@@ -225,9 +235,11 @@ def _active_between(shop: Shop, start_ms: int, end_ms: int) -> set[str]:
 
 
 def _owners(shop: Shop) -> dict[str, str]:
-    """customer id -> itself, cookie id -> its customer."""
+    """customer id -> itself, cookie id -> the customer it logged in as."""
     owners = {c: c for c in shop.truth}
-    owners.update({t.anonymous_id: c for c, t in shop.truth.items()})
+    for event in shop.events:
+        if event.get("anonymous_id") and event.get("customer_id"):
+            owners.setdefault(event["anonymous_id"], event["customer_id"])
     return owners
 
 

@@ -117,8 +117,17 @@ class ServedApi:
             out[customer] = [item["product_id"] for item in body["recommendations"]]
         return out
 
-    def models(self) -> dict[str, dict[str, Any]]:
-        return {model["name"]: model for model in self._get("/v1/models")["models"]}
+    def models(self, *, published_after_ms: int = 0, timeout_s: float = 30.0
+               ) -> dict[str, dict[str, Any]]:
+        """Each model's version and online metrics, as published by the worker's telemetry
+        after ``published_after_ms`` (wall clock): the metrics must be today's."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            models = {model["name"]: model for model in self._get("/v1/models")["models"]}
+            if all((_ms(model.get("updated_at")) or 0) > published_after_ms
+                   for model in models.values()) or time.monotonic() > deadline:
+                return models
+            time.sleep(0.5)
 
     def segments(self) -> list[dict[str, Any]]:
         return list(self._get("/v1/segments")["segments"])
@@ -130,13 +139,14 @@ class ServedApi:
                           timeout_s: float = 300.0) -> float:
         """Wait until every customer's served scores are at least as new as
         ``watermark_ms`` (or as their own last activity, if later); answers the seconds it
-        took, which is how far the served scores lagged behind the watermark."""
+        took, which is how far the served scores lagged behind the watermark. A customer
+        without a profile (only ever anonymous) has nothing to wait for."""
         started = time.monotonic()
         waiting = list(customer_ids)
         while waiting:
             served = self.profiles(waiting)
-            waiting = [c for c in waiting if c not in served or not _fresh(served[c],
-                                                                           watermark_ms)]
+            waiting = [c for c in waiting if c in served and not _fresh(served[c],
+                                                                        watermark_ms)]
             if not waiting:
                 break
             if time.monotonic() - started > timeout_s:
@@ -153,27 +163,14 @@ def _fresh(profile: ServedProfile, watermark_ms: int) -> bool:
 
 
 def read_alerts(settings: Settings, *, idle_s: float = 3.0) -> list[dict[str, Any]]:
-    """Every alert on the run's ``crm.alerts`` topic, as marketing automation reads them:
-    from the beginning until ``idle_s`` pass without a new one (the embedded broker's end
-    offsets are not to be trusted, see the README)."""
+    """Every alert on the run's ``crm.alerts`` topic, read as ``crm alerts tail
+    --from-beginning`` reads it, until ``idle_s`` pass without a new one."""
+    import io
+
     import orjson
-    from confluent_kafka import Consumer
 
-    from schemas.topics import ALERTS
+    from stream.alerts_consumer import tail_alerts
 
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap,
-                         "group.id": f"quality-{time.time_ns()}", "enable.auto.commit": False,
-                         "auto.offset.reset": "earliest"})
-    consumer.subscribe([settings.topic(ALERTS)])
-    alerts: list[dict[str, Any]] = []
-    try:
-        last = time.monotonic() + 15.0  # a group join on the embedded broker takes seconds
-        while time.monotonic() - last < idle_s:
-            message = consumer.poll(0.5)
-            if message is None or message.error():
-                continue
-            alerts.append(orjson.loads(message.value() or b"{}"))
-            last = time.monotonic()
-        return alerts
-    finally:
-        consumer.close()
+    out = io.StringIO()
+    tail_alerts(settings, None, True, out=out, idle_timeout_s=idle_s)
+    return [orjson.loads(line) for line in out.getvalue().splitlines() if line.strip()]

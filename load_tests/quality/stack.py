@@ -145,6 +145,7 @@ class PipelineRun:
             self.delivered += 1
 
         bar = _bar(total, desc, self.progress)
+        delivered_before = self.delivered
         client = redis.Redis.from_url(self.settings.redis_url)
         progress_keys = [progress_key(self.settings.topic(name), partition)
                          for name in INPUT_TOPICS for partition in range(self.settings.partitions)]
@@ -164,8 +165,9 @@ class PipelineRun:
             client.close()
         bar.update(sent - bar.n)
         bar.close()
-        if self.delivered != sent:
-            raise WorkerFailed(f"only {self.delivered} of {sent} events were delivered")
+        if self.delivered - delivered_before != sent:
+            raise WorkerFailed(f"only {self.delivered - delivered_before} of {sent} events "
+                               "were delivered")
         return sent
 
     def _wait_for_backlog(self, producer: EventProducer, client: redis.Redis,
@@ -259,6 +261,33 @@ class PipelineRun:
         finally:
             client.close()
         return out
+
+    def wait_until_scored(self, customer_ids: list[str], watermark_ms: int, *,
+                          tenant: str = "default", timeout_s: float = 300.0) -> float:
+        """Wait until the silence sweep has scored every customer at ``watermark_ms`` (or at
+        their own later activity), reading the Redis profiles as the API would; answers the
+        seconds it took."""
+        started = time.monotonic()
+        waiting = list(customer_ids)
+        bar = _bar(len(waiting), "scores reaching the watermark", self.progress)
+        try:
+            while waiting:
+                fields = self.profile_fields(waiting, ["scored_at", "last_seen_at"],
+                                             tenant=tenant)
+                waiting = [c for c in waiting if c in fields  # no profile: nothing to score
+                           and int(fields[c].get("scored_at", 0))
+                           < min(watermark_ms, int(fields[c].get("last_seen_at", 0)
+                                                   or watermark_ms))]
+                bar.update(len(customer_ids) - len(waiting) - bar.n)
+                if waiting and time.monotonic() - started > timeout_s:
+                    raise WorkerFailed(f"{len(waiting)} customers not scored at the watermark "
+                                       f"after {timeout_s:.0f}s, e.g. {waiting[:3]}")
+                if waiting:
+                    self._check_alive()
+                    time.sleep(0.5)
+        finally:
+            bar.close()
+        return time.monotonic() - started
 
     def _check_alive(self) -> None:
         if self.worker is not None and not self.worker.is_running():

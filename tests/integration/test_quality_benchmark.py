@@ -1,4 +1,5 @@
-"""The quality benchmark end to end, in quick mode: real broker, real Redis, ``crm worker``."""
+"""The quality benchmark end to end, in quick mode: every shop family, our simulated shop and a
+CDNOW sample through the real broker, ``crm worker``, Redis and ``crm api``."""
 
 from __future__ import annotations
 
@@ -10,37 +11,49 @@ import pytest
 pytest.importorskip("lifetimes", reason="the quality benchmark needs the bench extra")
 pytest.importorskip("matplotlib", reason="the quality benchmark needs the bench extra")
 
+from load_tests.quality.families import FAMILIES
 from load_tests.quality.runner import run_quality_benchmark
 
 pytestmark = pytest.mark.slow
 
+#: What the quick shops must reach as served; where a full-size target is met in
+#: load_tests/results/QUALITY.md these sit a little below it, where it is missed they hold
+#: today's level so that it cannot slip unnoticed (the report says what is missed).
+FLOORS = {
+    "churn ROC-AUC, served at the end vs stopped for good": 0.80,
+    "slowest served score behind the watermark (s)": -60.0,  # at most 60 s
+}
 
-def _number(text: str, label: str) -> float:
-    """The number in the last column of the table row that starts with ``label``."""
-    match = re.search(rf"^\| {re.escape(label)}[^\n]*\| (-?[0-9.]+)x? \|", text, re.MULTILINE)
-    assert match, f"no row {label!r} in the report"
-    return float(match.group(1))
+
+def _served(text: str, label: str) -> list[float]:
+    """The 'served' column of every summary row whose measure contains ``label``."""
+    values = []
+    for line in text.splitlines():
+        if line.startswith("| ") and label in line:
+            cells = [cell.strip() for cell in line.strip("|").split("|")]
+            if cells[2] != "n/a":
+                values.append(float(cells[2]))
+    return values
 
 
-@pytest.mark.timeout(600)
-def test_quick_quality_benchmark_writes_a_sane_report(tmp_path: Path) -> None:
-    """Verify that quick mode writes QUALITY.md with its plots and numbers in range."""
-    report = run_quality_benchmark(output_dir=tmp_path, quick=True, progress=False)
+@pytest.mark.timeout(1800)
+def test_quick_quality_benchmark_judges_what_is_served(tmp_path: Path) -> None:
+    """Verify that quick mode writes QUALITY.md with a plot per shop, that served and
+    self-reported quality agree, and that the served scores clear their floors."""
+    report, disagreeing = run_quality_benchmark(output_dir=tmp_path, quick=True,
+                                                progress=False)
     text = report.read_text()
     assert report == tmp_path / "QUALITY.md"
-    for plot in ("quality_roc.png", "quality_calibration.png", "quality_clv.png",
-                 "quality_segments.png", "quality_hit_rate.png"):
+    for shop in (*FAMILIES, "simulated", "cdnow"):
+        plot = f"quality_{shop}.png"
         assert (tmp_path / plot).stat().st_size > 1000, plot
         assert f"]({plot})" in text
-    for label in ("ours: `churn_probability`", "BG/NBD: minus expected holdout purchases",
-                  "churn ROC-AUC, final checkpoint at the final watermark vs truth"):
-        assert 0.0 <= _number(text, label) <= 1.0, label
-    # Both churn scores must carry real signal on CDNOW, even on a sample.
-    assert _number(text, "ours: `churn_probability`") > 0.6
-    assert _number(text, "BG/NBD: minus expected holdout purchases") > 0.6
-    assert -1.0 <= _number(text, "ARI, `segment` in the Redis profiles vs latent segment") <= 1.0
-    hit_rate = _number(text, "hit-rate@10, ours")
-    assert 0.0 < hit_rate <= 1.0
-    spearman = re.search(r"^\| BG/NBD x Gamma-Gamma \(lifetimes\) \| ([0-9.]+) \| (-?[0-9.]+) \|",
-                         text, re.MULTILINE)
-    assert spearman and -1.0 <= float(spearman.group(2)) <= 1.0
+    assert disagreeing == [], f"served and self-reported quality disagree: {disagreeing}"
+    for label, floor in FLOORS.items():
+        values = _served(text, label)
+        assert len(values) == len(FAMILIES) + 1, label
+        for value in values:
+            assert (value >= floor) if floor >= 0 else (value <= -floor), (label, values)
+    cdnow = re.search(r"^\| served `churn_probability` \(Redis profile\) \| ([0-9.]+) \|",
+                      text, re.MULTILINE)
+    assert cdnow and float(cdnow.group(1)) > 0.6

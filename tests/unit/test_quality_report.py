@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import math
 import random
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -16,8 +16,10 @@ from load_tests.quality.cdnow import (
     purchase_event,
     score,
 )
-from load_tests.quality.report import calibration_bins, summary_rows, write_report
-from load_tests.quality.simulated import SimulatedConfig, SimulatedResult
+from load_tests.quality.families import generate_shop
+from load_tests.quality.family_run import FamilyConfig, FamilyResult, score_family
+from load_tests.quality.report import failures, summary_rows, write_report
+from load_tests.quality.served import ServedProfile
 from schemas.events import PurchaseEvent, validate_event
 
 
@@ -43,10 +45,11 @@ def _cdnow_result(n: int = 400) -> CdnowResult:
     rng = random.Random(3)
     no_purchase = [int(rng.random() < 0.6) for _ in range(n)]
     spend = [0.0 if y else rng.uniform(5, 300) for y in no_purchase]
+    churn = [0.5 * y + 0.5 * rng.random() for y in no_purchase]
     return CdnowResult(
         config=CdnowConfig(sample=n), customers=n, calibration_events=2 * n,
         seconds_processing=1.0, no_purchase=no_purchase, holdout_spend=spend,
-        ours_churn=[0.5 * y + 0.5 * rng.random() for y in no_purchase],
+        ours_churn=churn, ours_churn_live=list(churn), sweep_lag_s=3.0,
         bgnbd_expected=[rng.random() * (1 - y) for y in no_purchase],
         recency_days=[rng.uniform(0, 270) for _ in no_purchase],
         ours_clv=[s * rng.uniform(0.5, 1.5) for s in spend],
@@ -55,61 +58,81 @@ def _cdnow_result(n: int = 400) -> CdnowResult:
     )
 
 
-def _sim_result(n: int = 300) -> SimulatedResult:
-    rng = random.Random(4)
-    latent = [rng.randrange(5) for _ in range(n)]
-    churned = [int(rng.random() < 0.4) for _ in range(n)]
-    return SimulatedResult(
-        config=SimulatedConfig.quick(), events=10_000, customers_scored=n,
-        seconds_producing=1.0, seconds_processing=2.0, now_ms=0, ari_live=0.5, ari_final=0.6,
-        ari_batch_kmeans=0.7,
-        latent_segments=latent, live_segments=[(s + 1) % 5 for s in latent],
-        final_segments=latent, segment_labels={i: f"segment {i}" for i in range(5)},
-        churned=churned, churn_scores=[0.3 * y + 0.7 * rng.random() for y in churned],
-        churn_auc=0.7, churn_online={"examples": 10, "roc_auc": 0.8, "log_loss": 0.5},
-        reco={"purchases_evaluated": 50, "hit_rate_at_10": 0.3,
-              "popularity_hit_rate_at_10": 0.1},
-        reco_in_order={"purchases_evaluated": 50, "hit_rate_at_10": 0.4,
-                       "popularity_hit_rate_at_10": 0.1},
-    )
-
-
 def test_cdnow_scores_compare_ours_with_the_baselines() -> None:
     """Verify that the CDNOW metrics rank a perfect spend prediction first."""
     metrics = score(_cdnow_result())
     assert 0.5 < metrics["churn_auc"]["ours"] <= 1.0
+    assert metrics["churn_auc"]["ours_live"] == metrics["churn_auc"]["ours"]
     assert 0.5 < metrics["churn_auc"]["bgnbd"] <= 1.0
     assert metrics["clv_ours_live"] == {"mae": 0.0, "spearman": pytest.approx(1.0)}
     assert metrics["clv_ours"]["spearman"] > metrics["clv_bgnbd_gg"]["spearman"]
 
 
-def test_calibration_bins_average_each_bin() -> None:
-    """Verify that the calibration table is per equal-width bin, empty bins left out."""
-    assert calibration_bins([0.05, 0.05, 0.95], [0, 1, 1], bins=10) == [
-        (0.05, 0.5, 2), (0.95, 1.0, 1)]
+SHOP = generate_shop("abrupt_stop", customers=80, days=90, seed=2,
+                     start=datetime(2025, 1, 1, tzinfo=UTC))
+CUTOFF = SHOP.end_ms - 30 * 86_400_000
 
 
-def test_summary_marks_targets_met_and_missed() -> None:
-    """Verify that each target is judged from the numbers (ARI 0.5 misses 0.8, 3x beats 2x)."""
+def _served(customer: str, *, churn: float, segment: int) -> ServedProfile:
+    return ServedProfile(customer_id=customer, churn_probability=churn, churn_status="ready",
+                         clv=float(segment), segment=segment, segment_label=f"s{segment}",
+                         scored_at_ms=SHOP.end_ms, last_seen_ms=None, sentiment=None)
+
+
+def _family_result(*, progressive: float) -> FamilyResult:
+    """A family scored from served values that know the truth."""
+    truth = SHOP.truth
+    served = {c: _served(c, churn=0.9 if t.churned else 0.1, segment=t.group)
+              for c, t in truth.items()}
+    negative_openings = [e for e in SHOP.events if e["type"] == "ticket"
+                         and e["status"] == "opened" and SHOP.ticket_truth[e["ticket_id"]] < 0]
+    alerts = [{"kind": "negative_ticket", "triggered_by": e["event_id"]}
+              for e in negative_openings]
+    lists = {c: list(t.favourite_products)[:10] for c, t in truth.items()}
+    models = {"churn": {"metrics": {"roc_auc": progressive}},
+              "sentiment": {"metrics": {"accuracy": 0.95}}}
+    return score_family(SHOP, FamilyConfig("abrupt_stop"), cutoff=CUTOFF, at_a=CUTOFF,
+                        snapshot_a=served, lists=lists, snapshot_b=served, models=models,
+                        segments=[{"segment": 0, "label": "s0", "size": 10}], alerts=alerts,
+                        sweep_lag_s=[1.0, 2.0])
+
+
+def test_a_family_is_scored_from_what_was_served() -> None:
+    """Verify each measure from served values that know the truth: perfect churn ranking,
+    segments equal to the planted groups, every negative ticket alerted and no other."""
+    metrics = _family_result(progressive=0.9).metrics
+    assert metrics["churn_auc_truth"] == pytest.approx(1.0)
+    assert metrics["segments_ari"] == pytest.approx(1.0)
+    assert metrics["negative_ticket_recall"] == pytest.approx(1.0)
+    assert metrics["negative_ticket_false_share"] == pytest.approx(0.0)
+    assert metrics["sentiment_accuracy"] == pytest.approx(1.0)
+    assert metrics["reco_favourite_category_share"] > 0.9
+    assert metrics["churn_auc_progressive"] == pytest.approx(0.9)
+
+
+def test_served_and_self_reported_quality_that_disagree_fail_the_report() -> None:
+    """Verify that a churn ROC-AUC served on the model's own label more than 0.05 away from
+    its progressive ROC-AUC is a failure, and a close one is not."""
+    close = _family_result(progressive=0.9)
+    served = close.metrics["churn_auc_own_label"]
+    assert served is not None
+    agreeing = _family_result(progressive=served - 0.03)
+    disagreeing = _family_result(progressive=served - 0.2)
+    assert failures(summary_rows([agreeing], None, quick=False)) == []
+    [failed] = failures(summary_rows([disagreeing], None, quick=False))
+    assert "own label" in failed.what
+
+
+def test_report_is_written_with_a_plot_per_shop(tmp_path: Path) -> None:
+    """Verify that QUALITY.md names a plot per family and CDNOW's, each a PNG on disk."""
     cdnow = _cdnow_result()
     cdnow.metrics = score(cdnow)
-    assert len(summary_rows(_sim_result(), cdnow)) == 5
-    sim_rows = summary_rows(_sim_result(), None)
-    assert [row.met for row in sim_rows] == [False, False, True]
-    assert sim_rows[2].result == pytest.approx(3.0)
-
-
-def test_report_is_written_with_its_plots(tmp_path: Path) -> None:
-    """Verify that QUALITY.md names every plot and every plot file exists and is a PNG."""
-    cdnow = _cdnow_result()
-    cdnow.metrics = score(cdnow)
-    path = write_report(tmp_path, sim=_sim_result(), cdnow=cdnow, elapsed_s=61.0, quick=True)
+    path = write_report(tmp_path, families=[_family_result(progressive=0.9)], cdnow=cdnow,
+                        elapsed_s=61.0, quick=True)
     text = path.read_text()
-    assert "## Summary" in text and "Quick mode" in text
+    assert "## Summary" in text and "Quick mode" in text and "## abrupt_stop" in text
     pngs = sorted(p.name for p in tmp_path.glob("*.png"))
-    assert pngs == ["quality_calibration.png", "quality_clv.png", "quality_hit_rate.png",
-                    "quality_roc.png", "quality_segments.png"]
+    assert pngs == ["quality_abrupt_stop.png", "quality_cdnow.png"]
     for name in pngs:
         assert f"]({name})" in text
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert not math.isnan(cdnow.metrics["clv_ours"]["mae"])
