@@ -121,7 +121,7 @@ def simulate(settings: Settings, customers: int, seed: int, rate: float | None,
              max_events: int | None, duration: float | None, truth: Path | None,
              events_out: Path | None) -> None:
     """Simulate a web shop: sessions, purchases and tickets, produced to Kafka."""
-    from load_tests.simulator import run_simulation
+    from simulator import run_simulation
 
     report = run_simulation(settings=settings, customers=customers, seed=seed, rate=rate,
                             max_events=max_events, duration_s=duration, truth_path=truth,
@@ -174,23 +174,6 @@ def alerts_tail(settings: Settings, kind: str | None, from_beginning: bool,
     from stream.alerts_consumer import tail_alerts
 
     tail_alerts(settings, kind, from_beginning, max_messages=max_messages, group_id=group_id)
-
-
-@cli.group()
-def bench() -> None:
-    """Benchmarks (reports under load_tests/results/)."""
-
-
-@bench.command("quality")
-@click.option("--quick", is_flag=True, help="A small shop and a CDNOW sample (a few minutes).")
-@click.option("--output-dir", type=click.Path(path_type=Path),
-              default=Path("load_tests/results"), show_default=True)
-def bench_quality(quick: bool, output_dir: Path) -> None:
-    """Model quality on the simulated shop and on the real CDNOW history, through the pipeline."""
-    from load_tests.quality.runner import run_quality_benchmark
-
-    report = run_quality_benchmark(output_dir=output_dir, quick=quick, progress=True)
-    click.echo(f"wrote {report}")
 
 
 def main() -> None:

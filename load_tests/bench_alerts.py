@@ -74,8 +74,8 @@ from load_tests.scheduling import (
     busy_host_problem,
     permitted_priority,
 )
-from load_tests.simulator import TOPIC_BY_TYPE, ShopSimulator
 from schemas.topics import ALERTS, TICKETS
+from simulator import TOPIC_BY_TYPE, ShopSimulator
 from stream.metrics import BATCH_STEP_NAMES
 from stream.processes import ManagedProcess, free_port
 from stream.producer import EventProducer

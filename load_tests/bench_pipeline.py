@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from agents.pipeline import RawMessage
 from load_tests.measure import write_report
-from load_tests.simulator import TOPIC_BY_TYPE, ShopSimulator
+from simulator import TOPIC_BY_TYPE, ShopSimulator
 from stream.devstack import EmbeddedBroker, RedisServer
 from stream.producer import EventProducer
 from stream.settings import Settings, kafka_client_config

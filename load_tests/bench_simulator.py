@@ -25,8 +25,8 @@ from pathlib import Path
 
 import orjson
 
-from load_tests.simulator import ShopSimulator, run_simulation
 from schemas.events import validate_event
+from simulator import ShopSimulator, run_simulation
 from stream.settings import Settings
 
 

@@ -27,10 +27,10 @@ import numpy as np
 import orjson
 from sklearn.metrics import adjusted_rand_score, roc_auc_score
 
-from load_tests.population import SEGMENTS
 from load_tests.quality.stack import LocalStack, Message, PipelineRun
-from load_tests.simulator import TOPIC_BY_TYPE, ShopSimulator
 from online_models import ModelBundle, Recommender, behaviour_vector
+from simulator import TOPIC_BY_TYPE, ShopSimulator
+from simulator.population import SEGMENTS
 
 log = logging.getLogger(__name__)
 

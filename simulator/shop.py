@@ -6,13 +6,13 @@ event-time order (a heap of every customer's next action), deterministic by seed
 possible), writes the ground truth (and optionally the events) as JSON lines, shows progress
 and returns a :class:`SimulationReport`.
 
-The hidden truth (see :mod:`load_tests.population`): five latent segments (loyal high
+The hidden truth (see :mod:`simulator.population`): five latent segments (loyal high
 spenders, bargain hunters, window shoppers who rarely buy but fill carts, one-time buyers,
 support-heavy customers), ~36% of customers churning at a date within the period (activity
 fades over the 30 days before it, then stops: no event at or after ``churn_at``), tastes
 shared within 20 taste clusters over a Zipf-popular catalogue (so collaborative filtering beats
 popularity), a ticket mood (happy / neutral / angry: wording and CSAT) and an ~80% marketing
-consent. Sessions (see :mod:`load_tests.sessions`) have page and product views, searches with
+consent. Sessions (see :mod:`simulator.sessions`) have page and product views, searches with
 query text, cart adds and removals, checkouts and purchases; some start anonymously and stitch
 at a ``/login`` page view carrying both ``anonymous_id`` and ``customer_id``. Anonymous events
 carry neither ``customer_id`` nor ``marketing_consent``. Tickets go opened -> replied ->
@@ -47,11 +47,11 @@ from typing import IO, Any, Protocol
 import orjson
 from pydantic import ValidationError
 
-from load_tests.catalogue import Catalogue
-from load_tests.population import DAY_MS, Customer, build_population
-from load_tests.sessions import SessionWriter
 from schemas.events import validate_event
 from schemas.topics import CLICKS, PURCHASES, TICKETS
+from simulator.catalogue import Catalogue
+from simulator.population import DAY_MS, Customer, build_population
+from simulator.sessions import SessionWriter
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
