@@ -6,14 +6,8 @@ the same two. Depends only on :mod:`schemas` and the producer SDK with its setti
 (import-linter checks it).
 """
 
-from simulator.shop import (
-    TOPIC_BY_TYPE,
-    ShopSimulator,
-    SimulationReport,
-    read_jsonl,
-    run_simulation,
-    write_jsonl,
-)
+from simulator.run import SimulationReport, read_jsonl, run_simulation, write_jsonl
+from simulator.shop import TOPIC_BY_TYPE, ShopSimulator
 
 __all__ = [
     "TOPIC_BY_TYPE",
