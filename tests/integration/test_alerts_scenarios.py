@@ -42,7 +42,7 @@ from stream.processes import ManagedProcess
 from stream.producer import EventProducer
 from stream.settings import Settings, kafka_client_config
 from tests.helpers import wait_for
-from tests.unit.test_alert_support import click, purchase, ticket
+from tests.unit.support import click, purchase, ticket
 
 AnyEvent = ClickEvent | PurchaseEvent | TicketEvent
 DAY = 24 * 60
