@@ -10,7 +10,7 @@ COPY feature_store feature_store
 COPY stream stream
 COPY agents agents
 COPY api api
-COPY load_tests load_tests
+COPY simulator simulator
 COPY crm crm
 RUN pip install . && useradd --create-home crm
 USER crm

@@ -40,7 +40,7 @@ demo: install redis
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/mypy schemas online_models feature_store stream agents api crm load_tests
+	$(BIN)/mypy schemas online_models feature_store stream agents api simulator crm load_tests
 	$(BIN)/lint-imports
 
 unit: install
@@ -53,7 +53,7 @@ test: install redis browser lint
 	$(BIN)/pytest -q
 
 bench-quality: install redis
-	$(BIN)/crm bench quality
+	$(BIN)/python -m load_tests.bench_quality
 
 # vegeta (Go, constant-rate load) for bench-api, built once into ~/.cache/crm-bench/bin
 # (CRM_BENCH_TOOLS) from the Go module proxy; without Go the benchmark uses its Python client.

@@ -1,1 +1,2 @@
-"""A simulated web shop with hidden ground truth, chaos helpers and benchmarks."""
+"""Benchmarks of the product (throughput, latency, model quality) and their reports; chaos
+helpers for the tests. Not shipped in the wheel: run from a source checkout."""

@@ -10,6 +10,11 @@ machines; this one is shared and noisy):
 3. full: the same plus the online models and alert rules (:class:`agents.runtime.WorkerRuntime`).
 
 Run ``python -m load_tests.bench_pipeline [--events N]``; writes load_tests/results/PIPELINE.md.
+
+Stages 2 and 3 drive the worker's own classes in this process (``agents.pipeline``,
+``agents.runtime``): what is measured is their cost per event, with no Kafka consumer or
+Faust around them, so this benchmark imports the worker's modules (an exception the
+import-linter contract names).
 """
 
 from __future__ import annotations
@@ -29,12 +34,20 @@ from confluent_kafka import Consumer
 from tqdm import tqdm
 
 from agents.pipeline import RawMessage
-from load_tests.measure import write_report
-from load_tests.simulator import TOPIC_BY_TYPE, ShopSimulator
+from load_tests.commands import create_topics
+from load_tests.measure import speed_check_ms
+from load_tests.report import (
+    reproduce_line,
+    run_sentence,
+    speed_check_line,
+    table,
+    title,
+    write_report,
+)
+from simulator import TOPIC_BY_TYPE, ShopSimulator
 from stream.devstack import EmbeddedBroker, RedisServer
 from stream.producer import EventProducer
 from stream.settings import Settings, kafka_client_config
-from stream.topics import create_topics
 
 RESULTS = Path(__file__).parent / "results" / "PIPELINE.md"
 BATCH = 500
@@ -116,27 +129,28 @@ def main() -> None:
                 messages.append(RawMessage(topic, 0, offset, payload))
         # As the worker's one agent sees them: the three topics mixed, in arrival order.
         batches = [messages[i:i + args.batch] for i in range(0, len(messages), args.batch)]
+        speed_before = speed_check_ms()
         baseline = consume_only(settings, len(events))
         features = asyncio.run(in_process(settings, batches, with_models=False))
         full = asyncio.run(in_process(settings, batches, with_models=True))
+        speed_ms = (speed_before, speed_check_ms())
     finally:
         redis_server.stop()
         broker.stop()
-    rows = [("consume only (baseline)", baseline), ("features (decode, validate, Redis Lua)",
-                                                    features),
+    rows = [("consume only (baseline)", baseline),
+            ("features (decode, validate, Redis Lua)", features),
             ("full (features + models + alert rules)", full)]
-    table = ["| stage | events/s | µs/event | ratio to consume-only |", "|---|---:|---:|---:|"]
-    table += [f"| {name} | {rate:,.0f} | {1e6 / rate:,.0f} | {rate / baseline:.3f} |"
-              for name, rate in rows]
     write_report(RESULTS, "\n".join([
-        "# Worker throughput", "",
-        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {len(events):,} simulated events "
+        *title("Worker throughput"),
+        f"{run_sentence()}: {len(events):,} simulated events "
         f"({', '.join(f'{t}: {n:,}' for t, n in per_topic.items())}), mixed batches of "
-        f"{args.batch}, "
-        "one process, real redis-server and embedded broker on this machine.", "",
-        *table, "",
-        f"Reproduce: `python -m load_tests.bench_pipeline --events {args.events} "
-        f"--batch {args.batch}`.", ""]))
+        f"{args.batch}, one process, real redis-server and embedded broker on this machine.", "",
+        *table(["stage", "events/s", "µs/event", "ratio to consume-only"],
+               [[name, f"{rate:,.0f}", f"{1e6 / rate:,.0f}", f"{rate / baseline:.3f}"]
+                for name, rate in rows], align="lrrr"), "",
+        speed_check_line(*speed_ms), "",
+        reproduce_line(f"python -m load_tests.bench_pipeline --events {args.events} "
+                       f"--batch {args.batch}"), ""]))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,9 @@ two pipelines alternate, several rounds, against a redis-server started here; th
 client CPU (``time.process_time``, so the server's work is not in it), the median round.
 
 Run ``python -m load_tests.bench_redis_client``; writes load_tests/results/REDIS_CLIENT.md.
+
+It measures :mod:`feature_store.client` itself, in this process, so it imports it (an
+exception the import-linter contract names).
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import asyncio
 import statistics
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -26,7 +28,15 @@ from redis.asyncio.client import Pipeline
 from tqdm import tqdm
 
 from feature_store.client import LeanPipeline, connect
-from load_tests.measure import write_report
+from load_tests.measure import speed_check_ms
+from load_tests.report import (
+    reproduce_line,
+    run_sentence,
+    speed_check_line,
+    table,
+    title,
+    write_report,
+)
 from stream.devstack import RedisServer
 
 RESULTS = Path(__file__).parent / "results" / "REDIS_CLIENT.md"
@@ -95,29 +105,33 @@ def main() -> None:
     sizes = [args.customers, args.small]
     server = RedisServer(work_dir=Path(tempfile.mkdtemp(prefix="crm-bench-")), persist=False)
     try:
+        speed_before = speed_check_ms()
         figures = asyncio.run(_measure(server.start(), sizes, args.batches, args.rounds))
+        speed_ms = (speed_before, speed_check_ms())
     finally:
         server.stop()
-    table = ["| pipeline | commands | client CPU µs per pipeline (median) | µs per command | "
-             "range per pipeline | ratio to redis-py |", "|---|---:|---:|---:|---:|---:|"]
+    rows = []
     for size in sizes:
         commands = size * COMMANDS_PER_CUSTOMER
         baseline = statistics.median(figures[(size, PIPELINES[0])])
         for name in PIPELINES:
             values = figures[(size, name)]
             median = statistics.median(values)
-            table.append(f"| {name} | {commands} | {median:.0f} | {median / commands:.2f} | "
-                         f"{min(values):.0f}-{max(values):.0f} | {median / baseline:.2f} |")
+            rows.append([name, commands, f"{median:.0f}", f"{median / commands:.2f}",
+                         f"{min(values):.0f}-{max(values):.0f}", f"{median / baseline:.2f}"])
     write_report(RESULTS, "\n".join([
-        "# Pipelined Redis commands: client CPU", "",
-        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: {args.rounds} alternating rounds, each "
+        *title("Pipelined Redis commands: client CPU"),
+        f"{run_sentence()}: {args.rounds} alternating rounds, each "
         f"{args.batches} pipelines of {args.customers * COMMANDS_PER_CUSTOMER} commands and as "
         f"many commands in pipelines of {args.small * COMMANDS_PER_CUSTOMER} (a worker batch's "
         "score writes and a profile read), both on the worker's connection class (hiredis "
         "packing), against a local redis-server.", "",
-        *table, "",
-        f"Reproduce: `python -m load_tests.bench_redis_client --customers {args.customers} "
-        f"--small {args.small} --batches {args.batches} --rounds {args.rounds}`.", ""]))
+        *table(["pipeline", "commands", "client CPU µs per pipeline (median)", "µs per command",
+                "range per pipeline", "ratio to redis-py"], rows, align="lrrrrr"), "",
+        speed_check_line(*speed_ms), "",
+        reproduce_line(f"python -m load_tests.bench_redis_client --customers {args.customers} "
+                       f"--small {args.small} --batches {args.batches} --rounds {args.rounds}"),
+        ""]))
 
 
 if __name__ == "__main__":

@@ -25,8 +25,9 @@ from pathlib import Path
 
 import orjson
 
-from load_tests.simulator import ShopSimulator, run_simulation
+from load_tests.commands import create_topics
 from schemas.events import validate_event
+from simulator import ShopSimulator, run_simulation
 from stream.settings import Settings
 
 
@@ -99,8 +100,6 @@ def main(argv: list[str] | None = None) -> None:
             broker = EmbeddedBroker(work_dir=Path(work_dir))
             bootstrap = broker.start()
         try:
-            from stream.topics import create_topics
-
             settings = Settings(kafka_bootstrap=bootstrap, partitions=args.partitions)
             create_topics(settings)
             e2e_rate, e2e_cpu = end_to_end(

@@ -1,11 +1,13 @@
-"""Small measuring helpers the benchmarks share: percentiles, per-process CPU time, a speed
-check of the machine, and writing a report."""
+"""Small measuring helpers the benchmarks share: percentiles, per-process CPU time, counters
+from Prometheus metrics, and a speed check of the machine. (Reports: :mod:`load_tests.report`.)"""
 
 from __future__ import annotations
 
 import os
 import time
 from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -55,6 +57,69 @@ def spawned_children(parents: list[int]) -> list[int]:
     return found
 
 
+def cpu_seconds(pids: list[int]) -> float | None:
+    """User + system CPU seconds of local processes (Linux /proc); None for none or elsewhere."""
+    if not pids:
+        return None
+    try:
+        return sum(process_cpu_seconds(pid) for pid in pids)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def cpu_share(before: float | None, after: float | None, wall_s: float) -> float | None:
+    """CPU seconds per second of wall time (a share of one core) between two readings.
+
+    >>> cpu_share(10.0, 15.0, 10.0), cpu_share(None, 15.0, 10.0)
+    (0.5, None)
+    """
+    return None if before is None or after is None else (after - before) / wall_s
+
+
+def cpu_by_process() -> dict[int, tuple[str, float]]:
+    """CPU seconds so far of every process on the machine: pid -> (command line, seconds)."""
+    found: dict[int, tuple[str, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except OSError:
+            continue
+        found[int(entry.name)] = (cmdline or stat[stat.index("(") + 1:stat.rindex(")")],
+                                  cpu_seconds_from_stat(stat))
+    return found
+
+
+def process_roles(groups: dict[str, int], client_pids: dict[str, int]) -> dict[int, str]:
+    """pid -> role, for the process groups a benchmark started (``groups``: name -> process
+    group id) with all their children (uvicorn's workers), and the ``client_pids``."""
+    roles = {pid: name for name, pid in client_pids.items()}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        pgrp = int(_fields_after_name(stat)[2])
+        for name, group in groups.items():
+            if pgrp == group:
+                roles[int(entry.name)] = name
+    return roles
+
+
+def metric_total(metrics_text: str, sample: str) -> float:
+    """The sum of every ``sample`` (all label values) in a Prometheus text exposition.
+
+    >>> metric_total('x_total{topic="a"} 3\\nx_total{topic="b"} 4\\ny 9\\n', "x_total")
+    7.0
+    """
+    return float(sum(found.value for family in text_string_to_metric_families(metrics_text)
+                     for found in family.samples if found.name == sample))
+
+
 def speed_check_ms(iterations: int = 2_000_000) -> float:
     """Milliseconds of one core for a fixed pure-Python workload, run now.
 
@@ -67,21 +132,3 @@ def speed_check_ms(iterations: int = 2_000_000) -> float:
     for i in range(iterations):
         total += i * i % 7
     return (time.process_time() - started) * 1000
-
-
-def speed_check_line(before_ms: float, after_ms: float) -> str:
-    """The report's sentence about :func:`speed_check_ms` before and after the runs.
-
-    >>> speed_check_line(171.4, 240.0).endswith("171 ms before the runs, 240 ms after.")
-    True
-    """
-    return (f"Machine speed check (a fixed pure-Python loop on one core; lower is faster, about "
-            f"170 ms when this machine is quiet): {before_ms:.0f} ms before the runs, "
-            f"{after_ms:.0f} ms after.")
-
-
-def write_report(path: Path, report: str) -> None:
-    """Write a benchmark's markdown report (making its folder) and print it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(report)
-    print(report)

@@ -9,7 +9,6 @@ recommendations, the segments and the models' own online metrics over HTTP
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 from collections.abc import Iterable
@@ -19,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from load_tests.commands import create_key, run_crm
 from stream.processes import ManagedProcess, free_port
 from stream.settings import Settings
 
@@ -70,11 +70,8 @@ class ServedApi:
         self.client: httpx.Client | None = None
 
     def __enter__(self) -> ServedApi:
-        key = subprocess.run(
-            [sys.executable, "-m", "crm", "keys", "create", "--tenant", "default",
-             "--scopes", "read", "--name", "quality benchmark"],
-            env={**self.settings.to_env()}, capture_output=True, text=True, check=True,
-        ).stdout.strip().splitlines()[-1]
+        key = create_key(self.settings, tenant="default", scopes="read",
+                         name="quality benchmark", rate_limit=0)
         self.process.start()
         self.process.wait_until(self._healthy, timeout=60, what="the API's /healthz")
         self.client = httpx.Client(base_url=self.url, timeout=30.0,
@@ -163,14 +160,10 @@ def _fresh(profile: ServedProfile, watermark_ms: int) -> bool:
 
 
 def read_alerts(settings: Settings, *, idle_s: float = 3.0) -> list[dict[str, Any]]:
-    """Every alert on the run's ``crm.alerts`` topic, read as ``crm alerts tail
-    --from-beginning`` reads it, until ``idle_s`` pass without a new one."""
-    import io
-
+    """Every alert on the run's ``crm.alerts`` topic, read by ``crm alerts tail
+    --from-beginning`` until ``idle_s`` pass without a new one."""
     import orjson
 
-    from stream.alerts_consumer import tail_alerts
-
-    out = io.StringIO()
-    tail_alerts(settings, None, True, out=out, idle_timeout_s=idle_s)
-    return [orjson.loads(line) for line in out.getvalue().splitlines() if line.strip()]
+    output = run_crm(["alerts", "tail", "--from-beginning", "--idle-timeout", str(idle_s)],
+                     settings)
+    return [orjson.loads(line) for line in output.splitlines() if line.startswith("{")]

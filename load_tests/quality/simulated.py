@@ -13,9 +13,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from load_tests.population import SEGMENTS
 from load_tests.quality.families import CustomerTruth, Shop
-from load_tests.simulator import ShopSimulator
+from simulator import ShopSimulator
+from simulator.population import SEGMENTS
 
 #: A fixed start in the past, so every run replays the same shop (events may not be in the
 #: future) and the period ends long before today.

@@ -27,12 +27,12 @@ from agents.checkpoints import CheckpointStore
 from agents.recommending import restore_recommender
 from feature_store.keys import progress_key
 from feature_store.model_inputs import ModelInput, load_model_inputs
+from load_tests.commands import create_topics
 from online_models import ModelBundle
 from schemas.topics import CLICKS, PURCHASES, TICKETS
 from stream.processes import ManagedProcess
 from stream.producer import EventProducer
 from stream.settings import Settings
-from stream.topics import create_topics
 
 log = logging.getLogger(__name__)
 

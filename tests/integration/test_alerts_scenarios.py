@@ -34,15 +34,15 @@ from agents.alerting import SUPPRESSED_KEY, AlertEngine
 from feature_store.keys import METRICS_KEY, progress_key
 from feature_store.reads import ProfileReader
 from feature_store.store import FeatureStore
-from load_tests.simulator import TOPIC_BY_TYPE
 from schemas.events import ClickEvent, PurchaseEvent, TicketEvent, topic_for
 from schemas.records import Alert
 from schemas.topics import ALERTS, CLICKS, PURCHASES, TICKETS
+from simulator import TOPIC_BY_TYPE
 from stream.processes import ManagedProcess
 from stream.producer import EventProducer
 from stream.settings import Settings, kafka_client_config
 from tests.helpers import wait_for
-from tests.unit.test_alert_support import click, purchase, ticket
+from tests.unit.support import click, purchase, ticket
 
 AnyEvent = ClickEvent | PurchaseEvent | TicketEvent
 DAY = 24 * 60

@@ -12,7 +12,7 @@ from agents.alerting import AlertEngine
 from schemas.records import Alert
 from stream.alerts_consumer import tail_alerts
 from stream.settings import Settings
-from tests.unit.test_alert_support import click, ticket, update
+from tests.unit.support import click, ticket, update
 
 
 async def publish_some(settings: Settings) -> list[Alert]:

@@ -6,10 +6,7 @@ from collections.abc import Callable
 
 from stream.processes import ManagedProcess
 from tests.helpers import wait_for
-from tests.integration import test_api_support as support
-from tests.integration.test_api_support import ApiServer
-
-api_server = support.api_server  # the shared fixture, under its own name here
+from tests.integration.support import ApiServer
 
 
 def test_ingested_events_come_back_as_a_live_profile(

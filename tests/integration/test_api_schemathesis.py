@@ -19,7 +19,7 @@ import redis
 
 from stream.settings import Settings
 from stream.topics import create_topics
-from tests.integration.test_api_support import ApiServer, start_api
+from tests.integration.support import ApiServer, start_api
 
 
 @pytest.fixture(scope="module")

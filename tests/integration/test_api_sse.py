@@ -13,10 +13,7 @@ import redis
 from feature_store.keys import ALERTS_STREAM_KEY
 from stream.settings import Settings
 from tests.helpers import wait_for
-from tests.integration import test_api_support as support
-from tests.integration.test_api_support import ApiServer
-
-api_server = support.api_server  # the shared fixture, under its own name here
+from tests.integration.support import ApiServer
 
 
 def _alert(tenant: str, customer_id: str) -> dict[str, bytes | str]:

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from agents.pipeline import RawMessage
 from feature_store.keys import CustomerKeys, scoring_index_key
 from load_tests.bench_pipeline import in_process
-from load_tests.simulator import TOPIC_BY_TYPE, ShopSimulator
+from simulator import TOPIC_BY_TYPE, ShopSimulator
 from stream.settings import Settings
 
 

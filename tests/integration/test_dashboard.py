@@ -33,11 +33,8 @@ from stream.processes import ManagedProcess
 from stream.producer import EventProducer
 from stream.settings import Settings
 from tests.helpers import wait_for
-from tests.integration import test_api_support as support
-from tests.integration.test_api_support import ApiServer
+from tests.integration.support import ApiServer
 from tests.trained_models import save_checkpoint, trained_bundle
-
-api_server = support.api_server  # the shared fixture, under its own name here
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")

@@ -24,8 +24,8 @@ from confluent_kafka import Consumer
 from feature_store.keys import METRICS_KEY, progress_key
 from feature_store.reads import ProfileReader
 from load_tests.chaos import inject_duplicates, malformed_events, shuffle_out_of_order
-from load_tests.simulator import TOPIC_BY_TYPE, ShopSimulator
 from schemas.topics import DEADLETTER
+from simulator import TOPIC_BY_TYPE, ShopSimulator
 from stream.processes import ManagedProcess
 from stream.producer import EventProducer
 from stream.settings import Settings, kafka_client_config

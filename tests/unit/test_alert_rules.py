@@ -18,7 +18,7 @@ from agents.alert_rules import (
     fire_cart,
 )
 from schemas.records import AlertKind, Contribution, alert_id_for
-from tests.unit.test_alert_support import MINUTE_MS, at, click, ms, purchase, ticket, update
+from tests.unit.support import MINUTE_MS, at, click, ms, purchase, ticket, update
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)  # the wall clock: must never matter
 DAY = 24 * 60

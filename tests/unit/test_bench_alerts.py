@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from load_tests.bench_alerts import AlertWatch, Point, measure, report, step_times_from
+from load_tests.alerts_measure import Point, measure, step_times_from
+from load_tests.alerts_report import report
+from load_tests.alerts_traffic import AlertWatch
 from load_tests.scheduling import busy_host_argv, busy_host_problem
 from stream.settings import Settings
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from load_tests.bench_api import RunInfo, _scheduling_sentence
+from load_tests.api_report import RunInfo, scheduling_sentence
 from load_tests.scheduling import realtime_argv, realtime_permitted
 
 
@@ -14,7 +14,7 @@ def run_info(*, processed: int, priority: int, sim_rate: float = 500.0,
 
 
 def test_a_prioritised_read_path_is_named_with_the_command_that_reproduces_it() -> None:
-    sentence = _scheduling_sentence(run_info(processed=10_000, priority=10))
+    sentence = scheduling_sentence(run_info(processed=10_000, priority=10))
 
     assert "real-time round-robin priority 10 (`chrt --rr 10`)" in sentence
     assert "handled 500 of the shop's 500 events/s during the load (100%), so it kept up. " in (
@@ -22,7 +22,7 @@ def test_a_prioritised_read_path_is_named_with_the_command_that_reproduces_it() 
 
 
 def test_a_worker_that_fell_behind_is_reported_with_its_share() -> None:
-    sentence = _scheduling_sentence(run_info(processed=6_760, priority=10))
+    sentence = scheduling_sentence(run_info(processed=6_760, priority=10))
 
     assert "handled 338 of the shop's 500 events/s during the load (68%)" in sentence
     assert "kept up" not in sentence
@@ -31,7 +31,7 @@ def test_a_worker_that_fell_behind_is_reported_with_its_share() -> None:
 
 
 def test_default_scheduling_is_said_so() -> None:
-    sentence = _scheduling_sentence(run_info(processed=9_600, priority=0))
+    sentence = scheduling_sentence(run_info(processed=9_600, priority=0))
 
     assert sentence.startswith("Default scheduling for every process.")
     assert "kept up" in sentence  # 96% counts as keeping up with a shop that paces itself
@@ -47,7 +47,7 @@ def test_a_redis_the_benchmark_did_not_start_is_not_claimed_as_prioritised() -> 
     info = run_info(processed=10_000, priority=10)
     info.redis_prioritised = False
 
-    sentence = _scheduling_sentence(info)
+    sentence = scheduling_sentence(info)
 
     assert "(the API's processes and the load client; the Redis at CRM_REDIS_URL" in sentence
     assert "redis-server" not in sentence

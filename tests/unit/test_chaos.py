@@ -17,10 +17,10 @@ from load_tests.chaos import (
     malformed_events,
     shuffle_out_of_order,
 )
-from load_tests.simulator import ShopSimulator
 from schemas.events import decode_event
 from schemas.problems import ErrorCode, problem_from_validation_error
 from schemas.topics import INPUT_TOPICS
+from simulator import ShopSimulator
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 #: Codes decided before pydantic sees the payload (by the stream codec).

@@ -2,54 +2,11 @@
 
 from __future__ import annotations
 
-import random
-
 import pytest
 
 from online_models.checkpoint import CheckpointError, ModelBundle, read_header
 from online_models.features import DAY_MS, behaviour_vector
-
-PRODUCTS = [f"p{i}" for i in range(30)]
-
-
-def feed(bundle: ModelBundle, days: int, seed: int, start_day: int = 0) -> dict[str, dict]:
-    """A small synthetic shop touching every model; returns the final profiles."""
-    rng = random.Random(seed)
-    profiles: dict[str, dict] = {}
-    for day in range(start_day, start_day + days):
-        at = day * DAY_MS
-        bundle.churn.advance_watermark(at)
-        bundle.clv.advance_watermark(at)
-        for _ in range(20):
-            cid = f"c{rng.randrange(40)}"
-            total = rng.uniform(10, 200)
-            profile = profiles.setdefault(
-                cid,
-                {
-                    "orders": 0,
-                    "revenue": 0.0,
-                    "first_seen_at": at,
-                    "recent_products": [],
-                    "category_affinity": {"music": 1.0},
-                },
-            )
-            profile["orders"] += 1
-            profile["revenue"] += total
-            profile["avg_order_value"] = profile["revenue"] / profile["orders"]
-            profile["last_seen_at"] = profile["last_order_at"] = at
-            product = rng.choice(PRODUCTS)
-            bundle.recommender.learn(
-                cid, product, "purchase", at, recent=profile["recent_products"]
-            )
-            profile["recent_products"] = [product, *profile["recent_products"]][:5]
-            bundle.churn.observe_activity(cid, profile, at)
-            bundle.clv.observe_activity(cid, profile, at, purchases=1, spend=total)
-            bundle.segments.learn("default", cid, behaviour_vector(profile))
-            bundle.anomaly.learn(total, basket_size=rng.randint(1, 5))
-            bundle.sentiment.learn(
-                rng.choice(["great thanks", "broken box", "late again"]), rng.choice([1, 5])
-            )
-    return profiles
+from tests.unit.support import feed
 
 
 def predictions(bundle: ModelBundle, profiles: dict[str, dict], now: int) -> list[object]:

@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 import pytest
 
-from load_tests.simulator import ShopSimulator, read_jsonl, run_simulation
 from schemas.events import decode_event, validate_event
+from simulator import ShopSimulator, read_jsonl, run_simulation
 from stream.settings import Settings
 
 START = datetime(2026, 1, 1, tzinfo=UTC)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from agents.checkpoints import CheckpointStore
 from online_models.checkpoint import ModelBundle
-from tests.unit.test_online_models_checkpoint import feed
+from tests.unit.support import feed
 
 
 def store(tmp_path: Path, worker: str = "w0") -> CheckpointStore:

@@ -18,9 +18,9 @@ import random
 from bisect import bisect_right as bisect
 from typing import Any
 
-from load_tests.catalogue import Catalogue
-from load_tests.population import DAY_MS, HOUR_MS, Customer
-from load_tests.texts import CHANNELS, follow_up_text, reopen_text, search_query, ticket_text
+from simulator.catalogue import Catalogue
+from simulator.population import DAY_MS, HOUR_MS, Customer
+from simulator.texts import CHANNELS, follow_up_text, reopen_text, search_query, ticket_text
 
 #: Activity fades during this window before a churner's churn date.
 DECLINE_MS = 30 * DAY_MS

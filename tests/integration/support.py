@@ -1,27 +1,63 @@
-"""Shared pieces of the API unit tests: an app on a real redis-server, a fake producer.
+"""Helpers the integration tests share: the API as its own process (uvicorn) or as an ASGI
+app in the test's process on the real redis-server, a fake of the API's event producer,
+customers and alerts written as the worker writes them, and a dead-letter publisher that
+must not be used. The fixtures built on them are in ``conftest.py``.
 
-Nothing here is a test; the test modules import these fixtures.
+Nothing here is a test.
 """
 
 from __future__ import annotations
 
+import sys
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
-import pytest
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 
-from api.keys import create_key
-from api.main import create_app
-from api.settings import ApiSettings
+from api.keys import create_key, create_key_sync
 from feature_store.keys import ALERTS_STREAM_KEY, CustomerKeys, customers_key, ranking_key
+from schemas.records import DeadLetter
+from stream.processes import ManagedProcess, free_port
 from stream.producer import AnyEvent, DeliveryError, DeliveryReport
 from stream.settings import Settings
+from tests.helpers import settings_env
+
+
+@dataclass
+class ApiServer:
+    url: str
+    key: str
+    process: ManagedProcess
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+    def client(self, **kwargs: object) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers=self.headers, timeout=10, **kwargs)
+
+
+def start_api(settings: Settings, log_path: Path, **env: str) -> ApiServer:
+    port = free_port()
+    process = ManagedProcess(
+        name="api",
+        argv=[sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory",
+              "--host", "127.0.0.1", "--port", str(port), "--timeout-graceful-shutdown", "3",
+              "--log-level", "warning"],
+        log_path=log_path,
+        env={**settings_env(settings), **env},
+    ).start()
+    url = f"http://127.0.0.1:{port}"
+    process.wait_until(lambda: httpx.get(f"{url}/healthz", timeout=1).status_code == 200,
+                       timeout=30, what="/healthz")
+    key = create_key_sync(settings, tenant="default", scopes=("read", "ingest", "admin"),
+                          name="test", rate_limit=0)
+    return ApiServer(url=url, key=key, process=process)
 
 
 @dataclass
@@ -94,17 +130,11 @@ async def add_alert(redis: aioredis.Redis, tenant: str, customer_id: str,
     return entry
 
 
-@pytest.fixture
-async def api(redis_url: str) -> AsyncIterator[Api]:
-    settings = Settings(redis_url=redis_url, kafka_bootstrap="127.0.0.1:1",
-                        topic_prefix=f"u{uuid.uuid4().hex[:6]}.")
-    redis = aioredis.Redis.from_url(redis_url)
-    await redis.flushdb()
-    producer = FakeProducer()
-    app = create_app(settings, ApiSettings(api_rate_limit=1000, api_sse_heartbeat_s=0.2,
-                                           api_broker_check_timeout_s=0.5),
-                     redis=redis, producer=producer)
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-        yield Api(client=client, redis=redis, producer=producer, app=app, settings=settings)
-    await redis.aclose()
+class NoDeadLetters:
+    """For tests whose events are all valid: publishing a dead letter fails the test."""
+
+    def publish(self, dead_letter: DeadLetter) -> None:
+        raise AssertionError(f"unexpected dead letter: {dead_letter}")
+
+    async def flush(self, timeout: float = 30.0) -> None:
+        return None

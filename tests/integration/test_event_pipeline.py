@@ -16,20 +16,10 @@ from redis.asyncio.client import Pipeline
 from agents.pipeline import EventPipeline, RawMessage
 from feature_store import FeatureStore
 from feature_store.keys import CustomerKeys
-from schemas.records import DeadLetter
-from tests.unit.test_alert_support import click
+from tests.integration.support import NoDeadLetters
+from tests.unit.support import click
 
 TOPIC = "crm.clicks"
-
-
-class NoDeadLetters:
-    """The events below are all valid: publishing one is a failure of the test."""
-
-    def publish(self, dead_letter: DeadLetter) -> None:
-        raise AssertionError(f"unexpected dead letter: {dead_letter}")
-
-    async def flush(self, timeout: float = 30.0) -> None:
-        return None
 
 
 class CountingStore(FeatureStore):

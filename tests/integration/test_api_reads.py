@@ -17,10 +17,7 @@ from feature_store.keys import (
 )
 from feature_store.reads import ProfileReader
 from schemas.records import ErasureRequest
-from tests.unit import test_api_support as support
-from tests.unit.test_api_support import Api, add_alert, put_profile
-
-api = support.api  # the shared fixture, under its own name here
+from tests.integration.support import Api, FakeProducer, add_alert, put_profile
 
 EXPLANATION = orjson.dumps([{"feature": "days_since_last_order", "value": 40,
                              "contribution": 0.8}])
@@ -212,7 +209,7 @@ async def test_an_exhausted_redis_pool_answers_503_with_retry_after(api: Api) ->
     headers = await api.key()
     app = create_app(api.settings, ApiSettings(api_redis_connections=1,
                                                api_redis_pool_timeout_s=0.2),
-                     producer=support.FakeProducer())
+                     producer=FakeProducer())
     pooled = app.state.crm.redis
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:

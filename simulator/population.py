@@ -7,7 +7,7 @@ a ticket mood and a marketing consent. None of it appears in the events; the qua
 benchmarks compare what the system learned against :meth:`Customer.truth`.
 
 >>> import random
->>> from load_tests.catalogue import Catalogue
+>>> from simulator.catalogue import Catalogue
 >>> rng = random.Random(7)
 >>> catalogue = Catalogue.build(rng, size=300)
 >>> people = build_population(rng, catalogue, customers=50, start_ms=0, end_ms=90 * DAY_MS)
@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import accumulate
 
-from load_tests.catalogue import Catalogue
-from load_tests.texts import MOODS
+from simulator.catalogue import Catalogue
+from simulator.texts import MOODS
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000

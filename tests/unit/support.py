@@ -1,10 +1,12 @@
-"""Shared pieces of the alert tests: event and update factories, a fake Kafka producer.
+"""Helpers the tests share: events and customer updates at minutes from one start, a fake
+Kafka producer for the alert engine, and a small synthetic shop that trains every model.
 
-Nothing here is a test; the unit and integration alert tests import these helpers.
+Nothing here is a test; unit and integration tests import these helpers.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -13,6 +15,8 @@ from typing import Any
 import orjson
 
 from agents.alert_rules import CustomerUpdate
+from online_models.checkpoint import ModelBundle
+from online_models.features import DAY_MS, behaviour_vector
 from schemas.events import ClickEvent, PurchaseEvent, TicketEvent
 from schemas.records import Alert
 
@@ -65,7 +69,7 @@ def update(event: ClickEvent | PurchaseEvent | TicketEvent, *, consent: bool | N
 
 
 @dataclass
-class FakeProducer:
+class FakeAlertProducer:
     """Records what the engine produces; ``unsent`` makes the next flush report a failure."""
 
     messages: list[tuple[str, str, bytes]] = field(default_factory=list)
@@ -83,3 +87,46 @@ class FakeProducer:
 
     def alerts(self) -> list[Alert]:
         return [Alert.model_validate(orjson.loads(value)) for _, _, value in self.messages]
+
+
+PRODUCTS = [f"p{i}" for i in range(30)]
+
+
+def feed(bundle: ModelBundle, days: int, seed: int, start_day: int = 0) -> dict[str, dict]:
+    """A small synthetic shop touching every model; returns the final profiles."""
+    rng = random.Random(seed)
+    profiles: dict[str, dict] = {}
+    for day in range(start_day, start_day + days):
+        at = day * DAY_MS
+        bundle.churn.advance_watermark(at)
+        bundle.clv.advance_watermark(at)
+        for _ in range(20):
+            cid = f"c{rng.randrange(40)}"
+            total = rng.uniform(10, 200)
+            profile = profiles.setdefault(
+                cid,
+                {
+                    "orders": 0,
+                    "revenue": 0.0,
+                    "first_seen_at": at,
+                    "recent_products": [],
+                    "category_affinity": {"music": 1.0},
+                },
+            )
+            profile["orders"] += 1
+            profile["revenue"] += total
+            profile["avg_order_value"] = profile["revenue"] / profile["orders"]
+            profile["last_seen_at"] = profile["last_order_at"] = at
+            product = rng.choice(PRODUCTS)
+            bundle.recommender.learn(
+                cid, product, "purchase", at, recent=profile["recent_products"]
+            )
+            profile["recent_products"] = [product, *profile["recent_products"]][:5]
+            bundle.churn.observe_activity(cid, profile, at)
+            bundle.clv.observe_activity(cid, profile, at, purchases=1, spend=total)
+            bundle.segments.learn("default", cid, behaviour_vector(profile))
+            bundle.anomaly.learn(total, basket_size=rng.randint(1, 5))
+            bundle.sentiment.learn(
+                rng.choice(["great thanks", "broken box", "late again"]), rng.choice([1, 5])
+            )
+    return profiles

@@ -10,7 +10,7 @@ import pytest
 from agents.pipeline import RawMessage
 from agents.recommending import RecommendationWork
 from agents.runtime import WorkerRuntime
-from tests.unit.test_alert_support import click
+from tests.unit.support import click
 
 
 class RecordingRecommender:

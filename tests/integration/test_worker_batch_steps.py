@@ -10,7 +10,7 @@ from agents.pipeline import RawMessage
 from agents.runtime import WorkerRuntime
 from schemas.topics import TICKETS
 from stream.metrics import BATCH_STEP_NAMES
-from tests.unit.test_alert_support import ticket
+from tests.unit.support import ticket
 
 
 def batches_timed(step: str) -> float:

@@ -26,7 +26,7 @@ from feature_store.reads import SystemReader
 from schemas.records import AlertKind
 from schemas.topics import CLICKS, PURCHASES
 from stream.settings import Settings
-from tests.unit.test_alert_support import FakeProducer, at, click, ms, purchase, ticket, update
+from tests.unit.support import FakeAlertProducer, at, click, ms, purchase, ticket, update
 
 
 @pytest.fixture
@@ -43,10 +43,10 @@ def settings(redis_url: str) -> Settings:
 
 
 def engine(redis: aioredis.Redis, settings: Settings, config: AlertConfig | None = None,
-           producer: FakeProducer | None = None) -> AlertEngine:
+           producer: FakeAlertProducer | None = None) -> AlertEngine:
     """A fresh engine, as after a worker restart: nothing but Redis carries over."""
     return AlertEngine(redis=redis, settings=settings, config=config or AlertConfig(),
-                       producer=producer or FakeProducer())
+                       producer=producer or FakeAlertProducer())
 
 
 async def profile(redis: aioredis.Redis, customer: str, **fields: int) -> None:
@@ -97,7 +97,7 @@ async def test_publish_produces_keyed_by_customer_and_feeds_the_api_once(
     redis: aioredis.Redis, settings: Settings
 ) -> None:
     """Verify that publish produces to crm.alerts and appends each alert id once to the feed."""
-    producer = FakeProducer()
+    producer = FakeAlertProducer()
     alerts_engine = engine(redis, settings, producer=producer)
     alerts = await alerts_engine.evaluate([update(ticket("t1", "c1", 0), sentiment=-0.9)])
     await alerts_engine.publish(alerts)
@@ -115,7 +115,7 @@ async def test_the_worker_feeds_the_api_in_a_round_trip_it_sends_anyway(
 ) -> None:
     """Verify that publish_to_topic puts the alerts on Kafka and leaves the feed to the
     caller's pipeline (the worker's: the one recording the batch's progress), once per id."""
-    producer = FakeProducer()
+    producer = FakeAlertProducer()
     alerts_engine = engine(redis, settings, producer=producer)
     alerts = await alerts_engine.evaluate([update(ticket("t1", "c1", 0), sentiment=-0.9)])
     feed = await alerts_engine.publish_to_topic(alerts)
@@ -133,7 +133,7 @@ async def test_publish_raises_when_the_broker_did_not_take_every_alert(
     redis: aioredis.Redis, settings: Settings
 ) -> None:
     """Verify that an unsent alert fails the batch (so its progress is not recorded)."""
-    producer = FakeProducer(unsent=1)
+    producer = FakeAlertProducer(unsent=1)
     alerts_engine = engine(redis, settings, producer=producer)
     alerts = await alerts_engine.evaluate([update(ticket("t1", "c1", 0), sentiment=-0.9)])
     with pytest.raises(AlertPublishError):
@@ -253,7 +253,7 @@ async def test_the_engine_follows_the_config_file_named_in_the_settings(
     path = tmp_path / "alerts.yaml"
     path.write_text("reload_interval_s: 0.01\nnegative_ticket: {enabled: false}\n")
     alerts_engine = AlertEngine(redis=redis, settings=settings.model_copy(
-        update={"alerts_config": path}), producer=FakeProducer())
+        update={"alerts_config": path}), producer=FakeAlertProducer())
     assert await alerts_engine.evaluate([update(ticket("t1", "c1", 0), sentiment=-0.9)]) == []
     path.write_text("reload_interval_s: 0.01\nnegative_ticket: {enabled: true}\n")
     os.utime(path, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from tests.unit import test_api_support as support
-from tests.unit.test_api_support import Api, click
-
-api = support.api  # the shared fixture, under its own name here
+from tests.integration.support import Api, click
 
 
 async def test_valid_events_are_published_with_the_keys_tenant(api: Api) -> None:

@@ -14,7 +14,7 @@ from feature_store import FeatureStore
 from feature_store.keys import CustomerKeys
 from feature_store.model_inputs import load_model_inputs
 from online_models import ChurnModel, ModelBundle, Recommender
-from tests.unit.test_alert_support import click, purchase, ticket
+from tests.unit.support import click, purchase, ticket
 
 
 @pytest.fixture
