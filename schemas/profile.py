@@ -78,4 +78,5 @@ class CustomerProfile(BaseModel):
 class Recommendation(BaseModel):
     product_id: str
     score: float
-    source: str = Field(description="collaborative, bought_together or trending")
+    source: str = Field(
+        description="collaborative, bought_together, recently_viewed or trending")

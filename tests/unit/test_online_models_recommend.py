@@ -66,14 +66,33 @@ def test_known_customer_gets_collaborative_recommendations_of_their_taste() -> N
 
 
 def test_bought_together_seeds_from_recent_products() -> None:
-    """Verify that co-occurrence recommends what is bought with the recent products."""
+    """Verify that co-occurrence recommends what is bought with the recent products (here a
+    tent the stranger bought: a served list leaves out what was bought)."""
     recommender = Recommender()
     for i in range(20):
         recommender.learn(f"c{i}", "tent", "purchase", i * 1000)
         recommender.learn(f"c{i}", "stove", "purchase", i * 1000 + 1, recent=["tent"])
     for i in range(50):
         recommender.learn(f"p{i}", "popular", "purchase", 100_000 + i)
-    assert recommender.top_n("stranger", 1, recent=["tent"])[0][::2] == ("stove", "bought_together")
+    assert recommender.top_n("stranger", 1, recent=["tent"], exclude={"tent"})[0][::2] == (
+        "stove", "bought_together")
+
+
+def test_what_a_customer_keeps_looking_at_comes_first() -> None:
+    """Verify that a customer's recently viewed products, not bought yet, lead their list,
+    for a known customer as for a stranger (whose list has nothing else to go by)."""
+    recommender = Recommender()
+    for i in range(50):
+        recommender.learn(f"p{i}", "popular", "purchase", i)
+    for kind in ("view", "view", "cart"):
+        recommender.learn("known", "kettle", kind, 100, recent=["kettle"])
+    for customer in ("known", "stranger"):
+        listed = recommender.top_n(customer, 3, recent=["kettle", "teapot", "popular"],
+                                   exclude={"popular"})
+        assert {item for item, _, _ in listed[:2]} == {"kettle", "teapot"}
+        assert {source for _, _, source in listed[:2]} == {"recently_viewed"}
+    stranger = recommender.top_n("stranger", 2, recent=["kettle", "teapot"])
+    assert [item for item, _, _ in stranger] == ["kettle", "teapot"]
 
 
 def test_progressive_hit_rate_is_measured_before_learning_and_against_popularity() -> None:
