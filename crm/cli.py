@@ -116,16 +116,20 @@ def schemas_export(directory: Path) -> None:
               help="Write the hidden ground truth (JSON lines) here.")
 @click.option("--events-out", type=click.Path(path_type=Path), default=None,
               help="Also write the events (JSON lines) here.")
+@click.option("--history-days", type=float, default=0.0, show_default=True,
+              help="End the simulated period now and send its first N days as fast as "
+              "possible (the models learn a history), the rest at --rate.")
 @click.pass_obj
 def simulate(settings: Settings, customers: int, seed: int, rate: float | None,
              max_events: int | None, duration: float | None, truth: Path | None,
-             events_out: Path | None) -> None:
+             events_out: Path | None, history_days: float) -> None:
     """Simulate a web shop: sessions, purchases and tickets, produced to Kafka."""
     from simulator import run_simulation
 
     report = run_simulation(settings=settings, customers=customers, seed=seed, rate=rate,
                             max_events=max_events, duration_s=duration, truth_path=truth,
-                            events_path=events_out, progress=True)
+                            events_path=events_out, progress=True,
+                            history_days=history_days)
     click.echo(str(report))
 
 

@@ -24,6 +24,11 @@ from stream.topics import create_topics
 
 log = logging.getLogger(__name__)
 
+#: The simulated shop of ``crm dev --simulate``: its customers, and the days of its history
+#: replayed before live traffic.
+SIMULATED_CUSTOMERS = 800
+HISTORY_DAYS = 60
+
 
 class _Stoppable(Protocol):
     def stop(self) -> None: ...
@@ -114,7 +119,11 @@ def run_dev(
         if simulate_rate is not None:
             simulator = _crm_process(
                 "simulator",
-                ["simulate", "--rate", str(simulate_rate), "--customers", "2000",
+                # Sixty days of the shop's history first, as fast as the worker takes them,
+                # so that churn scores and segments are served within a minute; then the
+                # rest of its 180 days at the rate asked, ending now.
+                ["simulate", "--rate", str(simulate_rate), "--customers",
+                 str(SIMULATED_CUSTOMERS), "--history-days", str(HISTORY_DAYS),
                  "--truth", str(work_dir / "ground_truth.jsonl")],
                 env, work_dir).start()
             stack.started.append(("simulator", simulator))

@@ -98,6 +98,7 @@ def run_simulation(
     catalogue_size: int = 2000,
     producer: Sender | None = None,
     flush_timeout_s: float = 60.0,
+    history_days: float = 0.0,
 ) -> SimulationReport:
     """Simulate the shop and send its events through :class:`stream.producer.EventProducer`.
 
@@ -108,9 +109,17 @@ def run_simulation(
     the end of the simulated period or on Ctrl-C, whichever comes first, then flushes (the
     flush is part of the elapsed time). ``producer`` replaces the Kafka producer (tests);
     ``settings`` configures it and the topic names.
+
+    ``history_days`` places the simulated period so that it ends now (``start`` is then
+    ignored) and sends its first ``history_days`` as fast as possible, the rest at ``rate``:
+    a demo whose models have learnt a shop's history before live traffic starts.
     """
     if rate is not None and rate <= 0:
         raise ValueError("rate must be positive (or None for as fast as possible)")
+    if history_days < 0 or history_days > days:
+        raise ValueError("history_days must be between 0 and days")
+    if history_days:
+        start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(days=days)
     sim = ShopSimulator(
         customers=customers, seed=seed, start=start, days=days, catalogue_size=catalogue_size
     )
@@ -140,8 +149,10 @@ def run_simulation(
         events_out = events_path.open("wb")
     bar = _progress_bar(max_events) if progress else None
     try:
+        live_from = (start + timedelta(days=history_days)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
         _send_all(sim.events(), producer, settings, report, now=now, rate=rate,
-                  max_events=max_events, duration_s=duration_s, events_out=events_out, bar=bar)
+                  max_events=max_events, duration_s=duration_s, events_out=events_out, bar=bar,
+                  paced_from=live_from)
         producer.flush(flush_timeout_s)
     finally:
         if events_out is not None:
@@ -166,12 +177,15 @@ def _send_all(
     duration_s: float | None,
     events_out: IO[bytes] | None,
     bar: Any,
+    paced_from: str = "",
 ) -> None:
-    """The hot loop: validate, encode, send; pace, stop and show progress every few events."""
+    """The hot loop: validate, encode, send; pace (events from ``paced_from`` on, an
+    RFC 3339 time in the simulator's format), stop and show progress every few events."""
     topics = {kind: settings.topic(name) for kind, name in TOPIC_BY_TYPE.items()}
     per_type: Counter[str] = Counter()
     per_kind: Counter[str] = Counter()
-    pacer = _Pacer(rate) if rate else None
+    pacer: _Pacer | None = None
+    paced_sent = 0
     check_every = 256 if rate is None else max(1, min(256, int(rate) // 100))
     report.started = time.perf_counter()
     deadline = report.started + duration_s if duration_s is not None else None
@@ -183,11 +197,13 @@ def _send_all(
         for event in events:
             if sent == limit:
                 break
+            if rate and pacer is None and event["occurred_at"] >= paced_from:
+                pacer, paced_sent = _Pacer(rate), sent
             if sent % check_every == 0 and sent:
                 if deadline is not None and time.perf_counter() >= deadline:
                     break
                 if pacer is not None:
-                    pacer.wait(sent)
+                    pacer.wait(sent - paced_sent)
                 if bar is not None:
                     bar.update(sent - bar.n)
             try:

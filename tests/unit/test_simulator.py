@@ -6,7 +6,7 @@ import random
 import statistics
 import time
 from collections import Counter, defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -273,3 +273,16 @@ def test_run_simulation_refuses_future_periods() -> None:
     with pytest.raises(ValueError, match="timestamp_in_future"):
         run_simulation(customers=5, seed=1, start=datetime.now(UTC), progress=False,
                        producer=FakeProducer())
+
+
+def test_a_history_is_sent_at_once_and_the_period_ends_now() -> None:
+    """Verify that with history_days the simulated period ends now, its history goes out
+    unpaced, and what follows is paced."""
+    started = time.perf_counter()
+    report = run_simulation(customers=40, seed=2, days=30, history_days=29, rate=20,
+                            duration_s=1.0, progress=False, producer=FakeProducer())
+    elapsed = time.perf_counter() - started
+    assert report.events_sent > 500, "29 days of history in about a second"
+    assert elapsed < 5
+    last = datetime.fromisoformat(report.last_event_at or "")
+    assert timedelta(0) <= datetime.now(UTC) - last <= timedelta(days=1, minutes=5)
