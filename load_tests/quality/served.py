@@ -108,10 +108,16 @@ class ServedApi:
         return out
 
     def recommendations(self, customer_ids: Iterable[str], n: int = 10) -> dict[str, list[str]]:
+        """The served lists of the customers that have a profile."""
+        assert self.client is not None
         out = {}
         for customer in customer_ids:
-            body = self._get(f"/v1/customers/{customer}/recommendations", n=n)
-            out[customer] = [item["product_id"] for item in body["recommendations"]]
+            response = self.client.get(f"/v1/customers/{customer}/recommendations",
+                                       params={"n": n})
+            if response.status_code == 404:
+                continue
+            response.raise_for_status()
+            out[customer] = [item["product_id"] for item in response.json()["recommendations"]]
         return out
 
     def models(self, *, published_after_ms: int = 0, timeout_s: float = 30.0
