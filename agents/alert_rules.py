@@ -23,7 +23,7 @@ event time and the inputs, so a redelivered trigger yields the same ``alert_id``
 >>> for part in decision.alert.reason.split(", "):
 ...     print(part)
 Negative support ticket t1 (email
-resolved): sentiment -0.80 (threshold -0.40)
+resolved): sentiment -0.80 (threshold -0.20)
 CSAT 1/5 (at most 2 alerts)
 urgency high (0.90)
 >>> [again] = evaluate_update(update, state, AlertConfig(), now=datetime(2026, 1, 6, tzinfo=UTC))

@@ -7,10 +7,11 @@ import pytest
 from agents.rescoring import SilenceSweep
 from agents.scoring import ModelScorer, touched_customers
 from feature_store import FeatureStore, ProfileReader
-from feature_store.keys import ranking_key, scoring_index_key
+from feature_store.keys import ranking_key, scoring_index_key, segment_members_key
 from feature_store.model_inputs import load_model_inputs
 from online_models import ChurnModel, ModelBundle, model_statuses, score_customer
 from schemas.events import validate_event
+from tests import trained_models
 
 DAY_MS = 86_400_000
 START = 1_735_689_600_000  # 2025-01-01
@@ -120,3 +121,21 @@ async def test_a_customer_scored_by_a_batch_during_a_sweep_keeps_the_batchs_scor
 
     store.due_for_rescoring = read_then_a_batch_scores  # type: ignore[method-assign]
     assert await sweep.tick([0], START + 60 * DAY_MS) == 0
+
+
+async def test_an_erased_customer_leaves_every_ranking_segment_and_index(
+        store: FeatureStore) -> None:
+    """Verify that after erasure nothing counts or lists the customer: no ranking, no
+    segment's members, no scoring index."""
+    bundle = trained_models.trained_bundle()
+    await apply_and_score(store, bundle, [purchase(1, "c1", 2), purchase(2, "c1", 9)],
+                          partition=0)
+    profile = await ProfileReader(redis=store.redis).profile("default", "c1")
+    assert profile is not None and profile.scores.segment is not None
+    segment = profile.scores.segment
+    assert await store.redis.sismember(segment_members_key("default", segment), "c1")
+    await store.erase(tenant="default", customer_id="c1", block_seconds=60, receipt_id="r1")
+    assert not await store.redis.sismember(segment_members_key("default", segment), "c1")
+    assert await store.redis.zscore(scoring_index_key("default", 0), "c1") is None
+    for score in ("churn", "clv"):
+        assert await store.redis.zscore(ranking_key("default", score), "c1") is None

@@ -179,7 +179,8 @@ def test_high_value_waits_for_enough_customers_to_rank_against() -> None:
 
 
 @pytest.mark.parametrize(("sentiment", "csat", "fires"), [
-    (-0.7, None, True), (-0.1, 2, True), (-0.1, 3, False), (None, None, False), (-0.4, None, False),
+    (-0.7, None, True), (-0.25, None, True), (-0.1, 2, True), (-0.1, 3, False),
+    (None, None, False), (-0.2, None, False),
 ])
 def test_negative_ticket_by_sentiment_or_low_csat(sentiment: float | None, csat: int | None,
                                                   fires: bool) -> None:
@@ -200,7 +201,7 @@ def test_negative_ticket_is_not_a_marketing_alert() -> None:
     [[decision]] = run([update(event, sentiment=-0.9, urgency=0.2)])
     assert decision.outcome is Outcome.EMIT
     assert decision.alert.reason == ("Negative support ticket t-t1 (email, opened): sentiment "
-                                     "-0.90 (threshold -0.40), urgency low (0.20)")
+                                     "-0.90 (threshold -0.20), urgency low (0.20)")
 
 
 # -- anomalous_purchase ----------------------------------------------------------------------
