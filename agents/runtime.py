@@ -81,9 +81,13 @@ class ModelsAndAlerts:
                        reads: CustomerReads) -> LateWrites:
         # A batch mixes topics: learn and alert in event-time order (stable for equal times).
         in_event_time = sorted(result.applied, key=lambda item: item[1].occurred_at_ms)
+        # A redelivered event is judged again, so an alert it fired before a crash or a failed
+        # round trip is repeated (same id), never lost. An event id the shop sent twice
+        # counts once: its second message teaches nothing, scores nothing and alerts nothing.
         events = [(event, applied.profile_id, message.partition, applied.outcome == "ok")
                   for message, event, applied in in_event_time
-                  if applied.outcome in ("ok", "duplicate")]
+                  if applied.outcome == "ok"
+                  or (applied.outcome == "duplicate" and result.redelivered(message))]
         # Only these: an erased customer's events were read too (as nothing).
         touched = touched_customers(events)
         inputs = {customer: reads.inputs[customer] for customer in touched
