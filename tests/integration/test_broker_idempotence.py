@@ -100,8 +100,14 @@ async def test_a_retried_idempotent_produce_request_is_kept_once(settings: Setti
     await client.bootstrap()
     try:
         client.set_topics([topic])
-        await client.force_metadata_update()
-        leader = client.cluster.leader_for_partition(AioTopicPartition(topic, 0))
+        leader = None
+        for _ in range(40):  # a new topic's leader may take a moment to be known
+            await client.force_metadata_update()
+            leader = client.cluster.leader_for_partition(AioTopicPartition(topic, 0))
+            if leader is not None and leader >= 0:
+                break
+            await asyncio.sleep(0.25)
+        assert leader is not None and leader >= 0, f"no leader for {topic}"
         for _ in range(40):  # the coordinator may still be loading
             init: Any = await client.send(client.get_random_node(), InitProducerId())
             if init.error_code == 0:
