@@ -20,8 +20,8 @@ Crash safety follows the pipeline's order (evaluate → publish → record progr
   alert id the broker acknowledged to this engine lately is not produced again: a batch
   retried after a failed Redis round trip repeats its alerts to the feed only.
 
-Kafka consumers of ``crm.alerts`` may therefore see an alert id twice after a crash (counted
-in ``crm_alerts_repeated_total``), never without one, never a different alert for the same
+Kafka consumers of ``crm.alerts`` may therefore see an alert id twice, but only after a crash
+(each repeat counted in ``crm_alerts_repeated_total``), never a different alert for the same
 trigger, and never lose one.
 """
 
