@@ -399,6 +399,12 @@ class AlertEngine:
 
         return feed
 
+    def forget_unpublished(self) -> None:
+        """A batch failed before its alerts were published: forget the carts it fired and
+        the repeats it decided, for its retry to fire and decide them again."""
+        self._pending_carts.clear()
+        self._repeats.clear()
+
     def close(self, timeout: float = 10.0) -> None:
         self._producer.flush(timeout)
 

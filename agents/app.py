@@ -155,7 +155,8 @@ def create_app(settings: Settings) -> faust.App:
         """One agent over the three input topics: a micro-batch mixes clicks, purchases and
         tickets, so each batch pays for its Redis round trips once, batches never wait on each
         other, and the models learn a batch in event-time order across topics."""
-        pipeline = runtime().pipeline
+        worker = runtime()
+        pipeline = worker.pipeline
         rebalances_seen = app.rebalancing_count
         async for events in stream.take_events(  # type: ignore[attr-defined]
             settings.batch_max_events, within=settings.batch_max_wait_ms / 1000
@@ -183,7 +184,7 @@ def create_app(settings: Settings) -> faust.App:
                             what=f"batch of {len(messages)} messages from "
                                  f"{first.topic}/{first.partition}@{first.offset}")
                         # The failed attempt may or may not have reached Redis.
-                        pipeline.forget_progress()
+                        worker.batch_failed()
             if failures:
                 log.warning("batch done after %d attempts: Redis answers again", failures + 1)
 

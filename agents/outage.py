@@ -72,7 +72,7 @@ async def wait_for_redis(error: BaseException, failures: int, *, what: str, task
             except REDIS_UNAVAILABLE as error:
                 failures += 1
                 await wait_for_redis(error, failures, what="batch …", task="batch")
-                pipeline.forget_progress()  # the failed attempt may have reached Redis
+                worker.batch_failed()  # the failed attempt may or may not have reached Redis
     """
     wait_s = wait_before_attempt(failures)
     REDIS_WAITS.labels(task=task).inc()

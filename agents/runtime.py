@@ -164,6 +164,12 @@ class WorkerRuntime:
         self._last_sample = (time.monotonic(), 0)
         self.collector = CollectorSchedule()
 
+    def batch_failed(self) -> None:
+        """A batch failed part way (Redis went away): what this worker read or decided of it
+        that may not be in Redis or on Kafka is forgotten, for its retry to do again."""
+        self.pipeline.forget_progress()
+        self.alerts.forget_unpublished()
+
     async def checkpoint(self) -> None:
         """The final checkpoint of a stopping worker: serialise in the loop (the models are
         not thread-safe; nothing waits on the loop any more), write in a thread, while the

@@ -193,6 +193,25 @@ async def test_cart_timers_fire_by_watermark_and_survive_a_crash_before_publish(
     assert await engine(redis, settings).on_watermark(clicks, 1, ms(at(99))) == []
 
 
+async def test_a_cart_fired_by_a_batch_that_failed_fires_again_in_its_retry(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    """Verify that a cart fired in a batch whose publishing failed (a deadline, a broker
+    error) is fired again by the batch's retry, then published and its timer removed."""
+    clicks = settings.topic(CLICKS)
+    await profile(redis, "c1", cart_adds=1)
+    producer = FakeProducer(unsent=1)
+    alerts_engine = engine(redis, settings, producer=producer)
+    await alerts_engine.evaluate([update(click("a1", "c1", 0, kind="add_to_cart"), partition=1)])
+    [fired] = await alerts_engine.on_watermark(clicks, 1, ms(at(31)))
+    with pytest.raises(AlertPublishError):
+        await alerts_engine.publish([fired])
+    alerts_engine.forget_unpublished()
+    assert await alerts_engine.on_watermark(clicks, 1, ms(at(31))) == [fired]
+    await alerts_engine.publish([fired])
+    assert await redis.zcard(cart_timers_key(clicks, 1)) == 0
+
+
 async def test_a_purchase_closes_the_cart_even_when_processed_first(
     redis: aioredis.Redis, settings: Settings
 ) -> None:
