@@ -117,14 +117,20 @@ class Progress:
         return offset <= self.started
 
 
-def profile_id_for(event: AnyEvent, aliases: dict[tuple[str, str], str]) -> str:
-    """The profile an event updates: its customer, the visitor's customer, or the visitor."""
+def profile_id_for(event: AnyEvent, aliases: dict[tuple[str, str], str],
+                   visitors_own: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset()
+                   ) -> str:
+    """The profile an event updates: its customer, the visitor's customer, or the visitor.
+
+    An event in ``visitors_own`` (tenant, event id) stays the visitor's even when the visitor
+    points at a customer already (see :meth:`FeatureStore.resolve_aliases`)."""
     if event.customer_id:
         return event.customer_id
     assert event.anonymous_id is not None
-    return aliases.get((event.tenant, event.anonymous_id)) or anonymous_profile_id(
-        event.anonymous_id
-    )
+    visitor = anonymous_profile_id(event.anonymous_id)
+    if (event.tenant, event.event_id) in visitors_own:
+        return visitor
+    return aliases.get((event.tenant, event.anonymous_id)) or visitor
 
 
 class FeatureStore:
@@ -148,17 +154,36 @@ class FeatureStore:
 
     # -- events ------------------------------------------------------------------------------
 
-    async def resolve_aliases(self, events: Iterable[AnyEvent]) -> dict[tuple[str, str], str]:
-        """Which anonymous-only events belong to a customer already (one round trip)."""
-        wanted = sorted({(e.tenant, e.anonymous_id) for e in events
-                         if e.customer_id is None and e.anonymous_id})
+    async def resolve_aliases(self, events: Iterable[AnyEvent]
+                              ) -> tuple[dict[tuple[str, str], str], set[tuple[str, str]]]:
+        """Which anonymous-only events belong to a customer already: the customer of each
+        stitched visitor, and the (tenant, event id) of the events the visitor's own profile
+        holds already (one round trip).
+
+        Those stay the visitor's: they reach the customer through the merge, or did already.
+        A batch cut short after the visitor was pointed at the customer but before the merge
+        copied the visitor (a crash, Redis gone) is applied again with the alias in place;
+        its visitor events, applied to the customer as well, would count twice.
+        """
+        visitor_events: list[tuple[str, str, str]] = [  # tenant, anonymous id, event id
+            (e.tenant, e.anonymous_id, e.event_id) for e in events
+            if e.customer_id is None and e.anonymous_id is not None]
+        wanted = sorted({(tenant, anonymous_id) for tenant, anonymous_id, _ in visitor_events})
         if not wanted:
-            return {}
+            return {}, set()
         async with self.redis.pipeline(transaction=False) as pipe:
             for tenant, anonymous_id in wanted:
                 pipe.get(alias_key(tenant, anonymous_id))
+            for tenant, anonymous_id, event_id in visitor_events:
+                visitor = CustomerKeys(tenant, anonymous_profile_id(anonymous_id))
+                pipe.zscore(visitor.key("events"), event_id)
             found = await pipe.execute()
-        return {pair: value.decode() for pair, value in zip(wanted, found, strict=True) if value}
+        aliases = {pair: value.decode()
+                   for pair, value in zip(wanted, found[:len(wanted)], strict=True) if value}
+        visitors_own = {(tenant, event_id) for (tenant, anonymous_id, event_id), held
+                        in zip(visitor_events, found[len(wanted):], strict=True)
+                        if held is not None and (tenant, anonymous_id) in aliases}
+        return aliases, visitors_own
 
     async def apply_events(self, events: Sequence[AnyEvent], *,
                            reads: QueueReads | None = None,
@@ -172,12 +197,12 @@ class FeatureStore:
         are read again in its last one. ``started`` (the batch's last offset per partition)
         is recorded first in that round trip (see :class:`Progress`).
         """
-        aliases = await self.resolve_aliases(events)
+        aliases, visitors_own = await self.resolve_aliases(events)
         now_ms = str(int(time.time() * 1000))
         limits = self.limits
         targets = []
         for event in events:
-            profile_id = profile_id_for(event, aliases)
+            profile_id = profile_id_for(event, aliases, visitors_own)
             stitch = event.anonymous_id if event.customer_id and event.anonymous_id else ""
             targets.append((event, profile_id, stitch))
 
