@@ -6,7 +6,10 @@ deadline a watermark passed, then stores the state back. Everything here is dete
 event time and the inputs, so a redelivered trigger yields the same ``alert_id``:
 
 * a trigger the state has already *seen* (``seen``) repeats the alert it fired then (kept in
-  ``fired``), instead of counting again or being silenced by its own cooldown;
+  ``fired``), instead of counting again or being silenced by its own cooldown. Only a
+  redelivery (the same message again, after a crash or a failed round trip) gets here
+  twice: an event id the shop sent twice counts once, and the worker hands the rules its
+  first message only, so marketing automation gets one alert per trigger;
 * cooldowns compare *event* times (``|t - t_last| < cooldown``), never the wall clock.
 
 >>> from datetime import UTC, datetime
@@ -79,7 +82,7 @@ class CustomerUpdate:
 
 class Outcome(StrEnum):
     EMIT = "emit"  # a new alert
-    REPEAT = "repeat"  # the alert this very trigger fired before (redelivery): same id
+    REPEAT = "repeat"  # the alert this very trigger fired before (a redelivery): same id
     SUPPRESSED_CONSENT = "suppressed_consent"
     SUPPRESSED_COOLDOWN = "suppressed_cooldown"
 

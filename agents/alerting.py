@@ -10,14 +10,19 @@ drain.
 Crash safety follows the pipeline's order (evaluate → publish → record progress):
 
 * ``evaluate`` stores the new state before anything is published. A redelivered trigger is
-  recognised (``seen``) and repeats its stored alert, same id, same content.
+  recognised (``seen``) and repeats its stored alert, same id, same content. (An event the
+  shop sent twice never gets here: the worker hands the rules only redelivered duplicates,
+  see :meth:`agents.pipeline.BatchResult.redelivered`.)
 * ``on_watermark`` leaves a fired cart in its zset until ``publish`` has flushed the alert;
   after a crash the next watermark finds it again and repeats the same alert.
 * ``publish`` flushes the idempotent producer before returning, then appends each alert id
-  once to the capped Redis stream the API reads (a marker key drops repeats there).
+  once to the capped Redis stream the API reads (a marker key drops repeats there). An
+  alert id the broker acknowledged to this engine lately is not produced again: a batch
+  retried after a failed Redis round trip repeats its alerts to the feed only.
 
-Kafka consumers of ``crm.alerts`` may therefore see an alert id twice after a crash, never a
-different alert for the same trigger, and never lose one.
+Kafka consumers of ``crm.alerts`` may therefore see an alert id twice, but only after a crash
+(each repeat counted in ``crm_alerts_repeated_total``), never a different alert for the same
+trigger, and never lose one.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ from feature_store.keys import (
 )
 from schemas.records import Alert
 from schemas.topics import ALERTS, CLICKS, PURCHASES
+from stream.delivered import DeliveredIds
 from stream.settings import Settings, kafka_client_config
 
 log = logging.getLogger(__name__)
@@ -65,10 +71,16 @@ CARTS_PER_SWEEP = 1_000
 _ANONYMOUS_PREFIX = anonymous_profile_id("")
 #: How long the Redis feed remembers that an alert id was appended (drops crash repeats).
 FEED_MARKER_TTL_S = 2 * 86_400
+#: How many alert ids the broker acknowledged an engine remembers, so that a batch retried
+#: in the same process does not produce them again (a batch holds at most a few hundred).
+ACKNOWLEDGED_IDS = 10_000
 
-ALERTS_PUBLISHED = Counter("crm_alerts_published", "Alerts produced to crm.alerts", ["kind"])
-ALERTS_REPEATED = Counter("crm_alerts_repeated",
-                          "Alerts produced again for a redelivered trigger (same id)", ["kind"])
+ALERTS_PUBLISHED = Counter("crm_alerts_published",
+                           "Alerts produced to crm.alerts (repeats included)", ["kind"])
+ALERTS_REPEATED = Counter(
+    "crm_alerts_repeated",
+    "Alerts produced to crm.alerts again with the same id: their trigger was redelivered "
+    "after a crash, so the broker may have them already", ["kind"])
 ALERTS_SUPPRESSED = Counter("crm_alerts_suppressed",
                             "Alerts a rule wanted but consent or a cooldown held back",
                             ["kind", "reason"])
@@ -149,6 +161,8 @@ class AlertEngine:
         self._lock = asyncio.Lock()
         self._failed = 0
         self._pending_carts: dict[str, tuple[str, bytes]] = {}  # alert id -> (zset, member)
+        self._acknowledged = DeliveredIds(ACKNOWLEDGED_IDS)  # ids the broker acknowledged
+        self._repeats: set[str] = set()  # ids to publish that their trigger fired before
 
     @property
     def config(self) -> AlertConfig:
@@ -201,7 +215,7 @@ class AlertEngine:
                 self._count(pipe, decisions)
                 read_due = self._queue_due_carts(pipe, relevant)
                 replies = await pipe.execute()
-            fired = _to_publish(decisions)
+            fired = self._to_publish(decisions)
             if relevant:
                 fired += await self._fire_due_carts(relevant, read_due(replies), config, now)
         return fired
@@ -304,7 +318,7 @@ class AlertEngine:
                 pipe.zrem(timers, *members)
             self._count(pipe, decisions)
             await pipe.execute()
-        return _to_publish(decisions)
+        return self._to_publish(decisions)
 
     def _effective_watermark(self, partition: int, watermarks: Mapping[tuple[str, int], int], *,
                              stored_clicks: int | None, stored_purchases: int | None,
@@ -345,24 +359,33 @@ class AlertEngine:
         The worker queues them on the round trip that records the batch's progress, so an
         alert costs its batch no Redis round trip of its own. A crash before that round trip
         repeats the batch: the same alerts (same ids) go to Kafka again and the feed still
-        takes each once.
+        takes each once. A batch retried in this process after that round trip failed
+        produces none of them again: the broker acknowledged them to this engine.
         """
         unique = list({alert.alert_id: alert for alert in alerts}.values())
         if not unique:
             return _no_writes
         payloads = [orjson.dumps(alert.model_dump(mode="json")) for alert in unique]
-        for alert, payload in zip(unique, payloads, strict=True):
+        sent = [(alert, payload) for alert, payload in zip(unique, payloads, strict=True)
+                if alert.alert_id not in self._acknowledged]
+        for alert, payload in sent:
             self._produce(alert.customer_id, payload)
-        remaining = await asyncio.get_running_loop().run_in_executor(
-            None, self._producer.flush, timeout)
-        if remaining or self._failed:
-            failed, self._failed = self._failed, 0
-            raise AlertPublishError(f"{remaining} alerts unsent, {failed} failed")
+        if sent:
+            remaining = await asyncio.get_running_loop().run_in_executor(
+                None, self._producer.flush, timeout)
+            if remaining or self._failed:
+                failed, self._failed = self._failed, 0
+                raise AlertPublishError(f"{remaining} alerts unsent, {failed} failed")
         fired_carts = [cart for alert in unique
                        if (cart := self._pending_carts.pop(alert.alert_id, None)) is not None]
-        for alert in unique:
+        for alert, _ in sent:
+            self._acknowledged.add(alert.alert_id)
             ALERTS_PUBLISHED.labels(kind=alert.kind.value).inc()
-        log.info("published %d alerts to %s", len(unique), self.topic)
+            if alert.alert_id in self._repeats:
+                ALERTS_REPEATED.labels(kind=alert.kind.value).inc()
+        self._repeats.difference_update(alert.alert_id for alert in unique)
+        if sent:
+            log.info("published %d alerts to %s", len(sent), self.topic)
 
         def feed(pipe: Any) -> None:
             for alert, payload in zip(unique, payloads, strict=True):
@@ -375,6 +398,12 @@ class AlertEngine:
                 pipe.zrem(*cart)
 
         return feed
+
+    def forget_unpublished(self) -> None:
+        """A batch failed before its alerts were published: forget the carts it fired and
+        the repeats it decided, for its retry to fire and decide them again."""
+        self._pending_carts.clear()
+        self._repeats.clear()
 
     def close(self, timeout: float = 10.0) -> None:
         self._producer.flush(timeout)
@@ -448,10 +477,11 @@ class AlertEngine:
                 ALERTS_SUPPRESSED.labels(kind=kind, reason="consent").inc()
             elif decision.outcome is Outcome.SUPPRESSED_COOLDOWN:
                 ALERTS_SUPPRESSED.labels(kind=kind, reason="cooldown").inc()
-            elif decision.outcome is Outcome.REPEAT:
-                ALERTS_REPEATED.labels(kind=kind).inc()
 
-
-def _to_publish(decisions: Iterable[Decision]) -> list[Alert]:
-    """The alerts to send, in decision order, each id once."""
-    return list({d.alert.alert_id: d.alert for d in decisions if d.publish}.values())
+    def _to_publish(self, decisions: Sequence[Decision]) -> list[Alert]:
+        """The alerts to send, in decision order, each id once; those only repeated are
+        remembered, to be counted when they are produced again."""
+        emitted = {d.alert.alert_id for d in decisions if d.outcome is Outcome.EMIT}
+        self._repeats.update(d.alert.alert_id for d in decisions
+                             if d.outcome is Outcome.REPEAT and d.alert.alert_id not in emitted)
+        return list({d.alert.alert_id: d.alert for d in decisions if d.publish}.values())

@@ -8,11 +8,16 @@ pipeline effectively once:
    read from Redis once per partition and assignment, then kept in step by step 4);
 2. decode; invalid messages become dead letters, published and flushed first;
 3. apply valid events to Redis in one pipeline (each event atomically, at most once by id),
-   the follower's reads of the batch's customers (models, alert rules) queued behind them;
+   the follower's reads of the batch's customers (models, alert rules) queued behind them,
+   the batch's offsets recorded as started in front of them;
 4. record progress, watermarks and outcome counters.
 
 A crash between any two steps repeats at most the work of one batch, and every repeated
-step is idempotent (dead letters repeat with the same id).
+step is idempotent (dead letters repeat with the same id). The same holds for a batch
+retried after a failed Redis round trip (:mod:`agents.outage`). The messages such a batch
+may have processed before lie between the partition's progress and its started mark
+(:class:`~feature_store.store.Progress`), so a follower can tell a redelivered event from
+the same event sent twice by a shop (:meth:`BatchResult.redelivered`).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from typing import Any, Protocol, TypeVar
 
 from redis.asyncio.client import Pipeline
 
-from feature_store.store import Applied, FeatureStore
+from feature_store.store import Applied, FeatureStore, Progress
 from schemas.problems import Problem
 from stream.codec import AnyEvent, dead_letter_for, decode
 from stream.deadletters import DeadLetterPublisher
@@ -49,6 +54,15 @@ class RawMessage:
 class BatchResult:
     outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
     applied: list[tuple[RawMessage, AnyEvent, Applied]] = field(default_factory=list)
+    #: How far each of the batch's partitions had got when the batch began.
+    progress: dict[tuple[str, int], Progress] = field(default_factory=dict)
+
+    def redelivered(self, message: RawMessage) -> bool:
+        """Whether a batch that never finished may have processed ``message`` before (a
+        crash, a rebalance, a failed round trip). An event the store calls a duplicate is
+        then this very message again; otherwise the shop sent its event id twice."""
+        progress = self.progress.get((message.topic, message.partition))
+        return progress is not None and progress.redelivers(message.offset)
 
 
 #: Redis writes a follower leaves for the batch's last round trip (queued before progress).
@@ -101,14 +115,15 @@ class EventPipeline:
         self.follower = follower
         self.max_event_time: dict[tuple[str, int], int] = {}
         self.processed = 0
-        # The last offset recorded per partition, as this worker knows it: only this worker
-        # records progress for a partition it is assigned, so Redis is read once per
-        # partition, and again after forget_progress (a rebalance may have let another
-        # worker move the partition on meanwhile).
-        self._progress: dict[tuple[str, int], int] = {}
+        # How far each partition got, as this worker knows it: only this worker records
+        # progress for a partition it is assigned, so Redis is read once per partition, and
+        # again after forget_progress (a rebalance may have let another worker move the
+        # partition on meanwhile; a failed batch may or may not have reached Redis).
+        self._progress: dict[tuple[str, int], Progress] = {}
 
     def forget_progress(self) -> None:
-        """Read every partition's progress from Redis again (call after a rebalance)."""
+        """Read every partition's progress from Redis again (call after a rebalance, and
+        before retrying a batch that failed)."""
         self._progress.clear()
 
     def model_watermark(self) -> int | None:
@@ -142,12 +157,12 @@ class EventPipeline:
         unknown = [key for key in partitions if key not in self._progress]
         if unknown:
             self._progress.update(await self.store.progress(unknown))
-        done = self._progress
+        result.progress = {key: self._progress[key] for key in partitions}
         await self._restore_watermarks(partitions)
 
         fresh: list[RawMessage] = []
         for message in messages:
-            if message.offset <= done[(message.topic, message.partition)]:
+            if message.offset <= result.progress[(message.topic, message.partition)].done:
                 result.outcomes[(message.topic, "duplicate")] += 1
             else:
                 fresh.append(message)
@@ -168,10 +183,18 @@ class EventPipeline:
         if any(outcome == "dead_letter" for (_, outcome) in result.outcomes):
             await self.dead_letters.flush()
 
+        progress: dict[tuple[str, int], int] = {}
+        for message in fresh:
+            key = (message.topic, message.partition)
+            progress[key] = max(progress.get(key, -1), message.offset)
+        # Marked as started only when beyond the mark: the mark never moves back.
+        started = {key: offset for key, offset in progress.items()
+                   if offset > result.progress[key].started}
         reads = self.follower.batch_reads() if self.follower is not None else None
         with BATCH_STEPS["apply"].time():
             applied = await self.store.apply_events(
-                [event for _, event in valid], reads=reads.queue if reads is not None else None)
+                [event for _, event in valid], reads=reads.queue if reads is not None else None,
+                started=started if valid else None)
         for (message, event), applied_event in zip(valid, applied, strict=True):
             result.outcomes[(message.topic, applied_event.outcome)] += 1
             result.applied.append((message, event, applied_event))
@@ -182,10 +205,6 @@ class EventPipeline:
         if self.follower is not None:
             late_writes = await self.follower.on_batch(result, self, reads)
 
-        progress: dict[tuple[str, int], int] = {}
-        for message in fresh:
-            key = (message.topic, message.partition)
-            progress[key] = max(progress.get(key, -1), message.offset)
         watermarks = {
             key: latest - self.allowed_lateness_ms
             for key, latest in self.max_event_time.items() if key in partitions
@@ -196,7 +215,9 @@ class EventPipeline:
                 before=late_writes,
             )
         for key, offset in progress.items():
-            self._progress[key] = max(self._progress.get(key, -1), offset)
+            before = self._progress[key]
+            self._progress[key] = Progress(done=max(before.done, offset),
+                                           started=max(before.started, offset))
         for (topic, outcome), count in result.outcomes.items():
             EVENTS_PROCESSED.labels(topic=topic, outcome=outcome).inc(count)
         self.processed += len(messages)

@@ -82,9 +82,13 @@ class ModelsAndAlerts:
                        reads: CustomerReads) -> LateWrites:
         # A batch mixes topics: learn and alert in event-time order (stable for equal times).
         in_event_time = sorted(result.applied, key=lambda item: item[1].occurred_at_ms)
+        # A redelivered event is judged again, so an alert it fired before a crash or a failed
+        # round trip is repeated (same id), never lost. An event id the shop sent twice
+        # counts once: its second message teaches nothing, scores nothing and alerts nothing.
         events = [(event, applied.profile_id, message.partition, applied.outcome == "ok")
                   for message, event, applied in in_event_time
-                  if applied.outcome in ("ok", "duplicate")]
+                  if applied.outcome == "ok"
+                  or (applied.outcome == "duplicate" and result.redelivered(message))]
         # Only these: an erased customer's events were read too (as nothing).
         touched = touched_customers(events)
         inputs = {customer: reads.inputs[customer] for customer in touched
@@ -161,6 +165,12 @@ class WorkerRuntime:
         self.alerts.install_sighup_handler(asyncio.get_running_loop())
         self._last_sample = (time.monotonic(), 0)
         self.collector = CollectorSchedule()
+
+    def batch_failed(self) -> None:
+        """A batch failed part way (Redis went away): what this worker read or decided of it
+        that may not be in Redis or on Kafka is forgotten, for its retry to do again."""
+        self.pipeline.forget_progress()
+        self.alerts.forget_unpublished()
 
     async def checkpoint(self) -> None:
         """The final checkpoint of a stopping worker: serialise in the loop (the models are

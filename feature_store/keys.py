@@ -75,6 +75,12 @@ def progress_key(topic: str, partition: int) -> str:
     return f"{PREFIX}:progress:{{{topic}/{partition}}}"
 
 
+def started_key(topic: str, partition: int) -> str:
+    """The last offset of the partition that a batch sent to Redis to apply (see
+    :class:`feature_store.store.Progress`)."""
+    return f"{PREFIX}:started:{{{topic}/{partition}}}"
+
+
 def watermark_key(topic: str, partition: int) -> str:
     return f"{PREFIX}:watermark:{{{topic}/{partition}}}"
 

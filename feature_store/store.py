@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -32,6 +32,7 @@ from feature_store.keys import (
     scoring_index_key,
     segment_members_key,
     segments_key,
+    started_key,
     watermark_key,
 )
 from feature_store.replies import text
@@ -95,14 +96,41 @@ class Applied:
     profile_id: str
 
 
-def profile_id_for(event: AnyEvent, aliases: dict[tuple[str, str], str]) -> str:
-    """The profile an event updates: its customer, the visitor's customer, or the visitor."""
+@dataclass(frozen=True)
+class Progress:
+    """How far a partition's batches got: ``done``, the last offset of a batch recorded as
+    finished; ``started``, the last offset of a batch whose events went to Redis to be
+    applied (-1: none). An offset above ``done`` and at most ``started`` may have been
+    processed by a batch that never finished (a crash, a failed round trip): its message is
+    a redelivery. One above ``started`` was never processed, so an event id it carries that
+    the store knows already was sent twice by the shop."""
+
+    done: int = -1
+    started: int = -1
+
+    def redelivers(self, offset: int) -> bool:
+        """Whether a message at ``offset`` (above ``done``) may have been processed before.
+
+        >>> Progress(done=9, started=14).redelivers(12), Progress(9, 14).redelivers(15)
+        (True, False)
+        """
+        return offset <= self.started
+
+
+def profile_id_for(event: AnyEvent, aliases: dict[tuple[str, str], str],
+                   visitors_own: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset()
+                   ) -> str:
+    """The profile an event updates: its customer, the visitor's customer, or the visitor.
+
+    An event in ``visitors_own`` (tenant, event id) stays the visitor's even when the visitor
+    points at a customer already (see :meth:`FeatureStore.resolve_aliases`)."""
     if event.customer_id:
         return event.customer_id
     assert event.anonymous_id is not None
-    return aliases.get((event.tenant, event.anonymous_id)) or anonymous_profile_id(
-        event.anonymous_id
-    )
+    visitor = anonymous_profile_id(event.anonymous_id)
+    if (event.tenant, event.event_id) in visitors_own:
+        return visitor
+    return aliases.get((event.tenant, event.anonymous_id)) or visitor
 
 
 class FeatureStore:
@@ -126,33 +154,55 @@ class FeatureStore:
 
     # -- events ------------------------------------------------------------------------------
 
-    async def resolve_aliases(self, events: Iterable[AnyEvent]) -> dict[tuple[str, str], str]:
-        """Which anonymous-only events belong to a customer already (one round trip)."""
-        wanted = sorted({(e.tenant, e.anonymous_id) for e in events
-                         if e.customer_id is None and e.anonymous_id})
+    async def resolve_aliases(self, events: Iterable[AnyEvent]
+                              ) -> tuple[dict[tuple[str, str], str], set[tuple[str, str]]]:
+        """Which anonymous-only events belong to a customer already: the customer of each
+        stitched visitor, and the (tenant, event id) of the events the visitor's own profile
+        holds already (one round trip).
+
+        Those stay the visitor's: they reach the customer through the merge, or did already.
+        A batch cut short after the visitor was pointed at the customer but before the merge
+        copied the visitor (a crash, Redis gone) is applied again with the alias in place;
+        its visitor events, applied to the customer as well, would count twice.
+        """
+        visitor_events: list[tuple[str, str, str]] = [  # tenant, anonymous id, event id
+            (e.tenant, e.anonymous_id, e.event_id) for e in events
+            if e.customer_id is None and e.anonymous_id is not None]
+        wanted = sorted({(tenant, anonymous_id) for tenant, anonymous_id, _ in visitor_events})
         if not wanted:
-            return {}
+            return {}, set()
         async with self.redis.pipeline(transaction=False) as pipe:
             for tenant, anonymous_id in wanted:
                 pipe.get(alias_key(tenant, anonymous_id))
+            for tenant, anonymous_id, event_id in visitor_events:
+                visitor = CustomerKeys(tenant, anonymous_profile_id(anonymous_id))
+                pipe.zscore(visitor.key("events"), event_id)
             found = await pipe.execute()
-        return {pair: value.decode() for pair, value in zip(wanted, found, strict=True) if value}
+        aliases = {pair: value.decode()
+                   for pair, value in zip(wanted, found[:len(wanted)], strict=True) if value}
+        visitors_own = {(tenant, event_id) for (tenant, anonymous_id, event_id), held
+                        in zip(visitor_events, found[len(wanted):], strict=True)
+                        if held is not None and (tenant, anonymous_id) in aliases}
+        return aliases, visitors_own
 
     async def apply_events(self, events: Sequence[AnyEvent], *,
-                           reads: QueueReads | None = None) -> list[Applied]:
+                           reads: QueueReads | None = None,
+                           started: Mapping[tuple[str, int], int] | None = None
+                           ) -> list[Applied]:
         """Apply a micro-batch; each event at most once, each atomically. Stitches visitors.
 
         ``reads`` of the batch's customers ride on the round trip that applies it, queued
         after the updates, so they see them (Redis runs a connection's commands in turn). A
         stitch changes the customer and deletes the visitor after that round trip, so both
-        are read again in its last one.
+        are read again in its last one. ``started`` (the batch's last offset per partition)
+        is recorded first in that round trip (see :class:`Progress`).
         """
-        aliases = await self.resolve_aliases(events)
+        aliases, visitors_own = await self.resolve_aliases(events)
         now_ms = str(int(time.time() * 1000))
         limits = self.limits
         targets = []
         for event in events:
-            profile_id = profile_id_for(event, aliases)
+            profile_id = profile_id_for(event, aliases, visitors_own)
             stitch = event.anonymous_id if event.customer_id and event.anonymous_id else ""
             targets.append((event, profile_id, stitch))
 
@@ -166,6 +216,10 @@ class FeatureStore:
             latest[key] = max(latest.get(key, 0), event.occurred_at_ms)
 
         def fill(pipe: Pipeline) -> None:
+            # Before any event: Redis runs a connection's commands in turn, so whatever of
+            # the batch was applied, its offsets count as started.
+            for (topic, partition), offset in (started or {}).items():
+                pipe.set(started_key(topic, partition), offset)
             for event, profile_id, stitch in targets:
                 keys = CustomerKeys(event.tenant, profile_id)
                 self._apply.queue(
@@ -188,7 +242,8 @@ class FeatureStore:
         replies = await execute_pipeline(self.redis, fill, [self._apply])
         if taking:
             taking[-1](replies)
-        replies = replies[:len(targets)]
+        marks = len(started or ())
+        replies = replies[marks:marks + len(targets)]
         results = [Applied(reply[0].decode(), event.tenant, profile_id)
                    for (event, profile_id, _), reply in zip(targets, replies, strict=True)]
         await self._unindex_erased(results)
@@ -273,11 +328,18 @@ class FeatureStore:
 
     # -- partition progress, watermarks, metrics ---------------------------------------------
 
-    async def progress(self, partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
-        """The last offset fully processed per (topic, partition); -1 when none."""
+    async def progress(self, partitions: Iterable[tuple[str, int]]
+                       ) -> dict[tuple[str, int], Progress]:
+        """How far each (topic, partition) got (one round trip)."""
         wanted = sorted(set(partitions))
-        values = await self.redis.mget([progress_key(t, p) for t, p in wanted]) if wanted else []
-        return {tp: int(v) if v is not None else -1 for tp, v in zip(wanted, values, strict=True)}
+        if not wanted:
+            return {}
+        values = await self.redis.mget([key for topic, partition in wanted for key in (
+            progress_key(topic, partition), started_key(topic, partition))])
+        done, started = values[::2], values[1::2]
+        return {tp: Progress(done=-1 if d is None else int(d),
+                             started=-1 if s is None else int(s))
+                for tp, d, s in zip(wanted, done, started, strict=True)}
 
     async def commit_batch(
         self,

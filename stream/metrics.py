@@ -36,3 +36,10 @@ RECOMMENDER_SHED = Counter(
     "crm_worker_recommender_shed",
     "Interactions and lists the recommender process did not get, as it was too far behind",
 )
+REDIS_WAITS = Counter(
+    "crm_worker_redis_waits",
+    "Round trips to Redis that failed (connection refused, reset or lost, LOADING, no answer "
+    "within CRM_REDIS_DEADLINE_S): by task, each a batch or erasure retried or a timer tick "
+    "skipped",
+    ["task"],
+)

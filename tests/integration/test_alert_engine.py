@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 
 from agents.alert_config import AlertConfig
 from agents.alerting import (
+    ALERTS_REPEATED,
     SUPPRESSED_KEY,
     AlertEngine,
     AlertPublishError,
@@ -101,7 +102,8 @@ async def test_publish_produces_keyed_by_customer_and_feeds_the_api_once(
     alerts_engine = engine(redis, settings, producer=producer)
     alerts = await alerts_engine.evaluate([update(ticket("t1", "c1", 0), sentiment=-0.9)])
     await alerts_engine.publish(alerts)
-    await alerts_engine.publish(alerts)  # a repeat after a crash: Kafka again, feed once
+    # A repeat after a crash (a fresh engine): Kafka again, the feed once.
+    await engine(redis, settings, producer=producer).publish(alerts)
     assert [(t, k) for t, k, _ in producer.messages] == [(settings.topic("crm.alerts"), "c1")] * 2
     assert producer.alerts() == alerts * 2
     assert await redis.xlen(ALERTS_STREAM_KEY) == 1
@@ -127,6 +129,33 @@ async def test_the_worker_feeds_the_api_in_a_round_trip_it_sends_anyway(
             pipe.set("progress", 1)
             await pipe.execute()
     assert await SystemReader(redis=redis).alerts("default") == alerts
+
+
+async def test_a_batch_retried_in_the_same_process_feeds_but_does_not_produce_again(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    """Verify that alerts the broker acknowledged are not produced again when their batch is
+    retried (its progress round trip failed), are counted as repeats only when produced
+    again after a crash, and still reach the feed once."""
+    producer = FakeProducer()
+    alerts_engine = engine(redis, settings, producer=producer)
+    batch = [update(ticket("t1", "c1", 0), sentiment=-0.9)]
+    alerts = await alerts_engine.evaluate(batch)
+    await alerts_engine.publish_to_topic(alerts)  # acknowledged; its feed never written
+    repeated = ALERTS_REPEATED.labels(kind="negative_ticket")
+    before = repeated._value.get()
+    again = await alerts_engine.evaluate(batch)  # the retry: the trigger was seen
+    assert again == alerts
+    feed = await alerts_engine.publish_to_topic(again)
+    assert producer.alerts() == alerts, "produced once"
+    async with redis.pipeline(transaction=False) as pipe:
+        feed(pipe)
+        await pipe.execute()
+    assert await SystemReader(redis=redis).alerts("default") == alerts
+    assert repeated._value.get() == before
+    after_crash = engine(redis, settings, producer=producer)
+    await after_crash.publish_to_topic(await after_crash.evaluate(batch))
+    assert producer.alerts() == alerts * 2 and repeated._value.get() == before + 1
 
 
 async def test_publish_raises_when_the_broker_did_not_take_every_alert(
@@ -162,6 +191,25 @@ async def test_cart_timers_fire_by_watermark_and_survive_a_crash_before_publish(
     await restarted.publish([fired])
     assert await redis.zcard(cart_timers_key(clicks, 1)) == 0
     assert await engine(redis, settings).on_watermark(clicks, 1, ms(at(99))) == []
+
+
+async def test_a_cart_fired_by_a_batch_that_failed_fires_again_in_its_retry(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    """Verify that a cart fired in a batch whose publishing failed (a deadline, a broker
+    error) is fired again by the batch's retry, then published and its timer removed."""
+    clicks = settings.topic(CLICKS)
+    await profile(redis, "c1", cart_adds=1)
+    producer = FakeProducer(unsent=1)
+    alerts_engine = engine(redis, settings, producer=producer)
+    await alerts_engine.evaluate([update(click("a1", "c1", 0, kind="add_to_cart"), partition=1)])
+    [fired] = await alerts_engine.on_watermark(clicks, 1, ms(at(31)))
+    with pytest.raises(AlertPublishError):
+        await alerts_engine.publish([fired])
+    alerts_engine.forget_unpublished()
+    assert await alerts_engine.on_watermark(clicks, 1, ms(at(31))) == [fired]
+    await alerts_engine.publish([fired])
+    assert await redis.zcard(cart_timers_key(clicks, 1)) == 0
 
 
 async def test_a_purchase_closes_the_cart_even_when_processed_first(

@@ -58,6 +58,17 @@ async def test_a_named_group_resumes_where_it_stopped(settings: Settings) -> Non
     assert tail_alerts(settings, None, True, out=again, group_id=group, idle_timeout_s=4) == 0
 
 
+async def test_a_repeated_alert_id_is_printed_once(settings: Settings) -> None:
+    """Verify that alerts produced again after a crash (same ids, a fresh engine) are
+    dropped by the tail, which prints each alert id once."""
+    alerts = await publish_some(settings)
+    await publish_some(settings)  # the batch repeated after a crash: the same three ids again
+    out = io.StringIO()
+    assert tail_alerts(settings, None, True, out=out, idle_timeout_s=4) == 3
+    printed = [orjson.loads(line)["alert_id"] for line in out.getvalue().splitlines()]
+    assert sorted(printed) == sorted(a.alert_id for a in alerts)
+
+
 def test_an_unknown_kind_is_refused(settings: Settings) -> None:
     """Verify that a misspelt kind fails fast instead of printing nothing forever."""
     with pytest.raises(ValueError):

@@ -192,6 +192,37 @@ async def test_a_merge_cut_short_before_completion_is_finished_by_the_redelivere
     await assert_merged(store, [*browse, login], "v2", "c8")
 
 
+async def test_a_batch_cut_short_after_the_alias_counts_its_visitor_events_once(
+    store: FeatureStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verify that a batch holding a visitor's views and the login, cut short after the
+    visitor was pointed at the customer but before the copy (a crash, or Redis gone), counts
+    the views once when it is applied again: they already are the visitor's, so they reach
+    the customer through the merge only, not also directly through the alias."""
+    browse, login = browsing_then_login("v3", "c7", "login3")
+    real_pipeline = store.redis.pipeline
+
+    def failing_at_the_copy(*args: Any, **kwargs: Any) -> Any:
+        pipe = real_pipeline(*args, **kwargs)
+        real_execute = pipe.execute
+
+        async def execute(*a: Any, **k: Any) -> Any:
+            if any(store._merge.sha in map(str, command) for command, _ in pipe.command_stack):
+                raise ConnectionError("Redis went away here")
+            return await real_execute(*a, **k)
+
+        pipe.execute = execute
+        return pipe
+
+    monkeypatch.setattr(store.redis, "pipeline", failing_at_the_copy)
+    with pytest.raises(ConnectionError):
+        await store.apply_events([validate_event(event) for event in [*browse, login]])
+    monkeypatch.setattr(store.redis, "pipeline", real_pipeline)
+    again = await store.apply_events([validate_event(event) for event in [*browse, login]])
+    assert [applied.outcome for applied in again] == ["duplicate"] * 4
+    await assert_merged(store, [*browse, login], "v3", "c7")
+
+
 async def test_erasure_deletes_everything_and_blocks_later_events(store: FeatureStore) -> None:
     """Verify that erasure removes every key of the customer and drops their later events."""
     events = [e | {"customer_id": "c1"} for e in random_events(random.Random(5), 20)]
