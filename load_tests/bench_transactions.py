@@ -26,7 +26,8 @@ from pathlib import Path
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from load_tests.measure import percentile, speed_check_line, speed_check_ms
+from load_tests.measure import percentile, speed_check_ms
+from load_tests.report import speed_check_line
 
 PAYLOAD = b'{"alert_id": "al_0123456789abcdef01234567", "kind": "churn_risk", ' + b"x" * 600 + b"}"
 

@@ -137,7 +137,7 @@ async def test_a_batch_retried_in_the_same_process_feeds_but_does_not_produce_ag
     """Verify that alerts the broker acknowledged are not produced again when their batch is
     retried (its progress round trip failed), are counted as repeats only when produced
     again after a crash, and still reach the feed once."""
-    producer = FakeProducer()
+    producer = FakeAlertProducer()
     alerts_engine = engine(redis, settings, producer=producer)
     batch = [update(ticket("t1", "c1", 0), sentiment=-0.9)]
     alerts = await alerts_engine.evaluate(batch)
@@ -200,7 +200,7 @@ async def test_a_cart_fired_by_a_batch_that_failed_fires_again_in_its_retry(
     error) is fired again by the batch's retry, then published and its timer removed."""
     clicks = settings.topic(CLICKS)
     await profile(redis, "c1", cart_adds=1)
-    producer = FakeProducer(unsent=1)
+    producer = FakeAlertProducer(unsent=1)
     alerts_engine = engine(redis, settings, producer=producer)
     await alerts_engine.evaluate([update(click("a1", "c1", 0, kind="add_to_cart"), partition=1)])
     [fired] = await alerts_engine.on_watermark(clicks, 1, ms(at(31)))

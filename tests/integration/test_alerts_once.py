@@ -18,37 +18,14 @@ import orjson
 import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from feature_store.keys import ALERTS_STREAM_KEY, progress_key
+from feature_store.keys import ALERTS_STREAM_KEY
 from load_tests.chaos import inject_duplicates
-from load_tests.simulator import TOPIC_BY_TYPE, ShopSimulator
 from schemas.topics import ALERTS
+from simulator import ShopSimulator
 from stream.processes import ManagedProcess
-from stream.producer import EventProducer
 from stream.settings import Settings, kafka_client_config
 from tests.helpers import wait_for
-
-
-def send(settings: Settings, events: list[dict[str, object]]) -> dict[tuple[str, int], int]:
-    """Produce ``events`` to their topics keyed by customer; the last offset per partition."""
-    last: dict[tuple[str, int], int] = {}
-
-    def delivered(topic: str, partition: int, offset: int) -> None:
-        last[(topic, partition)] = max(last.get((topic, partition), -1), offset)
-
-    with EventProducer(settings=settings) as producer:
-        for event in events:
-            producer.send_raw(settings.topic(TOPIC_BY_TYPE[str(event["type"])]),
-                              str(event.get("customer_id") or f"anon:{event['anonymous_id']}"),
-                              orjson.dumps(event), on_delivered=delivered)
-    return last
-
-
-def caught_up(client: redis.Redis, last: dict[tuple[str, int], int]) -> Callable[[], bool]:
-    def done() -> bool:
-        recorded = client.mget([progress_key(t, p) for t, p in last])
-        return all(value is not None and int(value) >= last[key]  # type: ignore[arg-type]
-                   for key, value in zip(last, recorded, strict=True))  # type: ignore[arg-type]
-    return done
+from tests.integration.support import caught_up, send
 
 
 def read_alert_topic(settings: Settings, quiet_s: float = 5.0, timeout_s: float = 120.0

@@ -26,12 +26,12 @@ import redis.asyncio as aioredis
 from feature_store.keys import METRICS_KEY
 from feature_store.reads import ProfileReader
 from load_tests.chaos import inject_duplicates
-from load_tests.simulator import ShopSimulator
+from simulator import ShopSimulator
 from stream.devstack import RedisServer
 from stream.processes import ManagedProcess, free_port
 from stream.settings import Settings
 from tests.helpers import wait_for
-from tests.integration.test_alerts_once import caught_up, send
+from tests.integration.support import caught_up, send
 from tests.reference_features import assert_same_features, reference_profiles
 
 

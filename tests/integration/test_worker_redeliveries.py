@@ -17,8 +17,8 @@ from feature_store.keys import progress_key
 from feature_store.reads import SystemReader
 from schemas.topics import TICKETS
 from stream.settings import Settings
-from tests.unit.test_alert_support import FakeProducer, ticket
-from tests.unit.test_event_pipeline import NoDeadLetters
+from tests.integration.support import NoDeadLetters
+from tests.unit.support import FakeAlertProducer, ticket
 
 
 def unhappy_ticket(runtime: WorkerRuntime, offset: int) -> RawMessage:
@@ -29,7 +29,7 @@ def unhappy_ticket(runtime: WorkerRuntime, offset: int) -> RawMessage:
 
 
 def produced(runtime: WorkerRuntime) -> list[str]:
-    producer: FakeProducer = runtime.alerts._producer
+    producer: FakeAlertProducer = runtime.alerts._producer
     return [alert.alert_id for alert in producer.alerts()]
 
 
@@ -38,7 +38,7 @@ def restarted(runtime: WorkerRuntime, tmp_path: Path) -> WorkerRuntime:
     settings = Settings(kafka_bootstrap="127.0.0.1:1", redis_url=runtime.settings.redis_url,
                         checkpoint_dir=tmp_path / "restarted", recommender_process=False)
     with mock.patch("agents.runtime.DeadLetterPublisher", lambda settings: NoDeadLetters()), \
-            mock.patch("agents.alerting.Producer", lambda config: FakeProducer()):
+            mock.patch("agents.alerting.Producer", lambda config: FakeAlertProducer()):
         return WorkerRuntime(settings)
 
 
