@@ -93,7 +93,7 @@ def negative_ticket_story() -> Story:
         Step(ticket("t3", "dan", DAY, status="resolved", csat=1), {"sentiment": 0.1,
                                                                     "urgency": 0.1}),
         Step(ticket("t4", "eve", 0), {"sentiment": 0.4, "urgency": 0.1}),
-        Step(ticket("t5", "eve", 30, status="resolved", csat=4), {"sentiment": -0.3,
+        Step(ticket("t5", "eve", 30, status="resolved", csat=4), {"sentiment": -0.1,
                                                                    "urgency": 0.3}),
     ]
     return Story(steps, {("dan", "negative_ticket", "t1"), ("dan", "negative_ticket", "t3")})
