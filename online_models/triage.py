@@ -102,7 +102,7 @@ KEYWORDS: dict[TicketCategory, dict[str, float]] = {
 _TOKEN = re.compile(r"[a-z0-9][a-z0-9'\-]*")
 
 
-def _compile(keywords: Mapping[str, Mapping[str, float]]) -> tuple[
+def _compile(keywords: Mapping[TicketCategory, Mapping[str, float]]) -> tuple[
         dict[str, dict[str, float]], dict[str, dict[str, float]], dict[str, dict[str, float]]]:
     words: dict[str, dict[str, float]] = {}
     stems: dict[str, dict[str, float]] = {}
@@ -125,7 +125,7 @@ def keyword_scores(text: str) -> dict[str, float]:
     >>> scores["billing"], scores["delivery"]
     (4.0, 2.0)
     """
-    scores = dict.fromkeys(CATEGORIES, 0.0)
+    scores: dict[str, float] = dict.fromkeys(CATEGORIES, 0.0)
     tokens = _TOKEN.findall(text.lower())
     for i, token in enumerate(tokens):
         for category, weight in _WORDS.get(token, {}).items():
