@@ -13,8 +13,8 @@ files or resolves the ticket; the model learns whenever one is given and never n
 Until it has seen enough, the keyword prior decides; each label given moves the blend
 towards ``BagOfWords | MultinomialNB`` by ``n / (n + prior_strength)``, as in
 :class:`~online_models.sentiment.SentimentModel`. A category the classifier has never been
-given a label for keeps the prior's full say, so a shop that only ever labels billing
-disputes still gets delivery tickets called delivery.
+given a label for keeps the prior's say, so a shop that only ever labels billing disputes
+still gets delivery tickets called delivery.
 
 Urgency and sentiment are the sentiment model's (:func:`~online_models.sentiment.urgency`).
 """
@@ -188,9 +188,10 @@ class TicketTriage:
     TriageResult(category='billing', probability=0.98..., source='keywords')
     >>> triage.classify("the gadget hums").category  # no keyword: other
     'other'
-    >>> for _ in range(20):
+    >>> for _ in range(10):
     ...     _ = triage.learn("the gadget hums and rattles", "product")
     ...     _ = triage.learn("charged twice", "billing")
+    ...     _ = triage.learn("lovely shop, well done", "other")
     >>> triage.classify("it hums").category, triage.classify("it hums").source
     ('product', 'blend')
     """
@@ -232,17 +233,17 @@ class TicketTriage:
         return {c: w / total for c, w in weights.items()}
 
     def probabilities(self, text: str) -> dict[str, float]:
-        """Probability of each category (pure): the prior blended with the classifier on
-        the categories it has labels for."""
+        """Probability of each category (pure). The prior says how likely the ticket is to
+        be of a category the classifier has labels for at all; among those, the prior and
+        the classifier blend. (A classifier given one category only has nothing to add.)"""
         prior = self.keyword_probabilities(text)
         if not self.example_count:
             return prior
         weight = self.example_count / (self.example_count + self.prior_strength)
         learned = self._model_probabilities(text)
-        blended = {c: (1.0 - weight) * p + weight * learned[c] if c in learned else p
-                   for c, p in prior.items()}
-        total = sum(blended.values())
-        return {c: p / total for c, p in blended.items()}
+        known = sum(p for c, p in prior.items() if c in learned)
+        return {c: (1.0 - weight) * p + weight * known * learned[c] if c in learned else p
+                for c, p in prior.items()}
 
     def classify(self, text: str) -> TriageResult:
         """The most probable category of ``text`` (pure)."""
