@@ -10,11 +10,17 @@ passwords, profile, newsletters and consent, privacy, account security) and ``ot
 Where labels come from: the event contract carries none today. The proposal is an optional
 ``category`` (one of the five) on ``ticket`` events, set by the support tool when an agent
 files or resolves the ticket; the model learns whenever one is given and never needs it.
-Until it has seen enough, the keyword prior decides; each label given moves the blend
-towards ``BagOfWords | MultinomialNB`` by ``n / (n + prior_strength)``, as in
-:class:`~online_models.sentiment.SentimentModel`. A category the classifier has never been
-given a label for keeps the prior's say, so a shop that only ever labels billing disputes
-still gets delivery tickets called delivery.
+
+Two experts, the keyword prior and ``BagOfWords | MultinomialNB``, are mixed by their track
+record: each label first scores both (the log loss of the probability each gave the true
+category, before learning it), and the classifier's weight is the posterior of a Bayesian
+mixture of the two, ``1 / (1 + exp(loss_classifier - loss_prior))`` over exponentially
+decayed sums. A weight growing with the label count alone (``n / (n + 30)``, as the
+sentiment model does) was tried first: on the hand-labelled tickets a hundred labels of
+varied short texts made a classifier worse than the keywords, and that weight handed it
+the decision anyway (load_tests/results/TRIAGE.md). A category the classifier has never
+been given a label for keeps the prior's say, so a shop that only ever labels billing
+disputes still gets delivery tickets called delivery.
 
 Urgency and sentiment are the sentiment model's (:func:`~online_models.sentiment.urgency`).
 """
@@ -160,8 +166,15 @@ class TicketTriage:
 
     Parameters
     ----------
-    prior_strength
-        Labels at which prior and classifier weigh the same.
+    loss_decay
+        Weight of the past in each expert's running log loss (its memory, in labels, is
+        about ``1 / (1 - loss_decay)``).
+    handicap
+        The classifier's starting log-odds against (it knows nothing yet); it fades as its
+        losses are counted.
+    min_share
+        Least weight either expert keeps once labels came (a "fixed share" mixture: the
+        weaker one still breaks near-ties, and can take over again quickly).
     keyword_sharpness
         Inverse temperature of the prior's softmax.
     other_score
@@ -177,13 +190,15 @@ class TicketTriage:
         Labels learnt.
     label_counts
         Labels learnt per category.
+    prior_loss, classifier_loss
+        Each expert's decayed sum of log losses on the labels, scored before learning.
     accuracy, keyword_accuracy
         Progressive accuracy of the served category and of the keyword prior alone, each
         ticket classified before its label is learnt.
 
     Examples
     --------
-    >>> triage = TicketTriage(prior_strength=5)
+    >>> triage = TicketTriage()
     >>> triage.classify("I was charged twice, please refund me")
     TriageResult(category='billing', probability=0.98..., source='keywords')
     >>> triage.classify("the gadget hums").category  # no keyword: other
@@ -193,12 +208,17 @@ class TicketTriage:
     ...     _ = triage.learn("charged twice", "billing")
     ...     _ = triage.learn("lovely shop, well done", "other")
     >>> triage.classify("it hums").category, triage.classify("it hums").source
-    ('product', 'blend')
+    ('product', 'model')
+    >>> round(triage.classifier_weight, 2)  # the prior failed on those texts
+    0.95
     """
 
-    def __init__(self, *, prior_strength: float = 30.0, keyword_sharpness: float = 1.5,
+    def __init__(self, *, loss_decay: float = 0.98, handicap: float = 3.0,
+                 min_share: float = 0.05, keyword_sharpness: float = 1.5,
                  other_score: float = 1.0, alpha: float = 0.5) -> None:
-        self.prior_strength = prior_strength
+        self.loss_decay = loss_decay
+        self.handicap = handicap
+        self.min_share = min_share
         self.keyword_sharpness = keyword_sharpness
         self.other_score = other_score
         self.alpha = alpha
@@ -209,10 +229,22 @@ class TicketTriage:
         self.keyword_accuracy = metrics.Accuracy()
         self.example_count = 0
         self.label_counts: dict[str, int] = dict.fromkeys(CATEGORIES, 0)
+        self.prior_loss = 0.0
+        self.classifier_loss = handicap
 
     @property
     def model_version(self) -> str:
         return f"triage-v1+{self.example_count}"
+
+    @property
+    def classifier_weight(self) -> float:
+        """The classifier's share of the blend: its posterior weight from the track record
+        (0 before any label)."""
+        if not self.example_count:
+            return 0.0
+        margin = max(min(self.classifier_loss - self.prior_loss, 700.0), -700.0)
+        weight = 1.0 / (1.0 + math.exp(margin))
+        return min(max(weight, self.min_share), 1.0 - self.min_share)
 
     def keyword_probabilities(self, text: str) -> dict[str, float]:
         """The prior: a softmax over keyword scores (pure)."""
@@ -232,33 +264,44 @@ class TicketTriage:
         total = sum(weights.values())
         return {c: w / total for c, w in weights.items()}
 
-    def probabilities(self, text: str) -> dict[str, float]:
-        """Probability of each category (pure). The prior says how likely the ticket is to
-        be of a category the classifier has labels for at all; among those, the prior and
-        the classifier blend. (A classifier given one category only has nothing to add.)"""
+    def _experts(self, text: str) -> tuple[dict[str, float], dict[str, float]]:
+        """The prior's probabilities, and the classifier's over the same categories: on the
+        categories it has labels for it shares out the prior's mass on them; elsewhere it
+        has no opinion of its own and repeats the prior."""
         prior = self.keyword_probabilities(text)
         if not self.example_count:
-            return prior
-        weight = self.example_count / (self.example_count + self.prior_strength)
+            return prior, prior
         learned = self._model_probabilities(text)
         known = sum(p for c, p in prior.items() if c in learned)
-        return {c: (1.0 - weight) * p + weight * known * learned[c] if c in learned else p
-                for c, p in prior.items()}
+        classifier = {c: known * learned[c] if c in learned else p for c, p in prior.items()}
+        return prior, classifier
+
+    def probabilities(self, text: str) -> dict[str, float]:
+        """Probability of each category (pure): the two experts mixed by track record."""
+        prior, classifier = self._experts(text)
+        weight = self.classifier_weight
+        return {c: (1.0 - weight) * p + weight * classifier[c] for c, p in prior.items()}
 
     def classify(self, text: str) -> TriageResult:
         """The most probable category of ``text`` (pure)."""
         probabilities = self.probabilities(text)
         category = max(CATEGORIES, key=probabilities.__getitem__)
-        weight = self.example_count / (self.example_count + self.prior_strength)
-        source = "keywords" if not self.example_count else "model" if weight > 0.9 else "blend"
+        weight = self.classifier_weight
+        source = ("keywords" if not self.example_count or weight < 0.1
+                  else "model" if weight > 0.9 else "blend")
         return TriageResult(category, probabilities[category], source)
 
     def learn(self, text: str, category: TicketCategory) -> TriageResult:
         """Learn a labelled ticket; returns what was served for it before learning."""
         served = self.classify(text)
-        prior = self.keyword_probabilities(text)
+        prior, classifier = self._experts(text)
         self.accuracy.update(category, served.category)
         self.keyword_accuracy.update(category, max(CATEGORIES, key=prior.__getitem__))
+        if self.example_count:  # an untrained classifier repeats the prior: nothing to score
+            self.prior_loss = (self.loss_decay * self.prior_loss
+                               - math.log(max(prior[category], 1e-6)))
+            self.classifier_loss = (self.loss_decay * self.classifier_loss
+                                    - math.log(max(classifier[category], 1e-6)))
         self.model.learn_one(text, category)
         self.example_count += 1
         self.label_counts[category] += 1
@@ -270,5 +313,6 @@ class TicketTriage:
             "examples": self.example_count,
             "accuracy": self.accuracy.get() if self.example_count else None,
             "keyword_accuracy": self.keyword_accuracy.get() if self.example_count else None,
+            "classifier_weight": self.classifier_weight,
             "label_counts": dict(self.label_counts),
         }

@@ -14,7 +14,7 @@ from online_models.drift import DriftMonitor
 EVENTS = 4000
 CHANGE_AT = 2000
 #: Events after the change within which it must be found. ADWIN checks every 32 errors
-#: (its ``clock``): the flipped churn labels are found 16 events after the flip, the jump in
+#: (its ``clock``): the flipped churn labels are found 15 errors after the flip, the jump in
 #: absolute error after 47-111 (seeds 0-11).
 MAX_DELAY = 300
 

@@ -35,7 +35,7 @@ def test_keyword_scores_match_stems_and_phrases() -> None:
 def test_shop_words_are_learnt_from_labels() -> None:
     """Verify that labels teach words the prior does not know (a shop's product names), and
     that progressive accuracy then beats the keyword prior's."""
-    triage = TicketTriage(prior_strength=10)
+    triage = TicketTriage()
     labelled = [("my gizmotron hums and rattles", "product"),
                 ("the fluxbox rattles when on", "product"),
                 ("kindly sort out the voucherless deal", "billing"),
