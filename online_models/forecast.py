@@ -190,8 +190,14 @@ class RevenueForecaster:
     def observe_purchase(self, tenant: str, at_ms: int, total: float,
                          category_totals: Mapping[str, float] | None = None) -> bool:
         """Add a purchase of ``total`` at event time ``at_ms`` (``category_totals``: its
-        amount per category) to its open buckets. Returns ``False`` if its buckets had
-        already closed (a purchase behind the watermark: not counted)."""
+        amount per category) to its open buckets. Returns ``False``, counting nothing, if
+        its hour had already closed (a purchase behind the watermark), so hours, days and
+        categories always add up alike."""
+        for granularity in GRANULARITIES.values():
+            whole = self.series.get((tenant, ALL_CATEGORIES, granularity.name))
+            if whole is not None and at_ms - at_ms % granularity.size_ms < whole.next_start_ms:
+                self.late_purchases += 1
+                return False
         categories = self._categories.setdefault(tenant, set())
         counted = [(ALL_CATEGORIES, total)]
         for category, amount in (category_totals or {}).items():
@@ -200,7 +206,6 @@ class RevenueForecaster:
                 counted.append((category, amount))
             else:
                 self.overflow_purchases += 1
-        on_time = True
         for granularity in GRANULARITIES.values():
             start = at_ms - at_ms % granularity.size_ms
             for category, amount in counted:
@@ -209,13 +214,8 @@ class RevenueForecaster:
                 if series is None:
                     series = self.series[key] = _Series(self._new_model(granularity), start, {})
                     self._schedule(start + granularity.size_ms)
-                if start < series.next_start_ms:
-                    on_time = False
-                    continue
                 series.open_buckets[start] = series.open_buckets.get(start, 0.0) + amount
-        if not on_time:
-            self.late_purchases += 1
-        return on_time
+        return True
 
     def _schedule(self, close_ms: int) -> None:
         if self._next_close_ms is None or close_ms < self._next_close_ms:

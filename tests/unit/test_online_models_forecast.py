@@ -49,9 +49,13 @@ def test_buckets_close_at_the_watermark_not_before() -> None:
                   if b.granularity == "hour" and b.category == "all"]
     assert hourly_all == [(0, 30.0), (HOUR_MS, 0.0), (2 * HOUR_MS, 0.0)]
     assert all(b.forecast is None for b in closed)  # warming up: nothing was served
-    assert not forecaster.observe_purchase("shop", 2 * HOUR_MS + 5, 10.0)
+    assert not forecaster.observe_purchase("shop", 2 * HOUR_MS + 5, 10.0, {"books": 10.0})
     assert forecaster.late_purchases == 1
     assert forecaster.observe_purchase("shop", 3 * HOUR_MS + 5, 10.0)
+    # The late purchase counts nowhere: not in its still open day either.
+    daily = forecaster.advance_watermark(DAY_MS)
+    assert [(b.category, b.revenue) for b in daily if b.granularity == "day"] == [
+        ("all", 40.0), ("books", 30.0)]
 
 
 def test_replay_gives_the_same_forecasts_whatever_the_batching() -> None:
