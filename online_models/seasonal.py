@@ -14,7 +14,7 @@ Why Holt-Winters, and why this way (the measurements are in ``load_tests/results
   offline; here one Holt-Winters per candidate ``(alpha, gamma)`` learns every bucket, and
   the one with the lowest exponentially weighted one-step error (scored before learning) is
   served. (River initialises an additive season from ratios, so a sharp cycle is learnt
-  only through ``gamma``: a slow ``gamma`` alone took months to find a weekly cycle.)
+  only through ``gamma``, and a slow ``gamma`` alone is slow to find it.)
 * **The trend is not extrapolated.** River's seasonal Holt-Winters needs a trend component,
   initialised as the mean step of the first season: a new shop's ramp-up then becomes a
   steep trend that a forecast extends for weeks. The forecast damps the trend with

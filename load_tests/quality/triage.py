@@ -96,6 +96,7 @@ class SplitResult:
     curve: dict[int, float]
     progressive: float
     progressive_prior: float
+    classifier_weight: float
 
 
 def run_split(tickets: Sequence[Ticket], seed: int) -> SplitResult:
@@ -119,7 +120,8 @@ def run_split(tickets: Sequence[Ticket], seed: int) -> SplitResult:
         count_weighted=accuracy([count_weighted(prior, alone, t.text, len(train))
                                  for t in test], test),
         curve=curve, progressive=triage.accuracy.get(),
-        progressive_prior=triage.keyword_accuracy.get())
+        progressive_prior=triage.keyword_accuracy.get(),
+        classifier_weight=triage.classifier_weight)
 
 
 def confusion_rows(tickets: Sequence[Ticket], predicted: Sequence[str]) -> list[list[object]]:
@@ -206,7 +208,16 @@ def render(tickets: list[Ticket], dev: list[Ticket], splits: list[SplitResult],
               "Progressive accuracy while learning the training half (each ticket classified "
               f"before its label is learnt, as `/v1/models` shows it): served "
               f"{mean_sd([s.progressive for s in splits])}, keyword prior "
-              f"{mean_sd([s.progressive_prior for s in splits])}.", ""]
+              f"{mean_sd([s.progressive_prior for s in splits])}.", "",
+              "What this says: on generic tickets whose words the keywords already hold, a "
+              "hundred labels do not teach a naive Bayes more than the keywords know (alone it "
+              "reaches 0.59). Weighted by label count, it took over anyway and cost 0.2 of "
+              "accuracy; mixed by track record, the classifier's weight stays at "
+              f"{mean_sd([s.classifier_weight for s in splits])} after the training half and "
+              "the triage stays within a standard deviation of the prior. Labels pay where a "
+              "shop's words are its own (product names, its courier, its loyalty scheme), "
+              "which hand-written generic tickets cannot show; "
+              "`tests/unit/test_online_models_triage.py` plants that case.", ""]
     lines += ["## Urgency", "",
               f"ROC-AUC of the urgency score against the `urgent` labels: **{auc:.3f}** "
               "(0.815 with the word list before this change, measured on the same tickets; "
