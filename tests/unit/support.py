@@ -17,6 +17,7 @@ import orjson
 from agents.alert_rules import CustomerUpdate
 from online_models.checkpoint import ModelBundle
 from online_models.features import DAY_MS, behaviour_vector
+from online_models.triage import TicketCategory
 from schemas.events import ClickEvent, PurchaseEvent, TicketEvent
 from schemas.records import Alert
 
@@ -90,6 +91,9 @@ class FakeAlertProducer:
 
 
 PRODUCTS = [f"p{i}" for i in range(30)]
+TICKETS: list[tuple[str, TicketCategory]] = [
+    ("charged twice", "billing"), ("parcel is late", "delivery"), ("zip broke", "product"),
+    ("cannot log in", "account"), ("nice shop", "other")]
 
 
 def feed(bundle: ModelBundle, days: int, seed: int, start_day: int = 0) -> dict[str, dict]:
@@ -100,6 +104,9 @@ def feed(bundle: ModelBundle, days: int, seed: int, start_day: int = 0) -> dict[
         at = day * DAY_MS
         bundle.churn.advance_watermark(at)
         bundle.clv.advance_watermark(at)
+        for bucket in bundle.forecast.advance_watermark(at):
+            if bucket.scaled_error is not None:
+                bundle.drift.update("forecast", bucket.scaled_error, bucket.end_ms)
         for _ in range(20):
             cid = f"c{rng.randrange(40)}"
             total = rng.uniform(10, 200)
@@ -129,4 +136,9 @@ def feed(bundle: ModelBundle, days: int, seed: int, start_day: int = 0) -> dict[
             bundle.sentiment.learn(
                 rng.choice(["great thanks", "broken box", "late again"]), rng.choice([1, 5])
             )
+            bundle.forecast.observe_purchase("default", at + rng.randrange(DAY_MS), total,
+                                             {"music": total})
+            text, category = rng.choice(TICKETS)
+            served = bundle.triage.learn(text, category)
+            bundle.drift.update("triage", float(served.category != category), at)
     return profiles
