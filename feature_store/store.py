@@ -422,9 +422,10 @@ class FeatureStore:
         async with self.redis.pipeline(transaction=False) as pipe:
             pairs = queue_count_due(pipe, tenants, partitions, watermark_ms)
             counts = await pipe.execute()
-        wanted = {pair: chunk_for(int(count), interval_s=interval_s, target_lag_s=target_lag_s,
-                                  smallest=smallest, largest=largest)
-                  for pair, count in zip(pairs, counts, strict=True) if count}
+        wanted = {pair: chunk_for(int(total), int(due), interval_s=interval_s,
+                                  target_lag_s=target_lag_s, smallest=smallest, largest=largest)
+                  for pair, total, due in zip(pairs, counts[::2], counts[1::2], strict=True)
+                  if due}
         if not wanted:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
