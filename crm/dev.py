@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 #: The simulated shop of ``crm dev --simulate``: its customers, and the days of its history
 #: replayed before live traffic.
-SIMULATED_CUSTOMERS = 800
+SIMULATED_CUSTOMERS = 600
 HISTORY_DAYS = 60
 
 
@@ -98,7 +98,11 @@ def run_dev(
             redis_url = redis_server.start()
             stack.started.append(("redis-server", redis_server))
 
-        env = {"CRM_KAFKA_BOOTSTRAP": bootstrap, "CRM_REDIS_URL": redis_url}
+        # The checkpoints beside the stack's Redis data: a model restored from another
+        # stack's run would score customers it never learnt from.
+        env = {"CRM_KAFKA_BOOTSTRAP": bootstrap, "CRM_REDIS_URL": redis_url,
+               "CRM_CHECKPOINT_DIR": os.environ.get("CRM_CHECKPOINT_DIR",
+                                                    str(work_dir / "checkpoints"))}
         settings = Settings(kafka_bootstrap=bootstrap, redis_url=redis_url)
         for outcome in create_topics(settings):
             log.info("topic %s (%d partitions)%s", outcome.topic, outcome.partitions,
