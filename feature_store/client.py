@@ -34,6 +34,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+#: What a round trip raises while Redis is away: refused, reset or closed connections and
+#: ``LOADING`` replies (redis-py's ``ConnectionError`` family) and its socket timeouts.
+STORE_UNAVAILABLE: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError)
+
 try:
     import hiredis
 except ImportError:  # pragma: no cover - hiredis is a dependency; stay correct without it
