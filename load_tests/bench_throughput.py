@@ -65,7 +65,7 @@ from stream.producer import EventProducer
 from stream.settings import Settings, kafka_client_config
 
 RESULTS = Path(__file__).resolve().parent / "results" / "THROUGHPUT.md"
-POLL_S = 0.1
+POLL_S = 0.5  # the worker serves its metrics from a thread of its own: poll gently
 TOP_FUNCTIONS = 15
 
 
@@ -88,6 +88,11 @@ class Drain:
     broker_cpu: float | None
     redis_cpu: float | None
     samples: list[tuple[float, float]]  # (seconds since the worker started, processed)
+    batches: float = 0.0  # micro-batches the worker processed
+
+    @property
+    def batch_size(self) -> float:
+        return self.samples[-1][1] / self.batches if self.batches else float("nan")
 
     @property
     def rate(self) -> float:
@@ -138,17 +143,17 @@ def consume_only(settings: Settings, count: int) -> float:
     return seen / elapsed if elapsed > 0 else float("nan")
 
 
-def processed(port: int) -> float:
+def processed(port: int, sample: str = "crm_worker_events_processed_total") -> float:
     try:
         (text,) = worker_metrics([port])
     except OSError:
         return 0.0  # not serving yet
-    return metric_total(text, "crm_worker_events_processed_total")
+    return metric_total(text, sample)
 
 
 def redis_pids() -> list[int]:
     return [pid for pid, (command, _) in cpu_by_process().items()
-            if command.startswith("redis-server")]
+            if Path(command.split(" ", 1)[0]).name == "redis-server"]
 
 
 def drain(run: Stack, work: Path, count: int, *, name: str, app_id: str,
@@ -165,7 +170,7 @@ def drain(run: Stack, work: Path, count: int, *, name: str, app_id: str,
         samples: list[tuple[float, float]] = []
         done = 0.0
         while done <= 0:
-            time.sleep(POLL_S / 4)
+            time.sleep(POLL_S / 5)
             done = processed(port)
             if not worker.is_running():
                 raise SystemExit(f"the worker exited: see {worker.log_path}")
@@ -193,6 +198,7 @@ def drain(run: Stack, work: Path, count: int, *, name: str, app_id: str,
         finished_at = time.monotonic()
         after = (cpu_seconds(pids), cpu_seconds(recommender), cpu_seconds(run.broker_pids),
                  cpu_seconds(servers))
+        batches = processed(port, "crm_worker_batch_seconds_count")
         if profiler is not None:
             profiler.wait(timeout=int(profile_s or 0) + 60)
         wall = finished_at - running_at
@@ -201,7 +207,7 @@ def drain(run: Stack, work: Path, count: int, *, name: str, app_id: str,
         return Drain(startup_s=running_at - started, running_s=wall,
                      processed_running=int(done - done_at_start), worker_cpu=shares[0],
                      recommender_cpu=shares[1], broker_cpu=shares[2], redis_cpu=shares[3],
-                     samples=samples), profile_path
+                     samples=samples, batches=batches), profile_path
     finally:
         worker.stop(timeout=15)
 
@@ -317,6 +323,7 @@ def main() -> None:
                                                 "checkpoint_dir": work / "in-process"}),
                 backlog, args.batch)
         plot_path = args.output.with_suffix(".png")
+        plot_path.parent.mkdir(parents=True, exist_ok=True)
         plot(drains, ceiling, plot_path)
     speed_after = speed_check_ms()
 
@@ -341,6 +348,7 @@ def main() -> None:
             ["CPU, its recommender process", share(worker.recommender_cpu)],
             ["CPU, broker", share(worker.broker_cpu)],
             ["CPU, redis-server", share(worker.redis_cpu)],
+            ["events per micro-batch (mean)", f"{worker.batch_size:,.0f}"],
         ], align="lr"), "",
     ]
     if stages:
