@@ -170,9 +170,14 @@ class ModelStep:
         scores = self._score_customers(touched, present, per_event, watermark_ms,
                                        clv_rankings, scored.records)
         self.scored_since_sweep.update(scores)
+        moved: set[CustomerKey] = set()
         for model_event, extra in zip(present, per_event, strict=True):
             customer = touched[model_event.customer]
             own = dict(scores.get(model_event.customer, {}))
+            if model_event.customer in moved:  # a move to another segment happens once
+                own["previous_segment"] = own.get("segment")
+                own["previous_segment_label"] = own.get("segment_label")
+            moved.add(model_event.customer)
             own.update({k: v for k, v in vars(extra).items() if v is not None})
             scored.updates.append(CustomerUpdate(
                 tenant=model_event.customer[0], customer_id=model_event.customer[1],

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from feature_store import AppliedEvent, CartSweep, FeatureStore, ProfileReader
+from feature_store.stitching import MERGE_SCRIPT
 from schemas.events import AnyEvent, validate_event
 from tests.reference_features import assert_same_features, reference_profiles
 
@@ -212,7 +213,7 @@ async def test_a_batch_cut_short_after_the_alias_counts_its_visitor_events_once(
         real_execute = pipe.execute
 
         async def execute(*a: Any, **k: Any) -> Any:
-            if any(store._merge.sha in map(str, command) for command, _ in pipe.command_stack):
+            if any(MERGE_SCRIPT.sha in map(str, command) for command, _ in pipe.command_stack):
                 raise ConnectionError("Redis went away here")
             return await real_execute(*a, **k)
 

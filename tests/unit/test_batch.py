@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY
 from agents.alert_config import AlertConfig
 from agents.batch import Worker, process_batch
 from agents.decoding import RawMessage
-from agents.models import ModelStep
+from agents.models import ModelEvent, ModelStep
 from agents.partitions import Partitions
 from agents.publishing import ALERTS_REPEATED, AlertPublisher
 from agents.rules import AlertRules
@@ -195,3 +195,26 @@ async def test_every_batch_is_timed_in_each_of_its_steps() -> None:
     await process_batch(new_worker(MemoryStore()), [message(unhappy(), 0)])
     assert {step: batches_timed(step) - before[step] for step in BATCH_STEP_NAMES} == (
         dict.fromkeys(BATCH_STEP_NAMES, 1.0))
+
+
+def test_a_customer_moves_to_another_segment_once_per_batch() -> None:
+    """Verify that of a customer's events in one batch only the first carries the move from
+    their stored segment (the others: no move), so the rule sees one move, not one per
+    event."""
+    from feature_store import Customer
+    from tests.trained_models import trained_bundle
+
+    step = ModelStep(bundle=trained_bundle())
+    events = [click(f"e{i}", "c1", i) for i in range(3)]
+    store = MemoryStore()
+    for event in events:
+        store.events[("default", "c1")][event.event_id] = event
+    customer = store.customer(("default", "c1"))
+    stored = step.learn_and_score(
+        [ModelEvent(events[0], ("default", "c1"), 0)], {("default", "c1"): customer}, {},
+        None).updates[0].scores["segment"]
+    assert stored is not None
+    moved = Customer(profile=customer.profile, previous_segment=stored + 1)
+    updates = step.learn_and_score([ModelEvent(e, ("default", "c1"), 0) for e in events],
+                                   {("default", "c1"): moved}, {}, None).updates
+    assert [u.scores["previous_segment"] for u in updates] == [stored + 1, stored, stored]
