@@ -34,13 +34,11 @@ class Recommender:
     """Top-N products per customer, learning from every interaction.
 
     * **collaborative** -- ``reco.BiasedMF`` on implicit weights (view 1 < cart 3 <
-      purchase 5) from carts, purchases and one view in ``view_sample`` (views are most
-      interactions and say least; each costs the factorisation a positive and its
-      negatives); every positive is paired with ``negatives`` sampled items at ``0``, drawn
+      purchase 5); every positive is paired with ``negatives`` sampled items at ``0``, drawn
       from recent interactions (so popularity-proportional: the model must beat popularity,
       not just learn it);
     * **bought_together** -- :class:`~online_models.cooccurrence.CoOccurrence` of the item with
-      the customer's recent products, counted for every interaction, views included;
+      the customer's recent products;
     * **trending** -- :class:`~online_models.trending.DecayedPopularity`, the cold-start
       fallback for customers the factorisation has not seen ``min_user_events`` times;
     * **recently viewed** -- the customer's own recent products not bought yet, the most
@@ -60,8 +58,6 @@ class Recommender:
         Size, SGD step and L2 penalty of the factorisation.
     negatives
         Sampled negatives per positive interaction.
-    view_sample
-        The factorisation learns one view in this many (1: every view).
     kind_weights
         Implicit feedback per interaction kind (default :data:`KIND_WEIGHTS`).
     trending_halflife_days
@@ -101,10 +97,6 @@ class Recommender:
     [('lamp', 2.0, 'recently_viewed')]
     """
 
-    # Class-level defaults for what older pickles lack (every view learnt, none counted).
-    view_sample = 1
-    _views = 0
-
     def __init__(
         self,
         *,
@@ -112,7 +104,6 @@ class Recommender:
         learning_rate: float = 0.05,
         l2: float = 0.01,
         negatives: int = 2,
-        view_sample: int = 4,
         kind_weights: Mapping[str, float] | None = None,
         trending_halflife_days: float = 7.0,
         together_weight: float = 1.0,
@@ -125,7 +116,6 @@ class Recommender:
         self.learning_rate = learning_rate
         self.l2 = l2
         self.negatives = negatives
-        self.view_sample = view_sample
         self.kind_weights = dict(kind_weights or KIND_WEIGHTS)
         self.trending_halflife_days = trending_halflife_days
         self.together_weight = together_weight
@@ -148,7 +138,6 @@ class Recommender:
         self.hit_rate = HitRate()
         self.baseline_hit_rate = HitRate()
         self.example_count = 0
-        self._views = 0
         self._user_events: dict[str, int] = {}
         self._recent_items: deque[str] = deque(maxlen=2000)
         self._rng = random.Random(seed)
@@ -212,30 +201,20 @@ class Recommender:
 
     def _fit(self, customer_id: str, product_id: str, kind: str, at_ms: int,
              recent: Sequence[str]) -> None:
-        """One interaction: trending and co-occurrence; for the factorisation (carts,
-        purchases, a sample of views) a positive and its sampled negatives."""
+        """One positive interaction, its sampled negatives, trending and co-occurrence."""
         weight = self.kind_weights.get(kind, 1.0)
-        if self._factorise(weight):
-            self.mf.learn_one(customer_id, product_id, weight)
-            self._dirty.add(product_id)
-            for _ in range(self.negatives if self._recent_items else 0):
-                negative = self._recent_items[self._rng.randrange(len(self._recent_items))]
-                if negative != product_id:
-                    self.mf.learn_one(customer_id, negative, 0.0)
-                    self._dirty.add(negative)
+        self.mf.learn_one(customer_id, product_id, weight)
+        self._dirty.add(product_id)
+        for _ in range(self.negatives if self._recent_items else 0):
+            negative = self._recent_items[self._rng.randrange(len(self._recent_items))]
+            if negative != product_id:
+                self.mf.learn_one(customer_id, negative, 0.0)
+                self._dirty.add(negative)
         self.trending.add(product_id, weight, at_ms)
         self.together.update(product_id, recent[:5], weight)
         self._recent_items.append(product_id)
         self._user_events[customer_id] = self._user_events.get(customer_id, 0) + 1
         self.example_count += 1
-
-    def _factorise(self, weight: float) -> bool:
-        """Whether the factorisation learns this interaction: every one stronger than a
-        view, one view in ``view_sample``."""
-        if weight > 1.0:
-            return True
-        self._views += 1
-        return self._views % self.view_sample == 1 % self.view_sample
 
     def top_n(
         self,
