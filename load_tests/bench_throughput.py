@@ -263,6 +263,15 @@ def in_process_stages(settings: Settings, backlog: Backlog, batch: int
     return stage_costs(settings, backlog.messages, batch)
 
 
+def before_section(report: Path) -> list[str]:
+    """The earlier report's run sentence, figures and profile, under a heading of their own
+    (its plot and speed check stay in that report)."""
+    text = report.read_text().split("\n![", 1)[0]
+    body = text.split("\n", 2)[2] if text.startswith("# ") else text
+    return ["## Before", "", f"From {report.name} of an earlier version of the worker:", "",
+            body.strip().replace("\n#", "\n###"), ""]
+
+
 def plot(drains: dict[str, Drain], ceiling: float, path: Path) -> None:
     plt = pyplot()
     figure, axes = plt.subplots(figsize=(7, 3.6))
@@ -287,6 +296,9 @@ def main() -> None:
                         help="skip the in-process stages")
     parser.add_argument("--batch", type=int, default=500,
                         help="events per batch of the in-process stages (the worker's largest)")
+    parser.add_argument("--before", type=Path, default=None,
+                        help="a report of this benchmark from an earlier version of the "
+                             "worker, shown beside this run's (e.g. the commit before a change)")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
 
@@ -364,6 +376,8 @@ def main() -> None:
                   *table(["function", "own", "inclusive"],
                          [[name.replace("|", "/"), f"{own:.1%}", f"{inclusive:.1%}"]
                           for name, own, inclusive in profile_rows], align="lrr"), ""]
+    if args.before is not None:
+        lines += before_section(args.before)
     lines += [image("events processed over time", plot_path), "",
               speed_check_line(speed_before, speed_after), "",
               reproduce_line(shlex.join(["python", "-m", "load_tests.bench_throughput",
