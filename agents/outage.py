@@ -11,7 +11,7 @@ the batch or tick (``CRM_REDIS_DEADLINE_S``) ends the wait. Either way:
   have reached it. Every write of a batch is idempotent (events once by id in Lua, rule state
   and scores overwritten, progress and watermarks set, the alerts' feed once by id), so the
   retry changes nothing twice; what the failed attempt already had acknowledged by Kafka is
-  not produced again (see :mod:`agents.alerting` and :mod:`stream.deadletters`). Only the
+  not produced again (see :mod:`agents.publishing` and :mod:`stream.deadletters`). Only the
   outcome counters in Redis may count its messages again, as duplicates.
 * a **timer** tick (telemetry, recommendation lists, the silence sweep) is skipped: it logs,
   and the next tick does the work.
@@ -26,18 +26,14 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
+from feature_store.client import STORE_UNAVAILABLE
 from stream.metrics import REDIS_WAITS
 
 log = logging.getLogger(__name__)
 
-#: What a round trip raises while Redis is away: refused, reset or closed connections and
-#: ``LOADING`` replies (redis-py's ``ConnectionError`` family), its socket timeouts, and the
+#: What a round trip raises while Redis is away (see ``feature_store.client``), and the
 #: deadline of a batch or tick (``TimeoutError``) when Redis does not answer at all.
-REDIS_UNAVAILABLE: tuple[type[BaseException], ...] = (
-    RedisConnectionError, RedisTimeoutError, TimeoutError)
+REDIS_UNAVAILABLE: tuple[type[BaseException], ...] = (*STORE_UNAVAILABLE, TimeoutError)
 
 FIRST_WAIT_S = 0.1
 LONGEST_WAIT_S = 5.0
@@ -67,7 +63,7 @@ async def wait_for_redis(error: BaseException, failures: int, *, what: str, task
         while True:
             try:
                 async with asyncio.timeout(deadline_s):
-                    await pipeline.process(messages)
+                    await process_batch(worker, messages)
                 break
             except REDIS_UNAVAILABLE as error:
                 failures += 1
