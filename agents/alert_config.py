@@ -118,6 +118,12 @@ class SegmentChangeRule(_Rule):
     cooldown: Duration = 7 * 86_400.0
 
 
+class ModelDriftRule(_Rule):
+    cooldown: Duration = Field(
+        default=86_400.0,
+        description="At most one alert per model within this much event time.")
+
+
 class ConsentPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -145,6 +151,7 @@ class AlertConfig(BaseModel):
     anomalous_purchase: AnomalousPurchaseRule = AnomalousPurchaseRule()
     cart_abandonment: CartAbandonmentRule = CartAbandonmentRule()
     segment_change: SegmentChangeRule = SegmentChangeRule()
+    model_drift: ModelDriftRule = ModelDriftRule()
 
     def rule(self, kind: AlertKind) -> _Rule:
         rule: _Rule = getattr(self, kind.value)

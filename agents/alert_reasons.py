@@ -120,7 +120,8 @@ def urgency_words(urgency: float) -> str:
 
 def negative_ticket_reason(*, ticket_id: str, channel: str, status: str,
                            sentiment: float | None, sentiment_below: float,
-                           csat: int | None, csat_at_most: int, urgency: float | None) -> str:
+                           csat: int | None, csat_at_most: int, urgency: float | None,
+                           category: str | None = None) -> str:
     findings = []
     if sentiment is not None and sentiment < sentiment_below:
         findings.append(f"sentiment {sentiment:+.2f} (threshold {sentiment_below:+.2f})")
@@ -128,7 +129,16 @@ def negative_ticket_reason(*, ticket_id: str, channel: str, status: str,
         findings.append(f"CSAT {csat}/5 (at most {csat_at_most} alerts)")
     if urgency is not None:
         findings.append(f"urgency {urgency_words(urgency)} ({urgency:.2f})")
-    return f"Negative support ticket {ticket_id} ({channel}, {status}): " + ", ".join(findings)
+    about = f"{category}, " if category else ""
+    return (f"Negative support ticket {ticket_id} ({about}{channel}, {status}): "
+            + ", ".join(findings))
+
+
+def model_drift_reason(*, model: str, error_before: float, error_after: float,
+                       examples: int) -> str:
+    return (f"The {model} model's error rose from {error_before:.3f} to {error_after:.3f} "
+            f"(ADWIN, after {examples:,} scored examples): its scores are less reliable "
+            "until it has learnt the change")
 
 
 def anomalous_purchase_reason(*, order_id: str, total: float, currency: str, score: float,

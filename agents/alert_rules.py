@@ -218,7 +218,8 @@ def negative_ticket(update: CustomerUpdate, config: AlertConfig) -> Candidate | 
     reason = reasons.negative_ticket_reason(
         ticket_id=event.ticket_id, channel=event.channel, status=event.status.value,
         sentiment=sentiment, sentiment_below=rule.sentiment_below, csat=event.csat,
-        csat_at_most=rule.csat_at_most, urgency=urgency)
+        csat_at_most=rule.csat_at_most, urgency=urgency,
+        category=update.scores.get("category"))
     return Candidate(AlertKind.NEGATIVE_TICKET, score, threshold, reason, explanation,
                      _version(update, "sentiment"))
 

@@ -105,6 +105,9 @@ async def process_batch(worker: Worker, messages: Sequence[RawMessage]) -> Batch
                                                worker.partitions.model_watermark())
     with BATCH_STEPS["rules"].time():
         decided = worker.rules.decide(scored.updates, applied, advanced)
+        decided.alerts += worker.rules.drift_alerts(
+            scored.drifts, sorted(worker.models.tenants_seen),
+            model_version=worker.models.bundle.version)
     with BATCH_STEPS["publish"].time():
         # Their rule state first: a redelivered trigger then repeats its alert word for word.
         await worker.store.save_rule_states(decided.alerting)
@@ -113,7 +116,7 @@ async def process_batch(worker: Worker, messages: Sequence[RawMessage]) -> Batch
 
     with BATCH_STEPS["commit"].time():
         await worker.store.commit(Commit(
-            scores=scored.records, rule_states=decided.states,
+            scores=scored.records, tickets=scored.tickets, rule_states=decided.states,
             timers_opened=decided.timers_opened, timers_closed=decided.timers_closed,
             suppressed=decided.suppressed, feed=decided.alerts, recommendation_lists=lists,
             progress=decoded.last_offsets,

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 
 from prometheus_client import Counter as PrometheusCounter
 
+from agents import alert_reasons
 from agents.alert_config import AlertConfig, AlertConfigWatcher
 from agents.alert_rules import (
     CustomerUpdate,
@@ -36,7 +37,8 @@ from agents.alert_rules import (
 )
 from feature_store import AppliedBatch, CartSweep, CartTimer, CustomerKey
 from feature_store.rule_state import CustomerAlertState, OpenCart
-from schemas.records import Alert
+from online_models import DriftEvent
+from schemas.records import Alert, AlertKind, alert_id_for
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,8 @@ class AlertRules:
         self._config = config
         self.clicks = clicks_topic
         self.purchases = purchases_topic
+        #: Event time of each model's last drift alert (its cooldown; a restart forgets it).
+        self._drift_alerted_at: dict[str, int] = {}
 
     @property
     def config(self) -> AlertConfig:
@@ -121,6 +125,34 @@ class AlertRules:
         decisions += self._fire_due_carts(applied, watermarks, decided, config, now)
         self._tally(decisions, decided)
         return decided
+
+    def drift_alerts(self, drifts: Sequence[DriftEvent], tenants: Sequence[str], *,
+                     model_version: str, now: datetime | None = None) -> list[Alert]:
+        """A ``model_drift`` alert per drift and tenant (the models are shared by every
+        tenant the worker serves), at most one per model within the rule's cooldown."""
+        rule = self.config.model_drift
+        if not rule.enabled:
+            return []
+        now = now or datetime.now(UTC)
+        alerts = []
+        for found in drifts:
+            last = self._drift_alerted_at.get(found.model)
+            if last is not None and found.at_ms - last < rule.cooldown_ms:
+                continue
+            self._drift_alerted_at[found.model] = found.at_ms
+            reason = alert_reasons.model_drift_reason(
+                model=found.model, error_before=found.error_before,
+                error_after=found.error_after, examples=found.examples)
+            triggered_by = f"{found.model}@{found.at_ms}"
+            alerts += [Alert(
+                alert_id=alert_id_for(tenant=tenant, customer_id="", kind="model_drift",
+                                      triggered_by=triggered_by),
+                kind=AlertKind.MODEL_DRIFT, customer_id="", tenant=tenant,
+                score=round(found.error_after, 6), threshold=round(found.error_before, 6),
+                reason=reason, triggered_by=triggered_by,
+                occurred_at=datetime.fromtimestamp(found.at_ms / 1000, tz=UTC),
+                emitted_at=now, model_version=model_version) for tenant in sorted(tenants)]
+        return alerts
 
     def _timer(self, key: CustomerKey, cart: OpenCart) -> CartTimer:
         return CartTimer(self.clicks, cart.partition, key[0], key[1], cart.event_id,

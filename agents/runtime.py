@@ -44,7 +44,7 @@ class WorkerRuntime:
         self.store = FeatureStore(
             redis=connect(settings.redis_url, socket_timeout=None),
             limits=StoreLimits(max_event_ids=settings.dedupe_ids_per_customer))
-        worker_name = settings.worker_name or socket.gethostname()
+        worker_name = self.worker_name = settings.worker_name or socket.gethostname()
         self.checkpoints = CheckpointStore(
             directory=settings.checkpoint_dir, app_id=settings.app_id, worker_name=worker_name)
         self.bundle = self.checkpoints.load_latest() or new_bundle(settings)
@@ -111,21 +111,12 @@ class WorkerRuntime:
     async def publish_telemetry(self, lag: int | None) -> None:
         """Model versions and online metrics, segments, and throughput, for the API and the
         dashboard."""
-        versions = self.bundle.model_versions()
-        counts = self.bundle.example_counts()
-        metrics = self.bundle.metrics()
-        report = self.recommender.report() if self.recommender is not None else None
-        if report is not None:
-            versions["recommendations"] = report.model_version
-            counts["recommendations"] = report.example_count
-            metrics["recommendations"] = report.metrics
-        models = [ModelTelemetry(name=name, version=version,
-                                 example_count=counts.get(name, 0),
-                                 metrics=_numbers(metrics.get(name, {})),
-                                 details=_plain(metrics.get(name, {})))
-                  for name, version in versions.items()]
+        models = model_telemetry(
+            self.bundle, self.recommender.report() if self.recommender is not None else None)
         for tenant, segments in self.models.segment_summaries().items():
             await self.store.publish_segments(tenant, segments)
+        await self.store.publish_forecasts(self.worker_name, self.models.forecast_payloads(),
+                                           at_ms=int(time.time() * 1000))
         started, processed = self._last_sample
         elapsed = max(time.monotonic() - started, 1e-3)
         rate = (self.worker.processed - processed) / elapsed
@@ -158,6 +149,23 @@ class WorkerRuntime:
             await self.store.publish_segments(segments_of, segments)
         if self.recommender is not None:
             self.recommender.submit(RecommendationWork(erased=[(tenant, customer_id)]))
+
+
+def model_telemetry(bundle: ModelBundle, recommender: Any = None) -> list[ModelTelemetry]:
+    """Each model's version, examples and metrics (``drifted_at`` among them) as the API's
+    ``/v1/models`` shows them; ``recommender``: the recommender process's report, if any."""
+    versions = bundle.model_versions()
+    counts = bundle.example_counts()
+    metrics = bundle.metrics()
+    if recommender is not None:
+        versions["recommendations"] = recommender.model_version
+        counts["recommendations"] = recommender.example_count
+        metrics["recommendations"] = {**recommender.metrics,
+                                      "drifted_at": metrics["recommendations"]["drifted_at"]}
+    return [ModelTelemetry(name=name, version=version, example_count=counts.get(name, 0),
+                           metrics=_numbers(metrics.get(name, {})),
+                           details=_plain(metrics.get(name, {})))
+            for name, version in versions.items()]
 
 
 def _numbers(metrics: dict[str, Any]) -> dict[str, float | None]:

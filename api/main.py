@@ -18,7 +18,17 @@ from api.openapi import document_security
 from api.publish import ProducerLike, Publisher
 from api.readiness import BrokerCheck
 from api.responses import ORJSONResponse
-from api.routes import alerts, customers, dashboard, docs, erasure, health, ingest, models
+from api.routes import (
+    alerts,
+    customers,
+    dashboard,
+    docs,
+    erasure,
+    health,
+    ingest,
+    insights,
+    models,
+)
 from api.routes.dashboard import STATIC_DIR
 from api.settings import ApiSettings
 from api.state import AppState
@@ -63,7 +73,8 @@ def create_app(settings: Settings | None = None, api_settings: ApiSettings | Non
     # Added first, so it runs inside the metrics middleware (the last added is outermost).
     app.add_middleware(ProfileFastPath, enabled=profile_fast_path)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
-    for module in (health, customers, erasure, ingest, alerts, models, dashboard, docs):
+    for module in (health, customers, erasure, ingest, alerts, models, insights, dashboard,
+                   docs):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     document_security(app)

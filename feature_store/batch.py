@@ -14,6 +14,7 @@ from feature_store.customers import Customer, CustomerKey
 from feature_store.ranking import RankingSketch
 from feature_store.rule_state import CustomerAlertState
 from feature_store.scores import ScoreRecord
+from feature_store.tickets import TicketRecord
 from schemas.records import Alert
 
 __all__ = ["AppliedBatch", "AppliedEvent", "CartSweep", "CartTimer", "Commit", "Partition",
@@ -101,6 +102,8 @@ class Commit:
     """Everything a finished batch writes, in one round trip (:meth:`FeatureStore.commit`)."""
 
     scores: Sequence[ScoreRecord] = ()
+    #: Tickets triaged by the batch (see :mod:`feature_store.tickets`).
+    tickets: Sequence[TicketRecord] = ()
     rule_states: Mapping[CustomerKey, CustomerAlertState] = field(default_factory=dict)
     timers_opened: Sequence[CartTimer] = ()
     timers_closed: Sequence[CartTimer] = ()

@@ -30,6 +30,7 @@ CUSTOMER_KEY_SUFFIXES = (
     "erased",  # string with TTL: tombstone of an erased customer
     "recos",  # string: the cached recommendation list (JSON)
     "alerts",  # string: alert rule state (streaks, cooldowns, open cart), see rule_state.py
+    "triage",  # hash: ticket id -> JSON of its triage (category, urgency, sentiment), tickets.py
 )
 
 
@@ -106,6 +107,17 @@ def scoring_index_key(tenant: str, partition: int) -> str:
 def segment_members_key(tenant: str, segment: int) -> str:
     """The customers of one segment: a set, so sizes stay exact under redelivery and races."""
     return f"{segments_key(tenant)}:members:{segment}"
+
+
+def ticket_owner_key(tenant: str, ticket_id: str) -> str:
+    """The profile a ticket belongs to (``GET /v1/tickets/{id}`` finds it here)."""
+    return f"{PREFIX}:ticket:{{{tenant}/{ticket_id}}}"
+
+
+def forecast_key(tenant: str) -> str:
+    """Hash: worker name -> JSON of the revenue forecasts of its share of the tenant's
+    purchases (see :mod:`feature_store.forecasts`)."""
+    return f"{PREFIX}:forecast:{{{tenant}}}"
 
 
 def erasure_receipt_key(receipt_id: str) -> str:

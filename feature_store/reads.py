@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from importlib import resources
@@ -13,6 +14,7 @@ import redis.asyncio as aioredis
 from pydantic import BaseModel, ValidationError
 
 from feature_store.client import PipelineScript, execute_pipeline
+from feature_store.forecasts import read_forecast
 from feature_store.keys import (
     ALERTS_STREAM_KEY,
     METRICS_KEY,
@@ -26,7 +28,15 @@ from feature_store.keys import (
     segments_key,
 )
 from feature_store.replies import TOP_CATEGORIES, text
-from schemas.api import ModelOut, ModelSnapshot, PipelineCounter, SegmentOut, ThroughputSample
+from feature_store.tickets import read_customer_tickets, read_ticket
+from schemas.api import (
+    ModelOut,
+    ModelSnapshot,
+    PipelineCounter,
+    RevenueForecast,
+    SegmentOut,
+    ThroughputSample,
+)
 from schemas.profile import (
     CategoryWeight,
     CustomerFeatures,
@@ -34,6 +44,7 @@ from schemas.profile import (
     CustomerScores,
     Recommendation,
     ScoreStatus,
+    Ticket,
 )
 from schemas.records import Alert, Contribution
 
@@ -50,6 +61,10 @@ def from_ms(value: bytes | str | int | None) -> datetime | None:
     if value is None:
         return None
     return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
+
+
+def _drift_ms(value: float | None) -> int | None:
+    return int(value) if value is not None else None
 
 
 def _float(value: bytes | None) -> float | None:
@@ -152,6 +167,16 @@ class ProfileReader:
         replies = await execute_reads(
             self.redis, lambda pipe: queue_profile_reads(pipe, tenant, customer_id))
         return profile_from_replies(tenant, customer_id, replies)
+
+    async def tickets(self, tenant: str, customer_id: str) -> list[Ticket] | None:
+        """A customer's tickets, open first (None: no such customer)."""
+        tickets = await read_customer_tickets(self.redis, tenant, customer_id)
+        if not tickets and not await self.redis.exists(CustomerKeys(tenant, customer_id).profile):
+            return None
+        return tickets
+
+    async def ticket(self, tenant: str, ticket_id: str) -> Ticket | None:
+        return await read_ticket(self.redis, tenant, ticket_id)
 
     async def recommendations(self, tenant: str, customer_id: str) -> list[Recommendation] | None:
         raw = await self.redis.get(CustomerKeys(tenant, customer_id).recos)
@@ -291,7 +316,16 @@ class SystemReader:
     async def models(self) -> list[ModelOut]:
         raw: Any = await self.redis.hgetall(MODELS_KEY)  # type: ignore[misc]
         models = [_validated(ModelOut, value) for value in raw.values()]
+        for model in models:
+            if model is not None and model.drifted_at is None:
+                model.drifted_at = from_ms(_drift_ms(model.metrics.get("drifted_at")))
         return sorted((m for m in models if m is not None), key=lambda m: m.name)
+
+    async def forecast(self, tenant: str, *, category: str, granularity: str,
+                       horizon: int) -> RevenueForecast | None:
+        return await read_forecast(self.redis, tenant, category=category,
+                                   granularity=granularity, horizon=horizon,
+                                   now_ms=int(time.time() * 1000))
 
     async def model_history(self, limit: int = 300) -> list[ModelSnapshot]:
         """The newest ``limit`` model metric snapshots, oldest first."""

@@ -47,6 +47,7 @@ from feature_store.customers import (
     queue_apply,
 )
 from feature_store.feed import queue_feed
+from feature_store.forecasts import publish_forecasts
 from feature_store.keys import (
     METRICS_KEY,
     MODELS_HISTORY_KEY,
@@ -82,6 +83,7 @@ from feature_store.scores import (
     queue_score_writes,
 )
 from feature_store.stitching import merge_anonymous, profile_id_for, resolve_aliases
+from feature_store.tickets import owner_keys, queue_ticket_writes
 from feature_store.updates import update_for
 from schemas.events import AnyEvent
 
@@ -276,6 +278,8 @@ class FeatureStore:
         def fill(pipe: Any) -> None:
             for record in commit.scores:
                 queue_score_writes(pipe, record, updated_at_ms)
+            for ticket in commit.tickets:
+                queue_ticket_writes(pipe, ticket)
             if commit.rule_states:
                 pipe.mset({alert_state_key(tenant, customer): state.to_json()
                            for (tenant, customer), state in commit.rule_states.items()})
@@ -363,6 +367,13 @@ class FeatureStore:
                 pipe.hset(segments_key(tenant), mapping=records)  # type: ignore[arg-type]
             await pipe.execute()
 
+    async def publish_forecasts(self, worker: str,
+                                forecasts: Mapping[str, Mapping[str, Mapping[str, Any]]],
+                                at_ms: int) -> None:
+        """This worker's revenue forecasts, per tenant (see :mod:`feature_store.forecasts`)."""
+        for tenant, series in forecasts.items():
+            await publish_forecasts(self.redis, tenant, worker, series, at_ms)
+
     async def publish_telemetry(self, models: Sequence[ModelTelemetry], *, at_ms: int,
                                 events_per_s: float, lag: int | None) -> None:
         """Each model's version, examples and metrics (latest, and a capped history for the
@@ -394,10 +405,15 @@ class FeatureStore:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.smembers(keys.key("merged"))
             pipe.hmget(keys.profile, ["segment", "scoring_partition"])
-            members, (segment, partition) = await pipe.execute()
+            pipe.hkeys(keys.key("tickets"))
+            pipe.hkeys(keys.key("triage"))
+            members, (segment, partition), tickets, triaged = await pipe.execute()
         merged = {text(member).split("|")[0] for member in members}
+        ticket_ids = sorted({text(t) for t in tickets} | {text(t) for t in triaged})
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.delete(*keys.all())
+            for owner in owner_keys(tenant, ticket_ids):
+                pipe.delete(owner)
             if segment is not None:
                 pipe.srem(segment_members_key(tenant, int(segment)), customer_id)
             if partition is not None:

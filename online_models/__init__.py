@@ -23,6 +23,7 @@ from online_models.drift import DriftEvent, DriftMonitor
 from online_models.evaluation import BinnedROCAUC, CalibrationTable, HitRate
 from online_models.features import DAY_MS, activity_features, behaviour_vector
 from online_models.forecast import (
+    ALL_CATEGORIES,
     ClosedBucket,
     ForecastPoint,
     RevenueForecast,
@@ -43,6 +44,7 @@ from online_models.trending import DecayedPopularity
 from online_models.triage import CATEGORIES, TicketCategory, TicketTriage, TriageResult
 
 __all__ = [
+    "ALL_CATEGORIES",
     "CATEGORIES",
     "DAY_MS",
     "KIND_WEIGHTS",

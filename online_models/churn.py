@@ -198,7 +198,7 @@ class ChurnModel(DelayedLabelModel):
         """Snapshot ``profile`` at ``at_ms``; learn what this resolves. Returns examples learnt."""
         return self._learn(self.labeler.observe_activity(customer_id, profile, at_ms))
 
-    def _learn_one(self, snapshot: Snapshot, features: dict[str, float]) -> None:
+    def _learn_one(self, snapshot: Snapshot, features: dict[str, float]) -> float:
         churned = snapshot.label == 1.0
         # Score first, then learn: the metrics never see a model that trained on the example.
         probability = self.model.predict_proba_one(features).get(True, 0.5)
@@ -207,6 +207,7 @@ class ChurnModel(DelayedLabelModel):
         self.calibration.update(probability, float(churned))
         self.model.learn_one(features, churned)
         self.label_counts[churned] += 1
+        return abs(float(churned) - probability)
 
     def predict(self, features: Mapping[str, float]) -> tuple[float, Explanation]:
         """Churn probability and its explanation; pure (no scaler or weight updates).

@@ -152,12 +152,14 @@ class ClvModel(DelayedLabelModel):
             )
         )
 
-    def _learn_one(self, snapshot: Snapshot, features: dict[str, float]) -> None:
+    def _learn_one(self, snapshot: Snapshot, features: dict[str, float]) -> float:
         purchases = self._expected_purchases(features)
         value = self.expected_order_value(snapshot.profile)
         self.purchases_mae.update(snapshot.purchases, purchases)
         self.spend_mae.update(snapshot.spend, purchases * value)
         self.model.learn_one(features, float(snapshot.purchases))
+        # Purchases missed, capped: one extreme customer must not read as a drift.
+        return min(abs(snapshot.purchases - purchases), 10.0)
 
     def _expected_purchases(self, features: dict[str, float]) -> float:
         # Cap the log-link so one extreme customer cannot overflow exp().

@@ -297,6 +297,9 @@ class DelayedLabelModel:
     labeler: _SnapshotBook
     featurizer: Any  # Callable[[Mapping[str, Any], int], dict[str, float]]
     example_count: int = 0
+    #: (error, event time) of each example learnt since :meth:`take_errors`, scored before
+    #: it was learnt: what drift detection watches.
+    _errors: list[tuple[float, int]] | None = None
 
     @property
     def model_version(self) -> str:
@@ -313,12 +316,22 @@ class DelayedLabelModel:
 
     def _learn(self, snapshots: Iterable[Snapshot]) -> int:
         n = 0
+        if self._errors is None:
+            self._errors = []
         for snapshot in snapshots:
-            self._learn_one(snapshot, self.featurizer(snapshot.profile, snapshot.taken_at_ms))
+            error = self._learn_one(snapshot,
+                                    self.featurizer(snapshot.profile, snapshot.taken_at_ms))
+            self._errors.append((error, snapshot.resolved_at_ms or snapshot.deadline_ms))
             n += 1
         self.example_count += n
         return n
 
-    def _learn_one(self, snapshot: Snapshot, features: dict[str, float]) -> None:
-        """Score the resolved snapshot into the online metrics, then learn its label."""
+    def take_errors(self) -> list[tuple[float, int]]:
+        """The (error, event time) of each example learnt since the last call, oldest first."""
+        errors, self._errors = self._errors or [], []
+        return errors
+
+    def _learn_one(self, snapshot: Snapshot, features: dict[str, float]) -> float:
+        """Score the resolved snapshot into the online metrics, then learn its label; answer
+        the error it was scored with."""
         raise NotImplementedError

@@ -30,14 +30,15 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 from river import feature_extraction, metrics, naive_bayes
+
+from schemas.events import TicketCategory
 
 __all__ = ["CATEGORIES", "KEYWORDS", "TicketCategory", "TicketTriage", "TriageResult",
            "keyword_scores"]
 
-TicketCategory = Literal["billing", "delivery", "product", "account", "other"]
 CATEGORIES: tuple[TicketCategory, ...] = ("billing", "delivery", "product", "account", "other")
 
 #: Per category: words (``"refund*"`` matches every word starting with ``refund``) and

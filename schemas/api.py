@@ -193,6 +193,44 @@ class ModelOut(BaseModel):
     example_count: int = 0
     metrics: dict[str, float | None] = Field(default_factory=dict)
     updated_at: datetime | None = None
+    drifted_at: datetime | None = Field(
+        None, description="Event time the model's error last rose (ADWIN on its progressive "
+                          "error; null: never).")
+
+
+class ForecastPoint(BaseModel):
+    start: datetime = Field(description="Start of the hour or day (UTC).")
+    revenue: float
+    lower: float
+    upper: float
+
+
+class ForecastActual(BaseModel):
+    start: datetime
+    revenue: float = Field(description="Revenue of the closed hour or day.")
+    forecast: float | None = Field(None, description="What was forecast for it beforehand.")
+
+
+class RevenueForecast(BaseModel):
+    """Revenue ahead, with prediction intervals, and the recent buckets beside their forecast.
+
+    Buckets close in event time, as the watermark passes them. Each worker forecasts the
+    revenue of its partitions; the answer adds them up (its interval bounds too, which makes
+    them wider than the sum's own would be)."""
+
+    category: str
+    granularity: Literal["hour", "day"]
+    status: Literal["ready", "warming_up"]
+    as_of: datetime | None = Field(None, description="Start of the first forecast bucket.")
+    buckets_learnt: int = 0
+    interval_level: float = 0.9
+    mape: float | None = None
+    mase: float | None = None
+    coverage: float | None = Field(None, description="Share of closed buckets inside the "
+                                                     "interval forecast for them.")
+    workers: int = Field(0, description="Workers whose forecasts were added up.")
+    points: list[ForecastPoint] = Field(default_factory=list)
+    history: list[ForecastActual] = Field(default_factory=list)
 
 
 class ModelList(BaseModel):

@@ -150,6 +150,10 @@ class PurchaseEvent(Envelope):
         return sum(item.quantity for item in self.items)
 
 
+#: What a ticket is about, as support tools file it (see :mod:`online_models.triage`).
+TicketCategory = Literal["billing", "delivery", "product", "account", "other"]
+
+
 class TicketEvent(Envelope):
     type: Literal["ticket"]
     ticket_id: Identifier
@@ -158,6 +162,10 @@ class TicketEvent(Envelope):
     subject: Annotated[str, Field(max_length=500)] = ""
     body: Annotated[str, Field(max_length=20_000)] = ""
     csat: Annotated[int, Field(ge=1, le=5)] | None = None
+    #: The category support filed the ticket under, when its tool says (usually when an agent
+    #: resolves it): a label the triage model learns from, with the event's subject and body
+    #: (help desks send the whole ticket on each update). Optional; never needed.
+    category: TicketCategory | None = None
 
     @model_validator(mode="after")
     def _csat_only_on_resolve(self) -> TicketEvent:

@@ -80,3 +80,22 @@ class Recommendation(BaseModel):
     score: float
     source: str = Field(
         description="collaborative, bought_together, recently_viewed or trending")
+
+
+class Ticket(BaseModel):
+    """A support ticket as triaged: its latest status, and what its latest text is about."""
+
+    ticket_id: str
+    customer_id: str
+    status: str = Field(description="opened, replied, resolved or reopened: the latest by "
+                                    "event time (unknown: only its triage is known).")
+    channel: str | None = None
+    subject: str | None = None
+    category: str | None = Field(None, description="billing, delivery, product, account or "
+                                                   "other.")
+    category_probability: float | None = None
+    category_source: str | None = Field(None, description="keywords, blend or model: who "
+                                                          "decided the category.")
+    urgency: float | None = Field(None, description="0-1, from the text's wording and tone.")
+    sentiment: float | None = Field(None, description="-1 (angry) to 1 (happy).")
+    updated_at: datetime | None = Field(None, description="Event time of its latest event.")

@@ -18,6 +18,10 @@ class AlertKind(StrEnum):
     ANOMALOUS_PURCHASE = "anomalous_purchase"
     CART_ABANDONMENT = "cart_abandonment"
     SEGMENT_CHANGE = "segment_change"
+    #: A model's error rose (ADWIN on its progressive error): its scores are less to be
+    #: trusted until it has learnt the change. ``customer_id`` is empty; ``triggered_by``
+    #: names the model.
+    MODEL_DRIFT = "model_drift"
 
 
 class Contribution(BaseModel):

@@ -11,7 +11,7 @@ from api.deps import ReadKey, StateDep
 from api.errors import error_responses
 from api.profiles import MAX_CUSTOMER_ID, not_found, profile_response
 from schemas.api import AtRiskCustomer, AtRiskList, RecommendationList
-from schemas.profile import CustomerProfile
+from schemas.profile import CustomerProfile, Ticket
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"],
                    responses=error_responses(401, 403, 422, 429))
@@ -50,3 +50,12 @@ async def recommendations(
     if found is None:
         raise not_found(customer_id)
     return RecommendationList(customer_id=customer_id, recommendations=found[:n])
+
+
+@router.get("/{customer_id}/tickets", summary="A customer's support tickets, open first, "
+                                              "triaged", responses=error_responses(404))
+async def tickets(customer_id: CustomerId, state: StateDep, api_key: ReadKey) -> list[Ticket]:
+    found = await state.profiles.tickets(api_key.tenant, customer_id)
+    if found is None:
+        raise not_found(customer_id)
+    return found

@@ -52,6 +52,8 @@ Chart.defaults.borderColor = "rgba(42,53,80,.7)";
 Chart.defaults.font.family = getComputedStyle(document.documentElement).fontFamily;
 
 const timeAxis = () => ({ type: "linear", ticks: { maxTicksLimit: 7, callback: (v) => time(v) } });
+const day = (ms) => new Date(ms).toISOString().slice(5, 10);  // event time: a UTC date
+const hour = (ms) => new Date(ms).toISOString().slice(5, 13).replace("T", " ") + "h";
 
 function fitTime(chart) {  // a linear axis rounds its ends outwards; time reads better tight
   const xs = chart.data.datasets.flatMap((d) => d.data.map((p) => p.x));
@@ -92,6 +94,23 @@ function makeCharts() {
         ratio: { position: "right", beginAtZero: true, grid: { drawOnChartArea: false },
                  title: { display: true, text: "lift over popularity (x)" } } } },
   });
+  state.charts.forecast = new Chart($("forecast-chart"), {
+    type: "line",
+    data: { datasets: [
+      { label: "revenue", data: [], borderColor: COLORS[0], tension: .2, pointRadius: fewPoints },
+      { label: "forecast then", data: [], borderColor: COLORS[2], borderDash: [4, 4], tension: .2,
+        pointRadius: 0 },
+      { label: "forecast", data: [], borderColor: COLORS[1], tension: .2, pointRadius: fewPoints },
+      { label: "interval", data: [], borderColor: "transparent", pointRadius: 0,
+        backgroundColor: "rgba(62,207,142,.18)", fill: "+1" },
+      { label: "interval low", data: [], borderColor: "transparent", pointRadius: 0 }] },
+    options: { animation: false, maintainAspectRatio: false,
+      interaction: { mode: "index", intersect: false },
+      plugins: { legend: { position: "bottom", labels: { boxWidth: 12,
+        filter: (item) => item.text !== "interval low" } } },
+      scales: { x: { type: "linear", ticks: { maxTicksLimit: 8, callback: (v) => day(v) } },
+                y: { beginAtZero: true, title: { display: true, text: "revenue per day" } } } },
+  });
   state.charts.examples = new Chart($("examples-chart"), {
     type: "line", data: { datasets: [] },
     options: { animation: false, maintainAspectRatio: false, plugins: { legend },
@@ -119,6 +138,44 @@ function drawThroughput(summary, now) {
   chart.update();
   $("kpi-rate").textContent = rates.length ? fmt.format(rates[rates.length - 1].y) : "–";
   $("kpi-lag").textContent = lags.length ? fmt.format(lags[lags.length - 1].y) : "–";
+}
+
+async function fetchForecast(granularity, horizon) {
+  try {
+    return await api(`/v1/forecast?granularity=${granularity}&horizon=${horizon}`);
+  } catch (error) {
+    if (error.auth) throw error;
+    return null;  // 404: no purchase yet
+  }
+}
+
+// Actual revenue beside what was forecast for it, then the buckets ahead: per day, or per
+// hour while fewer than three days have closed (a new shop, a short demo).
+async function drawForecast() {
+  let forecast = await fetchForecast("day", 14);
+  let unit = "day";
+  if (!forecast || (forecast.history.length < 3 && !forecast.points.length)) {
+    const hourly = await fetchForecast("hour", 48);
+    if (hourly) [forecast, unit] = [hourly, "hour"];
+  }
+  const chart = state.charts.forecast;
+  chart.options.scales.y.title.text = `revenue per ${unit}`;
+  chart.options.scales.x.ticks.callback = unit === "day" ? (v) => day(v) : (v) => hour(v);
+  chart.options.scales.x.ticks.stepSize = unit === "day" ? 86400000 : 3600000;
+  const history = forecast ? forecast.history : [];
+  const points = forecast ? forecast.points : [];
+  const at = (p) => Date.parse(p.start);
+  chart.data.datasets[0].data = history.map((h) => ({ x: at(h), y: h.revenue }));
+  chart.data.datasets[1].data = history.filter((h) => h.forecast !== null)
+    .map((h) => ({ x: at(h), y: h.forecast }));
+  chart.data.datasets[2].data = points.map((p) => ({ x: at(p), y: p.revenue }));
+  chart.data.datasets[3].data = points.map((p) => ({ x: at(p), y: p.upper }));
+  chart.data.datasets[4].data = points.map((p) => ({ x: at(p), y: p.lower }));
+  chart.update();
+  $("forecast-empty").hidden = history.length > 0 || points.length > 0;
+  $("forecast-status").textContent = !forecast ? "" : forecast.status === "ready"
+    ? `MAPE ${fmt.format(forecast.mape ?? 0)}% · MASE ${(forecast.mase ?? 0).toFixed(2)}`
+    : `warming up: ${forecast.buckets_learnt} ${unit}s learnt`;
 }
 
 function drawSegments(segments) {
@@ -219,6 +276,7 @@ async function poll() {
     drawSegments(summary.segments);
     drawModels(summary, now);
     drawAtRisk(summary.at_risk);
+    await drawForecast();
     for (const alert of [...summary.alerts].reverse()) addAlert(alert, false);
     $("updated").textContent = `updated ${time(now)}`;
   } catch (error) {

@@ -102,8 +102,9 @@ def test_dashboard_shows_the_live_system(
     api_server: ApiServer, settings: Settings, start_worker: Callable[..., ManagedProcess],
     browser: object,
 ) -> None:
-    """Verify that the page draws throughput, segments, models, at-risk customers and a live
-    alert from a running stack, with no resource fetched from outside."""
+    """Verify that the page draws throughput, segments, models, at-risk customers, the
+    revenue forecast and a live alert from a running stack, with no resource fetched from
+    outside."""
     driver = browser  # a selenium WebDriver
     store = redis.Redis.from_url(settings.redis_url)
     # Models that have learnt a shop before: a fresh worker serves no churn probability and
@@ -136,6 +137,7 @@ def test_dashboard_shows_the_live_system(
                        quality: c.quality.data.datasets.filter(d => d.data.length).length,
                        examples: c.examples.data.datasets.filter(d => d.data.length).length,
                        risky: document.querySelectorAll('#at-risk-table tbody tr').length,
+                       forecast: c.forecast.data.datasets[0].data.length,
                        customers: document.getElementById('kpi-customers').textContent};
             return Object.values(n).every(v => v && v !== '\u2013') ? n : null;"""),
             timeout=20, what="every chart and table to hold data")

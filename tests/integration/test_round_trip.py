@@ -9,7 +9,7 @@ import orjson
 import redis
 
 from feature_store.keys import CustomerKeys
-from feature_store.reads import ProfileReader
+from feature_store.reads import ProfileReader, SystemReader
 from stream.processes import ManagedProcess
 from stream.producer import EventProducer
 from stream.settings import Settings
@@ -27,12 +27,23 @@ def _profile(settings: Settings, customer_id: str):  # type: ignore[no-untyped-d
     return asyncio.run(read())
 
 
+def _read(settings: Settings, read):  # type: ignore[no-untyped-def]
+    async def run():  # type: ignore[no-untyped-def]
+        client = redis.asyncio.Redis.from_url(settings.redis_url)
+        try:
+            return await read(client)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(run())
+
+
 def test_events_round_trip_into_live_features(
     settings: Settings, start_worker: Callable[..., ManagedProcess]
 ) -> None:
-    """Verify that events sent with the SDK become a customer's features in Redis, and
-    their product interactions a recommendation list (from the worker's recommender
-    process)."""
+    """Verify that events sent with the SDK become a customer's features in Redis, their
+    product interactions a recommendation list (from the worker's recommender process), the
+    ticket a triaged ticket, and the purchase a revenue series to forecast."""
     worker = start_worker()
     with EventProducer(settings=settings) as producer:
         producer.send({"event_id": "e1", "customer_id": "c1", "session_id": "s1",
@@ -70,3 +81,15 @@ def test_events_round_trip_into_live_features(
     listed = wait_for(lambda: redis.Redis.from_url(settings.redis_url).get(recos), timeout=60,
                       what="the recommender process to write c1's list", alive=[worker])
     assert all({"product_id", "score", "source"} <= set(item) for item in orjson.loads(listed))
+
+    ticket = _read(settings, lambda client: ProfileReader(redis=client).ticket("default", "t1"))
+    assert ticket is not None and ticket.category == "delivery" and ticket.status == "opened"
+    assert ticket.customer_id == "c1" and ticket.urgency is not None
+
+    def forecast():  # type: ignore[no-untyped-def]
+        return _read(settings, lambda client: SystemReader(redis=client).forecast(
+            "default", category="books", granularity="day", horizon=7))
+
+    series = wait_for(forecast, timeout=60, what="the worker to publish its forecasts",
+                      alive=[worker])
+    assert series.status == "warming_up" and series.points == []
