@@ -22,6 +22,10 @@ from simulator.catalogue import Catalogue
 from simulator.population import DAY_MS, HOUR_MS, Customer
 from simulator.texts import CHANNELS, follow_up_text, reopen_text, search_query, ticket_text
 
+#: The category a help desk files each simulated topic under (the resolving agent's label).
+_CATEGORY_OF_TOPIC = {"delivery": "delivery", "damaged": "product", "refund": "billing",
+                      "question": "other", "account": "account"}
+
 #: Activity fades during this window before a churner's churn date.
 DECLINE_MS = 30 * DAY_MS
 MIN_GAP_MS = HOUR_MS // 2
@@ -326,7 +330,7 @@ class SessionWriter:
                                  "body": follow_up_text(rng, mood)}))
             t += int(rng.uniform(1, 72) * HOUR_MS)
             timeline.append((t, {"status": "resolved", "subject": "Re: " + subject,
-                                 "csat": csat}))
+                                 "csat": csat, "category": _CATEGORY_OF_TOPIC[topic]}))
         self._push_run(
             [(at, {"event_id": None, "type": "ticket", **common, **fields})
              for at, fields in timeline],
