@@ -144,8 +144,16 @@ def _version(update: CustomerUpdate, model: str) -> str:
 def churn_risk(update: CustomerUpdate, state: CustomerAlertState,
                config: AlertConfig) -> Candidate | None:
     """Above the threshold for K consecutive updates; re-armed below threshold - hysteresis."""
+    return _churn_candidate(update.scores, update.features, state, config,
+                            at_ms=update.event.occurred_at_ms, currency=_currency(update))
+
+
+def _churn_candidate(scores: Mapping[str, Any], features: Mapping[str, Any],
+                     state: CustomerAlertState, config: AlertConfig, *, at_ms: int,
+                     currency: str | None) -> Candidate | None:
+    """The churn rule on one scoring of a customer (at their event, or in their silence)."""
     rule = config.churn_risk
-    probability = _number(update.scores, "churn_probability")
+    probability = _number(scores, "churn_probability")
     if probability is None:
         return None
     state.churn_streak = state.churn_streak + 1 if probability >= rule.threshold else 0
@@ -154,16 +162,38 @@ def churn_risk(update: CustomerUpdate, state: CustomerAlertState,
     if not (rule.enabled and state.churn_armed and state.churn_streak >= rule.consecutive):
         return None
     state.churn_armed = False
-    explanation = reasons.contributions(update.scores.get("churn_explanation") or [])
-    event_ms = update.event.occurred_at_ms
+    explanation = reasons.contributions(scores.get("churn_explanation") or [])
     reason = reasons.churn_reason(
         probability=probability, threshold=rule.threshold, streak=state.churn_streak,
         explanation=explanation,
-        days_without_order=reasons.days_since(epoch_ms(update.features.get("last_order_at")),
-                                              event_ms),
-        open_tickets=int(update.features.get("open_tickets") or 0), currency=_currency(update))
+        days_without_order=reasons.days_since(epoch_ms(features.get("last_order_at")), at_ms),
+        open_tickets=int(features.get("open_tickets") or 0), currency=currency)
+    versions = scores.get("model_versions") or {}
     return Candidate(AlertKind.CHURN_RISK, probability, rule.threshold, reason, explanation,
-                     _version(update, "churn"))
+                     str(versions.get("churn") or "rules"))
+
+
+def churn_in_silence(*, tenant: str, customer_id: str, scores: Mapping[str, Any],
+                     features: Mapping[str, Any], state: CustomerAlertState,
+                     config: AlertConfig, scored_at_ms: int, now: datetime
+                     ) -> Decision | None:
+    """The churn rule on a customer re-scored by the silence sweep (no event of theirs).
+
+    Most churners simply stop coming: their risk rises only as silence grows, so the sweep's
+    re-scores count towards the rule like their own events do. The alert's trigger is the
+    silence since their last activity (``silence@<last_seen_at>``), so re-deciding it after
+    a crash repeats the same alert id, and a new silence (after they came back) is a new
+    trigger.
+    """
+    candidate = _churn_candidate(scores, features, state, config, at_ms=scored_at_ms,
+                                 currency=None)
+    if candidate is None:
+        return None
+    last_seen = epoch_ms(features.get("last_seen_at"))
+    return decide(candidate, tenant=tenant, customer_id=customer_id,
+                  triggered_by=f"silence@{last_seen}",
+                  occurred_at=datetime.fromtimestamp(scored_at_ms / 1000, tz=UTC),
+                  state=state, config=config, consent=state.consent, now=now)
 
 
 def high_value(update: CustomerUpdate, state: CustomerAlertState,

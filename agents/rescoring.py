@@ -10,16 +10,28 @@ Each tick takes, per partition, enough customers that every one is re-scored wit
 ``target_lag_s`` of wall time (a sweep that could not keep up shows in the scores'
 ``scored_at``), never fewer than a small chunk; a tick holds the event loop while it scores, so
 ticks are frequent and small rather than rare and long.
+
+Each re-score also counts towards the churn rule (:func:`agents.alert_rules.churn_in_silence`):
+most churners simply stop coming, and only the sweep sees their risk rise. Its alerts are
+published before the customers' rule state is saved, so a crash in between repeats an alert
+(with the same id: its trigger is the silence since the customer's last activity) rather
+than losing it.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
+from agents.alert_rules import Outcome, churn_in_silence
 from agents.models import score_record
-from feature_store import FeatureStore
+from agents.publishing import AlertPublisher, AlertPublishError
+from agents.rules import ALERTS_SUPPRESSED, AlertRules
+from feature_store import Commit, FeatureStore
+from feature_store.rule_state import CustomerAlertState
 from online_models import ModelBundle, model_statuses, score_customer, scoring_time
+from schemas.records import Alert
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +40,14 @@ class SilenceSweep:
     """Re-scores the customers of the worker's partitions at its watermark."""
 
     def __init__(self, *, store: FeatureStore, bundle: ModelBundle,
-                 scored_since_sweep: set[tuple[str, str]], interval_s: float = 0.5,
+                 scored_since_sweep: set[tuple[str, str]], rules: AlertRules | None = None,
+                 alerts: AlertPublisher | None = None, interval_s: float = 0.5,
                  target_lag_s: float = 60.0, smallest_chunk: int = 50,
                  largest_chunk: int = 5000) -> None:
         self.store = store
         self.bundle = bundle
+        self.rules = rules
+        self.alerts = alerts
         # Customers a batch scored while a tick was reading: the tick leaves them alone.
         self.scored_since_sweep = scored_since_sweep
         self.interval_s = interval_s
@@ -52,15 +67,50 @@ class SilenceSweep:
             return 0
         bundle = self.bundle
         statuses = model_statuses(bundle)
-        version = bundle.version
-        records = [
-            score_record(customer.tenant, customer.customer_id,
-                         score_customer(bundle, customer.tenant, customer.profile,
-                                        scoring_time(customer.profile, watermark_ms), statuses),
-                         previous_segment=customer.previous_segment, model_version=version,
-                         partition=customer.partition)
-            for customer in due
-            if (customer.tenant, customer.customer_id) not in self.scored_since_sweep
-        ]
+        version, versions = bundle.version, bundle.model_versions()
+        records = []
+        states: dict[tuple[str, str], CustomerAlertState] = {}
+        alerts: list[Alert] = []
+        suppressed: dict[str, int] = {}
+        now = datetime.now(UTC)
+        config = self.rules.config if self.rules is not None else None
+        for customer in due:
+            key = (customer.tenant, customer.customer_id)
+            if key in self.scored_since_sweep:
+                continue
+            scores = score_customer(bundle, customer.tenant, customer.profile,
+                                    scoring_time(customer.profile, watermark_ms), statuses)
+            record = score_record(customer.tenant, customer.customer_id, scores,
+                                  previous_segment=customer.previous_segment,
+                                  model_version=version, partition=customer.partition)
+            records.append(record)
+            if config is None or scores.churn_probability is None:
+                continue
+            state = customer.rule_state
+            streak, armed = state.churn_streak, state.churn_armed
+            decision = churn_in_silence(
+                tenant=customer.tenant, customer_id=customer.customer_id,
+                scores={"churn_probability": scores.churn_probability,
+                        "churn_explanation": record.churn_explanation,
+                        "model_versions": versions},
+                features=customer.profile, state=state, config=config,
+                scored_at_ms=scores.scored_at_ms, now=now)
+            if decision is not None and decision.publish:
+                alerts.append(decision.alert)
+            elif decision is not None and decision.outcome is Outcome.SUPPRESSED_CONSENT:
+                suppressed["churn_risk"] = suppressed.get("churn_risk", 0) + 1
+                ALERTS_SUPPRESSED.labels(kind="churn_risk", reason="consent").inc()
+            if (decision is not None or (state.churn_streak, state.churn_armed)
+                    != (streak, armed)):
+                states[key] = state
         await self.store.write_scores(records)
+        if alerts and self.alerts is not None:
+            try:
+                await self.alerts.publish(alerts)
+            except AlertPublishError as error:  # decided again, the same, on a later tick
+                log.warning("silence alerts not published, retried later: %s", error)
+                return len(records)
+        if states or alerts:
+            await self.store.commit(Commit(rule_states=states, feed=alerts,
+                                           suppressed=suppressed))
         return len(records)

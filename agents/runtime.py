@@ -74,6 +74,7 @@ class WorkerRuntime:
         self.models = self.worker.models
         self.sweep = SilenceSweep(store=self.store, bundle=self.bundle,
                                   scored_since_sweep=self.models.scored_since_sweep,
+                                  rules=self.worker.rules, alerts=self.worker.alerts,
                                   interval_s=settings.rescore_interval_s)
         self._last_sample = (time.monotonic(), 0)
         self.collector = CollectorSchedule()

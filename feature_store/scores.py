@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -24,10 +24,12 @@ from redis.asyncio.client import Pipeline
 from feature_store.customers import profile_from_fields
 from feature_store.keys import (
     CustomerKeys,
+    alert_state_key,
     ranking_key,
     scoring_index_key,
     segment_members_key,
 )
+from feature_store.rule_state import CustomerAlertState
 from schemas.profile import ScoreStatus
 from schemas.records import Contribution
 
@@ -119,6 +121,8 @@ class DueCustomer:
     partition: int
     profile: dict[str, Any]
     previous_segment: int | None
+    #: What the alert rules remember of them (the churn rule counts re-scores too).
+    rule_state: CustomerAlertState = field(default_factory=CustomerAlertState)
 
 
 def queue_count_due(pipe: Pipeline, tenants: Iterable[str], partitions: Iterable[int],
@@ -145,20 +149,23 @@ def queue_due(pipe: Pipeline, wanted: Mapping[tuple[str, int], int], watermark_m
 def queue_due_profiles(pipe: Pipeline, customers: Sequence[tuple[str, str, int]]) -> None:
     for tenant, customer, _ in customers:
         pipe.hmget(CustomerKeys(tenant, customer).profile, SWEEP_FIELDS)
+        pipe.get(alert_state_key(tenant, customer))
 
 
-def due_customers(customers: Sequence[tuple[str, str, int]], rows: Sequence[Sequence[Any]]
+def due_customers(customers: Sequence[tuple[str, str, int]], rows: Sequence[Any]
                   ) -> list[DueCustomer]:
     """The customers whose profiles still exist (an erased one may linger in an index)."""
     due = []
-    for (tenant, customer, partition), row in zip(customers, rows, strict=True):
+    for (tenant, customer, partition), row, state in zip(customers, rows[::2], rows[1::2],
+                                                        strict=True):
         fields = {name: value for name, value in zip(SWEEP_FIELDS, row, strict=True)
                   if value is not None}
         if "last_seen_at" not in fields:
             continue
         segment = fields.pop("segment", None)
         due.append(DueCustomer(tenant, customer, partition, profile_from_fields(fields),
-                               int(segment) if segment is not None else None))
+                               int(segment) if segment is not None else None,
+                               CustomerAlertState.from_json(state)))
     return due
 
 

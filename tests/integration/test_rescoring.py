@@ -4,14 +4,27 @@ from __future__ import annotations
 
 import pytest
 
+from agents.alert_config import AlertConfig, ChurnRiskRule
 from agents.models import ModelEvent, ModelStep
+from agents.publishing import AlertPublisher
 from agents.rescoring import SilenceSweep
+from agents.rules import AlertRules
 from feature_store import CartSweep, Commit, FeatureStore, ProfileReader
 from feature_store.customers import load_customers
-from feature_store.keys import ranking_key, scoring_index_key, segment_members_key
+from feature_store.keys import (
+    ALERTS_STREAM_KEY,
+    alert_state_key,
+    ranking_key,
+    scoring_index_key,
+    segment_members_key,
+)
+from feature_store.rule_state import CustomerAlertState
 from online_models import ChurnModel, ModelBundle, model_statuses, score_customer
 from schemas.events import validate_event
+from schemas.records import AlertKind
+from stream.settings import Settings
 from tests import trained_models
+from tests.unit.support import FakeAlertProducer
 
 DAY_MS = 86_400_000
 START = 1_735_689_600_000  # 2025-01-01
@@ -139,3 +152,41 @@ async def test_an_erased_customer_leaves_every_ranking_segment_and_index(
     assert await store.redis.zscore(scoring_index_key("default", 0), "c1") is None
     for score in ("churn", "clv"):
         assert await store.redis.zscore(ranking_key("default", score), "c1") is None
+
+
+async def test_a_customer_who_goes_quiet_gets_one_churn_risk_alert(store: FeatureStore) -> None:
+    """Verify that silence alone raises a churn_risk alert: the sweep's re-scores count
+    towards the rule (two above the threshold here), the alert goes to crm.alerts and the
+    feed once, its trigger is the silence since the last activity, and a crash before the
+    rule state was saved repeats the same alert id rather than losing or changing it."""
+    bundle = trained_bundle()
+    scorer = await apply_and_score(store, bundle, [purchase(1, "c1", 2)], partition=0)
+    producer = FakeAlertProducer()
+    rules = AlertRules(config=AlertConfig(churn_risk=ChurnRiskRule(threshold=0.6,
+                                                                   consecutive=2)),
+                       clicks_topic="shop.clicks", purchases_topic="shop.purchases")
+    alerts = AlertPublisher(settings=Settings(kafka_bootstrap="127.0.0.1:1"),
+                            producer=producer)
+    sweep = SilenceSweep(store=store, bundle=bundle, rules=rules, alerts=alerts,
+                         scored_since_sweep=scorer.scored_since_sweep)
+    assert await sweep.tick([0], START + 4 * DAY_MS) == 1  # three days after: still fine
+    assert producer.alerts() == []
+    for days in (40, 41, 42, 43):
+        await sweep.tick([0], START + days * DAY_MS)
+    [alert] = producer.alerts()
+    assert alert.kind is AlertKind.CHURN_RISK and alert.customer_id == "c1"
+    assert alert.triggered_by.startswith("silence@") and alert.score >= 0.6
+    assert "Churn risk" in alert.reason and alert.explanation
+    assert await store.redis.xlen(ALERTS_STREAM_KEY) == 1
+    await sweep.tick([0], START + 44 * DAY_MS)
+    assert len(producer.alerts()) == 1, "one alert per silence"
+    # A crash after publishing, before the state was saved: a new worker decides again and
+    # publishes the same alert id.
+    await store.redis.set(alert_state_key("default", "c1"), CustomerAlertState(
+        churn_streak=1).to_json())
+    restarted = FakeAlertProducer()
+    sweep.alerts = AlertPublisher(settings=Settings(kafka_bootstrap="127.0.0.1:1"),
+                                  producer=restarted)
+    await sweep.tick([0], START + 45 * DAY_MS)
+    assert [a.alert_id for a in restarted.alerts()] == [alert.alert_id]
+    assert await store.redis.xlen(ALERTS_STREAM_KEY) == 1, "the feed takes each id once"
