@@ -29,7 +29,6 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
-import redis.asyncio as aioredis
 from confluent_kafka import KafkaError, Message, Producer
 from prometheus_client import Counter
 
@@ -43,6 +42,7 @@ from agents.alert_rules import (
     evaluate_update,
     fire_cart,
 )
+from feature_store.client import AsyncRedis, queue_get_many, queue_set_many
 from feature_store.keys import (
     ALERTS_STREAM_KEY,
     PREFIX,
@@ -125,7 +125,7 @@ class AlertEngine:
     state, so two agents updating one customer (a click and a purchase) never lose an update.
     """
 
-    def __init__(self, *, redis: aioredis.Redis, settings: Settings,
+    def __init__(self, *, redis: AsyncRedis, settings: Settings,
                  config: AlertConfig | AlertConfigWatcher | None = None,
                  producer: KafkaProducerLike | None = None) -> None:
         self.redis = redis
@@ -213,15 +213,12 @@ class AlertEngine:
         Anonymous visitors have none."""
         owners = [owner for owner in dict.fromkeys(customers)
                   if not owner[1].startswith(_ANONYMOUS_PREFIX)]
-        index = len(pipe.command_stack)
-        if owners:
-            pipe.mget([alert_state_key(tenant, customer) for tenant, customer in owners])
+        values = queue_get_many(pipe, [alert_state_key(tenant, customer)
+                                       for tenant, customer in owners])
 
         def read(replies: list[Any]) -> dict[tuple[str, str], CustomerAlertState]:
-            if not owners:
-                return {}
             return {owner: CustomerAlertState.from_json(value)
-                    for owner, value in zip(owners, replies[index], strict=True)}
+                    for owner, value in zip(owners, values(replies), strict=True)}
 
         return read
 
@@ -249,17 +246,20 @@ class AlertEngine:
         """Queue, per partition, the stored watermarks and the cart timers due by the
         watermarks; the function returned gives (partition, stored, due) per partition."""
         partitions = sorted({partition for _, partition in relevant})
-        start = len(pipe.command_stack)
+        stored = queue_get_many(pipe, [key for partition in partitions for key in (
+            watermark_key(self._clicks, partition), watermark_key(self._purchases, partition))])
+        start = len(pipe)
         for partition in partitions:
-            pipe.mget([watermark_key(self._clicks, partition),
-                       watermark_key(self._purchases, partition)])
             bound = max(mark for (_, p), mark in relevant.items() if p == partition)
             pipe.zrangebyscore(cart_timers_key(self._clicks, partition), "-inf", bound,
                                start=0, num=CARTS_PER_SWEEP, withscores=True)
 
         def read(replies: list[Any]) -> list[tuple[int, list[Any], list[Any]]]:
-            mine = replies[start:start + 2 * len(partitions)]
-            return list(zip(partitions, mine[::2], mine[1::2], strict=True))
+            marks = stored(replies)
+            due = replies[start:start + len(partitions)]
+            pairs = [[clicks, purchases] for clicks, purchases in zip(
+                marks[::2], marks[1::2], strict=True)]
+            return list(zip(partitions, pairs, due, strict=True))
 
         return read
 
@@ -398,17 +398,20 @@ class AlertEngine:
 
     async def _load_states(self, owners: list[tuple[str, str]]
                            ) -> dict[tuple[str, str], CustomerAlertState]:
-        # One MGET, not one command per customer: redis-py's per-command cost dominates.
-        raw = await self.redis.mget([alert_state_key(tenant, customer) for tenant, customer
-                                     in owners])
+        # One MGET (per hash slot on a cluster), not one command per customer: redis-py's
+        # per-command cost dominates.
+        async with self.redis.pipeline(transaction=False) as pipe:
+            values = queue_get_many(pipe, [alert_state_key(tenant, customer)
+                                           for tenant, customer in owners])
+            raw = values(await pipe.execute())
         return {owner: CustomerAlertState.from_json(value)
                 for owner, value in zip(owners, raw, strict=True)}
 
     @staticmethod
     def _save_states(pipe: Any, states: dict[tuple[str, str], CustomerAlertState]) -> None:
         if states:
-            pipe.mset({alert_state_key(tenant, customer): state.to_json()
-                       for (tenant, customer), state in states.items()})
+            queue_set_many(pipe, {alert_state_key(tenant, customer): state.to_json()
+                                  for (tenant, customer), state in states.items()})
 
     async def _states_and_profile_facts(
         self, owners: list[tuple[str, str]]
@@ -417,11 +420,14 @@ class AlertEngine:
         """Per customer: the alert state, and whether the profile exists, ``last_order_at``
         (ms) and ``cart_adds`` (one round trip)."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.mget([alert_state_key(tenant, customer) for tenant, customer in owners])
+            values = queue_get_many(pipe, [alert_state_key(tenant, customer)
+                                           for tenant, customer in owners])
+            start = len(pipe)
             for tenant, customer_id in owners:
                 pipe.hmget(CustomerKeys(tenant, customer_id).profile,
                            ["customer_id", "last_order_at", "cart_adds"])
-            raw_states, *rows = await pipe.execute()
+            replies = await pipe.execute()
+        raw_states, rows = values(replies), replies[start:]
         states = {owner: CustomerAlertState.from_json(value)
                   for owner, value in zip(owners, raw_states, strict=True)}
         facts = {owner: (row[0] is not None, _int(row[1]), _int(row[2]) or 0)

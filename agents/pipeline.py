@@ -24,8 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
-from redis.asyncio.client import Pipeline
-
+from feature_store.client import Pipeline
 from feature_store.store import Applied, FeatureStore
 from schemas.problems import Problem
 from stream.codec import AnyEvent, dead_letter_for, decode

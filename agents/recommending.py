@@ -38,6 +38,7 @@ import orjson
 import redis
 
 from agents.checkpoints import CheckpointStore
+from feature_store.client import SyncRedis, connect_sync
 from feature_store.keys import CustomerKeys
 from online_models import CheckpointError, Recommender, decode_checkpoint, encode_checkpoint
 from stream.logs import configure_logging
@@ -178,7 +179,8 @@ def serve(inbox: Any, outbox: Any, settings: Settings, worker_name: str,
     checkpoints = _checkpoints(settings, worker_name, "recommender")
     recommender = restore_recommender(settings, worker_name)
     # A reply timeout (unlike the worker's client): a hung Redis costs lists, not the child.
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=settings.redis_deadline_s)
+    client = connect_sync(settings.redis_url, cluster=settings.redis_cluster,
+                          socket_timeout=settings.redis_deadline_s)
     processed = 0
     reported_at = time.monotonic()
     # The first checkpoint at the phase its worker chose (half an interval from its own), so
@@ -213,7 +215,7 @@ def serve(inbox: Any, outbox: Any, settings: Settings, worker_name: str,
     log.info("recommender process stopped")
 
 
-def write_lists(client: redis.Redis, lists: dict[str, bytes],
+def write_lists(client: SyncRedis, lists: dict[str, bytes],
                 erased: list[tuple[str, str]]) -> None:
     """The lists, and no list for an erased customer (one the worker deleted may have been
     written again since), in one round trip."""

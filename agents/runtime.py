@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from redis.asyncio.client import Pipeline
 
 from agents.alert_state import CustomerAlertState
 from agents.alerting import AlertEngine
@@ -21,7 +20,7 @@ from agents.pipeline import BatchResult, EventPipeline, LateWrites
 from agents.recommending import RecommendationWork, RecommenderProcess
 from agents.rescoring import SilenceSweep
 from agents.scoring import ModelScorer, touched_customers
-from feature_store.client import connect
+from feature_store.client import Pipeline, connect
 from feature_store.keys import MODELS_HISTORY_KEY, MODELS_KEY, THROUGHPUT_KEY
 from feature_store.model_inputs import ModelInputs, queue_model_inputs
 from feature_store.store import FeatureStore, StoreLimits
@@ -128,9 +127,11 @@ class WorkerRuntime:
         self.settings = settings
         # No per-reply socket timeout (see feature_store.client.connect): the agents and
         # timers bound each batch, erasure and tick with ``settings.redis_deadline_s``.
-        self.redis = connect(settings.redis_url, socket_timeout=None)
+        self.redis = connect(settings.redis_url, cluster=settings.redis_cluster,
+                             socket_timeout=None)
         self.store = FeatureStore(
-            redis=self.redis, limits=StoreLimits(max_event_ids=settings.dedupe_ids_per_customer))
+            redis=self.redis, limits=StoreLimits(max_event_ids=settings.dedupe_ids_per_customer),
+            wait_replicas=settings.redis_wait_replicas)
         worker_name = settings.worker_name or socket.gethostname()
         self.checkpoints = CheckpointStore(
             directory=settings.checkpoint_dir, app_id=settings.app_id, worker_name=worker_name)

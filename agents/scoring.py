@@ -27,11 +27,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio.client import Pipeline
-
 from agents.alert_rules import CustomerUpdate
 from agents.recommending import Interaction, RecommendationWork, apply_work
 from feature_store import FeatureStore
+from feature_store.client import Pipeline
 from feature_store.keys import anonymous_profile_id
 from feature_store.model_inputs import ModelInput, ModelInputs
 from feature_store.scores import ScoreRecord

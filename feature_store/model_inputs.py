@@ -10,9 +10,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.asyncio.client import Pipeline
-
+from feature_store.client import AsyncRedis, Pipeline
 from feature_store.keys import CustomerKeys
 from feature_store.replies import TOP_CATEGORIES, text
 
@@ -60,7 +58,7 @@ ModelInputs = dict[tuple[str, str], ModelInput]
 
 
 async def load_model_inputs(
-    redis: aioredis.Redis, customers: Iterable[tuple[str, str]]
+    redis: AsyncRedis, customers: Iterable[tuple[str, str]]
 ) -> ModelInputs:
     """Profiles of ``(tenant, customer_id)`` pairs that exist, in one pipelined round trip."""
     async with redis.pipeline(transaction=False) as pipe:
@@ -73,7 +71,7 @@ def queue_model_inputs(pipe: Pipeline, customers: Iterable[tuple[str, str]]
     """Queue the reads of :func:`load_model_inputs` on ``pipe`` (beside other reads of the
     same round trip); the function returned turns the pipeline's replies into the inputs."""
     wanted = list(dict.fromkeys(customers))
-    start = len(pipe.command_stack)
+    start = len(pipe)
     for tenant, customer_id in wanted:
         keys = CustomerKeys(tenant, customer_id)
         pipe.hgetall(keys.profile)

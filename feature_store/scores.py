@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from redis.asyncio.client import Pipeline
 
+from feature_store.client import Pipeline
 from feature_store.keys import (
     TENANTS_KEY,
     CustomerKeys,

@@ -15,10 +15,16 @@ from importlib import resources
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
-from redis.asyncio.client import Pipeline
 
-from feature_store.client import PipelineScript, execute_pipeline
+from feature_store.client import (
+    AsyncRedis,
+    Pipeline,
+    PipelineScript,
+    execute_pipeline,
+    execute_then,
+    queue_get_many,
+    queue_wait_for_replicas,
+)
 from feature_store.keys import (
     METRICS_KEY,
     TENANTS_KEY,
@@ -54,6 +60,9 @@ log = logging.getLogger(__name__)
 
 AnyEvent = ClickEvent | PurchaseEvent | TicketEvent
 
+#: How long a batch waits for its feature updates to reach the replicas (``WAIT``), when asked.
+REPLICA_WAIT_MS = 100
+
 #: The per-customer keys both scripts take, in order (the last one is the erasure tombstone).
 _SCRIPT_KEY_SUFFIXES = ("profile", "events", "sessions", "categories", "recent", "tickets",
                         "bought", "orders", "days", "merged", "erased")
@@ -64,6 +73,10 @@ _SNAPSHOT_KEY_SUFFIXES = _SCRIPT_KEY_SUFFIXES[:9]
 #: on the pipeline given, for the (tenant, profile id) pairs given, and answer the function
 #: that takes the pipeline's replies.
 QueueReads = Callable[[Pipeline, Sequence[tuple[str, str]]], Callable[[list[Any]], None]]
+
+
+def _nothing(pipe: Pipeline) -> None:
+    """No commands."""
 
 
 def _pairs(flat: list[Any]) -> list[tuple[Any, Any]]:
@@ -106,20 +119,33 @@ def profile_id_for(event: AnyEvent, aliases: dict[tuple[str, str], str]) -> str:
 
 
 class FeatureStore:
-    """Apply events to customer features; the agents' only way to write customer state."""
+    """Apply events to customer features; the agents' only way to write customer state.
 
-    def __init__(self, *, redis: aioredis.Redis, limits: StoreLimits | None = None) -> None:
+    With ``wait_replicas``, the round trips that change features (applying a batch, merging
+    a visitor) end with ``WAIT`` on every master they wrote to, so a batch goes on (and its
+    Kafka offsets are committed) only once its features are on that many replicas: a master
+    lost to a failover then loses none of them (Redis replicates asynchronously).
+    """
+
+    def __init__(self, *, redis: AsyncRedis, limits: StoreLimits | None = None,
+                 wait_replicas: int = 0) -> None:
         self.redis = redis
         self.limits = limits or StoreLimits()
+        self.wait_replicas = wait_replicas
         self._apply = PipelineScript(_script("apply_event.lua"))
         self._merge = PipelineScript(_script("merge_profile.lua"))
         self._snapshot = PipelineScript(_script("visitor_snapshot.lua"))
 
     @classmethod
-    def from_url(cls, url: str, *, limits: StoreLimits | None = None) -> FeatureStore:
+    def from_url(cls, url: str, *, cluster: bool = False, limits: StoreLimits | None = None,
+                 wait_replicas: int = 0) -> FeatureStore:
         from feature_store.client import connect
 
-        return cls(redis=connect(url), limits=limits)
+        return cls(redis=connect(url, cluster=cluster), limits=limits,
+                   wait_replicas=wait_replicas)
+
+    def _wait_for_replicas(self, pipe: Pipeline) -> None:
+        queue_wait_for_replicas(pipe, self.wait_replicas, REPLICA_WAIT_MS)
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -179,6 +205,7 @@ class FeatureStore:
                 pipe.zadd(customers_key(tenant), {profile_id: at_ms}, gt=True)
             for tenant in {tenant for tenant, _ in latest}:
                 pipe.sadd(TENANTS_KEY, tenant)
+            self._wait_for_replicas(pipe)
             if reads is not None:
                 taking.append(reads(pipe, list(latest)))
 
@@ -252,21 +279,27 @@ class FeatureStore:
                 args=[anonymous_id, orjson.dumps(snapshot), self.limits.max_event_ids,
                       self.limits.recent_products, self.limits.recent_orders, customer_id,
                       tenant])
+            self._wait_for_replicas(pipe)
 
         # Its own round trip: a failed merge must raise before the visitor is deleted below.
         # Safe to repeat after NOSCRIPT (the script did not run).
-        (outcome,) = await execute_pipeline(self.redis, merge, [self._merge])
-        # One round trip, in this order: Redis runs a connection's commands in turn, so the
-        # visitor is deleted and unindexed whenever completion is recorded.
-        async with self.redis.pipeline(transaction=False) as pipe:
+        outcome, *_ = await execute_pipeline(self.redis, merge, [self._merge])
+        taking: list[Callable[[list[Any]], None]] = []
+
+        def clean_up(pipe: Pipeline) -> None:
             pipe.delete(*[visitor.key(suffix) for suffix in _SCRIPT_KEY_SUFFIXES])
             pipe.zrem(customers_key(tenant), visitor.customer_id)
+            if reads is not None:
+                taking.append(reads(pipe, [(tenant, customer_id),
+                                           (tenant, visitor.customer_id)]))
+
+        def mark_done(pipe: Pipeline) -> None:
             pipe.sadd(customer.key("merged"), f"{anonymous_id}|done")
-            take = reads(pipe, [(tenant, customer_id), (tenant, visitor.customer_id)]
-                         ) if reads is not None else None
-            replies = await pipe.execute()
-        if take is not None:
-            take(replies)
+
+        # The visitor is deleted and unindexed whenever completion is recorded.
+        replies = await execute_then(self.redis, clean_up, mark_done)
+        if taking:
+            taking[0](replies)
         log.info("stitched visitor %s into customer %s (%s)", anonymous_id, customer_id,
                  outcome.decode() if isinstance(outcome, bytes) else outcome)
         return outcome.decode() if isinstance(outcome, bytes) else str(outcome)
@@ -276,8 +309,15 @@ class FeatureStore:
     async def progress(self, partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
         """The last offset fully processed per (topic, partition); -1 when none."""
         wanted = sorted(set(partitions))
-        values = await self.redis.mget([progress_key(t, p) for t, p in wanted]) if wanted else []
+        values = await self._get_many([progress_key(t, p) for t, p in wanted])
         return {tp: int(v) if v is not None else -1 for tp, v in zip(wanted, values, strict=True)}
+
+    async def _get_many(self, keys: list[str]) -> list[Any]:
+        if not keys:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            read = queue_get_many(pipe, keys)
+            return read(await pipe.execute())
 
     async def commit_batch(
         self,
@@ -288,21 +328,23 @@ class FeatureStore:
         before: Callable[[Pipeline], None] | None = None,
     ) -> None:
         """Record a finished batch: offsets reached, watermarks, outcome counters; after
-        the writes ``before`` queues, in the same round trip."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            if before is not None:
-                before(pipe)
+        the writes ``before`` queues (in the same round trip on a single node)."""
+        def record(pipe: Pipeline) -> None:
             for (topic, partition), offset in progress.items():
                 pipe.set(progress_key(topic, partition), offset)
             for (topic, partition), watermark in watermarks.items():
                 pipe.set(watermark_key(topic, partition), watermark)
             for (topic, outcome), count in outcomes.items():
                 pipe.hincrby(METRICS_KEY, f"{topic}|{outcome}", count)
-            await pipe.execute()
+
+        if before is None:
+            await execute_then(self.redis, record, _nothing)
+        else:
+            await execute_then(self.redis, before, record)
 
     async def watermarks(self, partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
         wanted = sorted(set(partitions))
-        values = await self.redis.mget([watermark_key(t, p) for t, p in wanted]) if wanted else []
+        values = await self._get_many([watermark_key(t, p) for t, p in wanted])
         return {tp: int(v) for tp, v in zip(wanted, values, strict=True) if v is not None}
 
     # -- scores ------------------------------------------------------------------------------
@@ -318,7 +360,7 @@ class FeatureStore:
         async with self.redis.pipeline(transaction=False) as pipe:
             for record in records:
                 queue_score_writes(pipe, record, updated_at_ms)
-            start = len(pipe.command_stack)
+            start = len(pipe)
             if clv_percentiles:
                 for record in records:
                     if record.clv is not None:
@@ -388,7 +430,8 @@ class FeatureStore:
             pipe.hmget(keys.profile, ["segment", "scoring_partition"])
             members, (segment, partition) = await pipe.execute()
         merged = {text(member).split("|")[0] for member in members}
-        async with self.redis.pipeline(transaction=False) as pipe:
+
+        def delete(pipe: Pipeline) -> None:
             pipe.delete(*keys.all())
             if segment is not None:
                 pipe.srem(segment_members_key(tenant, int(segment)), customer_id)
@@ -401,12 +444,16 @@ class FeatureStore:
             pipe.zrem(customers_key(tenant), customer_id)
             for score in ("churn", "clv"):
                 pipe.zrem(ranking_key(tenant, score), customer_id)
+
+        def receipt(pipe: Pipeline) -> None:
             pipe.hset(erasure_receipt_key(receipt_id), mapping={
                 "status": "done", "tenant": tenant, "customer_id": customer_id,
                 "completed_at": str(int(time.time() * 1000)),
             })
             pipe.expire(erasure_receipt_key(receipt_id), 90 * 86_400)
-            replies = await pipe.execute()
+
+        # The receipt says done only once everything is deleted.
+        replies = await execute_then(self.redis, delete, receipt)
         deleted = int(replies[0])
         log.info("erased customer %s/%s (%d keys), receipt %s", tenant, customer_id, deleted,
                  receipt_id)

@@ -77,6 +77,7 @@ PIPELINES = ("redis-py pipeline", "LeanPipeline")
 
 async def _measure(redis_url: str, sizes: list[int], batches: int, rounds: int) -> Figures:
     client = connect(redis_url, socket_timeout=None)
+    assert isinstance(client, aioredis.Redis), "LeanPipeline is a single node's"
     figures: Figures = {(size, name): [] for size in sizes for name in PIPELINES}
     try:
         await client.flushdb()
