@@ -88,6 +88,7 @@ class RedisServer:
         self.url = f"redis://127.0.0.1:{self.port}/0"
         data_dir = work_dir / name
         data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir = data_dir
         self.process = ManagedProcess(
             name=f"redis-server {name}" if name != "redis" else "redis-server",
             argv=[binary, "--bind", "127.0.0.1", "--port", str(self.port), "--dir",
@@ -126,12 +127,15 @@ class LocalRedisCluster:
     --cluster create``, as an operator would build one.
 
     ``url`` names the first node; a cluster client finds the others from it. A master whose
-    process dies is replaced by its replica after ``node_timeout_ms`` (and an election).
+    process dies is replaced by its replica after ``node_timeout_ms`` (and an election). Each
+    start makes a new cluster on new ports: what an earlier one left under ``work_dir`` is
+    removed first.
     """
 
     def __init__(self, *, work_dir: Path, masters: int = 3, replicas: int = 1,
                  persist: bool = False, node_timeout_ms: int = 2000) -> None:
         self.work_dir = work_dir / "redis-cluster"
+        shutil.rmtree(self.work_dir, ignore_errors=True)
         self.node_timeout_ms = node_timeout_ms
         count = masters * (1 + replicas)
         # Each node's cluster bus on a port of its own (by default it is the node's + 10000,
