@@ -30,11 +30,13 @@ import hashlib
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeAlias, cast
+from urllib.parse import urlparse
 
 import redis
 import redis.asyncio as aioredis
 from redis.asyncio.client import EMPTY_RESPONSE, NEVER_DECODE
 from redis.asyncio.client import Pipeline as RedisPipeline
+from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
 from redis.asyncio.cluster import ClusterPipeline
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.connection import (
@@ -231,8 +233,8 @@ def connect(url: str, *, cluster: bool = False,
     A caller that does so bounds its work with a deadline of its own (the worker: one per
     batch).
 
-    With ``cluster``, ``url`` names any node of a Redis Cluster and the client is redis-py's
-    ``RedisCluster`` (see :func:`connect_cluster`)."""
+    With ``cluster``, ``url`` names any node of a Redis Cluster, or several, comma-separated,
+    and the client is redis-py's ``RedisCluster`` (see :func:`connect_cluster`)."""
     if cluster:
         return connect_cluster(url, **options)
     if hiredis is not None and url.startswith(("redis://", "rediss://")):
@@ -248,9 +250,21 @@ def _cluster_retry() -> Retry:
     return Retry(backoff, retries=int(CLUSTER_RETRY_S / 0.25))
 
 
+def _cluster_nodes(url: str) -> tuple[str, list[tuple[str, int]]]:
+    """The first URL of a comma-separated list, and the (host, port) of the others."""
+    first, *others = [part.strip() for part in url.split(",") if part.strip()]
+    nodes = []
+    for other in others:
+        parsed = urlparse(other if "://" in other else f"redis://{other}")
+        nodes.append((parsed.hostname or "127.0.0.1", parsed.port or 6379))
+    return first, nodes
+
+
 def connect_cluster(url: str, *, max_connections: int | None = None, timeout: float | None = None,
                     **options: Any) -> AsyncRedisCluster:
-    """redis-py's asyncio cluster client for the cluster ``url`` names a node of.
+    """redis-py's asyncio cluster client for the cluster ``url`` names a node of, or several
+    (comma-separated: the client starts from whichever answers, so it starts while one of
+    them is down; TLS and password come from the first).
 
     It keeps a pool per node of at most ``max_connections`` (a busy pool raises
     ``MaxConnectionsError`` rather than wait ``timeout``, which only a single node's blocking
@@ -260,16 +274,24 @@ def connect_cluster(url: str, *, max_connections: int | None = None, timeout: fl
     del timeout  # no blocking pool per node in redis-py's cluster client
     if max_connections is not None:
         options["max_connections"] = max_connections
-    return AsyncRedisCluster.from_url(url, retry=_cluster_retry(), **options)
+    first, others = _cluster_nodes(url)
+    if others:
+        options["startup_nodes"] = [AsyncClusterNode(host, port) for host, port in others]
+    return AsyncRedisCluster.from_url(first, retry=_cluster_retry(), **options)
 
 
 def connect_sync(url: str, *, cluster: bool = False, **options: Any) -> SyncRedis:
     """A synchronous client for command-line tools and the recommender process: redis-py's
-    ``Redis``, or its ``RedisCluster`` with ``cluster``."""
+    ``Redis``, or its ``RedisCluster`` with ``cluster`` (``url`` as for
+    :func:`connect_cluster`)."""
     if cluster:
+        from redis.cluster import ClusterNode
         from redis.retry import Retry as SyncRetry
 
-        return SyncRedisCluster.from_url(url, retry=SyncRetry(
+        first, others = _cluster_nodes(url)
+        if others:
+            options["startup_nodes"] = [ClusterNode(host, port) for host, port in others]
+        return SyncRedisCluster.from_url(first, retry=SyncRetry(
             ExponentialWithJitterBackoff(base=0.05, cap=0.5),
             retries=int(CLUSTER_RETRY_S / 0.25)), **options)
     return redis.Redis.from_url(url, **options)

@@ -126,7 +126,7 @@ class LocalRedisCluster:
     with ``replicas`` replicas each (``--cluster-enabled yes``), joined by ``redis-cli
     --cluster create``, as an operator would build one.
 
-    ``url`` names the first node; a cluster client finds the others from it. A master whose
+    ``url`` names every node; a cluster client needs one that answers. A master whose
     process dies is replaced by its replica after ``node_timeout_ms`` (and an election). Each
     start makes a new cluster on new ports: what an earlier one left under ``work_dir`` is
     removed first.
@@ -152,7 +152,9 @@ class LocalRedisCluster:
                                     # a replica's first sync at once, not 5 s later
                                     "--repl-diskless-sync-delay", "0"))
             for port, bus in zip(ports[:count], ports[count:], strict=True)]
-        self.url = self.nodes[0].url
+        #: Every node, comma-separated (``CRM_REDIS_URL``): a client started while one of
+        #: them is down (a master a test killed) starts from another.
+        self.url = ",".join(node.url for node in self.nodes)
 
     @property
     def addresses(self) -> list[str]:
@@ -205,10 +207,17 @@ class LocalRedisCluster:
                          key=lambda row: row.first_slot or 0)
         return next(node for node in self.nodes if node.port == masters[index].port)
 
-    def healthy(self) -> bool:
-        """Every running node says ``cluster_state:ok`` with all 16,384 slots served, and
-        every master has as many replicas online as asked (their first sync done)."""
+    def healthy(self, *, with_replicas: bool = True) -> bool:
+        """Every running node says ``cluster_state:ok`` with all 16,384 slots served, every
+        slot's master is a running node (a master killed a moment ago may not be marked
+        failed yet), and (``with_replicas``) every master has as many replicas online as
+        asked (their first sync done)."""
         import redis
+
+        running = {node.port for node in self.nodes if node.process.is_running()}
+        if any(row.master and row.first_slot is not None and row.port not in running
+               for row in self.cluster_nodes()):
+            return False
 
         for node in self.nodes:
             if not node.process.is_running():
@@ -221,7 +230,7 @@ class LocalRedisCluster:
                 client.close()
             if info.get("cluster_state") != "ok" or int(info.get("cluster_slots_ok", 0)) != 16384:
                 return False
-            if replication["role"] == "master":
+            if with_replicas and replication["role"] == "master":
                 online = [value for name, value in replication.items()
                           if name.startswith("slave") and isinstance(value, dict)
                           and value.get("state") == "online"]
@@ -229,16 +238,26 @@ class LocalRedisCluster:
                     return False
         return True
 
-    def wait_until_healthy(self, *, timeout: float = 60.0) -> None:
+    def wait_until_healthy(self, *, timeout: float = 60.0, with_replicas: bool = True) -> None:
+        """Wait for :meth:`healthy`; ``with_replicas=False`` after a master was lost, until a
+        replica has taken over its slots."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                if self.healthy():
+                if self.healthy(with_replicas=with_replicas):
                     return
             except Exception:  # a node still starting or just killed
                 log.debug("Redis Cluster not healthy yet", exc_info=True)
             time.sleep(0.2)
         raise TimeoutError(f"Redis Cluster not healthy after {timeout:.0f}s")
+
+    def restart_stopped(self) -> None:
+        """Start again every node whose process is gone (e.g. a master a test killed): it
+        rejoins the cluster it knew, as a replica once another node took over its slots."""
+        for node in self.nodes:
+            if not node.process.is_running():
+                node.process.start()
+                node.process.wait_until(node._ready, timeout=15, what="PING reply")
 
     def stop(self) -> None:
         for node in self.nodes:
