@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from redis.crc import key_slot
 
 from load_tests.alerts_measure import worker_metrics
 from load_tests.commands import create_topics, start_crm
@@ -100,10 +101,20 @@ class Measured:
     redis_net_in: dict[str, int]
     redis_net_out: dict[str, int]
     redis_role: dict[str, str]
+    #: Bytes the masters' data grew by from before the worker started to the end.
     redis_memory: int
     profiles: int
+    #: The master holding the hash slot of the tenant's own keys (``{default}``).
+    tenant_node: str
     kafka_bytes_per_event: float
     replication_factor: int
+    #: Mean size of an event's JSON as the shop sends it.
+    payload_bytes: float
+    #: Redis memory per remembered event id in a customer's dedupe set of 128 (Redis keeps
+    #: it compact, a listpack) and of 10,000 ids (a skiplist), from sets of real ids.
+    bytes_per_event_id: tuple[float, float]
+    #: The brokers' CPU seconds per second while idle (no traffic), before the worker ran.
+    broker_idle_cpu: float
 
     @property
     def events_per_s(self) -> float:
@@ -178,6 +189,13 @@ def run_topology(topology: str, args: argparse.Namespace, work: Path) -> Measure
                                   _json(event))
         assert kafka.data_dir is not None
         stored = input_topic_bytes(kafka.data_dir, settings.topic_prefix)
+        id_bytes = (dedupe_bytes_per_id(redis_ports[0], events, ids=128),
+                    dedupe_bytes_per_id(redis_ports[0], events, ids=10_000))
+        idle_from, idle_cpu = time.monotonic(), cpu_seconds(kafka.pids) or 0.0
+        time.sleep(10)
+        broker_idle = ((cpu_seconds(kafka.pids) or 0.0) - idle_cpu) / (
+            time.monotonic() - idle_from)
+        memory_before = redis_snapshot(redis_ports).memory
         port = free_port()
         env = settings.model_copy(update={"checkpoint_dir": work / f"checkpoints-{topology}",
                                           "log_level": "WARNING"}).to_env()
@@ -186,8 +204,11 @@ def run_topology(topology: str, args: argparse.Namespace, work: Path) -> Measure
         stack.callback(worker.stop)
 
         def processed() -> float:
-            return sum(metric_total(text, "crm_worker_events_processed_total")
-                       for text in worker_metrics([port]))
+            try:
+                return sum(metric_total(text, "crm_worker_events_processed_total")
+                           for text in worker_metrics([port]))
+            except OSError:  # its metrics are not served yet
+                return 0.0
 
         low, high = 0.02 * len(events), 0.98 * len(events)
         deadline = time.monotonic() + args.timeout
@@ -221,11 +242,63 @@ def run_topology(topology: str, args: argparse.Namespace, work: Path) -> Measure
             redis_net_in={n: redis_after.net_in[n] - redis_before.net_in[n] for n in nodes},
             redis_net_out={n: redis_after.net_out[n] - redis_before.net_out[n] for n in nodes},
             redis_role=redis_after.role,
-            redis_memory=sum(value for node, value in redis_after.memory.items()
+            redis_memory=sum(value - memory_before.get(node, value)
+                             for node, value in redis_after.memory.items()
                              if redis_after.role[node] == "master"),
-            profiles=profiles,
+            profiles=profiles, tenant_node=_node_of(redis_ports, "{default}"),
             kafka_bytes_per_event=stored / settings.replication_factor / len(events),
-            replication_factor=settings.replication_factor)
+            replication_factor=settings.replication_factor,
+            payload_bytes=sum(len(_json(event)) for event in events) / len(events),
+            bytes_per_event_id=id_bytes, broker_idle_cpu=broker_idle)
+
+
+def dedupe_bytes_per_id(port: int, events: list[dict[str, Any]], ids: int = 10_000) -> float:
+    """``MEMORY USAGE`` per member of a sorted set of ``ids`` event ids scored by event time,
+    as a customer's dedupe set holds them (a key of the node's own slot on a cluster)."""
+    client = redis.Redis(port=port, socket_timeout=5)
+    try:
+        key = f"capacity-probe-{uuid.uuid4().hex}"
+        if client.info("cluster").get("cluster_enabled"):
+            mine = next(int(start) for start, end, *_ in _own_slots(client))
+            key = f"{{{_tag_for_slot(mine)}}}:capacity-probe"
+        sample = events[:ids]
+        for start in range(0, len(sample), 1000):
+            client.zadd(key, {event["event_id"]: 1_700_000_000_000 + n for n, event
+                              in enumerate(sample[start:start + 1000], start)})
+        used = int(client.memory_usage(key, samples=0) or 0)
+        client.delete(key)
+        return used / len(sample)
+    finally:
+        client.close()
+
+
+def _own_slots(client: redis.Redis) -> list[tuple[int, int]]:
+    """The slot ranges this cluster node serves."""
+    myself = next(row for row in client.execute_command("CLUSTER NODES").values()
+                  if "myself" in row["flags"])
+    return [(int(start), int(end)) for start, end in myself["slots"]]
+
+
+def _tag_for_slot(slot: int) -> str:
+    """A hash tag whose key slot is ``slot``."""
+    return next(tag for n in range(1_000_000) if key_slot((tag := f"p{n}").encode()) == slot)
+
+
+def _node_of(ports: list[int], key: str) -> str:
+    """The master serving ``key``'s hash slot (the only node when there is one)."""
+    if len(ports) == 1:
+        return f"127.0.0.1:{ports[0]}"
+    slot = key_slot(key.encode())
+    client = redis.Redis(port=ports[0], socket_timeout=5)
+    try:
+        table = client.execute_command("CLUSTER NODES")
+    finally:
+        client.close()
+    for address, row in table.items():
+        if "master" in row["flags"] and any(int(start) <= slot <= int(end)
+                                            for start, end in row["slots"]):
+            return str(address)
+    raise RuntimeError(f"no master serves {key}")
 
 
 def _json(event: dict[str, Any]) -> bytes:
@@ -250,8 +323,11 @@ def measured_rows(runs: list[Measured]) -> list[list[str]]:
             [run.topology, "worker CPU per event (its event loop)", f"{run.worker_cpu_us:.0f} µs"],
             [run.topology, "recommender process CPU per event",
              f"{run.recommender_cpu_s / run.events * 1e6:.0f} µs"],
-            [run.topology, "Kafka brokers' CPU per event (all brokers)",
-             f"{run.broker_cpu_s / run.events * 1e6:.0f} µs"],
+            [run.topology, "Kafka brokers' CPU per event (all brokers; beyond their idle "
+             f"{run.broker_idle_cpu:.2f} of a core)",
+             f"{run.broker_cpu_s / run.events * 1e6:.0f} µs "
+             f"({(run.broker_cpu_s - run.broker_idle_cpu * run.wall_s) / run.events * 1e6:.0f}"
+             " µs)"],
             [run.topology, "Redis CPU per event, masters",
              f"{run.per_event(run.redis_cpu_s, masters) * 1e6:.1f} µs"],
             [run.topology, "Redis CPU per event, replicas",
@@ -261,10 +337,14 @@ def measured_rows(runs: list[Measured]) -> list[list[str]]:
             [run.topology, "Redis bytes in / out per event (masters, client traffic and "
              "replication)", f"{run.per_event(run.redis_net_in, masters):,.0f} / "
              f"{run.per_event(run.redis_net_out, masters):,.0f}"],
-            [run.topology, "Redis memory after the run, per profile (masters)",
-             f"{run.redis_memory / run.profiles:,.0f} B ({run.profiles:,} profiles)"],
-            [run.topology, "Kafka bytes per input event on disk, one replica",
-             f"{run.kafka_bytes_per_event:,.0f} B"],
+            [run.topology, "Redis memory the run added, per profile (masters)",
+             f"{run.redis_memory / run.profiles:,.0f} B ({run.profiles:,} profiles, "
+             f"{run.events / run.profiles:.0f} events each)"],
+            [run.topology, "event JSON as sent, mean", f"{run.payload_bytes:,.0f} B"],
+            [run.topology, "Kafka bytes per input event on disk, one replica (lz4, in the "
+             "large batches of a backlog)", f"{run.kafka_bytes_per_event:,.0f} B"],
+            [run.topology, "Redis memory per remembered event id, dedupe set of 128 / 10,000",
+             f"{run.bytes_per_event_id[0]:,.0f} B / {run.bytes_per_event_id[1]:,.0f} B"],
         ]
     return rows
 
@@ -280,7 +360,8 @@ def command_rows(runs: list[Measured], top: int = 12) -> list[list[str]]:
 
 def node_rows(run: Measured) -> list[list[str]]:
     total = sum(sum(run.redis_calls[n].values()) for n in run.masters) or 1
-    return [[node, f"{sum(run.redis_calls[node].values()) / run.events:.2f}",
+    return [[node + (" (the tenant's keys)" if node == run.tenant_node else ""),
+             f"{sum(run.redis_calls[node].values()) / run.events:.2f}",
              f"{sum(run.redis_calls[node].values()) / total:.0%}",
              f"{run.redis_cpu_s[node] / run.events * 1e6:.1f} µs"]
             for node in run.masters]
