@@ -353,6 +353,13 @@ def queue_wait_for_replicas(pipe: Any, replicas: int, timeout_ms: int) -> None:
         pipe.execute_command("WAIT", replicas, timeout_ms)
 
 
+def master_count(redis: AsyncRedis) -> int:
+    """How many masters the client writes to: the cluster's (as it last saw them), or 1."""
+    if isinstance(redis, AsyncRedisCluster):
+        return max(1, len(redis.get_primaries()))
+    return 1
+
+
 async def execute_then(redis: AsyncRedis, first: Callable[[Any], None],
                        then: Callable[[Any], None]) -> list[Any]:
     """Run the commands ``first`` queues, then those ``then`` queues, none of ``then``'s

@@ -22,6 +22,7 @@ from feature_store.client import (
     PipelineScript,
     execute_pipeline,
     execute_then,
+    master_count,
     queue_get_many,
     queue_wait_for_replicas,
 )
@@ -62,6 +63,9 @@ AnyEvent = ClickEvent | PurchaseEvent | TicketEvent
 
 #: How long a batch waits for its feature updates to reach the replicas (``WAIT``), when asked.
 REPLICA_WAIT_MS = 100
+#: How long batches go on without waiting after a ``WAIT`` came back short (a master without
+#: its replica, e.g. just after a failover): then they try again.
+REPLICA_WAIT_PAUSE_S = 10.0
 
 #: The per-customer keys both scripts take, in order (the last one is the erasure tombstone).
 _SCRIPT_KEY_SUFFIXES = ("profile", "events", "sessions", "categories", "recent", "tickets",
@@ -77,6 +81,10 @@ QueueReads = Callable[[Pipeline, Sequence[tuple[str, str]]], Callable[[list[Any]
 
 def _nothing(pipe: Pipeline) -> None:
     """No commands."""
+
+
+def _no_check(replies: list[Any]) -> None:
+    """Nothing to check."""
 
 
 def _pairs(flat: list[Any]) -> list[tuple[Any, Any]]:
@@ -124,7 +132,10 @@ class FeatureStore:
     With ``wait_replicas``, the round trips that change features (applying a batch, merging
     a visitor) end with ``WAIT`` on every master they wrote to, so a batch goes on (and its
     Kafka offsets are committed) only once its features are on that many replicas: a master
-    lost to a failover then loses none of them (Redis replicates asynchronously).
+    lost to a failover then loses none of them (Redis replicates asynchronously). A master
+    left without a replica (after a failover, until the old master is back as its replica)
+    would hold every batch for the whole wait: when a ``WAIT`` comes back short, batches go on
+    without it for :data:`REPLICA_WAIT_PAUSE_S` (logged), then try again.
     """
 
     def __init__(self, *, redis: AsyncRedis, limits: StoreLimits | None = None,
@@ -132,6 +143,7 @@ class FeatureStore:
         self.redis = redis
         self.limits = limits or StoreLimits()
         self.wait_replicas = wait_replicas
+        self._no_wait_until = 0.0
         self._apply = PipelineScript(_script("apply_event.lua"))
         self._merge = PipelineScript(_script("merge_profile.lua"))
         self._snapshot = PipelineScript(_script("visitor_snapshot.lua"))
@@ -144,8 +156,23 @@ class FeatureStore:
         return cls(redis=connect(url, cluster=cluster), limits=limits,
                    wait_replicas=wait_replicas)
 
-    def _wait_for_replicas(self, pipe: Pipeline) -> None:
+    def _wait_for_replicas(self, pipe: Pipeline) -> Callable[[list[Any]], None]:
+        """Queue ``WAIT`` when asked to (and not paused); the function answered checks its
+        reply among the pipeline's replies."""
+        if not self.wait_replicas or time.monotonic() < self._no_wait_until:
+            return _no_check
+        position, expected = len(pipe), self.wait_replicas * master_count(self.redis)
         queue_wait_for_replicas(pipe, self.wait_replicas, REPLICA_WAIT_MS)
+
+        def check(replies: list[Any]) -> None:
+            acknowledged = int(replies[position])
+            if acknowledged < expected:
+                self._no_wait_until = time.monotonic() + REPLICA_WAIT_PAUSE_S
+                log.warning("%d of %d replica acknowledgements within %d ms (a master without "
+                            "its replica?): batches go on without WAIT for %.0f s",
+                            acknowledged, expected, REPLICA_WAIT_MS, REPLICA_WAIT_PAUSE_S)
+
+        return check
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -205,14 +232,16 @@ class FeatureStore:
                 pipe.zadd(customers_key(tenant), {profile_id: at_ms}, gt=True)
             for tenant in {tenant for tenant, _ in latest}:
                 pipe.sadd(TENANTS_KEY, tenant)
-            self._wait_for_replicas(pipe)
+            checking.append(self._wait_for_replicas(pipe))
             if reads is not None:
                 taking.append(reads(pipe, list(latest)))
 
         # Safe to repeat after NOSCRIPT: the script applies each event at most once, ZADD
         # GT is idempotent, and reads are reads (the last fill's are taken).
         taking: list[Callable[[list[Any]], None]] = []
+        checking: list[Callable[[list[Any]], None]] = []
         replies = await execute_pipeline(self.redis, fill, [self._apply])
+        checking[-1](replies)
         if taking:
             taking[-1](replies)
         replies = replies[:len(targets)]
@@ -248,7 +277,9 @@ class FeatureStore:
         set), delete the visitor's keys, mark done. Three round trips: the alias with the
         visitor's snapshot (read atomically by a script in the visitor's slot), the copy
         (a script in the customer's slot), the clean-up, which also carries ``reads`` of the
-        customer and the visitor as the merge left them.
+        customer and the visitor as the merge left them, and the completion mark (on a
+        cluster a fourth round trip, sent once the clean-up has answered: see
+        :func:`~feature_store.client.execute_then`).
         """
         visitor = CustomerKeys(tenant, anonymous_profile_id(anonymous_id))
 
@@ -279,11 +310,13 @@ class FeatureStore:
                 args=[anonymous_id, orjson.dumps(snapshot), self.limits.max_event_ids,
                       self.limits.recent_products, self.limits.recent_orders, customer_id,
                       tenant])
-            self._wait_for_replicas(pipe)
+            checking.append(self._wait_for_replicas(pipe))
 
+        checking: list[Callable[[list[Any]], None]] = []
         # Its own round trip: a failed merge must raise before the visitor is deleted below.
         # Safe to repeat after NOSCRIPT (the script did not run).
-        outcome, *_ = await execute_pipeline(self.redis, merge, [self._merge])
+        outcome, *rest = await execute_pipeline(self.redis, merge, [self._merge])
+        checking[-1]([outcome, *rest])
         taking: list[Callable[[list[Any]], None]] = []
 
         def clean_up(pipe: Pipeline) -> None:

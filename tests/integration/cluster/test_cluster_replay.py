@@ -28,7 +28,7 @@ def test_two_workers_and_their_rebalances_keep_every_feature_exact(
     """Verify that features are exact when a second worker joins mid-stream (a rebalance
     shares the partitions), both work, and the first is then SIGKILLed (a rebalance hands
     its partitions to the second)."""
-    replay = Replay.build(settings, events=50_000, customers=2500)
+    replay = Replay.build(settings, events=40_000, customers=2000)
     replay.send()
     first_port, second_port = free_port(), free_port()
     first = start_worker("worker-1", worker_metrics_port=first_port)
@@ -56,7 +56,7 @@ def test_a_kafka_broker_lost_mid_stream_loses_nothing(
     """Verify that SIGKILLing the broker leading the most input partitions while the shop
     sends and the worker consumes loses no event and counts none twice (replication factor
     3, min.insync.replicas 2, idempotent producers)."""
-    replay = Replay.build(settings, events=30_000, customers=1500, seed=7)
+    replay = Replay.build(settings, events=25_000, customers=1200, seed=7)
     worker = start_worker()
     admin = AdminClient(kafka_client_config(settings))
     topics = admin.list_topics(timeout=10).topics
@@ -87,7 +87,7 @@ def test_a_redis_master_lost_mid_stream_fails_over_and_the_worker_goes_on(
     promoted, the worker's cluster client finds it and goes on (the same worker process,
     never restarted), and every feature is exact (each batch waits for its feature updates
     to reach the replica before it goes on)."""
-    replay = Replay.build(settings, events=30_000, customers=1500, seed=11)
+    replay = Replay.build(settings, events=25_000, customers=1200, seed=11)
     replay.send()
     worker = start_worker()
     replay.wait_until_processed(0.3, alive=[worker])
