@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit integration cluster redis browser install clean bench-quality bench-tools bench-api
+.PHONY: demo test lint unit integration cluster redis browser install clean bench-quality bench-tools bench-api bench-throughput
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,9 @@ test: install redis browser lint
 
 bench-quality: install redis
 	$(BIN)/python -m load_tests.bench_quality
+
+bench-throughput: install redis
+	$(BIN)/python -m load_tests.bench_throughput --profile
 
 # vegeta (Go, constant-rate load) for bench-api, built once into ~/.cache/crm-bench/bin
 # (CRM_BENCH_TOOLS) from the Go module proxy; without Go the benchmark uses its Python client.

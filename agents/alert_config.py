@@ -89,7 +89,7 @@ class HighValueRule(_Rule):
 
 
 class NegativeTicketRule(_Rule):
-    sentiment_below: Annotated[float, Field(ge=-1.0, le=1.0)] = -0.4
+    sentiment_below: Annotated[float, Field(ge=-1.0, le=1.0)] = -0.2
     csat_at_most: Annotated[int, Field(ge=0, le=5)] = 2
     cooldown: Duration = 6 * 3600.0
 

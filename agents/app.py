@@ -1,8 +1,10 @@
-"""The Faust application: input topics → :class:`~agents.pipeline.EventPipeline` → Redis.
+"""The Faust application: input topics → :func:`~agents.batch.process_batch` → Redis.
 
 One agent reads the three input topics with concurrency 1, in micro-batches from
 ``take_events``, which acks a batch only after the agent has processed it; scale-out is by
-partitions and workers. Faust tables are not used: state lives in Redis (see DESIGN.md,
+partitions and workers. While Redis is away, a batch or erasure is retried until it answers
+and a timer's tick is skipped (:mod:`agents.outage`): the worker waits, it does not crash.
+Faust tables are not used: state lives in Redis (see DESIGN.md,
 "State lives in Redis"), global models in checkpoints this module writes on a timer and on
 shutdown.
 """
@@ -23,7 +25,9 @@ import faust
 import orjson
 from faust.types import StreamT
 
-from agents.pipeline import RawMessage
+from agents.batch import process_batch
+from agents.decoding import RawMessage
+from agents.outage import REDIS_UNAVAILABLE, skip_tick_without_redis, wait_for_redis
 from agents.runtime import WorkerRuntime
 from agents.transport import transport_for
 from schemas.records import ErasureRequest
@@ -152,24 +156,37 @@ def create_app(settings: Settings) -> faust.App:
         """One agent over the three input topics: a micro-batch mixes clicks, purchases and
         tickets, so each batch pays for its Redis round trips once, batches never wait on each
         other, and the models learn a batch in event-time order across topics."""
-        pipeline = runtime().pipeline
+        worker = runtime()
         rebalances_seen = app.rebalancing_count
         async for events in stream.take_events(  # type: ignore[attr-defined]
             settings.batch_max_events, within=settings.batch_max_wait_ms / 1000
         ):
             if app.rebalancing_count != rebalances_seen:  # partitions may have moved on
                 rebalances_seen = app.rebalancing_count
-                pipeline.forget_progress()
+                worker.worker.partitions.forget()
             started = time.time()
             for event in events:
                 EVENT_DELAY_SECONDS.observe(max(0.0, started - event.message.timestamp))
+            messages = [RawMessage(e.message.topic, e.message.partition, e.message.offset,
+                                   e.message.value or b"") for e in events]
+            failures = 0
             with BATCH_SECONDS.time():
-                async with asyncio.timeout(deadline_s):
-                    await pipeline.process([
-                        RawMessage(e.message.topic, e.message.partition, e.message.offset,
-                                   e.message.value or b"")
-                        for e in events
-                    ])
+                while True:  # until Redis answers: the batch is acked to Kafka only after
+                    try:
+                        async with asyncio.timeout(deadline_s):
+                            await process_batch(worker.worker, messages)
+                        break
+                    except REDIS_UNAVAILABLE as error:
+                        failures += 1
+                        first = messages[0]
+                        await wait_for_redis(
+                            error, failures, task="batch",
+                            what=f"batch of {len(messages)} messages from "
+                                 f"{first.topic}/{first.partition}@{first.offset}")
+                        # The failed attempt may or may not have reached Redis.
+                        worker.batch_failed()
+            if failures:
+                log.warning("batch done after %d attempts: Redis answers again", failures + 1)
 
     erasure_topic = app.topic(settings.topic(ERASURE), value_type=bytes, value_serializer="raw")
 
@@ -183,13 +200,19 @@ def create_app(settings: Settings) -> faust.App:
                 log.error("invalid erasure request %r: %s", value[:200], error)
                 EVENTS_PROCESSED.labels(topic=ERASURE, outcome="dead_letter").inc()
                 continue
-            async with asyncio.timeout(deadline_s):
-                await worker.store.erase(
-                    tenant=request.tenant, customer_id=request.customer_id,
-                    block_seconds=settings.erasure_block_days * 86_400,
-                    receipt_id=request.receipt_id,
-                )
-                await worker.forget(request.tenant, request.customer_id)
+            failures = 0
+            while True:  # until Redis answers; erasing again deletes nothing more
+                try:
+                    async with asyncio.timeout(deadline_s):
+                        await worker.erase(
+                            request.tenant, request.customer_id,
+                            block_seconds=settings.erasure_block_days * 86_400,
+                            receipt_id=request.receipt_id)
+                    break
+                except REDIS_UNAVAILABLE as error:
+                    failures += 1
+                    await wait_for_redis(error, failures, task="erasure",
+                                         what=f"erasure {request.receipt_id}")
 
     @app.task
     async def checkpoint_models() -> None:
@@ -207,7 +230,7 @@ def create_app(settings: Settings) -> faust.App:
     @app.timer(RECOMMENDATIONS_TICK_S)
     async def write_due_recommendations() -> None:
         if app.runtime is not None:
-            async with asyncio.timeout(deadline_s):
+            async with skip_tick_without_redis("recommendations", deadline_s):
                 await app.runtime.write_due_recommendations()
 
     @app.timer(settings.rescore_interval_s)
@@ -216,10 +239,10 @@ def create_app(settings: Settings) -> faust.App:
         worker = app.runtime
         if worker is None:
             return
-        now_ms = worker.pipeline.model_watermark()
+        now_ms = worker.worker.partitions.model_watermark()
         partitions = {tp.partition for tp in app.consumer.assignment()}
         if now_ms is not None and partitions:
-            async with asyncio.timeout(deadline_s):
+            async with skip_tick_without_redis("rescoring", deadline_s):
                 await worker.sweep.tick(partitions, now_ms)
 
     @app.timer(settings.telemetry_interval_s)
@@ -235,7 +258,7 @@ def create_app(settings: Settings) -> faust.App:
             lag = sum(max(0, (highwaters[tp] or 0) - (positions[tp] or 0)) for tp in assigned)
         except Exception:  # lag is a nicety; never let it stop telemetry
             log.debug("could not compute consumer lag", exc_info=True)
-        async with asyncio.timeout(deadline_s):
+        async with skip_tick_without_redis("telemetry", deadline_s):
             await app.runtime.publish_telemetry(lag)
 
     return app

@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -30,7 +31,7 @@ CLUSTER_BROKER_HEAP_MB = 512
 
 #: The simulated shop of ``crm dev --simulate``: its customers, and the days of its history
 #: replayed before live traffic.
-SIMULATED_CUSTOMERS = 800
+SIMULATED_CUSTOMERS = 600
 HISTORY_DAYS = 60
 
 
@@ -117,7 +118,12 @@ def run_dev(
             stack.started.append(("redis-server", redis_server))
         if not os.environ.get("CRM_KAFKA_BOOTSTRAP") and broker == "apache":
             overrides["replication_factor"] = min(3, brokers)
+
+        # The checkpoints beside the stack's Redis data: a model restored from another
+        # stack's run would score customers it never learnt from.
         env = {"CRM_KAFKA_BOOTSTRAP": bootstrap, "CRM_REDIS_URL": redis_url,
+               "CRM_CHECKPOINT_DIR": os.environ.get("CRM_CHECKPOINT_DIR",
+                                                    str(work_dir / "checkpoints")),
                **{f"CRM_{name.upper()}": str(value).lower() if isinstance(value, bool)
                   else str(value) for name, value in overrides.items()}}
         settings = Settings(kafka_bootstrap=bootstrap, redis_url=redis_url).model_copy(
@@ -156,7 +162,16 @@ def run_dev(
         for key, value in info.items():
             echo(f"  {key:16} {value}")
         echo("Press Ctrl-C to stop everything.")
+        started = time.monotonic()
+        warm = simulate_rate is None or not api_key
         while not stop_requested.wait(0.5):
+            if not warm and _serving_churn(api_url, api_key or ""):
+                warm = True
+                echo(f"models ready after {time.monotonic() - started:.0f} s: churn scores and "
+                     "segments are served (GET /v1/customers/at-risk, the dashboard)")
+                info["models_ready"] = True
+                (work_dir / "dev.json").write_bytes(orjson.dumps(info,
+                                                                 option=orjson.OPT_INDENT_2))
             for name, thing in stack.started:
                 if isinstance(thing, ManagedProcess) and not thing.is_running():
                     if name == "simulator" and thing.process and thing.process.returncode == 0:
@@ -171,6 +186,19 @@ def run_dev(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         echo("stopped.")
+
+
+def _serving_churn(api_url: str, api_key: str) -> bool:
+    """Whether the API serves a churn-ranked customer (the models have warmed up)."""
+    import urllib.request
+
+    request = urllib.request.Request(f"{api_url}/v1/customers/at-risk?limit=1",
+                                     headers={"Authorization": f"Bearer {api_key}"})
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:
+            return bool(orjson.loads(response.read())["customers"])
+    except OSError:
+        return False
 
 
 def _healthy(api_url: str) -> bool:

@@ -21,14 +21,13 @@ from typing import Any
 import orjson
 
 from feature_store.client import Pipeline
+from feature_store.customers import profile_from_fields
 from feature_store.keys import (
-    TENANTS_KEY,
     CustomerKeys,
     ranking_key,
     scoring_index_key,
     segment_members_key,
 )
-from feature_store.model_inputs import profile_from_fields
 from schemas.profile import ScoreStatus
 from schemas.records import Contribution
 
@@ -111,21 +110,6 @@ def queue_score_writes(pipe: Pipeline, record: ScoreRecord, updated_at_ms: int) 
         pipe.zadd(scoring_index_key(tenant, record.partition), {customer: record.scored_at_ms})
 
 
-def queue_clv_percentile(pipe: Pipeline, tenant: str, clv: float) -> None:
-    """Queue the two reads :func:`clv_percentile` needs (ZCOUNT below, ZCARD)."""
-    pipe.zcount(ranking_key(tenant, "clv"), "-inf", clv)
-    pipe.zcard(ranking_key(tenant, "clv"))
-
-
-def clv_percentile(below: int, population: int) -> tuple[float | None, int]:
-    """A CLV's percentile among the tenant's ranked customers, and how many there are.
-
-    >>> clv_percentile(90, 100), clv_percentile(0, 0)
-    ((0.9, 100), (None, 0))
-    """
-    return (below / population if population else None), population
-
-
 @dataclass(frozen=True)
 class DueCustomer:
     """A customer the sweep re-scores: their profile as the models read it."""
@@ -139,10 +123,11 @@ class DueCustomer:
 
 def queue_count_due(pipe: Pipeline, tenants: Iterable[str], partitions: Iterable[int],
                     watermark_ms: int) -> list[tuple[str, int]]:
-    """Queue, per (tenant, partition), how many customers were scored before the watermark;
-    answers the pairs in the order of the replies."""
+    """Queue, per (tenant, partition), how many customers the index holds and how many of
+    them were scored before the watermark (two replies each); answers the pairs in order."""
     pairs = [(tenant, partition) for tenant in tenants for partition in partitions]
     for tenant, partition in pairs:
+        pipe.zcard(scoring_index_key(tenant, partition))
         pipe.zcount(scoring_index_key(tenant, partition), "-inf", f"({watermark_ms}")
     return pairs
 
@@ -177,18 +162,19 @@ def due_customers(customers: Sequence[tuple[str, str, int]], rows: Sequence[Sequ
     return due
 
 
-def chunk_for(due: int, *, interval_s: float, target_lag_s: float, smallest: int,
-              largest: int) -> int:
-    """How many of ``due`` customers one tick re-scores: enough that every customer is
-    re-scored within ``target_lag_s``, between ``smallest`` and ``largest``.
+def chunk_for(total: int, due: int, *, interval_s: float, target_lag_s: float,
+              smallest: int, largest: int) -> int:
+    """How many of ``due`` customers (of ``total`` in the index) one tick re-scores: enough
+    that all of them are re-scored within ``target_lag_s``, between ``smallest`` and
+    ``largest``. Sized on the total, not on what is still due: sized on what is due, the
+    chunks shrink as the sweep goes, and the last customers wait longest.
 
-    >>> chunk_for(100_000, interval_s=0.5, target_lag_s=60, smallest=50, largest=5000)
+    >>> chunk_for(100_000, 100_000, interval_s=0.5, target_lag_s=60, smallest=50,
+    ...           largest=5000)
     834
-    >>> chunk_for(10, interval_s=0.5, target_lag_s=60, smallest=50, largest=5000)
+    >>> chunk_for(100_000, 900, interval_s=0.5, target_lag_s=60, smallest=50, largest=5000)
+    834
+    >>> chunk_for(100_000, 10, interval_s=0.5, target_lag_s=60, smallest=50, largest=5000)
     10
     """
-    return min(due, max(smallest, min(largest, math.ceil(due * interval_s / target_lag_s))))
-
-
-def queue_tenant(pipe: Pipeline, tenant: str) -> None:
-    pipe.sadd(TENANTS_KEY, tenant)
+    return min(due, max(smallest, min(largest, math.ceil(total * interval_s / target_lag_s))))

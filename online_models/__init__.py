@@ -19,8 +19,15 @@ from online_models.churn import ChurnModel, Explanation, FeatureContribution
 from online_models.clv import ClvEstimate, ClvModel
 from online_models.cooccurrence import CoOccurrence
 from online_models.delayed_labels import ChurnLabeler, Snapshot, WindowLabeler
+from online_models.drift import DriftEvent, DriftMonitor
 from online_models.evaluation import BinnedROCAUC, CalibrationTable, HitRate
 from online_models.features import DAY_MS, activity_features, behaviour_vector
+from online_models.forecast import (
+    ClosedBucket,
+    ForecastPoint,
+    RevenueForecast,
+    RevenueForecaster,
+)
 from online_models.recommend import KIND_WEIGHTS, Recommendation, Recommender
 from online_models.scoring import (
     CustomerScores,
@@ -29,11 +36,14 @@ from online_models.scoring import (
     score_customer,
     scoring_time,
 )
+from online_models.seasonal import Prediction, SeasonalForecaster
 from online_models.segments import Segmenter, TenantSegments
 from online_models.sentiment import SentimentModel, SentimentScore
 from online_models.trending import DecayedPopularity
+from online_models.triage import CATEGORIES, TicketCategory, TicketTriage, TriageResult
 
 __all__ = [
+    "CATEGORIES",
     "DAY_MS",
     "KIND_WEIGHTS",
     "AnomalyScore",
@@ -42,24 +52,35 @@ __all__ = [
     "CheckpointError",
     "ChurnLabeler",
     "ChurnModel",
+    "ClosedBucket",
     "ClvEstimate",
     "ClvModel",
     "CoOccurrence",
     "CustomerScores",
     "DecayedPopularity",
+    "DriftEvent",
+    "DriftMonitor",
     "Explanation",
     "FeatureContribution",
+    "ForecastPoint",
     "HitRate",
     "ModelBundle",
     "ModelStatus",
+    "Prediction",
     "PurchaseAnomaly",
     "Recommendation",
     "Recommender",
+    "RevenueForecast",
+    "RevenueForecaster",
+    "SeasonalForecaster",
     "Segmenter",
     "SentimentModel",
     "SentimentScore",
     "Snapshot",
     "TenantSegments",
+    "TicketCategory",
+    "TicketTriage",
+    "TriageResult",
     "WindowLabeler",
     "activity_features",
     "behaviour_vector",

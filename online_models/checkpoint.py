@@ -19,15 +19,18 @@ from typing import Any, TypeVar
 from online_models.anomaly import PurchaseAnomaly
 from online_models.churn import ChurnModel
 from online_models.clv import ClvModel
+from online_models.drift import DriftMonitor
+from online_models.forecast import RevenueForecaster
 from online_models.recommend import Recommender
 from online_models.segments import TenantSegments
 from online_models.sentiment import SentimentModel
+from online_models.triage import TicketTriage
 
 __all__ = ["FORMAT_VERSION", "MAGIC", "CheckpointError", "ModelBundle", "decode_checkpoint",
            "encode_checkpoint", "read_header"]
 
 MAGIC = b"CRMMODELS\n"
-FORMAT_VERSION = 2  # 2: activity features, per-tenant segments
+FORMAT_VERSION = 3  # 2: activity features, per-tenant segments; 3: forecast, triage, drift
 
 T = TypeVar("T")
 
@@ -58,6 +61,10 @@ class ModelBundle:
     recommender: Recommender = field(default_factory=Recommender)
     sentiment: SentimentModel = field(default_factory=SentimentModel)
     anomaly: PurchaseAnomaly = field(default_factory=PurchaseAnomaly)
+    forecast: RevenueForecaster = field(default_factory=RevenueForecaster)
+    triage: TicketTriage = field(default_factory=TicketTriage)
+    #: ADWIN on each model's progressive error, keyed by the model's name in :meth:`models`.
+    drift: DriftMonitor = field(default_factory=DriftMonitor)
 
     def models(self) -> dict[str, Any]:
         return {
@@ -67,6 +74,8 @@ class ModelBundle:
             "recommendations": self.recommender,
             "sentiment": self.sentiment,
             "anomaly": self.anomaly,
+            "forecast": self.forecast,
+            "triage": self.triage,
         }
 
     def model_versions(self) -> dict[str, str]:
@@ -85,7 +94,8 @@ class ModelBundle:
         return f"bundle-{digest}@n={sum(self.example_counts().values())}"
 
     def metrics(self) -> dict[str, dict[str, Any]]:
-        """Online metrics of every model that has them, plus versions and counts."""
+        """Online metrics of every model that has them, plus versions, counts and the event
+        time its error last rose (``drifted_at``, ``None`` if never)."""
         out: dict[str, dict[str, Any]] = {}
         for name, model in self.models().items():
             metrics_dict = getattr(model, "metrics_dict", None)
@@ -94,6 +104,7 @@ class ModelBundle:
                 if metrics_dict
                 else {"model_version": model.model_version, "examples": model.example_count}
             )
+            out[name]["drifted_at"] = self.drift.drifted_at(name)
         return out
 
     def to_bytes(self, *, created_at_ms: int | None = None) -> bytes:

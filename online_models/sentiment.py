@@ -10,6 +10,7 @@ courier left it in the rain") are learnt from the CSAT its customers give at res
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import re
 from typing import Any, NamedTuple
@@ -21,29 +22,24 @@ from online_models.evaluation import BinnedROCAUC
 
 __all__ = ["SentimentModel", "SentimentScore", "lexicon_sentiment", "urgency"]
 
-_URGENT = frozenset(
-    [
-        "urgent",
-        "urgently",
-        "asap",
-        "immediately",
-        "emergency",
-        "now",
-        "today",
-        "critical",
-        "stuck",
-        "blocked",
-        "outage",
-        "down",
-        "deadline",
-        "escalate",
-        "lawyer",
-        "chargeback",
-        "fraud",
-        "overcharged",
-        "twice",
-    ]
-)
+#: Words that ask for action within the day, with their weight: time pressure, money taken,
+#: security, safety, escalation, repeated contact.
+_URGENT: dict[str, float] = {
+    "urgent": 1.0, "urgently": 1.0, "asap": 1.0, "immediately": 1.0, "emergency": 1.0,
+    "now": 1.0, "today": 1.0, "tonight": 1.0, "tomorrow": 0.5, "critical": 1.0, "stuck": 1.0,
+    "blocked": 1.0, "outage": 1.0, "down": 1.0, "deadline": 1.0, "escalate": 1.0,
+    "escalated": 1.0, "lawyer": 1.0, "chargeback": 1.0, "fraud": 1.0, "overcharged": 1.0,
+    "twice": 1.0, "unauthorised": 1.0, "unauthorized": 1.0, "hacked": 1.0, "stolen": 1.0,
+    "overdrawn": 1.0, "dangerous": 1.0, "unsafe": 1.0, "fire": 1.0, "smoke": 1.0,
+    "smoking": 1.0, "burn": 1.0, "burned": 1.0, "burnt": 1.0, "injured": 1.0, "sick": 1.0,
+    "recall": 0.5, "police": 1.0, "again": 0.5, "weeks": 0.5, "months": 0.5,
+}
+#: Two-word phrases of the same kinds.
+_URGENT_PHRASES: dict[tuple[str, str], float] = {
+    ("third", "time"): 1.0, ("fourth", "time"): 1.0, ("many", "times"): 1.0,
+    ("consumer", "protection"): 1.0, ("trading", "standards"): 1.0, ("my", "bank"): 0.5,
+    ("need", "it"): 0.5, ("right", "away"): 1.0,
+}
 _TOKEN = re.compile(r"[a-z']+|!")
 
 
@@ -70,19 +66,26 @@ def lexicon_sentiment(text: str) -> float:
     return float(_vader().polarity_scores(text)["compound"])
 
 
-def urgency(text: str) -> float:
-    """Urgency in ``[0, 1]`` from urgent words, exclamation marks and shouting.
+def urgency(text: str, sentiment: float = 0.0) -> float:
+    """Urgency in ``[0, 1]`` from urgent words and phrases, exclamation marks, shouting and
+    how negative the text is (``sentiment`` in ``[-1, 1]``, the sentiment model's score).
 
     >>> urgency("URGENT: charged twice, fix this now!!!")
     1.0
     >>> urgency("Could you tell me the opening hours?")
     0.0
+    >>> urgency("Third time I write: the kettle smoking is dangerous", sentiment=-0.6)
+    1.0
+    >>> urgency("the parcel is late", sentiment=-0.4)
+    0.1
     """
     tokens = _tokens(text)
-    signal = sum(1.0 for t in tokens if t in _URGENT) + 0.25 * min(tokens.count("!"), 4)
+    signal = sum(_URGENT.get(t, 0.0) for t in tokens) + 0.25 * min(tokens.count("!"), 4)
+    signal += sum(_URGENT_PHRASES.get(pair, 0.0) for pair in itertools.pairwise(tokens))
     letters = [c for c in text if c.isalpha()]
     if len(letters) >= 8 and sum(c.isupper() for c in letters) / len(letters) > 0.6:
         signal += 1.0
+    signal += 0.5 * max(-sentiment, 0.0)
     return min(1.0, signal / 2.0)
 
 
@@ -162,13 +165,14 @@ class SentimentModel:
         """Sentiment and urgency of ``text`` (pure)."""
         prior = lexicon_sentiment(text)
         if len(self._labels_seen) < 2:  # a one-class model has nothing to say yet
-            return SentimentScore(prior, urgency(text), "lexicon")
+            return SentimentScore(prior, urgency(text, prior), "lexicon")
         p_positive = self._p_positive(text)
         learned = 2.0 * p_positive - 1.0
         weight = self.example_count / (self.example_count + self.prior_strength)
         sentiment = weight * learned + (1.0 - weight) * prior
+        sentiment = max(-1.0, min(1.0, sentiment))
         return SentimentScore(
-            max(-1.0, min(1.0, sentiment)), urgency(text), "model" if weight > 0.9 else "blend"
+            sentiment, urgency(text, sentiment), "model" if weight > 0.9 else "blend"
         )
 
     def _p_positive(self, text: str) -> float:

@@ -4,8 +4,10 @@ For marketing tools and people at a terminal: ``crm alerts tail --kind churn_ris
 Without a group the tail is ephemeral (it reads every partition directly, commits nothing)
 and starts at the end of the topic, or at its beginning with ``from_beginning``. With a group
 it joins that consumer group and commits what it printed, so a restarted tail resumes where
-it stopped (``from_beginning`` then only matters the first time). Alerts are delivered at least
-once: after a worker crash the same ``alert_id`` can appear twice, so deduplicate by it.
+it stopped (``from_beginning`` then only matters the first time). The topic is at least once:
+after a worker crash the same ``alert_id`` can appear twice. The tail prints an id once: it
+drops a repeat of any of the last ``DELIVERED_IDS`` ids it printed (a restarted tail
+remembers nothing, so a consumer that must never act twice still deduplicates by id).
 """
 
 from __future__ import annotations
@@ -21,9 +23,14 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, 
 
 from schemas.records import AlertKind
 from schemas.topics import ALERTS
+from stream.delivered import DeliveredIds
 from stream.settings import Settings, kafka_client_config
 
 log = logging.getLogger(__name__)
+
+#: How many printed alert ids the tail remembers to drop repeats (about 6 MB; a repeat
+#: follows its first copy within a batch or two of the worker that crashed).
+DELIVERED_IDS = 50_000
 
 
 def tail_alerts(
@@ -57,6 +64,7 @@ def tail_alerts(
         "session.timeout.ms": max(6000, int(settings.session_timeout_s * 1000)),
     })
     printed = 0
+    delivered = DeliveredIds(DELIVERED_IDS)
     last_message = time.monotonic()
 
     def started(*_: object) -> None:
@@ -98,6 +106,11 @@ def tail_alerts(
             if durable:
                 consumer.store_offsets(message)
             if wanted is not None and alert.get("kind") != wanted:
+                continue
+            alert_id = alert.get("alert_id")
+            if isinstance(alert_id, str) and not delivered.first_time(alert_id):
+                log.info("dropped a repeat of alert %s at %s/%d@%d", alert_id,
+                         message.topic(), message.partition(), message.offset())
                 continue
             out.write(orjson.dumps(alert).decode() + "\n")
             out.flush()

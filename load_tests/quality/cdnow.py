@@ -177,8 +177,7 @@ def run_cdnow(stack: LocalStack, config: CdnowConfig, *, progress: bool = True) 
                            desc="CDNOW calibration → Kafka")
         run.wait_until_processed()
         processing = time.monotonic() - started
-        # The last calibration day's purchases are at noon; nothing is late (lateness 0).
-        watermark_ms = CALIBRATION_END_MS - DAY_MS // 2
+        watermark_ms = run.model_watermark()
         sweep_lag_s = run.wait_until_scored(customers, watermark_ms)
         live = run.profile_fields(customers, ["churn_probability", "clv"])
     finally:

@@ -34,15 +34,12 @@ from typing import Any
 
 import numpy as np
 import orjson
-import redis
 from scipy.stats import spearmanr
 from sklearn.metrics import adjusted_rand_score, roc_auc_score
 
-from feature_store.keys import watermark_key
 from load_tests.quality.families import Shop, generate_shop
 from load_tests.quality.served import ServedApi, ServedProfile, read_alerts
 from load_tests.quality.stack import LocalStack, Message, PipelineRun
-from schemas.topics import CLICKS, PURCHASES
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +48,6 @@ DAY_MS = 86_400_000
 GAP_LIMIT = 0.05
 START = datetime(2025, 1, 1, tzinfo=UTC)
 TOPIC_OF = {"click": "shop.clicks", "purchase": "shop.purchases", "ticket": "support.tickets"}
-ACTIVITY_TOPICS = (CLICKS, PURCHASES)
 
 
 @dataclass(frozen=True)
@@ -93,8 +89,9 @@ class FamilyResult:
 
     @property
     def churn_gap(self) -> float | None:
-        served, own = self.metrics.get("churn_auc_own_label"), self.metrics.get(
-            "churn_auc_progressive")
+        """Served against the model's own scores of the same customers at the same time."""
+        served, own = self.metrics.get("churn_auc_truth"), self.metrics.get(
+            "churn_auc_truth_own")
         return None if served is None or own is None else abs(served - own)
 
 
@@ -102,18 +99,6 @@ def _messages(events: list[dict[str, Any]], run: PipelineRun) -> list[Message]:
     topics = {kind: run.settings.topic(name) for kind, name in TOPIC_OF.items()}
     return [(topics[event["type"]], event.get("customer_id") or "anon:" + event["anonymous_id"],
              orjson.dumps(event)) for event in events]
-
-
-def model_watermark(run: PipelineRun) -> int:
-    """The watermark the worker scores at, from the per-partition watermarks it recorded:
-    the slowest partition of the clicks and purchases topics."""
-    client = redis.Redis.from_url(run.settings.redis_url)
-    try:
-        keys = [watermark_key(run.settings.topic(name), p) for name in ACTIVITY_TOPICS
-                for p in range(run.settings.partitions)]
-        return min(int(v) for v in client.mget(keys) if v is not None)  # type: ignore[union-attr]
-    finally:
-        client.close()
 
 
 def run_family(stack: LocalStack, config: FamilyConfig, *, progress: bool = True
@@ -140,24 +125,45 @@ def run_shop(stack: LocalStack, shop: Shop, config: FamilyConfig, *, progress: b
                         desc=f"{config.family} until the holdout → Kafka",
                         max_backlog=config.max_backlog)
             run.wait_until_processed()
-            lag_a = api.wait_until_scored(customers, model_watermark(run))
-            at_a = model_watermark(run)
+            lag_a = api.wait_until_scored(customers, run.model_watermark())
+            at_a = run.model_watermark()
             snapshot_a = api.profiles(customers)
             lists = api.recommendations(customers)
             rest = shop.events_after(cutoff)
             run.produce(_messages(rest, run), total=len(rest),
                         desc=f"{config.family} holdout → Kafka", max_backlog=config.max_backlog)
             run.wait_until_processed()
-            lag_b = api.wait_until_scored(customers, model_watermark(run))
+            at_b = run.model_watermark()
+            lag_b = api.wait_until_scored(customers, at_b)
             snapshot_b = api.profiles(customers)
             models = api.models(published_after_ms=round(time.time() * 1000))
             segments = api.segments()
     finally:
         run.stop_worker()
     alerts = read_alerts(run.settings)
-    return score_family(shop, config, cutoff=cutoff, at_a=at_a, snapshot_a=snapshot_a,
-                        lists=lists, snapshot_b=snapshot_b, models=models, segments=segments,
-                        alerts=alerts, sweep_lag_s=[lag_a, lag_b])
+    result = score_family(shop, config, cutoff=cutoff, at_a=at_a, snapshot_a=snapshot_a,
+                          lists=lists, snapshot_b=snapshot_b, models=models,
+                          segments=segments, alerts=alerts, sweep_lag_s=[lag_a, lag_b])
+    result.metrics["churn_auc_truth_own"] = _own_churn_auc(run, shop, at_b)
+    return result
+
+
+def _own_churn_auc(run: PipelineRun, shop: Shop, watermark_ms: int) -> float | None:
+    """The same customers scored at the same time by the worker's final checkpoint (the
+    model's own view of what it served): any difference is a serving bug, a stale score or a
+    second code path."""
+    from online_models import model_statuses, score_customer, scoring_time
+
+    bundle = run.final_bundle()
+    statuses = model_statuses(bundle)
+    profiles = run.profiles(sorted(shop.truth))
+    scores = {customer: score_customer(bundle, shop.tenant, model_input.profile,
+                                       scoring_time(model_input.profile, watermark_ms),
+                                       statuses).churn_probability
+              for customer, model_input in profiles.items()}
+    scored = [customer for customer, probability in scores.items() if probability is not None]
+    return _auc([int(shop.truth[c].churned) for c in scored],
+                [float(scores[c] or 0.0) for c in scored])
 
 
 def score_family(shop: Shop, config: FamilyConfig, *, cutoff: int, at_a: int,

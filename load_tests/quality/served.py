@@ -160,9 +160,11 @@ class ServedApi:
 
 
 def _fresh(profile: ServedProfile, watermark_ms: int) -> bool:
+    """Scored at the watermark, or at the customer's own activity if that is later (the
+    time every scoring path scores at)."""
     if profile.scored_at_ms is None:
         return False
-    return profile.scored_at_ms >= min(watermark_ms, profile.last_seen_ms or watermark_ms)
+    return profile.scored_at_ms >= max(watermark_ms, profile.last_seen_ms or 0)
 
 
 def read_alerts(settings: Settings, *, idle_s: float = 3.0) -> list[dict[str, Any]]:

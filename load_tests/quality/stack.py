@@ -25,8 +25,8 @@ import redis.asyncio as aioredis
 
 from agents.checkpoints import CheckpointStore
 from agents.recommending import restore_recommender
-from feature_store.keys import progress_key
-from feature_store.model_inputs import ModelInput, load_model_inputs
+from feature_store.customers import Customer, load_customers
+from feature_store.keys import progress_key, watermark_key
 from load_tests.commands import create_topics
 from online_models import ModelBundle
 from schemas.topics import CLICKS, PURCHASES, TICKETS
@@ -235,7 +235,7 @@ class PipelineRun:
         return bundle
 
     def profiles(self, customer_ids: list[str], *, tenant: str = "default",
-                 chunk: int = 2000) -> dict[str, ModelInput]:
+                 chunk: int = 2000) -> dict[str, Customer]:
         """The profiles (as the models read them) of the customers that have one."""
         return asyncio.run(_load_profiles(self.settings.redis_url, tenant, customer_ids, chunk,
                                           self.progress))
@@ -262,6 +262,17 @@ class PipelineRun:
             client.close()
         return out
 
+    def model_watermark(self) -> int:
+        """The watermark the worker scores at, from the per-partition watermarks it
+        recorded: the slowest partition of the clicks and purchases topics."""
+        client = redis.Redis.from_url(self.settings.redis_url)
+        try:
+            keys = [watermark_key(self.settings.topic(name), p) for name in (CLICKS, PURCHASES)
+                    for p in range(self.settings.partitions)]
+            return min(int(v) for v in client.mget(keys) if v is not None)  # type: ignore[union-attr]
+        finally:
+            client.close()
+
     def wait_until_scored(self, customer_ids: list[str], watermark_ms: int, *,
                           tenant: str = "default", timeout_s: float = 300.0) -> float:
         """Wait until the silence sweep has scored every customer at ``watermark_ms`` (or at
@@ -276,8 +287,7 @@ class PipelineRun:
                                              tenant=tenant)
                 waiting = [c for c in waiting if c in fields  # no profile: nothing to score
                            and int(fields[c].get("scored_at", 0))
-                           < min(watermark_ms, int(fields[c].get("last_seen_at", 0)
-                                                   or watermark_ms))]
+                           < max(watermark_ms, int(fields[c].get("last_seen_at", 0)))]
                 bar.update(len(customer_ids) - len(waiting) - bar.n)
                 if waiting and time.monotonic() - started > timeout_s:
                     raise WorkerFailed(f"{len(waiting)} customers not scored at the watermark "
@@ -298,14 +308,14 @@ class PipelineRun:
 
 
 async def _load_profiles(url: str, tenant: str, customer_ids: list[str], chunk: int,
-                         progress: bool) -> dict[str, ModelInput]:
+                         progress: bool) -> dict[str, Customer]:
     client = aioredis.Redis.from_url(url)
-    out: dict[str, ModelInput] = {}
+    out: dict[str, Customer] = {}
     bar = _bar(len(customer_ids), "reading profiles", progress)
     try:
         for start in range(0, len(customer_ids), chunk):
             batch = customer_ids[start:start + chunk]
-            inputs = await load_model_inputs(client, [(tenant, c) for c in batch])
+            inputs = await load_customers(client, [(tenant, c) for c in batch])
             out.update({customer: model_input for (_, customer), model_input in inputs.items()})
             bar.update(len(batch))
     finally:

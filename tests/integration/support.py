@@ -10,20 +10,30 @@ from __future__ import annotations
 
 import sys
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
+import redis
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from api.keys import create_key, create_key_sync
-from feature_store.keys import ALERTS_STREAM_KEY, CustomerKeys, customers_key, ranking_key
+from feature_store.keys import (
+    ALERTS_STREAM_KEY,
+    CustomerKeys,
+    customers_key,
+    progress_key,
+    ranking_key,
+)
+from schemas.events import AnyEvent
 from schemas.records import DeadLetter
+from simulator import TOPIC_BY_TYPE
 from stream.processes import ManagedProcess, free_port
-from stream.producer import AnyEvent, DeliveryError, DeliveryReport
+from stream.producer import DeliveryError, DeliveryReport, EventProducer
 from stream.settings import Settings
 from tests.helpers import settings_env
 
@@ -133,8 +143,29 @@ async def add_alert(redis: aioredis.Redis, tenant: str, customer_id: str,
 class NoDeadLetters:
     """For tests whose events are all valid: publishing a dead letter fails the test."""
 
-    def publish(self, dead_letter: DeadLetter) -> None:
-        raise AssertionError(f"unexpected dead letter: {dead_letter}")
+    async def publish_all(self, dead_letters: Sequence[DeadLetter]) -> None:
+        if dead_letters:
+            raise AssertionError(f"unexpected dead letters: {dead_letters}")
 
-    async def flush(self, timeout: float = 30.0) -> None:
-        return None
+
+def send(settings: Settings, events: list[dict[str, object]]) -> dict[tuple[str, int], int]:
+    """Produce ``events`` to their topics keyed by customer; the last offset per partition."""
+    last: dict[tuple[str, int], int] = {}
+
+    def delivered(topic: str, partition: int, offset: int) -> None:
+        last[(topic, partition)] = max(last.get((topic, partition), -1), offset)
+
+    with EventProducer(settings=settings) as producer:
+        for event in events:
+            producer.send_raw(settings.topic(TOPIC_BY_TYPE[str(event["type"])]),
+                              str(event.get("customer_id") or f"anon:{event['anonymous_id']}"),
+                              orjson.dumps(event), on_delivered=delivered)
+    return last
+
+
+def caught_up(client: redis.Redis, last: dict[tuple[str, int], int]) -> Callable[[], bool]:
+    def done() -> bool:
+        recorded = client.mget([progress_key(t, p) for t, p in last])
+        return all(value is not None and int(value) >= last[key]  # type: ignore[arg-type]
+                   for key, value in zip(last, recorded, strict=True))  # type: ignore[arg-type]
+    return done

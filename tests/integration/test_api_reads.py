@@ -13,6 +13,7 @@ from feature_store.keys import (
     THROUGHPUT_KEY,
     CustomerKeys,
     erasure_receipt_key,
+    ranking_key,
     segments_key,
 )
 from feature_store.reads import ProfileReader
@@ -69,6 +70,18 @@ async def test_at_risk_is_highest_churn_first_with_explanations(api: Api) -> Non
     assert [c["customer_id"] for c in customers] == ["high", "mid"]
     assert customers[0]["churn_probability"] == 0.95
     assert customers[0]["churn_explanation"][0]["contribution"] == 0.8
+
+
+async def test_at_risk_returns_limit_rows_past_a_ranked_customer_without_a_profile(
+        api: Api) -> None:
+    """Verify that a ranking member whose profile is gone (erased while a score was being
+    written) is passed over and the next customer taken: limit rows whenever as many
+    customers are ranked."""
+    for customer_id, probability in (("a", 0.9), ("b", 0.8), ("c", 0.7)):
+        await put_profile(api.redis, "shop1", customer_id, churn_probability=probability)
+    await api.redis.zadd(ranking_key("shop1", "churn"), {"gone": 0.99, "also-gone": 0.95})
+    response = await api.client.get("/v1/customers/at-risk?limit=3", headers=await api.key())
+    assert [c["customer_id"] for c in response.json()["customers"]] == ["a", "b", "c"]
 
 
 async def test_segments_and_models_render_when_present(api: Api) -> None:

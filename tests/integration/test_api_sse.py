@@ -91,3 +91,23 @@ def test_last_event_id_resumes_where_the_client_left(
             if event.get("event") == "alert":
                 assert orjson.loads(event["data"])["customer_id"] == "missed"
                 break
+
+
+def test_a_repeated_alert_id_is_sent_once_per_connection(
+    api_server: ApiServer, settings: Settings
+) -> None:
+    """Verify that an alert id the stream already sent is not sent again (a repeat in the
+    feed, e.g. after its two-day marker expired), while the alerts after it still come."""
+    store = redis.Redis.from_url(settings.redis_url)
+    for customer in ("ours", "ours", "later"):
+        store.xadd(ALERTS_STREAM_KEY, _alert("default", customer))
+    headers = {**api_server.headers, "Last-Event-ID": "0-0"}
+    received = []
+    with httpx.Client(base_url=api_server.url, headers=headers, timeout=10) as client, \
+            client.stream("GET", "/v1/alerts/stream") as response:
+        for event in _events(response.iter_lines()):
+            if event.get("event") == "alert":
+                received.append(orjson.loads(event["data"])["customer_id"])
+                if received[-1] == "later":
+                    break
+    assert received == ["ours", "later"]

@@ -19,9 +19,12 @@ pytestmark = pytest.mark.slow
 #: What the quick shops must reach as served; where a full-size target is met in
 #: load_tests/results/QUALITY.md these sit a little below it, where it is missed they hold
 #: today's level so that it cannot slip unnoticed (the report says what is missed).
-FLOORS = {
-    "churn ROC-AUC, served at the end vs stopped for good": 0.80,
-    "slowest served score behind the watermark (s)": -60.0,  # at most 60 s
+FLOORS = {  # measure -> (floor, rows: the families, the simulated shop, and CDNOW's)
+    "churn ROC-AUC vs stopped for good": (0.80, len(FAMILIES) + 1),
+    "sentiment accuracy on clear-cut tickets": (0.77, len(FAMILIES) + 1),
+    # A quick shop's holdout has about a hundred first purchases: the lift is noisy there.
+    "recommendations hit-rate@10 / popularity": (1.1, len(FAMILIES) + 1),
+    "slowest served score behind the watermark (s)": (-60.0, len(FAMILIES) + 2),  # <= 60 s
 }
 
 
@@ -49,9 +52,9 @@ def test_quick_quality_benchmark_judges_what_is_served(tmp_path: Path) -> None:
         assert (tmp_path / plot).stat().st_size > 1000, plot
         assert f"]({plot})" in text
     assert disagreeing == [], f"served and self-reported quality disagree: {disagreeing}"
-    for label, floor in FLOORS.items():
+    for label, (floor, rows) in FLOORS.items():
         values = _served(text, label)
-        assert len(values) == len(FAMILIES) + 1, label
+        assert len(values) == rows, label
         for value in values:
             assert (value >= floor) if floor >= 0 else (value <= -floor), (label, values)
     cdnow = re.search(r"^\| served `churn_probability` \(Redis profile\) \| ([0-9.]+) \|",

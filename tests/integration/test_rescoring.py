@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from agents.models import ModelEvent, ModelStep
 from agents.rescoring import SilenceSweep
-from agents.scoring import ModelScorer, touched_customers
-from feature_store import FeatureStore, ProfileReader
-from feature_store.keys import ranking_key, scoring_index_key
-from feature_store.model_inputs import load_model_inputs
+from feature_store import CartSweep, Commit, FeatureStore, ProfileReader
+from feature_store.customers import load_customers
+from feature_store.keys import ranking_key, scoring_index_key, segment_members_key
 from online_models import ChurnModel, ModelBundle, model_statuses, score_customer
 from schemas.events import validate_event
+from tests import trained_models
 
 DAY_MS = 86_400_000
 START = 1_735_689_600_000  # 2025-01-01
@@ -40,15 +41,15 @@ def trained_bundle() -> ModelBundle:
 
 
 async def apply_and_score(store: FeatureStore, bundle: ModelBundle,
-                          events: list[dict[str, object]], partition: int) -> ModelScorer:
-    """What a worker's batch does: apply the events, then score the customers."""
+                          events: list[dict[str, object]], partition: int) -> ModelStep:
+    """What a worker's batch does: apply the events, score the customers, commit."""
     validated = [validate_event(event) for event in events]
-    applied = await store.apply_events(validated)
-    batch = [(event, result.profile_id, partition, True)
-             for event, result in zip(validated, applied, strict=True)]
-    scorer = ModelScorer(store=store, bundle=bundle)
-    inputs = await load_model_inputs(store.redis, touched_customers(batch))
-    await scorer.on_batch(batch, None, inputs)
+    applied = await store.apply(validated, started={}, carts=CartSweep())
+    batch = [ModelEvent(event, (event.tenant, result.profile_id), partition)
+             for event, result in zip(validated, applied.events, strict=True)]
+    scorer = ModelStep(bundle=bundle)
+    scored = scorer.learn_and_score(batch, applied.customers, applied.clv_rankings, None)
+    await store.commit(Commit(scores=scored.records))
     return scorer
 
 
@@ -66,7 +67,7 @@ async def test_a_quiet_customer_is_rescored_at_the_watermark_by_the_function_of_
     assert await sweep.tick([0], now_ms) == 1  # c1 first: scored longest ago
     assert await sweep.tick([0], now_ms) == 1  # then c2
     assert await sweep.tick([0], now_ms) == 0  # nothing left before the watermark
-    inputs = await load_model_inputs(store.redis, [("default", "c1"), ("default", "c2")])
+    inputs = await load_customers(store.redis, [("default", "c1"), ("default", "c2")])
     reader = ProfileReader(redis=store.redis)
     statuses = model_statuses(bundle)
     for customer in ("c1", "c2"):
@@ -120,3 +121,21 @@ async def test_a_customer_scored_by_a_batch_during_a_sweep_keeps_the_batchs_scor
 
     store.due_for_rescoring = read_then_a_batch_scores  # type: ignore[method-assign]
     assert await sweep.tick([0], START + 60 * DAY_MS) == 0
+
+
+async def test_an_erased_customer_leaves_every_ranking_segment_and_index(
+        store: FeatureStore) -> None:
+    """Verify that after erasure nothing counts or lists the customer: no ranking, no
+    segment's members, no scoring index."""
+    bundle = trained_models.trained_bundle()
+    await apply_and_score(store, bundle, [purchase(1, "c1", 2), purchase(2, "c1", 9)],
+                          partition=0)
+    profile = await ProfileReader(redis=store.redis).profile("default", "c1")
+    assert profile is not None and profile.scores.segment is not None
+    segment = profile.scores.segment
+    assert await store.redis.sismember(segment_members_key("default", segment), "c1")
+    await store.erase(tenant="default", customer_id="c1", block_seconds=60, receipt_id="r1")
+    assert not await store.redis.sismember(segment_members_key("default", segment), "c1")
+    assert await store.redis.zscore(scoring_index_key("default", 0), "c1") is None
+    for score in ("churn", "clv"):
+        assert await store.redis.zscore(ranking_key("default", score), "c1") is None

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from agents import alert_config, alert_reasons, alert_rules, alert_state
+from agents import alert_config, alert_reasons, alert_rules
 from agents.alert_config import AlertConfig
 from agents.alert_rules import (
     CustomerAlertState,
@@ -17,6 +17,7 @@ from agents.alert_rules import (
     evaluate_update,
     fire_cart,
 )
+from feature_store import rule_state as alert_state
 from schemas.records import AlertKind, Contribution, alert_id_for
 from tests.unit.support import MINUTE_MS, at, click, ms, purchase, ticket, update
 
@@ -179,7 +180,8 @@ def test_high_value_waits_for_enough_customers_to_rank_against() -> None:
 
 
 @pytest.mark.parametrize(("sentiment", "csat", "fires"), [
-    (-0.7, None, True), (-0.1, 2, True), (-0.1, 3, False), (None, None, False), (-0.4, None, False),
+    (-0.7, None, True), (-0.25, None, True), (-0.1, 2, True), (-0.1, 3, False),
+    (None, None, False), (-0.2, None, False),
 ])
 def test_negative_ticket_by_sentiment_or_low_csat(sentiment: float | None, csat: int | None,
                                                   fires: bool) -> None:
@@ -200,7 +202,7 @@ def test_negative_ticket_is_not_a_marketing_alert() -> None:
     [[decision]] = run([update(event, sentiment=-0.9, urgency=0.2)])
     assert decision.outcome is Outcome.EMIT
     assert decision.alert.reason == ("Negative support ticket t-t1 (email, opened): sentiment "
-                                     "-0.90 (threshold -0.40), urgency low (0.20)")
+                                     "-0.90 (threshold -0.20), urgency low (0.20)")
 
 
 # -- anomalous_purchase ----------------------------------------------------------------------

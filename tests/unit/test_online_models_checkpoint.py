@@ -20,6 +20,10 @@ def predictions(bundle: ModelBundle, profiles: dict[str, dict], now: int) -> lis
     out.append(bundle.sentiment.score("the box arrived broken, not great"))
     out.append(bundle.anomaly.score(900.0, 3, history=[50.0, 60.0, 55.0]))
     out.append(bundle.anomaly.score(900.0, 3))
+    out.append(bundle.forecast.forecast("default", "day", 14))
+    out.append(bundle.forecast.forecast("default", "hour", 48, category="music"))
+    out.append(bundle.triage.probabilities("the zip broke, charged twice"))
+    out.append(bundle.drift.metrics_dict())
     return out
 
 
@@ -44,7 +48,7 @@ def test_header_is_readable_without_unpickling_and_versions_move() -> None:
     empty_version = bundle.version
     feed(bundle, days=5, seed=3)
     header = read_header(bundle.to_bytes(created_at_ms=42))
-    assert header["format_version"] == 2
+    assert header["format_version"] == 3
     assert header["created_at_ms"] == 42
     assert header["example_counts"]["recommendations"] == 100
     assert header["version"] == bundle.version != empty_version

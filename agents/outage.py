@@ -1,0 +1,89 @@
+"""Waiting out a Redis outage: a batch is retried until Redis answers, a timer tick skipped.
+
+Redis may go away for a while: restarted, failed over, or stopped (a paused VM, a ``SIGSTOP``).
+A round trip then fails at once (connection refused or reset, ``LOADING`` while it reads its
+data back) or never answers; the worker's client has no per-reply timeout, so the deadline of
+the batch or tick (``CRM_REDIS_DEADLINE_S``) ends the wait. Either way:
+
+* a **batch** (or an erasure) is retried whole, with backoff, until it succeeds. It is not
+  acknowledged to Kafka before (the agent only returns to ``take_events`` then), and its
+  partitions' progress is read from Redis again first, as the failed attempt may or may not
+  have reached it. Every write of a batch is idempotent (events once by id in Lua, rule state
+  and scores overwritten, progress and watermarks set, the alerts' feed once by id), so the
+  retry changes nothing twice; what the failed attempt already had acknowledged by Kafka is
+  not produced again (see :mod:`agents.publishing` and :mod:`stream.deadletters`). Only the
+  outcome counters in Redis may count its messages again, as duplicates.
+* a **timer** tick (telemetry, recommendation lists, the silence sweep) is skipped: it logs,
+  and the next tick does the work.
+
+Each wait is counted in ``crm_worker_redis_waits_total{task}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from feature_store.client import STORE_UNAVAILABLE
+from stream.metrics import REDIS_WAITS
+
+log = logging.getLogger(__name__)
+
+#: What a round trip raises while Redis is away (see ``feature_store.client``), and the
+#: deadline of a batch or tick (``TimeoutError``) when Redis does not answer at all.
+REDIS_UNAVAILABLE: tuple[type[BaseException], ...] = (*STORE_UNAVAILABLE, TimeoutError)
+
+FIRST_WAIT_S = 0.1
+LONGEST_WAIT_S = 5.0
+
+
+def wait_before_attempt(attempt: int) -> float:
+    """Seconds to wait before retry ``attempt`` (1, 2, …): doubling, capped.
+
+    >>> [wait_before_attempt(n) for n in (1, 2, 3, 7, 8)]
+    [0.1, 0.2, 0.4, 5.0, 5.0]
+    """
+    return min(LONGEST_WAIT_S, FIRST_WAIT_S * 2 ** (attempt - 1))
+
+
+def _reason(error: BaseException) -> str:
+    if type(error) is TimeoutError:  # the deadline, not a socket timeout
+        return "no answer within the deadline"
+    return f"{type(error).__name__}: {error}"
+
+
+async def wait_for_redis(error: BaseException, failures: int, *, what: str, task: str) -> None:
+    """After the ``failures``-th failed attempt at ``what`` (``error``): count, log, back off.
+
+    The caller's loop then tries again, for a batch::
+
+        failures = 0
+        while True:
+            try:
+                async with asyncio.timeout(deadline_s):
+                    await process_batch(worker, messages)
+                break
+            except REDIS_UNAVAILABLE as error:
+                failures += 1
+                await wait_for_redis(error, failures, what="batch …", task="batch")
+                worker.batch_failed()  # the failed attempt may or may not have reached Redis
+    """
+    wait_s = wait_before_attempt(failures)
+    REDIS_WAITS.labels(task=task).inc()
+    log.warning("%s: Redis unavailable (%s); retrying in %.1f s (attempt %d)", what,
+                _reason(error), wait_s, failures + 1)
+    await asyncio.sleep(wait_s)
+
+
+@contextlib.asynccontextmanager
+async def skip_tick_without_redis(task: str, deadline_s: float) -> AsyncIterator[None]:
+    """Bound a timer's tick by ``deadline_s``; if Redis is unavailable, log and skip it."""
+    try:
+        async with asyncio.timeout(deadline_s):
+            yield
+    except REDIS_UNAVAILABLE as error:
+        REDIS_WAITS.labels(task=task).inc()
+        log.warning("%s tick skipped: Redis unavailable (%s); trying again next tick", task,
+                    _reason(error))
