@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit integration redis browser install clean bench-quality bench-tools bench-api bench-throughput
+.PHONY: demo test lint unit integration cluster redis browser install clean bench-quality bench-tools bench-api bench-throughput
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ unit: install
 
 integration: install redis
 	$(BIN)/pytest -m integration -q
+
+# Three Apache Kafka brokers and a Redis Cluster, started by the fixtures (Java 17, Maven).
+cluster: install redis
+	CRM_TEST_CLUSTER=1 $(BIN)/pytest -m cluster -q
 
 test: install redis browser lint
 	$(BIN)/pytest -q

@@ -178,7 +178,8 @@ def serve(inbox: Any, outbox: Any, settings: Settings, worker_name: str,
     checkpoints = _checkpoints(settings, worker_name, "recommender")
     recommender = restore_recommender(settings, worker_name)
     # A reply timeout (unlike the worker's client): a hung Redis costs lists, not the child.
-    lists = RecommendationLists(settings.redis_url, timeout_s=settings.redis_deadline_s)
+    lists = RecommendationLists(settings.redis_url, timeout_s=settings.redis_deadline_s,
+                                cluster=settings.redis_cluster)
     processed = 0
     reported_at = time.monotonic()
     # The first checkpoint at the phase its worker chose (half an interval from its own), so

@@ -42,8 +42,10 @@ class WorkerRuntime:
         # No per-reply socket timeout (see feature_store.client.connect): the agents and
         # timers bound each batch, erasure and tick with ``settings.redis_deadline_s``.
         self.store = FeatureStore(
-            redis=connect(settings.redis_url, socket_timeout=None),
-            limits=StoreLimits(max_event_ids=settings.dedupe_ids_per_customer))
+            redis=connect(settings.redis_url, cluster=settings.redis_cluster,
+                          socket_timeout=None),
+            limits=StoreLimits(max_event_ids=settings.dedupe_ids_per_customer),
+            wait_replicas=settings.redis_wait_replicas)
         worker_name = self.worker_name = settings.worker_name or socket.gethostname()
         self.checkpoints = CheckpointStore(
             directory=settings.checkpoint_dir, app_id=settings.app_id, worker_name=worker_name)

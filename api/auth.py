@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from fastapi import Request
-from redis.asyncio.client import Pipeline
 
 from api.errors import ApiProblem
 from api.keys import ApiKey, api_key_from_record, hash_key
 from api.state import AppState
+from feature_store.client import Pipeline
 from feature_store.keys import PREFIX, api_key_key
 from schemas.api import Scope
 

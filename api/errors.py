@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from redis.exceptions import ClusterDownError, SlotNotCoveredError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -116,6 +117,9 @@ _HANDLERS: dict[type[Exception], Callable[[Request, Exception], Awaitable[Respon
     RequestValidationError: _validation_error,
     RedisConnectionError: _redis_unavailable,
     RedisTimeoutError: _redis_unavailable,
+    # A Redis Cluster mid-failover (CRM_REDIS_CLUSTER), once the client's retries are spent.
+    ClusterDownError: _redis_unavailable,
+    SlotNotCoveredError: _redis_unavailable,
 }
 
 

@@ -15,8 +15,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-import redis.asyncio as aioredis
-
+from feature_store.client import AsyncRedis, connect
 from feature_store.keys import api_key_key
 from schemas.api import Scope
 from stream.settings import Settings
@@ -93,7 +92,7 @@ def _check_tenant(tenant: str) -> None:
 
 
 async def create_key(
-    redis: aioredis.Redis,
+    redis: AsyncRedis,
     tenant: str,
     scopes: Iterable[str] | str,
     name: str,
@@ -116,7 +115,7 @@ async def create_key(
     return key
 
 
-async def revoke_key(redis: aioredis.Redis, key: str) -> bool:
+async def revoke_key(redis: AsyncRedis, key: str) -> bool:
     """Forget a key; answers whether it existed."""
     return bool(await redis.delete(api_key_key(hash_key(key))))
 
@@ -143,7 +142,7 @@ def create_key_sync(
     """:func:`create_key` for command-line tools (``crm keys create``, ``crm dev``)."""
 
     async def create() -> str:
-        client = aioredis.Redis.from_url(settings.redis_url)
+        client = connect(settings.redis_url, cluster=settings.redis_cluster)
         try:
             return await create_key(client, tenant, scopes, name, rate_limit=rate_limit)
         finally:

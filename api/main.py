@@ -32,12 +32,12 @@ from api.routes import (
 from api.routes.dashboard import STATIC_DIR
 from api.settings import ApiSettings
 from api.state import AppState
-from feature_store.client import connect
+from feature_store.client import AsyncRedis, connect
 from stream.settings import Settings
 
 
 def create_app(settings: Settings | None = None, api_settings: ApiSettings | None = None, *,
-               redis: aioredis.Redis | None = None,
+               redis: AsyncRedis | None = None,
                producer: ProducerLike | None = None, profile_fast_path: bool = True) -> FastAPI:
     """Build the app from ``CRM_*`` settings; tests may pass their own pieces (and turn
     :mod:`api.fast_path` off to compare it with the routed endpoint)."""
@@ -47,7 +47,8 @@ def create_app(settings: Settings | None = None, api_settings: ApiSettings | Non
         settings=settings, api_settings=api_settings,
         # A pool that waits for a free connection (up to a timeout) rather than failing at
         # once when every one is busy: under overload requests queue instead of erroring.
-        redis=redis or connect(settings.redis_url, pool_class=aioredis.BlockingConnectionPool,
+        redis=redis or connect(settings.redis_url, cluster=settings.redis_cluster,
+                               pool_class=aioredis.BlockingConnectionPool,
                                max_connections=api_settings.api_redis_connections,
                                timeout=api_settings.api_redis_pool_timeout_s),
         key_cache=KeyCache(ttl_s=api_settings.api_key_cache_ttl_s),

@@ -6,15 +6,14 @@ pipeline. Served by :mod:`api.fast_path` and, for requests it leaves alone, by t
 
 from __future__ import annotations
 
-import redis.asyncio as aioredis
 from pydantic import TypeAdapter
-from redis.asyncio.client import Pipeline
 from starlette.requests import Request
 from starlette.responses import Response
 
 from api.auth import RateCount, authorize
 from api.errors import ApiProblem
 from api.state import AppState
+from feature_store.client import AsyncRedis, Pipeline
 from feature_store.reads import execute_reads, profile_from_replies, queue_profile_reads
 from schemas.api import Scope
 from schemas.profile import CustomerProfile
@@ -30,7 +29,7 @@ def not_found(customer_id: str) -> ApiProblem:
     return ApiProblem(404, "not_found", f"no customer {customer_id!r}")
 
 
-async def read_profile(redis: aioredis.Redis, tenant: str, customer_id: str,
+async def read_profile(redis: AsyncRedis, tenant: str, customer_id: str,
                        pending: RateCount | None) -> CustomerProfile | None:
     """The customer's profile (``None`` if unknown), counting ``pending`` first (may raise 429:
     then nothing is returned, whether or not the customer exists)."""

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import redis.asyncio as aioredis
-
 from api.keys import KeyCache
 from api.metrics import ApiMetrics
 from api.publish import Publisher
 from api.readiness import BrokerCheck
 from api.settings import ApiSettings
+from feature_store.client import AsyncRedis
 from feature_store.reads import ProfileReader, SystemReader
 from stream.settings import Settings
 
@@ -22,7 +21,7 @@ from stream.settings import Settings
 class AppState:
     settings: Settings
     api_settings: ApiSettings
-    redis: aioredis.Redis
+    redis: AsyncRedis
     publisher: Publisher
     broker_check: BrokerCheck
     key_cache: KeyCache

@@ -24,18 +24,29 @@ def cli(ctx: click.Context, log_level: str | None) -> None:
 @cli.command()
 @click.option("--broker", type=click.Choice(["embedded", "apache"]), default="embedded",
               show_default=True, help="Which Kafka to start when CRM_KAFKA_BOOTSTRAP is unset.")
+@click.option("--brokers", default=1, show_default=True, type=click.IntRange(1, 9),
+              help="Apache Kafka brokers to start (with --broker apache); topics get "
+              "replication factor min(3, N), and min.insync.replicas is 2 from three up.")
+@click.option("--redis", "redis_mode", type=click.Choice(["single", "cluster"]),
+              default="single", show_default=True,
+              help="Which Redis to start when CRM_REDIS_URL is unset: one redis-server, or a "
+              "Redis Cluster of three masters with a replica each.")
 @click.option("--port", default=8000, show_default=True, help="API and dashboard port.")
 @click.option("--simulate", "simulate_rate", type=float, default=None, is_flag=False,
               flag_value=200.0, help="Also run the simulated web shop at RATE events/s "
               "(200 if no rate is given).")
 @click.option("--work-dir", type=click.Path(path_type=Path), default=Path(".crm"),
               show_default=True)
-def dev(broker: str, port: int, simulate_rate: float | None, work_dir: Path) -> None:
+def dev(broker: str, brokers: int, redis_mode: str, port: int, simulate_rate: float | None,
+        work_dir: Path) -> None:
     """Run broker, redis-server, topics, worker and API on this machine (Ctrl-C stops all)."""
     from crm.dev import run_dev
 
+    if brokers > 1 and broker != "apache":
+        raise click.UsageError("--brokers needs --broker apache")
     run_dev(broker=broker, port=port, simulate_rate=simulate_rate,  # type: ignore[arg-type]
-            work_dir=work_dir, echo=click.echo)
+            work_dir=work_dir, echo=click.echo, brokers=brokers,
+            redis_mode=redis_mode)  # type: ignore[arg-type]
 
 
 @cli.command()

@@ -1,8 +1,9 @@
 """``crm dev``: the whole system on one machine, started and stopped by one command.
 
 Uses ``CRM_KAFKA_BOOTSTRAP`` / ``CRM_REDIS_URL`` when they are set, otherwise starts the
-embedded broker (or Apache Kafka with ``--broker apache``) and a local redis-server. Every
-process it starts runs in its own process group and is stopped on Ctrl-C or SIGTERM.
+embedded broker (or Apache Kafka with ``--broker apache``, ``--brokers N`` of them) and a
+local redis-server (or a Redis Cluster with ``--redis cluster``). Every process it starts runs
+in its own process group and is stopped on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ from typing import Any, Literal, Protocol
 
 import orjson
 
-from stream.devstack import EmbeddedBroker, RedisServer
+from stream.devstack import EmbeddedBroker, LocalRedisCluster, RedisServer
 from stream.processes import ManagedProcess
 from stream.settings import Settings
 from stream.topics import create_topics
 
 log = logging.getLogger(__name__)
+
+#: Heap of each broker of a local Apache Kafka cluster (one broker gets Kafka's own 1 GB).
+CLUSTER_BROKER_HEAP_MB = 512
 
 #: The simulated shop of ``crm dev --simulate``: its customers, and the days of its history
 #: replayed before live traffic.
@@ -68,6 +72,8 @@ def run_dev(
     simulate_rate: float | None,
     work_dir: Path,
     echo: Any = print,
+    brokers: int = 1,
+    redis_mode: Literal["single", "cluster"] = "single",
 ) -> None:
     """Run until interrupted; everything started here is stopped before returning."""
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -84,8 +90,13 @@ def run_dev(
             if broker == "apache":
                 from stream.apache_kafka import ApacheKafka
 
-                kafka = ApacheKafka(data_dir=work_dir / "apache-kafka")
-                echo("starting Apache Kafka (the first run fetches it from Maven Central) ...")
+                kafka = ApacheKafka(
+                    data_dir=work_dir / ("apache-kafka" if brokers == 1
+                                         else f"apache-kafka-{brokers}-brokers"),
+                    brokers=brokers,
+                    heap_mb=1024 if brokers == 1 else CLUSTER_BROKER_HEAP_MB)
+                echo(f"starting Apache Kafka, {brokers} broker(s) (the first run fetches it "
+                     "from Maven Central) ...")
                 bootstrap = kafka.start()
                 stack.started.append(("Apache Kafka", kafka))
             else:
@@ -93,17 +104,30 @@ def run_dev(
                 bootstrap = embedded.start()
                 stack.started.append(("embedded broker", embedded))
         redis_url = os.environ.get("CRM_REDIS_URL")
-        if not redis_url:
+        # What the processes started here need beyond CRM_* variables already set.
+        overrides: dict[str, Any] = {}
+        if not redis_url and redis_mode == "cluster":
+            cluster = LocalRedisCluster(work_dir=work_dir, node_timeout_ms=5000)
+            echo("starting a Redis Cluster (three masters, a replica each) ...")
+            redis_url = cluster.start()
+            stack.started.append(("Redis Cluster", cluster))
+            overrides.update(redis_cluster=True, redis_wait_replicas=1)
+        elif not redis_url:
             redis_server = RedisServer(work_dir=work_dir)
             redis_url = redis_server.start()
             stack.started.append(("redis-server", redis_server))
+        if not os.environ.get("CRM_KAFKA_BOOTSTRAP") and broker == "apache":
+            overrides["replication_factor"] = min(3, brokers)
 
         # The checkpoints beside the stack's Redis data: a model restored from another
         # stack's run would score customers it never learnt from.
         env = {"CRM_KAFKA_BOOTSTRAP": bootstrap, "CRM_REDIS_URL": redis_url,
                "CRM_CHECKPOINT_DIR": os.environ.get("CRM_CHECKPOINT_DIR",
-                                                    str(work_dir / "checkpoints"))}
-        settings = Settings(kafka_bootstrap=bootstrap, redis_url=redis_url)
+                                                    str(work_dir / "checkpoints")),
+               **{f"CRM_{name.upper()}": str(value).lower() if isinstance(value, bool)
+                  else str(value) for name, value in overrides.items()}}
+        settings = Settings(kafka_bootstrap=bootstrap, redis_url=redis_url).model_copy(
+            update=overrides)
         for outcome in create_topics(settings):
             log.info("topic %s (%d partitions)%s", outcome.topic, outcome.partitions,
                      " created" if outcome.created else "")

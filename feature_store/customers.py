@@ -14,9 +14,8 @@ from importlib import resources
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 
-from feature_store.client import PipelineScript, execute_pipeline
+from feature_store.client import AsyncRedis, PipelineScript, execute_pipeline
 from feature_store.keys import CustomerKeys
 from feature_store.replies import TOP_CATEGORIES, text
 from feature_store.rule_state import CustomerAlertState
@@ -120,7 +119,7 @@ def queue_apply(pipe: Any, tenant: str, profile_id: str, events: list[list[Any]]
                        args=[*limits, profile_id, tenant, updated_at_ms, orjson.dumps(events)])
 
 
-async def load_customers(redis: aioredis.Redis, customers: Iterable[CustomerKey]
+async def load_customers(redis: AsyncRedis, customers: Iterable[CustomerKey]
                          ) -> dict[CustomerKey, Customer]:
     """The customers of ``customers`` that exist, as the models read them (one round trip)."""
     wanted = list(dict.fromkeys(customers))

@@ -10,10 +10,9 @@ from importlib import resources
 from typing import Any, TypeVar
 
 import orjson
-import redis.asyncio as aioredis
 from pydantic import BaseModel, ValidationError
 
-from feature_store.client import PipelineScript, execute_pipeline
+from feature_store.client import AsyncRedis, PipelineScript, execute_pipeline
 from feature_store.forecasts import read_forecast
 from feature_store.keys import (
     ALERTS_STREAM_KEY,
@@ -89,7 +88,7 @@ def queue_profile_reads(pipe: Any, tenant: str, customer_id: str) -> None:
     PROFILE_SCRIPT.queue(pipe, [keys.profile, keys.key("categories"), keys.key("recent")])
 
 
-async def execute_reads(redis: aioredis.Redis, fill: Callable[[Any], None]) -> list[Any]:
+async def execute_reads(redis: AsyncRedis, fill: Callable[[Any], None]) -> list[Any]:
     """Run a pipeline that ``fill`` fills, :func:`queue_profile_reads` among its commands.
     After a Redis restart whatever else ``fill`` queued runs twice (for the API: one
     request's rate-limit count)."""
@@ -160,7 +159,7 @@ def profile_from_raw(
 class ProfileReader:
     """Reads for the API; a handful of commands per request in one round trip."""
 
-    def __init__(self, *, redis: aioredis.Redis) -> None:
+    def __init__(self, *, redis: AsyncRedis) -> None:
         self.redis = redis
 
     async def profile(self, tenant: str, customer_id: str) -> CustomerProfile | None:
@@ -259,7 +258,7 @@ def _decode_alert(fields: dict[bytes, bytes]) -> Alert | None:
 class SystemReader:
     """Reads of what workers publish for everyone: alerts, segments, models, throughput."""
 
-    def __init__(self, *, redis: aioredis.Redis) -> None:
+    def __init__(self, *, redis: AsyncRedis) -> None:
         self.redis = redis
 
     async def alerts(self, tenant: str, *, kind: str | None = None, since_ms: int | None = None,

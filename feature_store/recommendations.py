@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 
 import redis
 
+from feature_store.client import connect_sync
 from feature_store.keys import CustomerKeys
 
 CustomerKey = tuple[str, str]
@@ -16,10 +17,11 @@ WRITE_FAILED: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
 
 
 class RecommendationLists:
-    """Each customer's top-N list (JSON, as the API serves it) under their hash tag."""
+    """Each customer's top-N list (JSON, as the API serves it) under their hash tag (one
+    key per command: a cluster pipeline sends each to its slot's master)."""
 
-    def __init__(self, url: str, *, timeout_s: float) -> None:
-        self._client = redis.Redis.from_url(url, socket_timeout=timeout_s)
+    def __init__(self, url: str, *, timeout_s: float, cluster: bool = False) -> None:
+        self._client = connect_sync(url, cluster=cluster, socket_timeout=timeout_s)
 
     def write(self, lists: Mapping[CustomerKey, bytes], erased: Sequence[CustomerKey]) -> None:
         """The lists, and no list for an erased customer (one the worker deleted may have

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from redis.asyncio.client import Pipeline
 
+from feature_store.client import Pipeline
 from feature_store.customers import profile_from_fields
 from feature_store.keys import (
     CustomerKeys,

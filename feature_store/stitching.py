@@ -8,14 +8,13 @@ The merge is a sequence of idempotent steps, resumed by redelivery after a crash
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from importlib import resources
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 
-from feature_store.client import PipelineScript, execute_pipeline
+from feature_store.client import AsyncRedis, PipelineScript, execute_pipeline, is_cluster
 from feature_store.customers import (
     APPLY_SCRIPT,
     Customer,
@@ -64,7 +63,7 @@ def profile_id_for(event: AnyEvent, aliases: Aliases,
     return aliases.get((event.tenant, event.anonymous_id)) or visitor
 
 
-async def resolve_aliases(redis: aioredis.Redis, events: Iterable[AnyEvent]
+async def resolve_aliases(redis: AsyncRedis, events: Iterable[AnyEvent]
                           ) -> tuple[Aliases, set[tuple[str, str]]]:
     """Which anonymous-only events belong to a customer already: the customer of each
     stitched visitor, and the (tenant, event id) of the events the visitor's own profile
@@ -101,8 +100,16 @@ def _pairs(flat: list[Any]) -> list[tuple[Any, Any]]:
     return list(zip(flat[::2], flat[1::2], strict=True))
 
 
-async def merge_anonymous(redis: aioredis.Redis, limits: tuple[int, int, int], tenant: str,
-                          anonymous_id: str, customer_id: str
+#: Queues ``WAIT`` for replicas behind a pipeline's writes; answers the check of its reply.
+QueueWait = Callable[[Any], Callable[[list[Any]], None]]
+
+
+def _no_wait(pipe: Any) -> Callable[[list[Any]], None]:
+    return lambda replies: None
+
+
+async def merge_anonymous(redis: AsyncRedis, limits: tuple[int, int, int], tenant: str,
+                          anonymous_id: str, customer_id: str, *, wait: QueueWait = _no_wait
                           ) -> dict[CustomerKey, Customer | None]:
     """Fold a visitor's history into a customer once, and point the visitor at them;
     answers the customer and the visitor as the merge left them (the visitor: ``None``).
@@ -113,7 +120,9 @@ async def merge_anonymous(redis: aioredis.Redis, limits: tuple[int, int, int], t
     redelivered stitching event: alias (set-if-absent), copy (guarded by the merged
     set), delete the visitor's keys, mark done. Three round trips: the alias with the
     visitor's snapshot (read atomically by a script in the visitor's slot), the copy
-    (a script in the customer's slot), the clean-up, which also reads both back.
+    (a script in the customer's slot, followed by ``wait``'s ``WAIT`` for replicas), the
+    clean-up, which also reads both back (on a cluster two: the visitor's keys deleted and
+    unindexed, then completion recorded and both read).
     """
     visitor = CustomerKeys(tenant, anonymous_profile_id(anonymous_id))
     max_ids, recent_products, recent_orders = limits
@@ -139,22 +148,39 @@ async def merge_anonymous(redis: aioredis.Redis, limits: tuple[int, int, int], t
     }
     customer = CustomerKeys(tenant, customer_id)
 
+    checking: list[Callable[[list[Any]], None]] = []
+
     def merge(pipe: Any) -> None:
         MERGE_SCRIPT.queue(
             pipe, keys=[customer.key(suffix) for suffix in MERGE_KEY_SUFFIXES],
             args=[anonymous_id, orjson.dumps(snapshot), max_ids, recent_products,
                   recent_orders, customer_id, tenant])
+        checking.append(wait(pipe))
 
     # Its own round trip: a failed merge must raise before the visitor is deleted below.
     # Safe to repeat after NOSCRIPT (the script did not run).
-    (outcome,) = await execute_pipeline(redis, merge, [MERGE_SCRIPT])
+    outcome, *waited = await execute_pipeline(redis, merge, [MERGE_SCRIPT])
+    checking[-1]([outcome, *waited])
 
     # One round trip, in this order: Redis runs a connection's commands in turn, so the
     # visitor is deleted and unindexed whenever completion is recorded. Reading both back
     # after that is safe to repeat after NOSCRIPT (deletes and a set-add are idempotent).
-    def clean_up(pipe: Any) -> None:
+    # On a cluster the three are on different masters, each running its share at once:
+    # the deletes are a round trip of their own there, answered before completion is sent.
+    cluster = is_cluster(redis)
+
+    def delete_visitor(pipe: Any) -> None:
         pipe.delete(*[visitor.key(suffix) for suffix in MERGE_KEY_SUFFIXES])
         pipe.zrem(customers_key(tenant), visitor.customer_id)
+
+    if cluster:
+        async with redis.pipeline(transaction=False) as pipe:
+            delete_visitor(pipe)
+            await pipe.execute()
+
+    def clean_up(pipe: Any) -> None:
+        if not cluster:
+            delete_visitor(pipe)
         pipe.sadd(customer.key("merged"), f"{anonymous_id}|done")
         for profile_id in (customer_id, visitor.customer_id):
             queue_apply(pipe, tenant, profile_id, [], limits=limits, updated_at_ms=0)

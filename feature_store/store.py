@@ -13,6 +13,15 @@ A batch makes two round trips in the common case (``agents/batch.py``):
 
 Every write is idempotent, so a batch retried after a crash or a failed round trip changes
 nothing twice (see :mod:`agents.outage`).
+
+On a Redis Cluster (:func:`~feature_store.client.connect` with ``cluster``) every script
+takes the keys of one hash slot (a customer's, a ranking's, the feed's), multi-key reads and
+writes go one per slot (:func:`~feature_store.client.queue_get_many`), and where an order
+between keys of different slots matters (``started`` before the events, progress after the
+rest of a commit, an erasure's receipt after the deletes) it is a round trip of its own
+there (:func:`~feature_store.client.execute_then`): a cluster runs each master's share of a
+pipeline at once. With ``wait_replicas`` the writes a batch's progress depends on are on
+that many replicas of every master before progress is recorded (``WAIT``).
 """
 
 from __future__ import annotations
@@ -20,12 +29,11 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 
 from feature_store.batch import (
     AppliedBatch,
@@ -37,7 +45,17 @@ from feature_store.batch import (
     Position,
     Progress,
 )
-from feature_store.client import execute_pipeline
+from feature_store.client import (
+    AsyncRedis,
+    Pipeline,
+    execute_pipeline,
+    execute_then,
+    is_cluster,
+    master_count,
+    queue_get_many,
+    queue_set_many,
+    queue_wait_for_replicas,
+)
 from feature_store.customers import (
     APPLY_SCRIPT,
     Customer,
@@ -91,6 +109,11 @@ log = logging.getLogger(__name__)
 
 #: At most this many due carts per partition and batch (the rest fire with the next).
 CARTS_PER_SWEEP = 1_000
+#: How long a batch waits for its writes to reach the replicas (``WAIT``), when asked.
+REPLICA_WAIT_MS = 100
+#: How long batches go on without waiting after a ``WAIT`` came back short (a master without
+#: its replica, e.g. just after a failover): then they try again.
+REPLICA_WAIT_PAUSE_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -121,18 +144,55 @@ def _cart_member(timer: CartTimer) -> bytes:
     return orjson.dumps([timer.tenant, timer.customer_id, timer.event_id])
 
 
-class FeatureStore:
-    """Customer state in Redis: the worker's only way to read or write it."""
+def _no_check(replies: list[Any]) -> None:
+    """Nothing to check."""
 
-    def __init__(self, *, redis: aioredis.Redis, limits: StoreLimits | None = None) -> None:
+
+class FeatureStore:
+    """Customer state in Redis: the worker's only way to read or write it.
+
+    With ``wait_replicas``, the round trips whose writes a batch's progress depends on (the
+    events applied, a visitor merged, the commit's writes before its progress) end with
+    ``WAIT`` on every master they wrote to, so progress (and the Kafka offsets after it) is
+    recorded only once they are on that many replicas: a master lost to a failover then
+    loses none of them (Redis replicates asynchronously). A master left without a replica
+    (after a failover, until the old master is back as its replica) would hold every batch
+    for the whole wait: when a ``WAIT`` comes back short, batches go on without it for
+    :data:`REPLICA_WAIT_PAUSE_S` (logged), then try again.
+    """
+
+    def __init__(self, *, redis: AsyncRedis, limits: StoreLimits | None = None,
+                 wait_replicas: int = 0) -> None:
         self.redis = redis
         self.limits = limits or StoreLimits()
+        self.wait_replicas = wait_replicas
+        self._no_wait_until = 0.0
 
     @classmethod
-    def from_url(cls, url: str, *, limits: StoreLimits | None = None) -> FeatureStore:
+    def from_url(cls, url: str, *, cluster: bool = False, limits: StoreLimits | None = None,
+                 wait_replicas: int = 0) -> FeatureStore:
         from feature_store.client import connect
 
-        return cls(redis=connect(url), limits=limits)
+        return cls(redis=connect(url, cluster=cluster), limits=limits,
+                   wait_replicas=wait_replicas)
+
+    def _wait_for_replicas(self, pipe: Pipeline) -> Callable[[list[Any]], None]:
+        """Queue ``WAIT`` when asked to (and not paused); the function answered checks its
+        reply among the pipeline's replies."""
+        if not self.wait_replicas or time.monotonic() < self._no_wait_until:
+            return _no_check
+        position, expected = len(pipe), self.wait_replicas * master_count(self.redis)
+        queue_wait_for_replicas(pipe, self.wait_replicas, REPLICA_WAIT_MS)
+
+        def check(replies: list[Any]) -> None:
+            acknowledged = int(replies[position])
+            if acknowledged < expected:
+                self._no_wait_until = time.monotonic() + REPLICA_WAIT_PAUSE_S
+                log.warning("%d of %d replica acknowledgements within %d ms (a master without "
+                            "its replica?): batches go on without WAIT for %.0f s",
+                            acknowledged, expected, REPLICA_WAIT_MS, REPLICA_WAIT_PAUSE_S)
+
+        return check
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -144,9 +204,11 @@ class FeatureStore:
         wanted = sorted(set(partitions))
         if not wanted:
             return {}
-        values = await self.redis.mget([key for topic, partition in wanted for key in (
-            progress_key(topic, partition), started_key(topic, partition),
-            watermark_key(topic, partition))])
+        async with self.redis.pipeline(transaction=False) as pipe:
+            read = queue_get_many(pipe, [key for topic, partition in wanted for key in (
+                progress_key(topic, partition), started_key(topic, partition),
+                watermark_key(topic, partition))])
+            values = read(await pipe.execute())
         return {tp: Position(Progress(done=-1 if done is None else int(done),
                                       started=-1 if started is None else int(started)),
                              None if mark is None else int(mark))
@@ -160,7 +222,9 @@ class FeatureStore:
 
         ``started`` (the batch's last offset per partition) is recorded in front of the
         events (see :class:`~feature_store.batch.Progress`): Redis runs a connection's
-        commands in turn, so whatever of the batch was applied counts as started.
+        commands in turn, so whatever of the batch was applied counts as started. On a
+        cluster the ``started`` keys live on other masters than the customers: they are a
+        round trip of their own there, sent first.
         """
         if not events and not carts.due_by and not carts.partitions:
             return AppliedBatch(events=[], customers={})
@@ -177,6 +241,14 @@ class FeatureStore:
         now_ms = int(time.time() * 1000)
         tenants = sorted(latest)
         timers = sorted(carts.due_by)
+        if started and is_cluster(self.redis):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                queue_set_many(pipe, {started_key(topic, partition): offset
+                                      for (topic, partition), offset in started.items()})
+                await pipe.execute()
+            started = {}
+        checking: list[Callable[[list[Any]], None]] = []
+        reading: list[Callable[[Sequence[Any]], list[Any]]] = []
 
         def fill(pipe: Any) -> None:
             for (topic, partition), offset in started.items():
@@ -198,12 +270,17 @@ class FeatureStore:
                 pipe.zrangebyscore(cart_timers_key(topic, partition), "-inf",
                                    carts.due_by[(topic, partition)], start=0,
                                    num=CARTS_PER_SWEEP, withscores=True)
-            if carts.partitions:
-                pipe.mget([watermark_key(topic, partition) for topic, partition
-                           in carts.partitions])
+            reading.append(queue_get_many(pipe, [watermark_key(topic, partition)
+                                                 for topic, partition in carts.partitions]))
+            if by_customer:
+                checking.append(self._wait_for_replicas(pipe))
 
-        # Safe to repeat after NOSCRIPT: each event at most once, ZADD GT, set-adds, reads.
+        # Safe to repeat after NOSCRIPT: each event at most once, ZADD GT, set-adds, reads,
+        # WAIT.
         replies = await execute_pipeline(self.redis, fill, [APPLY_SCRIPT, SKETCH_SCRIPT])
+        if checking:
+            checking[-1](replies)
+        marks = reading[-1](replies)
         replies = replies[len(started):]
         outcomes: list[AppliedEvent | None] = [None] * len(events)
         customers: dict[CustomerKey, Customer] = {}
@@ -231,12 +308,13 @@ class FeatureStore:
                                                    event_id, int(deadline)))
         if carts.partitions:
             applied.watermarks = {tp: int(mark) for tp, mark in zip(
-                carts.partitions, rest[len(timers)], strict=True) if mark is not None}
+                carts.partitions, marks, strict=True) if mark is not None}
         await self._unindex_erased(by_customer, customers, applied.events, events)
         for tenant, anonymous_id, customer_id in merges:
             # Read again: the merge changed the customer and deleted the visitor.
-            for key, merged in (await merge_anonymous(self.redis, self.limits.args(), tenant,
-                                                      anonymous_id, customer_id)).items():
+            for key, merged in (await merge_anonymous(
+                    self.redis, self.limits.args(), tenant, anonymous_id, customer_id,
+                    wait=self._wait_for_replicas)).items():
                 if merged is None:
                     customers.pop(key, None)
                 else:
@@ -266,23 +344,27 @@ class FeatureStore:
         whose alerts it is about to publish, so a redelivered trigger repeats them word for
         word (see ``agents/batch.py``)."""
         if states:
-            await self.redis.mset({alert_state_key(tenant, customer): state.to_json()
-                                   for (tenant, customer), state in states.items()})
+            async with self.redis.pipeline(transaction=False) as pipe:
+                queue_set_many(pipe, {alert_state_key(tenant, customer): state.to_json()
+                                      for (tenant, customer), state in states.items()})
+                await pipe.execute()
 
     async def commit(self, commit: Commit) -> None:
         """Record a finished batch (one round trip): see :class:`~feature_store.batch.Commit`.
         Progress goes last: whatever else a failed round trip wrote is written again, the
-        same, by the batch's retry."""
+        same, by the batch's retry. On a cluster, progress, watermarks and counters are a
+        second round trip, sent once the rest has answered (with ``wait_replicas``: reached
+        the replicas)."""
         updated_at_ms = int(time.time() * 1000)
+        checking: list[Callable[[list[Any]], None]] = []
 
-        def fill(pipe: Any) -> None:
+        def writes(pipe: Any) -> None:
             for record in commit.scores:
                 queue_score_writes(pipe, record, updated_at_ms)
             for ticket in commit.tickets:
                 queue_ticket_writes(pipe, ticket)
-            if commit.rule_states:
-                pipe.mset({alert_state_key(tenant, customer): state.to_json()
-                           for (tenant, customer), state in commit.rule_states.items()})
+            queue_set_many(pipe, {alert_state_key(tenant, customer): state.to_json()
+                                  for (tenant, customer), state in commit.rule_states.items()})
             for timer in commit.timers_closed:
                 pipe.zrem(cart_timers_key(timer.topic, timer.partition), _cart_member(timer))
             for timer in commit.timers_opened:
@@ -294,6 +376,10 @@ class FeatureStore:
                 queue_feed(pipe, alert)
             for (tenant, customer), value in commit.recommendation_lists.items():
                 pipe.set(CustomerKeys(tenant, customer).recos, value)
+            if len(pipe):
+                checking.append(self._wait_for_replicas(pipe))
+
+        def record(pipe: Any) -> None:
             for (topic, partition), offset in commit.progress.items():
                 pipe.set(progress_key(topic, partition), offset)
             for (topic, partition), watermark in commit.watermarks.items():
@@ -303,7 +389,9 @@ class FeatureStore:
 
         # The feed's script is EVAL, never EVALSHA: nothing here can meet NOSCRIPT, so this
         # round trip (counters among it) is never sent twice.
-        await execute_pipeline(self.redis, fill, [])
+        replies = await execute_then(self.redis, writes, record)
+        if checking:
+            checking[-1](replies)
 
     # -- scores outside a batch: the silence sweep ----------------------------------------
 
@@ -410,7 +498,8 @@ class FeatureStore:
             members, (segment, partition), tickets, triaged = await pipe.execute()
         merged = {text(member).split("|")[0] for member in members}
         ticket_ids = sorted({text(t) for t in tickets} | {text(t) for t in triaged})
-        async with self.redis.pipeline(transaction=False) as pipe:
+
+        def delete(pipe: Pipeline) -> None:
             pipe.delete(*keys.all())
             for owner in owner_keys(tenant, ticket_ids):
                 pipe.delete(owner)
@@ -425,12 +514,16 @@ class FeatureStore:
             pipe.zrem(customers_key(tenant), customer_id)
             for score in ("churn", "clv"):
                 pipe.zrem(ranking_key(tenant, score), customer_id)
+
+        def receipt(pipe: Pipeline) -> None:
             pipe.hset(erasure_receipt_key(receipt_id), mapping={
                 "status": "done", "tenant": tenant, "customer_id": customer_id,
                 "completed_at": str(int(time.time() * 1000)),
             })
             pipe.expire(erasure_receipt_key(receipt_id), 90 * 86_400)
-            replies = await pipe.execute()
+
+        # The receipt says done only once everything is deleted.
+        replies = await execute_then(self.redis, delete, receipt)
         deleted = int(replies[0])
         log.info("erased customer %s/%s (%d keys), receipt %s", tenant, customer_id, deleted,
                  receipt_id)

