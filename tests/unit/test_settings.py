@@ -55,3 +55,30 @@ def test_settings_survive_the_trip_through_the_environment(
     for name, value in original.to_env().items():
         monkeypatch.setenv(name, value)
     assert Settings() == original
+
+
+def test_every_variable_is_documented() -> None:
+    """Verify that docs/configuration.md names every CRM_ variable the deployables read
+    (a table cell may abbreviate siblings, e.g. ``CRM_KAFKA_SSL_CAFILE, _CERTFILE``)."""
+    import re
+    from pathlib import Path
+
+    from api.settings import ApiSettings
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    cells = [cell for line in text.splitlines() if line.startswith("| `CRM_")
+             for cell in [line.split("|")[1]]]
+    documented: set[str] = set()
+    for cell in cells:
+        names = re.findall(r"`(CRM_\w+|_\w+)`", cell)
+        stem = ""
+        for name in names:
+            if name.startswith("CRM_"):
+                documented.add(name)
+                stem = name
+            else:  # a sibling: the last full name's prefix up to its last known part
+                documented.update(stem[:i] + name for i in range(len(stem))
+                                  if stem[i] == "_")
+    fields = {f"CRM_{name.upper()}" for model in (Settings, ApiSettings)
+              for name in model.model_fields}
+    assert sorted(fields - documented) == []
