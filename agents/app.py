@@ -25,7 +25,12 @@ import faust
 import orjson
 from faust.types import StreamT
 
-from agents.outage import REDIS_UNAVAILABLE, skip_tick_without_redis, wait_for_redis
+from agents.outage import (
+    BATCH_RETRIED,
+    REDIS_UNAVAILABLE,
+    skip_tick_without_redis,
+    wait_for_redis,
+)
 from agents.pipeline import RawMessage
 from agents.runtime import WorkerRuntime
 from agents.transport import transport_for
@@ -176,7 +181,7 @@ def create_app(settings: Settings) -> faust.App:
                         async with asyncio.timeout(deadline_s):
                             await pipeline.process(messages)
                         break
-                    except REDIS_UNAVAILABLE as error:
+                    except BATCH_RETRIED as error:
                         failures += 1
                         first = messages[0]
                         await wait_for_redis(

@@ -29,7 +29,9 @@ from collections.abc import AsyncIterator
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from feature_store.store import ProgressLost
 from stream.metrics import REDIS_WAITS
+from stream.rereads import PartitionReadError
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,12 @@ log = logging.getLogger(__name__)
 #: deadline of a batch or tick (``TimeoutError``) when Redis does not answer at all.
 REDIS_UNAVAILABLE: tuple[type[BaseException], ...] = (
     RedisConnectionError, RedisTimeoutError, TimeoutError)
+
+#: What makes a batch wait and try again besides: a Redis that came back without its last
+#: writes (the retry reads the partitions' progress again and reads what Redis forgot from
+#: the broker, see :mod:`stream.rereads`), and that read failing.
+BATCH_RETRIED: tuple[type[BaseException], ...] = (
+    *REDIS_UNAVAILABLE, ProgressLost, PartitionReadError)
 
 FIRST_WAIT_S = 0.1
 LONGEST_WAIT_S = 5.0

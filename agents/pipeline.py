@@ -5,7 +5,10 @@ Redis is testable without a consumer group. The order of the steps is what makes
 pipeline effectively once:
 
 1. skip messages at or below the partition's recorded progress (a redelivery after a crash;
-   read from Redis once per partition and assignment, then kept in step by step 4);
+   read from Redis once per partition and assignment, then kept in step by step 4). When
+   Redis lost its last writes, its progress is behind the first message the consumer now
+   delivers: the messages in between are read from the broker again and processed first
+   (:mod:`stream.rereads`), as Kafka will not deliver them again;
 2. decode; invalid messages become dead letters, published and flushed first;
 3. apply valid events to Redis in one pipeline (each event atomically, at most once by id),
    the follower's reads of the batch's customers (models, alert rules) queued behind them,
@@ -36,6 +39,7 @@ from schemas.problems import Problem
 from stream.codec import AnyEvent, dead_letter_for, decode
 from stream.deadletters import DeadLetterPublisher
 from stream.metrics import BATCH_STEPS, EVENTS_PROCESSED
+from stream.rereads import PartitionReader
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +68,10 @@ class BatchResult:
         progress = self.progress.get((message.topic, message.partition))
         return progress is not None and progress.redelivers(message.offset)
 
+
+#: At most this many messages of a partition read again at once (see
+#: :meth:`EventPipeline._catch_up_with_redis`).
+REREAD_CHUNK = 2_000
 
 #: Redis writes a follower leaves for the batch's last round trip (queued before progress).
 LateWrites = Callable[[Pipeline], None]
@@ -102,6 +110,7 @@ class EventPipeline:
         *,
         store: FeatureStore,
         dead_letters: DeadLetterPublisher,
+        rereads: PartitionReader,
         allowed_lateness_ms: int,
         max_event_bytes: int,
         follower: BatchFollower[Any] | None = None,
@@ -110,6 +119,7 @@ class EventPipeline:
         self.store = store
         self.activity_topics = activity_topics
         self.dead_letters = dead_letters
+        self.rereads = rereads
         self.allowed_lateness_ms = allowed_lateness_ms
         self.max_event_bytes = max_event_bytes
         self.follower = follower
@@ -157,6 +167,7 @@ class EventPipeline:
         unknown = [key for key in partitions if key not in self._progress]
         if unknown:
             self._progress.update(await self.store.progress(unknown))
+            await self._catch_up_with_redis(unknown, messages)
         result.progress = {key: self._progress[key] for key in partitions}
         await self._restore_watermarks(partitions)
 
@@ -194,12 +205,18 @@ class EventPipeline:
         with BATCH_STEPS["apply"].time():
             applied = await self.store.apply_events(
                 [event for _, event in valid], reads=reads.queue if reads is not None else None,
-                started=started if valid else None)
+                started=started if valid else None,
+                known_started={key: result.progress[key].started for key in started})
+        # An event may be dated up to a day ahead (a shop's clock running fast, see
+        # schemas.events.MAX_FUTURE_SKEW); the watermark goes no further than the wall clock,
+        # so one such event cannot fire every timer of its partition before its time.
+        now_ms = int(seen_at.timestamp() * 1000)
         for (message, event), applied_event in zip(valid, applied, strict=True):
             result.outcomes[(message.topic, applied_event.outcome)] += 1
             result.applied.append((message, event, applied_event))
             key = (message.topic, message.partition)
-            self.max_event_time[key] = max(self.max_event_time.get(key, 0), event.occurred_at_ms)
+            self.max_event_time[key] = max(self.max_event_time.get(key, 0),
+                                           min(event.occurred_at_ms, now_ms))
 
         late_writes = None
         if self.follower is not None:
@@ -214,14 +231,45 @@ class EventPipeline:
                 progress=progress, watermarks=watermarks, outcomes=dict(result.outcomes),
                 before=late_writes,
             )
+        marked = started if valid else {}
         for key, offset in progress.items():
             before = self._progress[key]
+            # The started mark as Redis holds it: a batch of dead letters only records none.
             self._progress[key] = Progress(done=max(before.done, offset),
-                                           started=max(before.started, offset))
+                                           started=marked.get(key, before.started))
         for (topic, outcome), count in result.outcomes.items():
             EVENTS_PROCESSED.labels(topic=topic, outcome=outcome).inc(count)
         self.processed += len(messages)
         return result
+
+    async def _catch_up_with_redis(self, partitions: Sequence[tuple[str, int]],
+                                   messages: Sequence[RawMessage]) -> None:
+        """Process what Redis forgot it had processed: the messages of each of
+        ``partitions`` between its progress, just read, and the first one delivered now.
+
+        Kafka's committed offset follows Redis's progress (a batch is acked only once it is
+        recorded), so the consumer can be past Redis only if Redis lost writes. Then the
+        partition's watermark is taken back to Redis's too, as the events re-read move it on
+        again. A gap that holds no messages (transaction markers, retention) costs one read.
+        """
+        first: dict[tuple[str, int], int] = {}
+        for message in messages:
+            key = (message.topic, message.partition)
+            first[key] = min(first.get(key, message.offset), message.offset)
+        for key in partitions:
+            end = first[key]
+            if end <= self._progress[key].done + 1:
+                continue
+            log.warning("%s/%d: Redis has progress up to offset %d but the consumer delivers "
+                        "%d; reading the messages in between again", *key,
+                        self._progress[key].done, end)
+            self.max_event_time.pop(key, None)
+            while end > (done := self._progress[key].done) + 1:
+                again = await self.rereads.read(*key, first=done + 1, end=end,
+                                                limit=REREAD_CHUNK)
+                if not again:
+                    break
+                await self.process([RawMessage(*key, offset, value) for offset, value in again])
 
     async def _restore_watermarks(self, partitions: set[tuple[str, int]]) -> None:
         unknown = [key for key in partitions if key not in self.max_event_time]

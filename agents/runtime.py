@@ -29,6 +29,7 @@ from online_models import ChurnModel, ModelBundle, Recommender
 from schemas.topics import CLICKS, PURCHASES
 from stream.deadletters import DeadLetterPublisher
 from stream.metrics import BATCH_STEPS
+from stream.rereads import PartitionReader
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -156,6 +157,7 @@ class WorkerRuntime:
         self.pipeline = EventPipeline(
             store=self.store,
             dead_letters=DeadLetterPublisher(settings=settings),
+            rereads=PartitionReader(settings=settings),
             allowed_lateness_ms=int(settings.allowed_lateness_s * 1000),
             max_event_bytes=settings.max_event_bytes,
             follower=ModelsAndAlerts(scorer=self.scorer, alerts=self.alerts,

@@ -117,6 +117,12 @@ class Progress:
         return offset <= self.started
 
 
+class ProgressLost(RuntimeError):
+    """Redis holds a partition's started mark below the one the caller last saw: it lost its
+    last writes (restarted from an append-only file missing its last second, a replica
+    promoted behind its primary). The batch must be done again from what Redis knows."""
+
+
 def profile_id_for(event: AnyEvent, aliases: dict[tuple[str, str], str],
                    visitors_own: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset()
                    ) -> str:
@@ -131,6 +137,25 @@ def profile_id_for(event: AnyEvent, aliases: dict[tuple[str, str], str],
     if (event.tenant, event.event_id) in visitors_own:
         return visitor
     return aliases.get((event.tenant, event.anonymous_id)) or visitor
+
+
+def _check_marks(started: Mapping[tuple[str, int], int], before: Sequence[Any],
+                 known: Mapping[tuple[str, int], int]) -> None:
+    """Raise :class:`ProgressLost` if Redis held a started mark below the known one.
+
+    >>> _check_marks({("t", 0): 9}, [b"4"], {("t", 0): 4})
+    >>> _check_marks({("t", 0): 9}, [None], {("t", 0): 4})
+    Traceback (most recent call last):
+    ...
+    feature_store.store.ProgressLost: Redis lost writes: t/0 started at -1, last seen at 4
+    """
+    behind = [(topic, partition, -1 if mark is None else int(mark), known[(topic, partition)])
+              for (topic, partition), mark in zip(started, before, strict=True)
+              if (-1 if mark is None else int(mark)) < known.get((topic, partition), -1)]
+    if behind:
+        raise ProgressLost("Redis lost writes: " + ", ".join(
+            f"{topic}/{partition} started at {mark}, last seen at {seen}"
+            for topic, partition, mark, seen in behind))
 
 
 class FeatureStore:
@@ -187,7 +212,8 @@ class FeatureStore:
 
     async def apply_events(self, events: Sequence[AnyEvent], *,
                            reads: QueueReads | None = None,
-                           started: Mapping[tuple[str, int], int] | None = None
+                           started: Mapping[tuple[str, int], int] | None = None,
+                           known_started: Mapping[tuple[str, int], int] | None = None
                            ) -> list[Applied]:
         """Apply a micro-batch; each event at most once, each atomically. Stitches visitors.
 
@@ -195,7 +221,9 @@ class FeatureStore:
         after the updates, so they see them (Redis runs a connection's commands in turn). A
         stitch changes the customer and deletes the visitor after that round trip, so both
         are read again in its last one. ``started`` (the batch's last offset per partition)
-        is recorded first in that round trip (see :class:`Progress`).
+        is recorded first in that round trip (see :class:`Progress`). ``known_started`` are
+        the marks the caller last saw of those partitions: if Redis answers an older one,
+        :class:`ProgressLost` is raised after the round trip (its writes are idempotent).
         """
         aliases, visitors_own = await self.resolve_aliases(events)
         now_ms = str(int(time.time() * 1000))
@@ -219,7 +247,7 @@ class FeatureStore:
             # Before any event: Redis runs a connection's commands in turn, so whatever of
             # the batch was applied, its offsets count as started.
             for (topic, partition), offset in (started or {}).items():
-                pipe.set(started_key(topic, partition), offset)
+                pipe.set(started_key(topic, partition), offset, get=known_started is not None)
             for event, profile_id, stitch in targets:
                 keys = CustomerKeys(event.tenant, profile_id)
                 self._apply.queue(
@@ -243,6 +271,8 @@ class FeatureStore:
         if taking:
             taking[-1](replies)
         marks = len(started or ())
+        if known_started is not None:
+            _check_marks(started or {}, replies[:marks], known_started)
         replies = replies[marks:marks + len(targets)]
         results = [Applied(reply[0].decode(), event.tenant, profile_id)
                    for (event, profile_id, _), reply in zip(targets, replies, strict=True)]

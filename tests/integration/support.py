@@ -149,6 +149,14 @@ class NoDeadLetters:
         return None
 
 
+class NoRereads:
+    """For tests whose Redis never loses writes: reading a partition again fails the test."""
+
+    async def read(self, topic: str, partition: int, *, first: int, end: int,
+                   limit: int) -> list[tuple[int, bytes]]:
+        raise AssertionError(f"unexpected re-read of {topic}/{partition} {first}..{end}")
+
+
 def send(settings: Settings, events: list[dict[str, object]]) -> dict[tuple[str, int], int]:
     """Produce ``events`` to their topics keyed by customer; the last offset per partition."""
     last: dict[tuple[str, int], int] = {}

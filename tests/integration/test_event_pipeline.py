@@ -16,7 +16,7 @@ from redis.asyncio.client import Pipeline
 from agents.pipeline import EventPipeline, RawMessage
 from feature_store import FeatureStore
 from feature_store.keys import CustomerKeys
-from tests.integration.support import NoDeadLetters
+from tests.integration.support import NoDeadLetters, NoRereads
 from tests.unit.support import click
 
 TOPIC = "crm.clicks"
@@ -43,6 +43,7 @@ def pipeline(store: FeatureStore) -> EventPipeline:
     counting = CountingStore(redis=store.redis)
     counting.progress_reads = []
     return EventPipeline(store=counting, dead_letters=NoDeadLetters(),  # type: ignore[arg-type]
+                         rereads=NoRereads(),  # type: ignore[arg-type]
                          allowed_lateness_ms=0, max_event_bytes=65_536)
 
 
