@@ -28,7 +28,9 @@ trigger, and never lose one.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -162,6 +164,11 @@ class AlertEngine:
         self._failed = 0
         self._pending_carts: dict[str, tuple[str, bytes]] = {}  # alert id -> (zset, member)
         self._acknowledged = DeliveredIds(ACKNOWLEDGED_IDS)  # ids the broker acknowledged
+        # Ids produced whose delivery the broker has not answered yet (a flush that timed out
+        # leaves them queued in the producer, which keeps sending them): a retry waits for
+        # them rather than produce them again. Delivery callbacks run in the flushing thread.
+        self._in_flight: set[str] = set()
+        self._delivery_lock = threading.Lock()
         self._repeats: set[str] = set()  # ids to publish that their trigger fired before
 
     @property
@@ -366,11 +373,15 @@ class AlertEngine:
         if not unique:
             return _no_writes
         payloads = [orjson.dumps(alert.model_dump(mode="json")) for alert in unique]
-        sent = [(alert, payload) for alert, payload in zip(unique, payloads, strict=True)
-                if alert.alert_id not in self._acknowledged]
+        with self._delivery_lock:
+            waiting = any(alert.alert_id in self._in_flight for alert in unique)
+            sent = [(alert, payload) for alert, payload in zip(unique, payloads, strict=True)
+                    if alert.alert_id not in self._acknowledged
+                    and alert.alert_id not in self._in_flight]
+            self._in_flight.update(alert.alert_id for alert, _ in sent)
         for alert, payload in sent:
-            self._produce(alert.customer_id, payload)
-        if sent:
+            self._produce(alert.alert_id, alert.customer_id, payload)
+        if sent or waiting:
             remaining = await asyncio.get_running_loop().run_in_executor(
                 None, self._producer.flush, timeout)
             if remaining or self._failed:
@@ -379,7 +390,6 @@ class AlertEngine:
         fired_carts = [cart for alert in unique
                        if (cart := self._pending_carts.pop(alert.alert_id, None)) is not None]
         for alert, _ in sent:
-            self._acknowledged.add(alert.alert_id)
             ALERTS_PUBLISHED.labels(kind=alert.kind.value).inc()
             if alert.alert_id in self._repeats:
                 ALERTS_REPEATED.labels(kind=alert.kind.value).inc()
@@ -408,20 +418,25 @@ class AlertEngine:
     def close(self, timeout: float = 10.0) -> None:
         self._producer.flush(timeout)
 
-    def _produce(self, key: str, payload: bytes) -> None:
+    def _produce(self, alert_id: str, key: str, payload: bytes) -> None:
         while True:
             try:
                 self._producer.produce(self.topic, value=payload, key=key,
-                                       on_delivery=self._on_delivery)
+                                       on_delivery=functools.partial(self._delivered, alert_id))
                 break
             except BufferError:
                 self._producer.poll(0.05)
         self._producer.poll(0)
 
-    def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
-        if error is not None:
+    def _delivered(self, alert_id: str, error: KafkaError | None, message: Message) -> None:
+        with self._delivery_lock:
+            self._in_flight.discard(alert_id)
+            if error is None:
+                self._acknowledged.add(alert_id)
+                return
             self._failed += 1
-            log.error("alert for %s could not be delivered: %s", message.key(), error.str())
+        log.error("alert %s for %s could not be delivered: %s", alert_id, message.key(),
+                  error.str())
 
     # -- Redis helpers -------------------------------------------------------------------
 

@@ -17,6 +17,11 @@ the batch or tick (``CRM_REDIS_DEADLINE_S``) ends the wait. Either way:
   and the next tick does the work.
 
 Each wait is counted in ``crm_worker_redis_waits_total{task}``.
+
+A batch that fails for any other reason (the broker not taking its alerts or dead letters in
+time, a bug) is retried the same way, logged with its trace and counted in
+``crm_worker_batch_errors_total{error}``: an agent that raised would be restarted by Faust
+without the batch it held, whose messages Kafka would not deliver again before a restart.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from feature_store.store import ProgressLost
-from stream.metrics import REDIS_WAITS
+from stream.metrics import BATCH_ERRORS, REDIS_WAITS
 from stream.rereads import PartitionReadError
 
 log = logging.getLogger(__name__)
@@ -86,6 +91,18 @@ async def wait_for_redis(error: BaseException, failures: int, *, what: str, task
     REDIS_WAITS.labels(task=task).inc()
     log.warning("%s: Redis unavailable (%s); retrying in %.1f s (attempt %d)", what,
                 _reason(error), wait_s, failures + 1)
+    await asyncio.sleep(wait_s)
+
+
+async def wait_after_error(error: Exception, failures: int, *, what: str) -> None:
+    """After the ``failures``-th attempt at ``what`` failed with an unexpected ``error`` (the
+    broker not taking a batch's alerts or dead letters in time, a bug): count, log with the
+    trace, back off. The batch is then tried again: skipping it would lose its events, as
+    Kafka delivers them again only after a restart, when Redis may have moved past them."""
+    wait_s = wait_before_attempt(failures)
+    BATCH_ERRORS.labels(error=type(error).__name__).inc()
+    log.error("%s failed; retrying in %.1f s (attempt %d)", what, wait_s, failures + 1,
+              exc_info=error)
     await asyncio.sleep(wait_s)
 
 

@@ -156,6 +156,7 @@ class ApacheKafka:
         self._proc: subprocess.Popen[bytes] | None = None
         self._out: IO[bytes] | None = None
         self._bootstrap: str | None = None
+        self._ports: list[int] | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -186,7 +187,8 @@ class ApacheKafka:
         data = self._requested_dir or Path(tempfile.mkdtemp(prefix="crm-kafka-"))
         data.mkdir(parents=True, exist_ok=True)
         self._data_dir = data
-        port, controller = _free_ports(2)
+        # Started again (after stop()), it listens where it did, so clients find it again.
+        port, controller = self._ports = self._ports or _free_ports(2)
         props = data / "server.properties"
         props.write_text(_STATIC_PROPS + (
             f"controller.quorum.voters=1@{_HOST}:{controller}\n"

@@ -25,10 +25,16 @@ from stream.topics import create_topics
 from tests.helpers import settings_env, worker_process
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+    # The fault matrix (about 10 minutes) runs only when asked for: ``-m faults``.
+    if "faults" not in (config.option.markexpr or ""):
+        matrix = [item for item in items if item.get_closest_marker("faults")]
+        if matrix:
+            config.hook.pytest_deselected(items=matrix)
+            items[:] = [item for item in items if not item.get_closest_marker("faults")]
 
 
 @pytest.fixture(scope="session")
