@@ -1,8 +1,9 @@
 """The alert rules: a customer's update and rule state in, decisions out. No I/O.
 
-:class:`~agents.alerting.AlertEngine` loads each customer's :class:`CustomerAlertState` from
-Redis, runs :func:`evaluate_update` over a micro-batch and :func:`fire_cart` for carts whose
-deadline a watermark passed, then stores the state back. Everything here is deterministic in
+The batch's rules step (:class:`agents.rules.AlertRules`) runs :func:`evaluate_update` over
+a micro-batch, each customer with the :class:`CustomerAlertState` the store read with them,
+and :func:`fire_cart` for carts whose deadline a watermark passed; the store writes the state
+back. Everything here is deterministic in
 event time and the inputs, so a redelivered trigger yields the same ``alert_id``:
 
 * a trigger the state has already *seen* (``seen``) repeats the alert it fired then (kept in
@@ -44,11 +45,9 @@ from typing import Any
 
 from agents import alert_reasons as reasons
 from agents.alert_config import AlertConfig
-from agents.alert_state import CustomerAlertState, FiredAlert, OpenCart
-from schemas.events import ClickEvent, ClickKind, PurchaseEvent, TicketEvent
+from feature_store.rule_state import CustomerAlertState, FiredAlert, OpenCart
+from schemas.events import AnyEvent, ClickEvent, ClickKind, PurchaseEvent, TicketEvent
 from schemas.records import Alert, AlertKind, Contribution, alert_id_for
-
-AnyEvent = ClickEvent | PurchaseEvent | TicketEvent
 
 __all__ = ["CustomerAlertState", "CustomerUpdate", "Decision", "FiredAlert", "OpenCart",
            "Outcome", "evaluate_update", "fire_cart"]
@@ -59,7 +58,7 @@ SEEN_LIMIT = 64
 
 @dataclass(frozen=True)
 class CustomerUpdate:
-    """One event's effect on one customer, as the pipeline hands it to the alert engine.
+    """One event's effect on one customer, as the models step hands it to the rules.
 
     ``features`` are the profile features after the event (names as in
     :class:`schemas.profile.CustomerFeatures`, timestamps in epoch ms); ``scores`` the model

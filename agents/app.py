@@ -1,4 +1,4 @@
-"""The Faust application: input topics → :class:`~agents.pipeline.EventPipeline` → Redis.
+"""The Faust application: input topics → :func:`~agents.batch.process_batch` → Redis.
 
 One agent reads the three input topics with concurrency 1, in micro-batches from
 ``take_events``, which acks a batch only after the agent has processed it; scale-out is by
@@ -25,6 +25,8 @@ import faust
 import orjson
 from faust.types import StreamT
 
+from agents.batch import process_batch
+from agents.decoding import RawMessage
 from agents.outage import (
     BATCH_RETRIED,
     REDIS_UNAVAILABLE,
@@ -32,7 +34,6 @@ from agents.outage import (
     wait_after_error,
     wait_for_redis,
 )
-from agents.pipeline import RawMessage
 from agents.runtime import WorkerRuntime
 from agents.transport import transport_for
 from schemas.records import ErasureRequest
@@ -162,14 +163,13 @@ def create_app(settings: Settings) -> faust.App:
         tickets, so each batch pays for its Redis round trips once, batches never wait on each
         other, and the models learn a batch in event-time order across topics."""
         worker = runtime()
-        pipeline = worker.pipeline
         rebalances_seen = app.rebalancing_count
         async for events in stream.take_events(  # type: ignore[attr-defined]
             settings.batch_max_events, within=settings.batch_max_wait_ms / 1000
         ):
             if app.rebalancing_count != rebalances_seen:  # partitions may have moved on
                 rebalances_seen = app.rebalancing_count
-                pipeline.forget_progress()
+                worker.worker.partitions.forget()
             started = time.time()
             for event in events:
                 EVENT_DELAY_SECONDS.observe(max(0.0, started - event.message.timestamp))
@@ -180,7 +180,7 @@ def create_app(settings: Settings) -> faust.App:
                 while True:  # until Redis answers: the batch is acked to Kafka only after
                     try:
                         async with asyncio.timeout(deadline_s):
-                            await pipeline.process(messages)
+                            await process_batch(worker.worker, messages)
                         break
                     except Exception as error:  # never skipped: see agents.outage
                         failures += 1
@@ -212,12 +212,10 @@ def create_app(settings: Settings) -> faust.App:
             while True:  # until Redis answers; erasing again deletes nothing more
                 try:
                     async with asyncio.timeout(deadline_s):
-                        await worker.store.erase(
-                            tenant=request.tenant, customer_id=request.customer_id,
+                        await worker.erase(
+                            request.tenant, request.customer_id,
                             block_seconds=settings.erasure_block_days * 86_400,
-                            receipt_id=request.receipt_id,
-                        )
-                        await worker.forget(request.tenant, request.customer_id)
+                            receipt_id=request.receipt_id)
                     break
                 except REDIS_UNAVAILABLE as error:
                     failures += 1
@@ -249,7 +247,7 @@ def create_app(settings: Settings) -> faust.App:
         worker = app.runtime
         if worker is None:
             return
-        now_ms = worker.pipeline.model_watermark()
+        now_ms = worker.worker.partitions.model_watermark()
         partitions = {tp.partition for tp in app.consumer.assignment()}
         if now_ms is not None and partitions:
             async with skip_tick_without_redis("rescoring", deadline_s):

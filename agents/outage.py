@@ -11,7 +11,7 @@ the batch or tick (``CRM_REDIS_DEADLINE_S``) ends the wait. Either way:
   have reached it. Every write of a batch is idempotent (events once by id in Lua, rule state
   and scores overwritten, progress and watermarks set, the alerts' feed once by id), so the
   retry changes nothing twice; what the failed attempt already had acknowledged by Kafka is
-  not produced again (see :mod:`agents.alerting` and :mod:`stream.deadletters`). Only the
+  not produced again (see :mod:`agents.publishing` and :mod:`stream.deadletters`). Only the
   outcome counters in Redis may count its messages again, as duplicates.
 * a **timer** tick (telemetry, recommendation lists, the silence sweep) is skipped: it logs,
   and the next tick does the work.
@@ -31,20 +31,16 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
-from feature_store.store import ProgressLost
+from feature_store.batch import ProgressLost
+from feature_store.client import STORE_UNAVAILABLE
 from stream.metrics import BATCH_ERRORS, REDIS_WAITS
 from stream.rereads import PartitionReadError
 
 log = logging.getLogger(__name__)
 
-#: What a round trip raises while Redis is away: refused, reset or closed connections and
-#: ``LOADING`` replies (redis-py's ``ConnectionError`` family), its socket timeouts, and the
+#: What a round trip raises while Redis is away (see ``feature_store.client``), and the
 #: deadline of a batch or tick (``TimeoutError``) when Redis does not answer at all.
-REDIS_UNAVAILABLE: tuple[type[BaseException], ...] = (
-    RedisConnectionError, RedisTimeoutError, TimeoutError)
+REDIS_UNAVAILABLE: tuple[type[BaseException], ...] = (*STORE_UNAVAILABLE, TimeoutError)
 
 #: What makes a batch wait and try again besides: a Redis that came back without its last
 #: writes (the retry reads the partitions' progress again and reads what Redis forgot from
@@ -80,7 +76,7 @@ async def wait_for_redis(error: BaseException, failures: int, *, what: str, task
         while True:
             try:
                 async with asyncio.timeout(deadline_s):
-                    await pipeline.process(messages)
+                    await process_batch(worker, messages)
                 break
             except REDIS_UNAVAILABLE as error:
                 failures += 1

@@ -35,10 +35,9 @@ from multiprocessing.context import SpawnProcess
 from typing import Any, NamedTuple
 
 import orjson
-import redis
 
 from agents.checkpoints import CheckpointStore
-from feature_store.keys import CustomerKeys
+from feature_store.recommendations import WRITE_FAILED, RecommendationLists
 from online_models import CheckpointError, Recommender, decode_checkpoint, encode_checkpoint
 from stream.logs import configure_logging
 from stream.metrics import RECOMMENDER_SHED
@@ -96,9 +95,10 @@ class RecommendationWork:
         return bool(self.interactions or self.due or self.erased)
 
 
-def apply_work(recommender: Recommender, work: RecommendationWork) -> dict[str, bytes]:
+def apply_work(recommender: Recommender, work: RecommendationWork
+               ) -> dict[tuple[str, str], bytes]:
     """Teach ``recommender`` the work's interactions in order, forget its erased customers,
-    and answer the due customers' lists as JSON by Redis key."""
+    and answer the due customers' lists as JSON, by (tenant, customer)."""
     for interaction in work.interactions:
         if interaction.kind == "purchase":
             recommender.learn_order(interaction.customer_id, interaction.products,
@@ -111,7 +111,7 @@ def apply_work(recommender: Recommender, work: RecommendationWork) -> dict[str, 
     for _, customer in erased:
         recommender.forget(customer)
     return {
-        CustomerKeys(tenant, customer).recos: orjson.dumps([
+        (tenant, customer): orjson.dumps([
             {"product_id": item, "score": round(score, 6), "source": source}
             for item, score, source in recommender.top_n(
                 customer, RECOMMENDATIONS, exclude=bought, recent=recent)])
@@ -178,7 +178,7 @@ def serve(inbox: Any, outbox: Any, settings: Settings, worker_name: str,
     checkpoints = _checkpoints(settings, worker_name, "recommender")
     recommender = restore_recommender(settings, worker_name)
     # A reply timeout (unlike the worker's client): a hung Redis costs lists, not the child.
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=settings.redis_deadline_s)
+    lists = RecommendationLists(settings.redis_url, timeout_s=settings.redis_deadline_s)
     processed = 0
     reported_at = time.monotonic()
     # The first checkpoint at the phase its worker chose (half an interval from its own), so
@@ -196,8 +196,8 @@ def serve(inbox: Any, outbox: Any, settings: Settings, worker_name: str,
         if work is None:
             break
         try:
-            write_lists(client, apply_work(recommender, work), work.erased)
-        except (redis.RedisError, OSError):  # the lists come again when next due
+            lists.write(apply_work(recommender, work), work.erased)
+        except WRITE_FAILED:  # the lists come again when next due
             log.exception("recommendation lists not written")
         processed += work.size
         now = time.monotonic()
@@ -210,21 +210,8 @@ def serve(inbox: Any, outbox: Any, settings: Settings, worker_name: str,
             checkpointed_at = now
             _checkpoint(checkpoints, recommender)
     _checkpoint(checkpoints, recommender)
+    lists.close()
     log.info("recommender process stopped")
-
-
-def write_lists(client: redis.Redis, lists: dict[str, bytes],
-                erased: list[tuple[str, str]]) -> None:
-    """The lists, and no list for an erased customer (one the worker deleted may have been
-    written again since), in one round trip."""
-    if not lists and not erased:
-        return
-    with client.pipeline(transaction=False) as pipe:
-        for key, value in lists.items():
-            pipe.set(key, value)
-        for tenant, customer in erased:
-            pipe.delete(CustomerKeys(tenant, customer).recos)
-        pipe.execute()
 
 
 def _checkpoint(checkpoints: CheckpointStore, recommender: Recommender) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from agents.scoring import score_record
+from agents.models import score_record
 from feature_store import FeatureStore
 from online_models import ModelBundle, model_statuses, score_customer, scoring_time
 

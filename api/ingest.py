@@ -24,9 +24,8 @@ import orjson
 from pydantic import ValidationError
 
 from schemas.api import MAX_EVENT_PROBLEMS, FieldProblem, RejectedEvent
-from schemas.events import validate_event
+from schemas.events import AnyEvent, validate_event
 from schemas.problems import ErrorCode, problems_from_validation_error
-from stream.producer import AnyEvent
 
 TENANT_MISMATCH = "tenant_mismatch"
 

@@ -14,7 +14,8 @@ from typing import Protocol
 
 import anyio
 
-from stream.producer import AnyEvent, DeliveryError, DeliveryReport, EventProducer
+from schemas.events import AnyEvent
+from stream.producer import DeliveryError, DeliveryReport, EventProducer
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -199,19 +199,40 @@ def bench_quality(quick: bool, output_dir: Path | None) -> None:
 
     The benchmarks are not part of the product: this runs ``python -m
     load_tests.bench_quality`` from a source checkout (``make bench-quality``)."""
+    argv = ["--quick"] if quick else []
+    if output_dir is not None:
+        argv += ["--output-dir", str(output_dir)]
+    _run_benchmark("bench_quality", argv)
+
+
+@bench.command("throughput", context_settings={"ignore_unknown_options": True,
+                                               "allow_extra_args": True})
+@click.option("--broker", type=click.Choice(["embedded", "apache"]), default="embedded",
+              show_default=True, help="Which Kafka to start on this machine.")
+@click.option("--profile", is_flag=True, help="Drain again with py-spy on the worker.")
+@click.pass_context
+def bench_throughput(ctx: click.Context, broker: str, profile: bool) -> None:
+    """A pre-produced backlog of simulated shop events drained by one `crm worker` with every
+    model on, against the consume-only ceiling of the same broker; CPU of worker, broker and
+    redis-server; the in-process stages; report in load_tests/results/THROUGHPUT.md.
+
+    Runs ``python -m load_tests.bench_throughput`` from a source checkout (further options
+    are passed on: see its --help)."""
+    _run_benchmark("bench_throughput",
+                   ["--broker", broker, *(["--profile"] if profile else []), *ctx.args])
+
+
+def _run_benchmark(module: str, argv: list[str]) -> None:
+    """``python -m load_tests.MODULE ARGV``: the benchmarks are not part of the product, so
+    they run from a source checkout."""
     import importlib.util
     import subprocess
     import sys
 
     if importlib.util.find_spec("load_tests") is None:
         raise click.ClickException("the benchmarks run from a source checkout of crm-stream "
-                                   "(make bench-quality)")
-    argv = [sys.executable, "-m", "load_tests.bench_quality"]
-    if quick:
-        argv.append("--quick")
-    if output_dir is not None:
-        argv += ["--output-dir", str(output_dir)]
-    sys.exit(subprocess.call(argv))
+                                   f"(python -m load_tests.{module})")
+    sys.exit(subprocess.call([sys.executable, "-m", f"load_tests.{module}", *argv]))
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ CUSTOMER_KEY_SUFFIXES = (
     "merged",  # set: anonymous ids merged into this customer
     "erased",  # string with TTL: tombstone of an erased customer
     "recos",  # string: the cached recommendation list (JSON)
-    "alerts",  # string: alert rule state (streaks, cooldowns, open cart), see agents/alerting
+    "alerts",  # string: alert rule state (streaks, cooldowns, open cart), see rule_state.py
 )
 
 
@@ -118,6 +118,24 @@ TENANTS_KEY = f"{PREFIX}:tenants"
 
 #: Capped stream of every alert (field ``alert``: the JSON record; ``tenant``, ``kind``).
 ALERTS_STREAM_KEY = f"{PREFIX}:alerts:stream"
+#: Hash: alert kind -> alerts suppressed because the customer declined marketing.
+SUPPRESSED_KEY = f"{PREFIX}:metrics:alerts_suppressed"
+
+
+def alert_feed_marker_key(alert_id: str) -> str:
+    """That an alert id is in the feed already (its hash tag is the feed stream's name, so a
+    script may touch both)."""
+    return f"{{{ALERTS_STREAM_KEY}}}:sent:{alert_id}"
+
+
+def cart_timers_key(topic: str, partition: int) -> str:
+    """The open carts of a clicks partition: a zset of ``[tenant, customer, event id]`` JSON
+    members scored by their deadline (event time, ms)."""
+    return f"{PREFIX}:alerts:carts:{{{topic}/{partition}}}"
+
+
+def alert_state_key(tenant: str, customer_id: str) -> str:
+    return CustomerKeys(tenant, customer_id).key("alerts")
 #: Hash: model name -> JSON {name, version, example_count, metrics, updated_at}.
 MODELS_KEY = f"{PREFIX}:models"
 #: Capped stream of model metric snapshots over time (for the dashboard's charts).

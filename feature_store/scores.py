@@ -21,14 +21,13 @@ from typing import Any
 import orjson
 from redis.asyncio.client import Pipeline
 
+from feature_store.customers import profile_from_fields
 from feature_store.keys import (
-    TENANTS_KEY,
     CustomerKeys,
     ranking_key,
     scoring_index_key,
     segment_members_key,
 )
-from feature_store.model_inputs import profile_from_fields
 from schemas.profile import ScoreStatus
 from schemas.records import Contribution
 
@@ -111,21 +110,6 @@ def queue_score_writes(pipe: Pipeline, record: ScoreRecord, updated_at_ms: int) 
         pipe.zadd(scoring_index_key(tenant, record.partition), {customer: record.scored_at_ms})
 
 
-def queue_clv_percentile(pipe: Pipeline, tenant: str, clv: float) -> None:
-    """Queue the two reads :func:`clv_percentile` needs (ZCOUNT below, ZCARD)."""
-    pipe.zcount(ranking_key(tenant, "clv"), "-inf", clv)
-    pipe.zcard(ranking_key(tenant, "clv"))
-
-
-def clv_percentile(below: int, population: int) -> tuple[float | None, int]:
-    """A CLV's percentile among the tenant's ranked customers, and how many there are.
-
-    >>> clv_percentile(90, 100), clv_percentile(0, 0)
-    ((0.9, 100), (None, 0))
-    """
-    return (below / population if population else None), population
-
-
 @dataclass(frozen=True)
 class DueCustomer:
     """A customer the sweep re-scores: their profile as the models read it."""
@@ -194,7 +178,3 @@ def chunk_for(total: int, due: int, *, interval_s: float, target_lag_s: float,
     10
     """
     return min(due, max(smallest, min(largest, math.ceil(total * interval_s / target_lag_s))))
-
-
-def queue_tenant(pipe: Pipeline, tenant: str) -> None:
-    pipe.sadd(TENANTS_KEY, tenant)

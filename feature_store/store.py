@@ -1,30 +1,64 @@
-"""The feature store's write side: atomic, idempotent feature updates in Redis.
+"""The feature store: every Redis key and call the worker makes, behind a few methods.
 
-One Lua script per event applies every change of that event to one customer atomically and
-at most once (the event id is recorded in the same script), and a batch of events goes to
-Redis as one pipeline: one round trip per micro-batch, never one per event.
+A batch makes two round trips in the common case (``agents/batch.py``):
+
+* :meth:`FeatureStore.apply` applies the events, each atomically and at most once (one Lua
+  script per customer records the event ids and every feature change), and reads back, in
+  the same round trip, what the models and the alert rules need: each customer as the batch
+  left them (profile, purchases, rule state), each tenant's CLV ranking, the cart timers
+  due by the batch's watermarks. Stitching a visitor, and the owners of due carts the batch
+  did not touch, add round trips of their own when a batch has them.
+* :meth:`FeatureStore.commit` writes what the batch decided: scores, rule state, cart
+  timers, the alerts' feed, progress, watermarks and counters.
+
+Every write is idempotent, so a batch retried after a crash or a failed round trip changes
+nothing twice (see :mod:`agents.outage`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from redis.asyncio.client import Pipeline
 
-from feature_store.client import PipelineScript, execute_pipeline
+from feature_store.batch import (
+    AppliedBatch,
+    AppliedEvent,
+    CartSweep,
+    CartTimer,
+    Commit,
+    Partition,
+    Position,
+    Progress,
+    check_marks,
+)
+from feature_store.client import execute_pipeline
+from feature_store.customers import (
+    APPLY_SCRIPT,
+    Customer,
+    CustomerKey,
+    customer_from,
+    load_customers,
+    queue_apply,
+)
+from feature_store.feed import queue_feed
 from feature_store.keys import (
     METRICS_KEY,
+    MODELS_HISTORY_KEY,
+    MODELS_KEY,
+    SUPPRESSED_KEY,
     TENANTS_KEY,
+    THROUGHPUT_KEY,
     CustomerKeys,
+    alert_state_key,
     alias_key,
-    anonymous_profile_id,
+    cart_timers_key,
     customers_key,
     erasure_receipt_key,
     progress_key,
@@ -35,47 +69,39 @@ from feature_store.keys import (
     started_key,
     watermark_key,
 )
+from feature_store.ranking import SKETCH_SCRIPT, queue_sketch, sketch_from
 from feature_store.replies import text
+from feature_store.rule_state import CustomerAlertState
 from feature_store.scores import (
     DueCustomer,
     ScoreRecord,
     chunk_for,
-    clv_percentile,
     due_customers,
-    queue_clv_percentile,
     queue_count_due,
     queue_due,
     queue_due_profiles,
     queue_score_writes,
 )
+from feature_store.stitching import merge_anonymous, profile_id_for, resolve_aliases
 from feature_store.updates import update_for
-from schemas.events import ClickEvent, PurchaseEvent, TicketEvent
+from schemas.events import AnyEvent
 
 log = logging.getLogger(__name__)
 
-AnyEvent = ClickEvent | PurchaseEvent | TicketEvent
-
-#: The per-customer keys both scripts take, in order (the last one is the erasure tombstone).
-_SCRIPT_KEY_SUFFIXES = ("profile", "events", "sessions", "categories", "recent", "tickets",
-                        "bought", "orders", "days", "merged", "erased")
-#: The visitor's keys ``visitor_snapshot.lua`` reads, in its order: those a merge copies.
-_SNAPSHOT_KEY_SUFFIXES = _SCRIPT_KEY_SUFFIXES[:9]
-
-#: Reads a caller wants of the customers a batch updated, as the batch left them: queue them
-#: on the pipeline given, for the (tenant, profile id) pairs given, and answer the function
-#: that takes the pipeline's replies.
-QueueReads = Callable[[Pipeline, Sequence[tuple[str, str]]], Callable[[list[Any]], None]]
+#: At most this many due carts per partition and batch (the rest fire with the next).
+CARTS_PER_SWEEP = 1_000
 
 
-def _pairs(flat: list[Any]) -> list[tuple[Any, Any]]:
-    """(field, value) or (member, score) pairs from a flat reply."""
-    return list(zip(flat[::2], flat[1::2], strict=True))
+@dataclass(frozen=True)
+class ModelTelemetry:
+    """One model as ``/v1/models`` and the dashboard show it: scalar ``metrics`` (charted)
+    and every metric in ``details``, JSON-ready."""
 
-
-def _script(name: str) -> str:
-    """A Lua script with the shared helpers of ``lua/common.lua`` in front of it."""
-    lua = resources.files("feature_store").joinpath("lua")
-    return lua.joinpath("common.lua").read_text() + lua.joinpath(name).read_text()
+    name: str
+    version: str
+    example_count: int
+    metrics: dict[str, float | None]
+    details: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -86,87 +112,20 @@ class StoreLimits:
     recent_products: int = 20
     recent_orders: int = 50
 
-
-@dataclass(frozen=True)
-class Applied:
-    """What happened to one event: ``ok``, ``duplicate`` or ``erased``, and for whom."""
-
-    outcome: str
-    tenant: str
-    profile_id: str
+    def args(self) -> tuple[int, int, int]:
+        return self.max_event_ids, self.recent_products, self.recent_orders
 
 
-@dataclass(frozen=True)
-class Progress:
-    """How far a partition's batches got: ``done``, the last offset of a batch recorded as
-    finished; ``started``, the last offset of a batch whose events went to Redis to be
-    applied (-1: none). An offset above ``done`` and at most ``started`` may have been
-    processed by a batch that never finished (a crash, a failed round trip): its message is
-    a redelivery. One above ``started`` was never processed, so an event id it carries that
-    the store knows already was sent twice by the shop."""
-
-    done: int = -1
-    started: int = -1
-
-    def redelivers(self, offset: int) -> bool:
-        """Whether a message at ``offset`` (above ``done``) may have been processed before.
-
-        >>> Progress(done=9, started=14).redelivers(12), Progress(9, 14).redelivers(15)
-        (True, False)
-        """
-        return offset <= self.started
-
-
-class ProgressLost(RuntimeError):
-    """Redis holds a partition's started mark below the one the caller last saw: it lost its
-    last writes (restarted from an append-only file missing its last second, a replica
-    promoted behind its primary). The batch must be done again from what Redis knows."""
-
-
-def profile_id_for(event: AnyEvent, aliases: dict[tuple[str, str], str],
-                   visitors_own: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset()
-                   ) -> str:
-    """The profile an event updates: its customer, the visitor's customer, or the visitor.
-
-    An event in ``visitors_own`` (tenant, event id) stays the visitor's even when the visitor
-    points at a customer already (see :meth:`FeatureStore.resolve_aliases`)."""
-    if event.customer_id:
-        return event.customer_id
-    assert event.anonymous_id is not None
-    visitor = anonymous_profile_id(event.anonymous_id)
-    if (event.tenant, event.event_id) in visitors_own:
-        return visitor
-    return aliases.get((event.tenant, event.anonymous_id)) or visitor
-
-
-def _check_marks(started: Mapping[tuple[str, int], int], before: Sequence[Any],
-                 known: Mapping[tuple[str, int], int]) -> None:
-    """Raise :class:`ProgressLost` if Redis held a started mark below the known one.
-
-    >>> _check_marks({("t", 0): 9}, [b"4"], {("t", 0): 4})
-    >>> _check_marks({("t", 0): 9}, [None], {("t", 0): 4})
-    Traceback (most recent call last):
-    ...
-    feature_store.store.ProgressLost: Redis lost writes: t/0 started at -1, last seen at 4
-    """
-    behind = [(topic, partition, -1 if mark is None else int(mark), known[(topic, partition)])
-              for (topic, partition), mark in zip(started, before, strict=True)
-              if (-1 if mark is None else int(mark)) < known.get((topic, partition), -1)]
-    if behind:
-        raise ProgressLost("Redis lost writes: " + ", ".join(
-            f"{topic}/{partition} started at {mark}, last seen at {seen}"
-            for topic, partition, mark, seen in behind))
+def _cart_member(timer: CartTimer) -> bytes:
+    return orjson.dumps([timer.tenant, timer.customer_id, timer.event_id])
 
 
 class FeatureStore:
-    """Apply events to customer features; the agents' only way to write customer state."""
+    """Customer state in Redis: the worker's only way to read or write it."""
 
     def __init__(self, *, redis: aioredis.Redis, limits: StoreLimits | None = None) -> None:
         self.redis = redis
         self.limits = limits or StoreLimits()
-        self._apply = PipelineScript(_script("apply_event.lua"))
-        self._merge = PipelineScript(_script("merge_profile.lua"))
-        self._snapshot = PipelineScript(_script("visitor_snapshot.lua"))
 
     @classmethod
     def from_url(cls, url: str, *, limits: StoreLimits | None = None) -> FeatureStore:
@@ -177,266 +136,189 @@ class FeatureStore:
     async def close(self) -> None:
         await self.redis.aclose()
 
-    # -- events ------------------------------------------------------------------------------
+    # -- a batch ---------------------------------------------------------------------------
 
-    async def resolve_aliases(self, events: Iterable[AnyEvent]
-                              ) -> tuple[dict[tuple[str, str], str], set[tuple[str, str]]]:
-        """Which anonymous-only events belong to a customer already: the customer of each
-        stitched visitor, and the (tenant, event id) of the events the visitor's own profile
-        holds already (one round trip).
-
-        Those stay the visitor's: they reach the customer through the merge, or did already.
-        A batch cut short after the visitor was pointed at the customer but before the merge
-        copied the visitor (a crash, Redis gone) is applied again with the alias in place;
-        its visitor events, applied to the customer as well, would count twice.
-        """
-        visitor_events: list[tuple[str, str, str]] = [  # tenant, anonymous id, event id
-            (e.tenant, e.anonymous_id, e.event_id) for e in events
-            if e.customer_id is None and e.anonymous_id is not None]
-        wanted = sorted({(tenant, anonymous_id) for tenant, anonymous_id, _ in visitor_events})
+    async def positions(self, partitions: Iterable[Partition]) -> dict[Partition, Position]:
+        """How far each (topic, partition) got, and its watermark (one round trip)."""
+        wanted = sorted(set(partitions))
         if not wanted:
-            return {}, set()
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for tenant, anonymous_id in wanted:
-                pipe.get(alias_key(tenant, anonymous_id))
-            for tenant, anonymous_id, event_id in visitor_events:
-                visitor = CustomerKeys(tenant, anonymous_profile_id(anonymous_id))
-                pipe.zscore(visitor.key("events"), event_id)
-            found = await pipe.execute()
-        aliases = {pair: value.decode()
-                   for pair, value in zip(wanted, found[:len(wanted)], strict=True) if value}
-        visitors_own = {(tenant, event_id) for (tenant, anonymous_id, event_id), held
-                        in zip(visitor_events, found[len(wanted):], strict=True)
-                        if held is not None and (tenant, anonymous_id) in aliases}
-        return aliases, visitors_own
+            return {}
+        values = await self.redis.mget([key for topic, partition in wanted for key in (
+            progress_key(topic, partition), started_key(topic, partition),
+            watermark_key(topic, partition))])
+        return {tp: Position(Progress(done=-1 if done is None else int(done),
+                                      started=-1 if started is None else int(started)),
+                             None if mark is None else int(mark))
+                for tp, done, started, mark in zip(wanted, values[::3], values[1::3],
+                                                   values[2::3], strict=True)}
 
-    async def apply_events(self, events: Sequence[AnyEvent], *,
-                           reads: QueueReads | None = None,
-                           started: Mapping[tuple[str, int], int] | None = None,
-                           known_started: Mapping[tuple[str, int], int] | None = None
-                           ) -> list[Applied]:
-        """Apply a micro-batch; each event at most once, each atomically. Stitches visitors.
+    async def apply(self, events: Sequence[AnyEvent], *, started: Mapping[Partition, int],
+                    carts: CartSweep, known_started: Mapping[Partition, int] | None = None
+                    ) -> AppliedBatch:
+        """Apply a micro-batch (each event at most once, each customer's atomically),
+        stitch visitors, and read back what the models and rules need (see the module).
 
-        ``reads`` of the batch's customers ride on the round trip that applies it, queued
-        after the updates, so they see them (Redis runs a connection's commands in turn). A
-        stitch changes the customer and deletes the visitor after that round trip, so both
-        are read again in its last one. ``started`` (the batch's last offset per partition)
-        is recorded first in that round trip (see :class:`Progress`). ``known_started`` are
-        the marks the caller last saw of those partitions: if Redis answers an older one,
-        :class:`ProgressLost` is raised after the round trip (its writes are idempotent).
+        ``started`` (the batch's last offset per partition) is recorded in front of the
+        events (see :class:`~feature_store.batch.Progress`): Redis runs a connection's
+        commands in turn, so whatever of the batch was applied counts as started.
+        ``known_started`` are the marks the caller last saw of those partitions: if Redis
+        answers an older one (it lost its last writes), :class:`ProgressLost` is raised after
+        the round trip (its writes are idempotent, so the batch may be done again).
         """
-        aliases, visitors_own = await self.resolve_aliases(events)
-        now_ms = str(int(time.time() * 1000))
-        limits = self.limits
-        targets = []
-        for event in events:
-            profile_id = profile_id_for(event, aliases, visitors_own)
-            stitch = event.anonymous_id if event.customer_id and event.anonymous_id else ""
-            targets.append((event, profile_id, stitch))
+        if not events and not carts.due_by and not carts.partitions:
+            return AppliedBatch(events=[], customers={})
+        if not events:
+            started = {}  # nothing of this batch goes to Redis to be applied
+        aliases, visitors_own = await resolve_aliases(self.redis, events)
+        targets = [profile_id_for(event, aliases, visitors_own) for event in events]
+        by_customer: dict[CustomerKey, list[int]] = defaultdict(list)
+        for index, (event, profile_id) in enumerate(zip(events, targets, strict=True)):
+            by_customer[(event.tenant, profile_id)].append(index)
+        latest: dict[str, dict[str, int]] = defaultdict(dict)  # tenant -> customer -> ms
+        for (tenant, profile_id), indices in by_customer.items():
+            latest[tenant][profile_id] = max(events[i].occurred_at_ms for i in indices)
+        now_ms = int(time.time() * 1000)
+        tenants = sorted(latest)
+        timers = sorted(carts.due_by)
 
-        # The customer index (by last event time) goes on the same pipeline: duplicates are
-        # indexed too, so after a crash between applying and indexing the redelivered
-        # events still catch it up; and it is indexed before a merge below removes a
-        # stitched visitor from it for good.
-        latest: dict[tuple[str, str], int] = {}
-        for event, profile_id, _ in targets:
-            key = (event.tenant, profile_id)
-            latest[key] = max(latest.get(key, 0), event.occurred_at_ms)
+        def fill(pipe: Any) -> None:
+            for (topic, partition), offset in started.items():
+                pipe.set(started_key(topic, partition), offset, get=True)
+            for (tenant, profile_id), indices in by_customer.items():
+                queue_apply(pipe, tenant, profile_id, [
+                    [events[i].event_id, events[i].occurred_at_ms, update_for(events[i]),
+                     _stitch(events[i])] for i in indices],
+                    limits=self.limits.args(), updated_at_ms=now_ms)
+            # The customer index (by last event time): duplicates are indexed too, so after
+            # a crash between applying and indexing the redelivered events still catch it
+            # up; and a visitor is indexed before a merge below removes it for good.
+            for tenant in tenants:
+                pipe.zadd(customers_key(tenant), latest[tenant], gt=True)
+                queue_sketch(pipe, tenant)
+            if tenants:
+                pipe.sadd(TENANTS_KEY, *tenants)
+            for topic, partition in timers:
+                pipe.zrangebyscore(cart_timers_key(topic, partition), "-inf",
+                                   carts.due_by[(topic, partition)], start=0,
+                                   num=CARTS_PER_SWEEP, withscores=True)
+            if carts.partitions:
+                pipe.mget([watermark_key(topic, partition) for topic, partition
+                           in carts.partitions])
 
-        def fill(pipe: Pipeline) -> None:
-            # Before any event: Redis runs a connection's commands in turn, so whatever of
-            # the batch was applied, its offsets count as started.
-            for (topic, partition), offset in (started or {}).items():
-                pipe.set(started_key(topic, partition), offset, get=known_started is not None)
-            for event, profile_id, stitch in targets:
-                keys = CustomerKeys(event.tenant, profile_id)
-                self._apply.queue(
-                    pipe,
-                    keys=[keys.key(suffix) for suffix in _SCRIPT_KEY_SUFFIXES],
-                    args=[event.event_id, event.occurred_at_ms, orjson.dumps(update_for(event)),
-                          limits.max_event_ids, limits.recent_products, limits.recent_orders,
-                          profile_id, event.tenant, stitch, now_ms],
-                )
-            for (tenant, profile_id), at_ms in latest.items():
-                pipe.zadd(customers_key(tenant), {profile_id: at_ms}, gt=True)
-            for tenant in {tenant for tenant, _ in latest}:
-                pipe.sadd(TENANTS_KEY, tenant)
-            if reads is not None:
-                taking.append(reads(pipe, list(latest)))
-
-        # Safe to repeat after NOSCRIPT: the script applies each event at most once, ZADD
-        # GT is idempotent, and reads are reads (the last fill's are taken).
-        taking: list[Callable[[list[Any]], None]] = []
-        replies = await execute_pipeline(self.redis, fill, [self._apply])
-        if taking:
-            taking[-1](replies)
-        marks = len(started or ())
+        # Safe to repeat after NOSCRIPT: each event at most once, ZADD GT, set-adds, reads.
+        replies = await execute_pipeline(self.redis, fill, [APPLY_SCRIPT, SKETCH_SCRIPT])
         if known_started is not None:
-            _check_marks(started or {}, replies[:marks], known_started)
-        replies = replies[marks:marks + len(targets)]
-        results = [Applied(reply[0].decode(), event.tenant, profile_id)
-                   for (event, profile_id, _), reply in zip(targets, replies, strict=True)]
-        await self._unindex_erased(results)
-        merged: set[tuple[str, str, str]] = set()
-        for (event, profile_id, stitch), reply in zip(targets, replies, strict=True):
-            if int(reply[1]) and (event.tenant, stitch, profile_id) not in merged:
-                await self.merge_anonymous(event.tenant, stitch, profile_id, reads=reads)
-                merged.add((event.tenant, stitch, profile_id))
-        return results
+            check_marks({key: -1 if mark is None else int(mark)
+                         for key, mark in zip(started, replies, strict=False)}, known_started)
+        replies = replies[len(started):]
+        outcomes: list[AppliedEvent | None] = [None] * len(events)
+        customers: dict[CustomerKey, Customer] = {}
+        merges: dict[tuple[str, str, str], None] = {}  # (tenant, anonymous id, customer)
+        for ((tenant, profile_id), indices), reply in zip(by_customer.items(), replies,
+                                                          strict=False):
+            per_event, state = reply
+            for index, (outcome, needs_merge) in zip(indices, per_event, strict=True):
+                outcomes[index] = AppliedEvent(text(outcome), profile_id)
+                if int(needs_merge):
+                    merges[(tenant, _stitch(events[index]), profile_id)] = None
+            customer = customer_from(state)
+            if customer is not None:
+                customers[(tenant, profile_id)] = customer
+        rest = replies[len(by_customer):]
+        applied = AppliedBatch(
+            events=[outcome for outcome in outcomes if outcome is not None], customers=customers,
+            clv_rankings={tenant: sketch_from(rest[2 * i + 1])
+                          for i, tenant in enumerate(tenants)})
+        rest = rest[2 * len(tenants) + (1 if tenants else 0):]
+        for (topic, partition), due in zip(timers, rest, strict=False):
+            for member, deadline in due:
+                tenant, customer_id, event_id = orjson.loads(member)
+                applied.due_carts.append(CartTimer(topic, partition, tenant, customer_id,
+                                                   event_id, int(deadline)))
+        if carts.partitions:
+            applied.watermarks = {tp: int(mark) for tp, mark in zip(
+                carts.partitions, rest[len(timers)], strict=True) if mark is not None}
+        await self._unindex_erased(by_customer, customers, applied.events, events)
+        for tenant, anonymous_id, customer_id in merges:
+            # Read again: the merge changed the customer and deleted the visitor.
+            for key, merged in (await merge_anonymous(self.redis, self.limits.args(), tenant,
+                                                      anonymous_id, customer_id)).items():
+                if merged is None:
+                    customers.pop(key, None)
+                else:
+                    customers[key] = merged
+        owners = {(timer.tenant, timer.customer_id) for timer in applied.due_carts}
+        missing = owners - set(customers) - set(by_customer)
+        if missing:
+            customers.update(await load_customers(self.redis, sorted(missing)))
+        return applied
 
-    async def _unindex_erased(self, results: list[Applied]) -> None:
+    async def _unindex_erased(self, by_customer: Mapping[CustomerKey, list[int]],
+                              customers: Mapping[CustomerKey, Customer],
+                              outcomes: Sequence[AppliedEvent], events: Sequence[AnyEvent]
+                              ) -> None:
         """Take erased customers, indexed with the batch, out of the index again (rare: an
         event of a customer erased within the blocking period)."""
-        kept = {(r.tenant, r.profile_id) for r in results if r.outcome != "erased"}
-        erased = {(r.tenant, r.profile_id) for r in results if r.outcome == "erased"} - kept
+        erased = [key for key, indices in by_customer.items()
+                  if key not in customers and outcomes[indices[0]].outcome == "erased"]
         if erased:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for tenant, profile_id in erased:
                     pipe.zrem(customers_key(tenant), profile_id)
                 await pipe.execute()
 
-    async def merge_anonymous(self, tenant: str, anonymous_id: str, customer_id: str, *,
-                              reads: QueueReads | None = None) -> str:
-        """Fold a visitor's history into a customer once, and point the visitor at them.
+    async def save_rule_states(self, states: Mapping[CustomerKey, CustomerAlertState]) -> None:
+        """Write rule states now (one round trip): the worker saves those of the customers
+        whose alerts it is about to publish, so a redelivered trigger repeats them word for
+        word (see ``agents/batch.py``)."""
+        if states:
+            await self.redis.mset({alert_state_key(tenant, customer): state.to_json()
+                                   for (tenant, customer), state in states.items()})
 
-        The steps touch two hash slots, so they cannot be one transaction on a cluster;
-        instead each is idempotent and the last one records completion (``<anon>|done`` in
-        the customer's ``merged`` set). A crash anywhere in between is resumed by the
-        redelivered stitching event: alias (set-if-absent), copy (guarded by the merged
-        set), delete the visitor's keys, mark done. Three round trips: the alias with the
-        visitor's snapshot (read atomically by a script in the visitor's slot), the copy
-        (a script in the customer's slot), the clean-up, which also carries ``reads`` of the
-        customer and the visitor as the merge left them.
-        """
-        visitor = CustomerKeys(tenant, anonymous_profile_id(anonymous_id))
-
-        def alias_then_snapshot(pipe: Pipeline) -> None:
-            pipe.set(alias_key(tenant, anonymous_id), customer_id, nx=True)
-            self._snapshot.queue(pipe, keys=[visitor.key(suffix)
-                                             for suffix in _SNAPSHOT_KEY_SUFFIXES])
-
-        # Safe to repeat after NOSCRIPT: SET NX and a read.
-        _, replies = await execute_pipeline(self.redis, alias_then_snapshot, [self._snapshot])
-        profile, events, sessions, categories, recent, tickets, bought, orders, days = replies
-        snapshot = {
-            "profile": {text(field): text(value) for field, value in _pairs(profile)},
-            "events": [[text(member), int(float(score))] for member, score in _pairs(events)],
-            "sessions": sorted(text(member) for member in sessions),
-            "categories": [[text(member), float(score)] for member, score in _pairs(categories)],
-            "recent": [[text(member), int(float(score))] for member, score in _pairs(recent)],
-            "tickets": {text(field): text(value) for field, value in _pairs(tickets)},
-            "bought": sorted(text(member) for member in bought),
-            "orders": [[text(member), int(float(score))] for member, score in _pairs(orders)],
-            "days": sorted(int(member) for member in days),
-        }
-        customer = CustomerKeys(tenant, customer_id)
-
-        def merge(pipe: Pipeline) -> None:
-            self._merge.queue(
-                pipe, keys=[customer.key(suffix) for suffix in _SCRIPT_KEY_SUFFIXES],
-                args=[anonymous_id, orjson.dumps(snapshot), self.limits.max_event_ids,
-                      self.limits.recent_products, self.limits.recent_orders, customer_id,
-                      tenant])
-
-        # Its own round trip: a failed merge must raise before the visitor is deleted below.
-        # Safe to repeat after NOSCRIPT (the script did not run).
-        (outcome,) = await execute_pipeline(self.redis, merge, [self._merge])
-        # One round trip, in this order: Redis runs a connection's commands in turn, so the
-        # visitor is deleted and unindexed whenever completion is recorded.
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.delete(*[visitor.key(suffix) for suffix in _SCRIPT_KEY_SUFFIXES])
-            pipe.zrem(customers_key(tenant), visitor.customer_id)
-            pipe.sadd(customer.key("merged"), f"{anonymous_id}|done")
-            take = reads(pipe, [(tenant, customer_id), (tenant, visitor.customer_id)]
-                         ) if reads is not None else None
-            replies = await pipe.execute()
-        if take is not None:
-            take(replies)
-        log.info("stitched visitor %s into customer %s (%s)", anonymous_id, customer_id,
-                 outcome.decode() if isinstance(outcome, bytes) else outcome)
-        return outcome.decode() if isinstance(outcome, bytes) else str(outcome)
-
-    # -- partition progress, watermarks, metrics ---------------------------------------------
-
-    async def progress(self, partitions: Iterable[tuple[str, int]]
-                       ) -> dict[tuple[str, int], Progress]:
-        """How far each (topic, partition) got (one round trip)."""
-        wanted = sorted(set(partitions))
-        if not wanted:
-            return {}
-        values = await self.redis.mget([key for topic, partition in wanted for key in (
-            progress_key(topic, partition), started_key(topic, partition))])
-        done, started = values[::2], values[1::2]
-        return {tp: Progress(done=-1 if d is None else int(d),
-                             started=-1 if s is None else int(s))
-                for tp, d, s in zip(wanted, done, started, strict=True)}
-
-    async def commit_batch(
-        self,
-        *,
-        progress: dict[tuple[str, int], int],
-        watermarks: dict[tuple[str, int], int],
-        outcomes: dict[tuple[str, str], int],
-        before: Callable[[Pipeline], None] | None = None,
-    ) -> None:
-        """Record a finished batch: offsets reached, watermarks, outcome counters; after
-        the writes ``before`` queues, in the same round trip."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            if before is not None:
-                before(pipe)
-            for (topic, partition), offset in progress.items():
-                pipe.set(progress_key(topic, partition), offset)
-            for (topic, partition), watermark in watermarks.items():
-                pipe.set(watermark_key(topic, partition), watermark)
-            for (topic, outcome), count in outcomes.items():
-                pipe.hincrby(METRICS_KEY, f"{topic}|{outcome}", count)
-            await pipe.execute()
-
-    async def watermarks(self, partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
-        wanted = sorted(set(partitions))
-        values = await self.redis.mget([watermark_key(t, p) for t, p in wanted]) if wanted else []
-        return {tp: int(v) for tp, v in zip(wanted, values, strict=True) if v is not None}
-
-    # -- scores ------------------------------------------------------------------------------
-
-    async def write_scores(self, records: Sequence[ScoreRecord], *,
-                           clv_percentiles: bool = False
-                           ) -> dict[tuple[str, str], tuple[float | None, int]]:
-        """Write scores (see :mod:`feature_store.scores`) in one round trip; with
-        ``clv_percentiles``, answer each served CLV's percentile among the tenant's ranked
-        customers, and how many there are, as the writes left them."""
+    async def commit(self, commit: Commit) -> None:
+        """Record a finished batch (one round trip): see :class:`~feature_store.batch.Commit`.
+        Progress goes last: whatever else a failed round trip wrote is written again, the
+        same, by the batch's retry."""
         updated_at_ms = int(time.time() * 1000)
-        asked: list[ScoreRecord] = []
+
+        def fill(pipe: Any) -> None:
+            for record in commit.scores:
+                queue_score_writes(pipe, record, updated_at_ms)
+            if commit.rule_states:
+                pipe.mset({alert_state_key(tenant, customer): state.to_json()
+                           for (tenant, customer), state in commit.rule_states.items()})
+            for timer in commit.timers_closed:
+                pipe.zrem(cart_timers_key(timer.topic, timer.partition), _cart_member(timer))
+            for timer in commit.timers_opened:
+                pipe.zadd(cart_timers_key(timer.topic, timer.partition),
+                          {_cart_member(timer): timer.deadline_ms})
+            for kind, count in commit.suppressed.items():
+                pipe.hincrby(SUPPRESSED_KEY, kind, count)
+            for alert in commit.feed:
+                queue_feed(pipe, alert)
+            for (tenant, customer), value in commit.recommendation_lists.items():
+                pipe.set(CustomerKeys(tenant, customer).recos, value)
+            for (topic, partition), offset in commit.progress.items():
+                pipe.set(progress_key(topic, partition), offset)
+            for (topic, partition), watermark in commit.watermarks.items():
+                pipe.set(watermark_key(topic, partition), watermark)
+            for (topic, outcome), count in commit.outcomes.items():
+                pipe.hincrby(METRICS_KEY, f"{topic}|{outcome}", count)
+
+        # The feed's script is EVAL, never EVALSHA: nothing here can meet NOSCRIPT, so this
+        # round trip (counters among it) is never sent twice.
+        await execute_pipeline(self.redis, fill, [])
+
+    # -- scores outside a batch: the silence sweep ----------------------------------------
+
+    async def write_scores(self, records: Sequence[ScoreRecord]) -> None:
+        """Write scores (see :mod:`feature_store.scores`) in one round trip."""
+        if not records:
+            return
+        updated_at_ms = int(time.time() * 1000)
         async with self.redis.pipeline(transaction=False) as pipe:
             for record in records:
                 queue_score_writes(pipe, record, updated_at_ms)
-            start = len(pipe.command_stack)
-            if clv_percentiles:
-                for record in records:
-                    if record.clv is not None:
-                        queue_clv_percentile(pipe, record.tenant, record.clv)
-                        asked.append(record)
-            replies = (await pipe.execute())[start:]
-        return {(record.tenant, record.customer_id): clv_percentile(below, population)
-                for record, below, population in zip(asked, replies[::2], replies[1::2],
-                                                      strict=True)}
-
-    async def publish_segments(self, tenant: str,
-                               segments: Sequence[tuple[int, str, dict[str, float]]]) -> None:
-        """The tenant's segments for the API, given as (id, label, centroid), each with its
-        size: the customers now in its set."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for segment, _, _ in segments:
-                pipe.scard(segment_members_key(tenant, segment))
-            sizes = await pipe.execute()
-        records = {
-            str(segment): orjson.dumps({"segment": segment, "label": label, "size": int(size),
-                                        "centroid": centroid})
-            for (segment, label, centroid), size in zip(segments, sizes, strict=True)}
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(segments_key(tenant))
-            if records:
-                pipe.hset(segments_key(tenant), mapping=records)  # type: ignore[arg-type]
             await pipe.execute()
 
     async def due_for_rescoring(self, partitions: Iterable[int], watermark_ms: int, *,
@@ -469,7 +351,48 @@ class FeatureStore:
             rows = await pipe.execute()
         return due_customers(customers, rows)
 
-    # -- erasure -------------------------------------------------------------------------------
+    # -- what the API shows besides customers ----------------------------------------------
+
+    async def publish_segments(self, tenant: str,
+                               segments: Sequence[tuple[int, str, dict[str, float]]]) -> None:
+        """The tenant's segments for the API, given as (id, label, centroid), each with its
+        size: the customers now in its set."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for segment, _, _ in segments:
+                pipe.scard(segment_members_key(tenant, segment))
+            sizes = await pipe.execute()
+        records = {
+            str(segment): orjson.dumps({"segment": segment, "label": label, "size": int(size),
+                                        "centroid": centroid})
+            for (segment, label, centroid), size in zip(segments, sizes, strict=True)}
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(segments_key(tenant))
+            if records:
+                pipe.hset(segments_key(tenant), mapping=records)  # type: ignore[arg-type]
+            await pipe.execute()
+
+    async def publish_telemetry(self, models: Sequence[ModelTelemetry], *, at_ms: int,
+                                events_per_s: float, lag: int | None) -> None:
+        """Each model's version, examples and metrics (latest, and a capped history for the
+        dashboard's charts), and the worker's throughput, in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            if models:
+                pipe.hset(MODELS_KEY, mapping={  # type: ignore[arg-type]
+                    model.name: orjson.dumps({
+                        "name": model.name, "version": model.version,
+                        "example_count": model.example_count, "metrics": model.metrics,
+                        "details": model.details, "updated_at": at_ms})
+                    for model in models})
+            for model in models:
+                pipe.xadd(MODELS_HISTORY_KEY, {"at": at_ms, "model": model.name,
+                                               "metrics": orjson.dumps(model.metrics)},
+                          maxlen=5000, approximate=True)
+            pipe.xadd(THROUGHPUT_KEY, {"at": at_ms, "events_per_s": f"{events_per_s:.1f}",
+                                       "lag": -1 if lag is None else lag},
+                      maxlen=2000, approximate=True)
+            await pipe.execute()
+
+    # -- erasure ---------------------------------------------------------------------------
 
     async def erase(
         self, *, tenant: str, customer_id: str, block_seconds: float, receipt_id: str
@@ -504,3 +427,9 @@ class FeatureStore:
         log.info("erased customer %s/%s (%d keys), receipt %s", tenant, customer_id, deleted,
                  receipt_id)
         return deleted
+
+
+def _stitch(event: AnyEvent) -> str:
+    """The visitor an event of a known customer stitches to them ("" for none)."""
+    return event.anonymous_id if event.customer_id and event.anonymous_id else ""
+

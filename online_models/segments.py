@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+from threadpoolctl import threadpool_limits
 
 __all__ = ["SegmentSummary", "Segmenter", "TenantSegments", "describe_segments"]
 
@@ -155,7 +156,10 @@ class Segmenter:
                 self._sample[customer_id] = row
         due = min(self.refit_every, max(self.min_customers, len(self._sample)))
         if len(self._sample) >= self.min_customers and self._updates_since_fit >= due:
-            self.refit()
+            # One thread: these fits are small, and on a busy host OpenMP's threads spend
+            # most of a fit waiting for each other.
+            with threadpool_limits(limits=1):
+                self.refit()
 
     def forget(self, customer_id: str) -> None:
         """Erasure: drop the customer from the sample."""
@@ -170,8 +174,16 @@ class Segmenter:
         raw = np.array([float(vector.get(name, math.nan)) for name in FEATURES])
         raw = np.where(np.isnan(raw), self._fill, raw)
         z = (raw - self._means) / self._scales
-        return min(self.centres, key=lambda segment: float(
-            np.sum((self.centres[segment] - z) ** 2)))
+        ids, stacked = self._stacked_centres()
+        # The first nearest on a tie, as min() over the centres in order would pick.
+        return ids[int(np.argmin(((stacked - z) ** 2).sum(axis=1)))]
+
+    def _stacked_centres(self) -> tuple[list[int], np.ndarray]:
+        """The centres' ids and one array of them (built again after each refit)."""
+        stacked = getattr(self, "_stacked", None)  # older pickles lack it
+        if stacked is None or stacked[0] != list(self.centres):
+            self._stacked = (list(self.centres), np.array(list(self.centres.values())))
+        return self._stacked
 
     def labels(self) -> dict[int, str]:
         """A distinct label per segment, in a marketer's words."""

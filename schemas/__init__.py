@@ -1,6 +1,7 @@
 """Event envelope and payloads, alert and dead-letter records, JSON Schema export."""
 
 from schemas.events import (
+    AnyEvent,
     ClickEvent,
     ClickKind,
     Envelope,
@@ -23,8 +24,6 @@ from schemas.records import (
     alert_id_for,
     dead_letter_id_for,
 )
-
-AnyEvent = ClickEvent | PurchaseEvent | TicketEvent
 
 __all__ = [
     "Alert",

@@ -180,15 +180,17 @@ class TicketEvent(Envelope):
         return self
 
 
-Event = Annotated[ClickEvent | PurchaseEvent | TicketEvent, Field(discriminator="type")]
+#: Any valid input event, as the codec and the ingest API hand it on.
+AnyEvent = ClickEvent | PurchaseEvent | TicketEvent
+Event = Annotated[AnyEvent, Field(discriminator="type")]
 
-EVENT_ADAPTER: TypeAdapter[ClickEvent | PurchaseEvent | TicketEvent] = TypeAdapter(Event)
+EVENT_ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(Event)
 EVENT_LIST_ADAPTER: TypeAdapter[list[Any]] = TypeAdapter(list[Any])
 
 
 def decode_event(
     data: bytes | str, *, now: datetime | None = None
-) -> ClickEvent | PurchaseEvent | TicketEvent:
+) -> AnyEvent:
     """Parse and validate one event from JSON; raises ``pydantic.ValidationError``."""
     context = {"now": now} if now is not None else None
     return EVENT_ADAPTER.validate_json(data, context=context)
@@ -196,13 +198,13 @@ def decode_event(
 
 def validate_event(
     obj: Any, *, now: datetime | None = None
-) -> ClickEvent | PurchaseEvent | TicketEvent:
+) -> AnyEvent:
     """Validate an already-parsed JSON object (the ingest API path)."""
     context = {"now": now} if now is not None else None
     return EVENT_ADAPTER.validate_python(obj, context=context)
 
 
-def topic_for(event: ClickEvent | PurchaseEvent | TicketEvent) -> str:
+def topic_for(event: AnyEvent) -> str:
     """The input topic an event belongs on."""
     from schemas.topics import CLICKS, PURCHASES, TICKETS
 

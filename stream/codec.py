@@ -19,11 +19,9 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
-from schemas.events import EVENT_ADAPTER, ClickEvent, PurchaseEvent, TicketEvent
+from schemas.events import EVENT_ADAPTER, AnyEvent
 from schemas.problems import ErrorCode, Problem, problem_from_validation_error
 from schemas.records import DeadLetter, dead_letter_id_for
-
-AnyEvent = ClickEvent | PurchaseEvent | TicketEvent
 
 DEFAULT_MAX_EVENT_BYTES = 64 * 1024
 

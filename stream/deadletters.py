@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 
 import orjson
 from confluent_kafka import KafkaError, Message, Producer
@@ -57,6 +58,14 @@ class DeadLetterPublisher:
             on_delivery=self._on_delivery,
         )
         self._producer.poll(0)
+
+    async def publish_all(self, dead_letters: Sequence[DeadLetter]) -> None:
+        """Publish a batch's dead letters and wait until the broker has them all."""
+        if not dead_letters:
+            return
+        for dead_letter in dead_letters:
+            self.publish(dead_letter)
+        await self.flush()
 
     async def flush(self, timeout: float = 30.0) -> None:
         """Wait until every dead letter is acknowledged by the broker (off the event loop)."""

@@ -16,15 +16,16 @@ BATCH_SECONDS = Histogram(
 )
 BATCH_STEP_SECONDS = Histogram(
     "crm_worker_batch_step_seconds",
-    "Time one micro-batch spent in each step, in order: apply (features, stitching), models "
-    "(learn and score), alerts (rules, cart timers), publish (alerts acknowledged by Kafka), "
-    "progress (offsets, watermarks). A step that waits on Redis or Kafka includes their "
+    "Time one micro-batch spent in each step, in order: decode (and dead letters acknowledged "
+    "by Kafka), apply (features, stitching, the customers read back), models (learn and "
+    "score), rules (alert rules, cart timers), publish (alerts acknowledged by Kafka), commit "
+    "(scores, rule state, feed, progress). A step that waits on Redis or Kafka includes their "
     "wait for a core: on a busy host most of a slow batch",
     ["step"],
     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 #: A batch's steps, in order (the values of ``BATCH_STEP_SECONDS``'s ``step`` label).
-BATCH_STEP_NAMES = ("apply", "models", "alerts", "publish", "progress")
+BATCH_STEP_NAMES = ("decode", "apply", "models", "rules", "publish", "commit")
 #: The steps' timers, bound once (a label lookup per batch and step is wasted work).
 BATCH_STEPS = {step: BATCH_STEP_SECONDS.labels(step=step) for step in BATCH_STEP_NAMES}
 EVENT_DELAY_SECONDS = Histogram(

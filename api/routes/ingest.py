@@ -22,7 +22,7 @@ from schemas.api import (
     RejectedEvent,
     SegmentBatchIn,
 )
-from stream.producer import AnyEvent
+from schemas.events import AnyEvent
 
 router = APIRouter(prefix="/v1", tags=["ingest"],
                    responses=error_responses(401, 403, 413, 422, 429, 503))

@@ -25,8 +25,8 @@ import redis.asyncio as aioredis
 
 from agents.checkpoints import CheckpointStore
 from agents.recommending import restore_recommender
+from feature_store.customers import Customer, load_customers
 from feature_store.keys import progress_key, watermark_key
-from feature_store.model_inputs import ModelInput, load_model_inputs
 from load_tests.commands import create_topics
 from online_models import ModelBundle
 from schemas.topics import CLICKS, PURCHASES, TICKETS
@@ -235,7 +235,7 @@ class PipelineRun:
         return bundle
 
     def profiles(self, customer_ids: list[str], *, tenant: str = "default",
-                 chunk: int = 2000) -> dict[str, ModelInput]:
+                 chunk: int = 2000) -> dict[str, Customer]:
         """The profiles (as the models read them) of the customers that have one."""
         return asyncio.run(_load_profiles(self.settings.redis_url, tenant, customer_ids, chunk,
                                           self.progress))
@@ -308,14 +308,14 @@ class PipelineRun:
 
 
 async def _load_profiles(url: str, tenant: str, customer_ids: list[str], chunk: int,
-                         progress: bool) -> dict[str, ModelInput]:
+                         progress: bool) -> dict[str, Customer]:
     client = aioredis.Redis.from_url(url)
-    out: dict[str, ModelInput] = {}
+    out: dict[str, Customer] = {}
     bar = _bar(len(customer_ids), "reading profiles", progress)
     try:
         for start in range(0, len(customer_ids), chunk):
             batch = customer_ids[start:start + chunk]
-            inputs = await load_model_inputs(client, [(tenant, c) for c in batch])
+            inputs = await load_customers(client, [(tenant, c) for c in batch])
             out.update({customer: model_input for (_, customer), model_input in inputs.items()})
             bar.update(len(batch))
     finally:

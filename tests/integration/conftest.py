@@ -69,8 +69,8 @@ async def worker_runtime(redis_url: str, tmp_path: Path) -> AsyncIterator[Worker
     settings = Settings(kafka_bootstrap="127.0.0.1:1", redis_url=redis_url,
                         checkpoint_dir=tmp_path, recommender_process=False)
     with mock.patch("agents.runtime.DeadLetterPublisher", lambda settings: NoDeadLetters()), \
-            mock.patch("agents.alerting.Producer", lambda config: FakeAlertProducer()):
+            mock.patch("agents.publishing.Producer", lambda config: FakeAlertProducer()):
         worker = WorkerRuntime(settings)
-    await worker.redis.flushdb()
+    await worker.store.redis.flushdb()
     yield worker
-    await worker.redis.aclose()
+    await worker.store.close()

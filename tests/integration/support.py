@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,11 +32,12 @@ from feature_store.keys import (
     progress_key,
     ranking_key,
 )
+from schemas.events import AnyEvent
 from schemas.records import DeadLetter
 from simulator import TOPIC_BY_TYPE
 from stream.devstack import RedisServer
 from stream.processes import ManagedProcess, free_port
-from stream.producer import AnyEvent, DeliveryError, DeliveryReport, EventProducer
+from stream.producer import DeliveryError, DeliveryReport, EventProducer
 from stream.settings import Settings
 from tests.helpers import settings_env
 
@@ -146,11 +147,9 @@ async def add_alert(redis: aioredis.Redis, tenant: str, customer_id: str,
 class NoDeadLetters:
     """For tests whose events are all valid: publishing a dead letter fails the test."""
 
-    def publish(self, dead_letter: DeadLetter) -> None:
-        raise AssertionError(f"unexpected dead letter: {dead_letter}")
-
-    async def flush(self, timeout: float = 30.0) -> None:
-        return None
+    async def publish_all(self, dead_letters: Sequence[DeadLetter]) -> None:
+        if dead_letters:
+            raise AssertionError(f"unexpected dead letters: {dead_letters}")
 
 
 class OwnRedis:

@@ -1,11 +1,10 @@
 """Scripted stories per alert kind on a real broker and Redis: exactly the expected alerts.
 
-The first test plays the pipeline's part itself, so the scores can be scripted: each
-micro-batch is applied to the real feature store, turned into updates (profile features
-from Redis, scores from the script), evaluated, its watermarks swept, published to
-``crm.alerts`` and then its progress "recorded". A crash is a fresh engine re-running a
-batch: either before the batch was published (alerts lost with the process) or after it was
-published but before its progress was recorded (the batch is redelivered).
+The first test runs the worker's batch function with scripted model scores (every other
+step real: the feature store, the rules, the publisher to ``crm.alerts``). A crash is a
+fresh worker re-running a batch: either before the batch was published (alerts lost with
+the process) or after it was published but before it was committed (the batch is
+redelivered).
 
 ``crm.alerts`` must then hold exactly the expected triggers: nothing more, no id with two
 different contents, and repeats only of a batch that was redelivered after publishing.
@@ -20,7 +19,6 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import orjson
@@ -29,12 +27,11 @@ import redis.asyncio as aioredis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from redis import Redis as SyncRedis
 
-from agents.alert_rules import CustomerUpdate
-from agents.alerting import SUPPRESSED_KEY, AlertEngine
-from feature_store.keys import METRICS_KEY, progress_key
-from feature_store.reads import ProfileReader
+from agents.batch import Worker, process_batch
+from agents.decoding import RawMessage
+from feature_store.keys import METRICS_KEY, SUPPRESSED_KEY, progress_key
 from feature_store.store import FeatureStore
-from schemas.events import ClickEvent, PurchaseEvent, TicketEvent, topic_for
+from schemas.events import AnyEvent, topic_for
 from schemas.records import Alert
 from schemas.topics import ALERTS, CLICKS, PURCHASES, TICKETS
 from simulator import TOPIC_BY_TYPE
@@ -42,9 +39,8 @@ from stream.processes import ManagedProcess
 from stream.producer import EventProducer
 from stream.settings import Settings, kafka_client_config
 from tests.helpers import wait_for
-from tests.unit.support import click, purchase, ticket
+from tests.unit.support import ScriptedModels, batch_worker, click, purchase, ticket
 
-AnyEvent = ClickEvent | PurchaseEvent | TicketEvent
 DAY = 24 * 60
 LATENESS_MS = 5 * 60_000
 PARTITIONS = {"anna": 0, "ben": 1, "cleo": 2, "dan": 0, "eve": 1, "clock": 0}
@@ -151,66 +147,67 @@ STORIES: dict[str, Callable[[], Story]] = {
 }
 
 
-def _ms(value: datetime | None) -> int | None:
-    return None if value is None else int(value.timestamp() * 1000)
-
-
 class MiniPipeline:
-    """The pipeline's part in the contract, with a crash switch."""
+    """The worker's batch with scripted scores, and a crash switch."""
 
-    def __init__(self, settings: Settings, redis: aioredis.Redis) -> None:
+    def __init__(self, settings: Settings, store: FeatureStore, scores: dict[str, Any]
+                 ) -> None:
         self.settings = settings
-        self.redis = redis
-        self.store = FeatureStore(redis=redis)
-        self.reader = ProfileReader(redis=redis)
-        self.engine = self.new_engine()
-        self.max_event_time: dict[tuple[str, int], int] = {}
+        self.store = store
+        self.scores = scores
+        self.worker = self.restarted()
 
-    def new_engine(self) -> AlertEngine:
-        return AlertEngine(redis=self.redis, settings=self.settings)
+    def restarted(self) -> Worker:
+        return batch_worker(self.store, self.settings, models=ScriptedModels(self.scores),
+                            lateness_ms=LATENESS_MS)
 
-    async def updates(self, steps: list[Step]) -> list[CustomerUpdate]:
-        await self.store.apply_events([step.event for step in steps])
-        updates = []
-        for step in steps:
-            event = step.event
-            assert event.customer_id is not None
-            profile = await self.reader.profile(event.tenant, event.customer_id)
-            assert profile is not None
-            features = profile.features.model_dump()
-            for name in ("first_seen_at", "last_seen_at", "last_order_at"):
-                features[name] = _ms(features[name])
-            updates.append(CustomerUpdate(
-                tenant=event.tenant, customer_id=event.customer_id, event=event,
-                features=features, scores={"model_versions": {"churn": "c-1"}, **step.scores},
-                marketing_consent=event.marketing_consent,
-                partition=PARTITIONS[event.customer_id]))
-        return updates
-
-    async def process(self, steps: list[Step], crash: str | None = None) -> None:
-        """One micro-batch; ``crash`` = "before_publish" | "before_progress" kills it there."""
-        updates = await self.updates(steps)
-        alerts: list[Alert] = await self.engine.evaluate(updates)
-        touched = set()
+    def messages(self, steps: list[Step]) -> list[RawMessage]:
+        """The batch's messages, each event on its customer's partition."""
+        offsets = self.offsets
+        messages = []
         for step in steps:
             key = (self.settings.topic(topic_for(step.event)),
                    PARTITIONS[step.event.customer_id or ""])
-            self.max_event_time[key] = max(self.max_event_time.get(key, 0),
-                                           step.event.occurred_at_ms)
-            touched.add(key)
-        for topic, partition in sorted(touched):
-            alerts += await self.engine.on_watermark(
-                topic, partition, self.max_event_time[(topic, partition)] - LATENESS_MS)
+            offsets[key] = offsets.get(key, -1) + 1
+            messages.append(RawMessage(*key, offsets[key], orjson.dumps(
+                step.event.model_dump(mode="json", exclude_none=True))))
+        return messages
+
+    offsets: dict[tuple[str, int], int] = {}
+
+    async def process(self, messages: list[RawMessage], crash: str | None = None) -> None:
+        """One micro-batch; ``crash`` = "before_publish" | "before_progress" kills it there
+        (the next batch is then processed by a restarted worker)."""
+        worker = self.worker
         if crash == "before_publish":
-            self.engine = self.new_engine()
-            return
-        await self.engine.publish(alerts)
-        if crash == "before_progress":
-            self.engine = self.new_engine()
-            return
-        await self.store.commit_batch(
-            progress={}, outcomes={},
-            watermarks={key: self.max_event_time[key] - LATENESS_MS for key in touched})
+            worker.alerts.publish = _crash  # type: ignore[method-assign]
+        elif crash == "before_progress":
+            worker.store = _CrashingCommit(self.store)  # type: ignore[assignment]
+        try:
+            await process_batch(worker, messages)
+        except _Crash:
+            self.worker = self.restarted()
+
+
+class _Crash(Exception):
+    pass
+
+
+async def _crash(*args: object, **kwargs: object) -> None:
+    raise _Crash
+
+
+class _CrashingCommit:
+    """The store, dying at the commit."""
+
+    def __init__(self, store: FeatureStore) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def commit(self, commit: object) -> None:
+        raise _Crash
 
 
 def read_until(settings: Settings, wanted: Callable[[list[Alert]], bool], quiet_s: float = 4.0,
@@ -255,16 +252,19 @@ async def test_story_yields_exactly_the_expected_alerts(
     the process dies before publishing every odd batch and before recording the progress of
     every even one."""
     story = STORIES[kind]()
-    pipeline = MiniPipeline(settings, redis)
+    scores = {step.event.event_id: step.scores for step in story.steps}
+    pipeline = MiniPipeline(settings, FeatureStore(redis=redis), scores)
+    pipeline.offsets = {}
     batches = [story.steps[i:i + 3] for i in range(0, len(story.steps), 3)]
     redelivered_after_publish: set[str] = set()
     for index, batch in enumerate(batches):
+        messages = pipeline.messages(batch)
         if crash and index % 2:
-            await pipeline.process(batch, crash="before_publish")
+            await pipeline.process(messages, crash="before_publish")
         elif crash:
-            await pipeline.process(batch, crash="before_progress")
+            await pipeline.process(messages, crash="before_progress")
             redelivered_after_publish.update(step.event.event_id for step in batch)
-        await pipeline.process(batch)
+        await pipeline.process(messages)
 
     alerts = read_until(settings, lambda found: len(found) >= len(story.expected),
                         quiet_s=2.0, timeout_s=60.0)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime
 
 import orjson
 import pytest
-import redis.asyncio as aioredis
 
-from agents.alerting import AlertEngine
+from agents.alert_config import AlertConfig
+from agents.alert_rules import evaluate_update
+from agents.publishing import AlertPublisher
+from feature_store.rule_state import CustomerAlertState
 from schemas.records import Alert
 from stream.alerts_consumer import tail_alerts
 from stream.settings import Settings
@@ -16,19 +19,17 @@ from tests.unit.support import click, ticket, update
 
 
 async def publish_some(settings: Settings) -> list[Alert]:
-    client = aioredis.Redis.from_url(settings.redis_url)
-    try:
-        engine = AlertEngine(redis=client, settings=settings)
-        alerts = await engine.evaluate([
-            update(ticket("t1", "c1", 0), sentiment=-0.9, urgency=0.8),
-            update(click("e1", "c2", 0), segment=2, previous_segment=1),
-            update(ticket("t2", "c3", 0, status="resolved", csat=1)),
-        ])
-        await engine.publish(alerts)
-        engine.close()
-        return alerts
-    finally:
-        await client.aclose()
+    """Three alerts as the rules decide them, published as the batch publishes them."""
+    updates = [update(ticket("t1", "c1", 0), sentiment=-0.9, urgency=0.8),
+               update(click("e1", "c2", 0), segment=2, previous_segment=1),
+               update(ticket("t2", "c3", 0, status="resolved", csat=1))]
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    alerts = [decision.alert for u in updates
+              for decision in evaluate_update(u, CustomerAlertState(), AlertConfig(), now=now)]
+    publisher = AlertPublisher(settings=settings)
+    await publisher.publish(alerts)
+    publisher.close()
+    return alerts
 
 
 async def test_tail_prints_alerts_as_json_lines_filtered_by_kind(settings: Settings) -> None:
@@ -59,7 +60,7 @@ async def test_a_named_group_resumes_where_it_stopped(settings: Settings) -> Non
 
 
 async def test_a_repeated_alert_id_is_printed_once(settings: Settings) -> None:
-    """Verify that alerts produced again after a crash (same ids, a fresh engine) are
+    """Verify that alerts produced again after a crash (same ids, a fresh publisher) are
     dropped by the tail, which prints each alert id once."""
     alerts = await publish_some(settings)
     await publish_some(settings)  # the batch repeated after a crash: the same three ids again

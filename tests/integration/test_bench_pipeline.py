@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import redis.asyncio as aioredis
 
-from agents.pipeline import RawMessage
+from agents.decoding import RawMessage
 from feature_store.keys import CustomerKeys, scoring_index_key
 from load_tests.bench_pipeline import in_process
 from simulator import TOPIC_BY_TYPE, ShopSimulator
@@ -30,9 +30,9 @@ async def test_the_full_stage_scores_customers_without_a_broker(
         messages.append(RawMessage(topic, 0, offsets[topic], orjson.dumps(event)))
     batches = [messages[i:i + 50] for i in range(0, len(messages), 50)]
 
-    rate = await in_process(settings, batches, with_models=True)
+    rate, steps = await in_process(settings, batches, with_models=True)
 
-    assert rate > 0
+    assert rate > 0 and steps["models"] > 0
     client = aioredis.Redis.from_url(redis_url)
     try:
         scored = [customer for customer in await client.zrange(scoring_index_key("default", 0),

@@ -8,11 +8,17 @@ from typing import Any
 
 import pytest
 
-from feature_store import FeatureStore, ProfileReader
-from schemas.events import validate_event
+from feature_store import AppliedEvent, CartSweep, FeatureStore, ProfileReader
+from feature_store.stitching import MERGE_SCRIPT
+from schemas.events import AnyEvent, validate_event
 from tests.reference_features import assert_same_features, reference_profiles
 
 PRODUCTS = [f"p{i}" for i in range(30)]
+
+
+async def apply(store: FeatureStore, events: list[AnyEvent]) -> list[AppliedEvent]:
+    """A batch's events applied, as the worker applies them (no progress, no carts)."""
+    return (await store.apply(events, started={}, carts=CartSweep())).events
 CATEGORIES = ["books", "garden", "toys", "music"]
 
 
@@ -56,7 +62,7 @@ async def live_profiles(store: FeatureStore, ids: list[str]) -> dict[str, Any]:
 
 async def apply_in_batches(store: FeatureStore, events: list[dict[str, Any]], size: int) -> None:
     for start in range(0, len(events), size):
-        await store.apply_events([validate_event(e) for e in events[start:start + size]])
+        await apply(store, [validate_event(e) for e in events[start:start + size]])
 
 
 async def test_any_arrival_order_gives_the_reference_features(store: FeatureStore) -> None:
@@ -77,8 +83,8 @@ async def test_a_duplicate_changes_nothing(store: FeatureStore) -> None:
     event = random_events(random.Random(1), 1)[0] | {"type": "purchase", "order_id": "o1",
         "items": [{"product_id": "p1", "quantity": 1, "unit_price": 5.0}], "total": 5.0,
         "currency": "EUR"}
-    first = await store.apply_events([validate_event(event)])
-    second = await store.apply_events([validate_event(event)])
+    first = await apply(store, [validate_event(event)])
+    second = await apply(store, [validate_event(event)])
     assert [a.outcome for a in first + second] == ["ok", "duplicate"]
     profile = await ProfileReader(redis=store.redis).profile("default", event["customer_id"])
     assert profile is not None and profile.features.orders == 1
@@ -111,8 +117,8 @@ async def test_late_events_never_move_last_seen_backwards(store: FeatureStore) -
                 "order_id": f"o{n}", "items": [{"product_id": "p", "quantity": 1,
                                                 "unit_price": 2.0}], "total": 2.0,
                 "currency": "EUR"}
-    await store.apply_events([validate_event(purchase(1, "2026-03-05T00:00:00Z"))])
-    await store.apply_events([validate_event(purchase(2, "2026-03-01T00:00:00Z"))])
+    await apply(store, [validate_event(purchase(1, "2026-03-05T00:00:00Z"))])
+    await apply(store, [validate_event(purchase(2, "2026-03-01T00:00:00Z"))])
     profile = await ProfileReader(redis=store.redis).profile("default", "c1")
     assert profile is not None
     assert profile.features.last_seen_at.isoformat() == "2026-03-05T00:00:00+00:00"
@@ -154,11 +160,11 @@ async def test_stitching_merges_a_visitor_once_in_any_order(
              "occurred_at": "2026-04-02T10:00:00Z", "type": "click", "kind": "search"}
     order = [*browse, login, later] if visitor_first else [login, *browse, later]
     for event in order:
-        await store.apply_events([validate_event(event)])
+        await apply(store, [validate_event(event)])
     # The visitor's browsing and the login in one batch: merged after the batch is applied.
     await store.redis.flushdb()
-    await store.apply_events([validate_event(event) for event in order])
-    await store.apply_events([validate_event(login)])  # a redelivered login merges nothing twice
+    await apply(store, [validate_event(event) for event in order])
+    await apply(store, [validate_event(login)])  # a redelivered login merges nothing twice
     assert sorted(reference_profiles([*browse, login, later])) == ["c9"]
     await assert_merged(store, [*browse, login, later], "v1", "c9")
 
@@ -169,7 +175,7 @@ async def test_a_merge_cut_short_before_completion_is_finished_by_the_redelivere
     """Verify that a crash after the copy but before the visitor is deleted and the merge
     marked done is resumed by the login's redelivery: copied once, visitor gone."""
     browse, login = browsing_then_login("v2", "c8", "login2")
-    await store.apply_events([validate_event(event) for event in browse])
+    await apply(store, [validate_event(event) for event in browse])
     real_pipeline = store.redis.pipeline
 
     def crashing_before_completion(*args: Any, **kwargs: Any) -> Any:
@@ -186,9 +192,9 @@ async def test_a_merge_cut_short_before_completion_is_finished_by_the_redelivere
 
     monkeypatch.setattr(store.redis, "pipeline", crashing_before_completion)
     with pytest.raises(ConnectionError):
-        await store.apply_events([validate_event(login)])
+        await apply(store, [validate_event(login)])
     monkeypatch.setattr(store.redis, "pipeline", real_pipeline)
-    await store.apply_events([validate_event(login)])  # the redelivery
+    await apply(store, [validate_event(login)])  # the redelivery
     await assert_merged(store, [*browse, login], "v2", "c8")
 
 
@@ -207,7 +213,7 @@ async def test_a_batch_cut_short_after_the_alias_counts_its_visitor_events_once(
         real_execute = pipe.execute
 
         async def execute(*a: Any, **k: Any) -> Any:
-            if any(store._merge.sha in map(str, command) for command, _ in pipe.command_stack):
+            if any(MERGE_SCRIPT.sha in map(str, command) for command, _ in pipe.command_stack):
                 raise ConnectionError("Redis went away here")
             return await real_execute(*a, **k)
 
@@ -216,9 +222,9 @@ async def test_a_batch_cut_short_after_the_alias_counts_its_visitor_events_once(
 
     monkeypatch.setattr(store.redis, "pipeline", failing_at_the_copy)
     with pytest.raises(ConnectionError):
-        await store.apply_events([validate_event(event) for event in [*browse, login]])
+        await apply(store, [validate_event(event) for event in [*browse, login]])
     monkeypatch.setattr(store.redis, "pipeline", real_pipeline)
-    again = await store.apply_events([validate_event(event) for event in [*browse, login]])
+    again = await apply(store, [validate_event(event) for event in [*browse, login]])
     assert [applied.outcome for applied in again] == ["duplicate"] * 4
     await assert_merged(store, [*browse, login], "v3", "c7")
 
@@ -226,12 +232,12 @@ async def test_a_batch_cut_short_after_the_alias_counts_its_visitor_events_once(
 async def test_erasure_deletes_everything_and_blocks_later_events(store: FeatureStore) -> None:
     """Verify that erasure removes every key of the customer and drops their later events."""
     events = [e | {"customer_id": "c1"} for e in random_events(random.Random(5), 20)]
-    await store.apply_events([validate_event(e) for e in events])
+    await apply(store, [validate_event(e) for e in events])
     await store.erase(tenant="default", customer_id="c1", block_seconds=3600, receipt_id="r1")
     keys = {key.decode() for key in await store.redis.keys("crm:{default/c1}:*")}
     assert keys == {"crm:{default/c1}:erased"}
     later = events[0] | {"event_id": "new-one"}
-    applied = await store.apply_events([validate_event(later)])
+    applied = await apply(store, [validate_event(later)])
     assert applied[0].outcome == "erased"
     reader = ProfileReader(redis=store.redis)
     assert await reader.profile("default", "c1") is None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,8 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.pipeline import RawMessage
+from agents.batch import process_batch
+from agents.decoding import RawMessage
 from agents.runtime import WorkerRuntime
 from feature_store.keys import CustomerKeys
 from load_tests.hostile import hostile_corpus
@@ -45,11 +46,8 @@ class RecordedDeadLetters:
     def __init__(self) -> None:
         self.letters: list[DeadLetter] = []
 
-    def publish(self, dead_letter: DeadLetter) -> None:
-        self.letters.append(dead_letter)
-
-    async def flush(self, timeout: float = 30.0) -> None:
-        return None
+    async def publish_all(self, dead_letters: Sequence[DeadLetter]) -> None:
+        self.letters.extend(dead_letters)
 
 
 @pytest.fixture
@@ -60,15 +58,15 @@ async def runtime(redis_url: str, tmp_path: Path) -> AsyncIterator[WorkerRuntime
     letters = RecordedDeadLetters()
     with mock.patch("agents.runtime.DeadLetterPublisher", lambda settings: letters), \
             mock.patch("agents.runtime.PartitionReader", lambda settings: NoRereads()), \
-            mock.patch("agents.alerting.Producer", lambda config: FakeAlertProducer()):
+            mock.patch("agents.publishing.Producer", lambda config: FakeAlertProducer()):
         worker = WorkerRuntime(settings)
-    await worker.redis.flushdb()
+    await worker.store.redis.flushdb()
     yield worker
-    await worker.redis.aclose()
+    await worker.store.close()
 
 
 def letters(runtime: WorkerRuntime) -> list[DeadLetter]:
-    return runtime.pipeline.dead_letters.letters  # type: ignore[attr-defined,no-any-return]
+    return runtime.worker.dead_letters.letters  # type: ignore[attr-defined,no-any-return]
 
 
 async def test_the_worker_dead_letters_the_corpus_and_processes_the_valid_rest(
@@ -78,18 +76,18 @@ async def test_the_worker_dead_letters_the_corpus_and_processes_the_valid_rest(
     topic = runtime.settings.topic(CLICKS)
     offsets = itertools.count()
     for item in CORPUS:
-        result = await runtime.pipeline.process([RawMessage(topic, 0, next(offsets),
-                                                            item.payload)])
+        result = await process_batch(runtime.worker, [RawMessage(topic, 0, next(offsets),
+                                                                 item.payload)])
         outcome = next(iter(result.outcomes))[1]
         assert outcome == ("dead_letter" if item.code else "ok"), (item.name, result.outcomes)
         if item.code:
             assert letters(runtime)[-1].error_code.value == item.code, item.name
-    everything = await runtime.pipeline.process(
+    everything = await process_batch(runtime.worker,
         [RawMessage(topic, 0, next(offsets), item.payload) for item in CORPUS])
     invalid = sum(1 for item in CORPUS if item.code)
     assert everything.outcomes[(topic, "dead_letter")] == invalid
     assert everything.outcomes[(topic, "duplicate")] == len(CORPUS) - invalid
-    profile = await runtime.redis.hgetall(CustomerKeys("default", "../../etc/passwd").profile)
+    profile = await runtime.store.redis.hgetall(CustomerKeys("default", "../../etc/passwd").profile)
     assert profile[b"cart_adds"] == b"1"
 
 
@@ -100,12 +98,12 @@ async def test_generated_hostile_batches_never_stop_the_worker(
     """Verify that batches of generated hostile events and bytes are each processed: every
     message is a dead letter, applied, or a duplicate; nothing raises."""
     topic = runtime.settings.topic(CLICKS)
-    start = runtime.pipeline.processed
+    start = runtime.worker.processed
     messages = []
     for offset, item in enumerate(batch, start=start):
         payload = item if isinstance(item, bytes) else json.dumps(item, default=str).encode()
         messages.append(RawMessage(topic, 0, offset, payload))
-    result = await runtime.pipeline.process(messages)
+    result = await process_batch(runtime.worker, messages)
     assert sum(result.outcomes.values()) == len(batch)
     assert {outcome for _, outcome in result.outcomes} <= {"ok", "duplicate", "dead_letter"}
 
@@ -122,11 +120,13 @@ async def test_an_event_dated_a_day_ahead_does_not_fire_the_partitions_timers(
                  "product_id": "p1", "occurred_at": at.isoformat()}
         return RawMessage(topic, 0, int(event_id[1:]), orjson.dumps(event))
 
-    await runtime.pipeline.process([click("e0", "c1", now - timedelta(minutes=5),
-                                          "add_to_cart")])
-    await runtime.pipeline.process([click("e1", "c2", now + timedelta(hours=23), "page_view")])
-    assert runtime.pipeline.watermark(topic, 0) <= now.timestamp() * 1000  # type: ignore[operator]
-    producer: FakeAlertProducer = runtime.alerts._producer
+    await process_batch(runtime.worker, [click("e0", "c1", now - timedelta(minutes=5),
+                                               "add_to_cart")])
+    await process_batch(runtime.worker, [click("e1", "c2", now + timedelta(hours=23),
+                                               "page_view")])
+    (watermark,) = runtime.worker.partitions.watermarks([(topic, 0)]).values()
+    assert watermark <= datetime.now(UTC).timestamp() * 1000
+    producer: FakeAlertProducer = runtime.worker.alerts._producer
     assert [alert.kind.value for alert in producer.alerts()] == []
 
 

@@ -19,15 +19,14 @@ import pytest
 import redis.asyncio as aioredis
 from confluent_kafka import Producer
 
-from agents.pipeline import EventPipeline, RawMessage
-from feature_store import FeatureStore
+from agents.batch import Worker, process_batch
+from agents.decoding import RawMessage
+from feature_store import FeatureStore, ProgressLost
 from feature_store.keys import CustomerKeys, progress_key
-from feature_store.store import ProgressLost
 from schemas.topics import CLICKS
 from stream.rereads import PartitionReader
 from stream.settings import Settings, kafka_client_config
-from tests.integration.support import NoDeadLetters
-from tests.unit.support import click
+from tests.unit.support import FakeAlertProducer, batch_worker, click
 
 
 def produce_views(settings: Settings, count: int) -> list[RawMessage]:
@@ -42,11 +41,11 @@ def produce_views(settings: Settings, count: int) -> list[RawMessage]:
     return [RawMessage(topic, 0, offset, value) for offset, value in enumerate(values)]
 
 
-def new_pipeline(redis: aioredis.Redis, settings: Settings) -> EventPipeline:
-    return EventPipeline(store=FeatureStore(redis=redis),
-                         dead_letters=NoDeadLetters(),  # type: ignore[arg-type]
-                         rereads=PartitionReader(settings=settings),
-                         allowed_lateness_ms=0, max_event_bytes=65_536)
+def new_pipeline(redis: aioredis.Redis, settings: Settings) -> Worker:
+    """A worker's batch steps as after a (re)start, reading what Redis forgot again."""
+    worker = batch_worker(FeatureStore(redis=redis), settings, producer=FakeAlertProducer())
+    worker.rereads = PartitionReader(settings=settings)
+    return worker
 
 
 async def views(redis: aioredis.Redis) -> int:
@@ -68,10 +67,10 @@ async def test_a_worker_finding_progress_behind_its_first_message_reads_the_gap_
     """Verify that a (re)started worker whose consumer resumes at offset 10 while Redis
     knows only offsets 0-4 as done processes offsets 5-9 again from the broker."""
     messages = produce_views(settings, 15)
-    await new_pipeline(store.redis, settings).process(messages[:5])
+    await process_batch(new_pipeline(store.redis, settings), messages[:5])
     # Offsets 5-9 were processed and committed to Kafka, then Redis forgot them.
     restarted = new_pipeline(store.redis, settings)
-    await restarted.process(messages[10:])
+    await process_batch(restarted, messages[10:])
     assert await views(store.redis) == 15
     assert int(await store.redis.get(progress_key(messages[0].topic, 0))) == 14
 
@@ -82,13 +81,13 @@ async def test_a_running_worker_notices_redis_forgot_and_its_retry_reads_the_gap
     ProgressLost, and that its retry (as after an outage) applies every event once."""
     messages = produce_views(settings, 15)
     pipeline = new_pipeline(store.redis, settings)
-    await pipeline.process(messages[:5])
-    await new_pipeline(other_db, settings).process(messages[:5])  # what Redis will keep
-    await pipeline.process(messages[5:10])
+    await process_batch(pipeline, messages[:5])
+    await process_batch(new_pipeline(other_db, settings), messages[:5])  # what Redis keeps
+    await process_batch(pipeline, messages[5:10])
     await store.redis.swapdb(0, 1)  # Redis is back with offsets 0-4 only
 
     with pytest.raises(ProgressLost):
-        await pipeline.process(messages[10:])
-    pipeline.forget_progress()  # what the agent does before it retries a failed batch
-    await pipeline.process(messages[10:])
+        await process_batch(pipeline, messages[10:])
+    pipeline.partitions.forget()  # what the agent does before it retries a failed batch
+    await process_batch(pipeline, messages[10:])
     assert await views(store.redis) == 15

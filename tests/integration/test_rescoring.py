@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from agents.models import ModelEvent, ModelStep
 from agents.rescoring import SilenceSweep
-from agents.scoring import ModelScorer, touched_customers
-from feature_store import FeatureStore, ProfileReader
+from feature_store import CartSweep, Commit, FeatureStore, ProfileReader
+from feature_store.customers import load_customers
 from feature_store.keys import ranking_key, scoring_index_key, segment_members_key
-from feature_store.model_inputs import load_model_inputs
 from online_models import ChurnModel, ModelBundle, model_statuses, score_customer
 from schemas.events import validate_event
 from tests import trained_models
@@ -41,15 +41,15 @@ def trained_bundle() -> ModelBundle:
 
 
 async def apply_and_score(store: FeatureStore, bundle: ModelBundle,
-                          events: list[dict[str, object]], partition: int) -> ModelScorer:
-    """What a worker's batch does: apply the events, then score the customers."""
+                          events: list[dict[str, object]], partition: int) -> ModelStep:
+    """What a worker's batch does: apply the events, score the customers, commit."""
     validated = [validate_event(event) for event in events]
-    applied = await store.apply_events(validated)
-    batch = [(event, result.profile_id, partition, True)
-             for event, result in zip(validated, applied, strict=True)]
-    scorer = ModelScorer(store=store, bundle=bundle)
-    inputs = await load_model_inputs(store.redis, touched_customers(batch))
-    await scorer.on_batch(batch, None, inputs)
+    applied = await store.apply(validated, started={}, carts=CartSweep())
+    batch = [ModelEvent(event, (event.tenant, result.profile_id), partition)
+             for event, result in zip(validated, applied.events, strict=True)]
+    scorer = ModelStep(bundle=bundle)
+    scored = scorer.learn_and_score(batch, applied.customers, applied.clv_rankings, None)
+    await store.commit(Commit(scores=scored.records))
     return scorer
 
 
@@ -67,7 +67,7 @@ async def test_a_quiet_customer_is_rescored_at_the_watermark_by_the_function_of_
     assert await sweep.tick([0], now_ms) == 1  # c1 first: scored longest ago
     assert await sweep.tick([0], now_ms) == 1  # then c2
     assert await sweep.tick([0], now_ms) == 0  # nothing left before the watermark
-    inputs = await load_model_inputs(store.redis, [("default", "c1"), ("default", "c2")])
+    inputs = await load_customers(store.redis, [("default", "c1"), ("default", "c2")])
     reader = ProfileReader(redis=store.redis)
     statuses = model_statuses(bundle)
     for customer in ("c1", "c2"):

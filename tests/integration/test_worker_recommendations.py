@@ -7,7 +7,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from agents.pipeline import RawMessage
+from agents.batch import process_batch
+from agents.decoding import RawMessage
 from agents.recommending import RecommendationWork
 from agents.runtime import WorkerRuntime
 from tests.unit.support import click
@@ -28,7 +29,7 @@ class RecordingRecommender:
 def runtime(worker_runtime: WorkerRuntime) -> WorkerRuntime:
     recommender = RecordingRecommender()
     worker_runtime.recommender = recommender  # type: ignore[assignment]
-    worker_runtime.pipeline.follower.recommender = recommender  # type: ignore[union-attr]
+    worker_runtime.worker.lists_in_worker = False
     return worker_runtime
 
 
@@ -41,8 +42,9 @@ def product_view(offset: int, customer: str, product: str) -> RawMessage:
 async def test_batches_hand_the_recommender_nothing_and_the_tick_hands_all_their_work(
         runtime: WorkerRuntime) -> None:
     recommender: RecordingRecommender = runtime.recommender  # type: ignore[assignment]
-    await runtime.pipeline.process([product_view(0, "c1", "p1"), product_view(1, "c2", "p2")])
-    await runtime.pipeline.process([product_view(2, "c1", "p3")])
+    await process_batch(runtime.worker, [product_view(0, "c1", "p1"),
+                                         product_view(1, "c2", "p2")])
+    await process_batch(runtime.worker, [product_view(2, "c1", "p3")])
     assert recommender.submitted == []
 
     await runtime.write_due_recommendations()

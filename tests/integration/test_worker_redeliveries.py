@@ -1,5 +1,6 @@
-"""An alert once per trigger: a redelivered message is judged again (its alert repeated with
-the same id, never lost), an event id the shop sent twice counts once (no second alert)."""
+"""An alert once per trigger, through the worker's runtime on a real redis-server: a
+redelivered message is judged again (its alert repeated with the same id, never lost), an
+event id the shop sent twice counts once (no second alert)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import orjson
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from agents.alerting import ALERTS_REPEATED
-from agents.pipeline import RawMessage
+from agents.batch import process_batch
+from agents.decoding import RawMessage
+from agents.publishing import ALERTS_REPEATED
 from agents.runtime import WorkerRuntime
 from feature_store.keys import progress_key
 from feature_store.reads import SystemReader
@@ -29,7 +31,7 @@ def unhappy_ticket(runtime: WorkerRuntime, offset: int) -> RawMessage:
 
 
 def produced(runtime: WorkerRuntime) -> list[str]:
-    producer: FakeAlertProducer = runtime.alerts._producer
+    producer: FakeAlertProducer = runtime.worker.alerts._producer
     return [alert.alert_id for alert in producer.alerts()]
 
 
@@ -38,43 +40,42 @@ def restarted(runtime: WorkerRuntime, tmp_path: Path) -> WorkerRuntime:
     settings = Settings(kafka_bootstrap="127.0.0.1:1", redis_url=runtime.settings.redis_url,
                         checkpoint_dir=tmp_path / "restarted", recommender_process=False)
     with mock.patch("agents.runtime.DeadLetterPublisher", lambda settings: NoDeadLetters()), \
-            mock.patch("agents.alerting.Producer", lambda config: FakeAlertProducer()):
+            mock.patch("agents.publishing.Producer", lambda config: FakeAlertProducer()):
         return WorkerRuntime(settings)
 
 
-def failing_progress_round_trip(runtime: WorkerRuntime) -> mock._patch[mock.AsyncMock]:
-    return mock.patch.object(runtime.store, "commit_batch",
+def failing_commit(runtime: WorkerRuntime) -> mock._patch[mock.AsyncMock]:
+    return mock.patch.object(runtime.store, "commit",
                              mock.AsyncMock(side_effect=RedisConnectionError("gone")))
 
 
 async def test_an_event_the_shop_sent_twice_raises_its_alert_once(
         worker_runtime: WorkerRuntime) -> None:
     """Verify that a re-sent event, in a later batch or in the same one, fires no alert."""
-    pipeline = worker_runtime.pipeline
-    first = await pipeline.process([unhappy_ticket(worker_runtime, 0)])
-    later = await pipeline.process([unhappy_ticket(worker_runtime, 1)])
-    both = await pipeline.process([unhappy_ticket(worker_runtime, 2),
-                                   unhappy_ticket(worker_runtime, 3)])
+    worker = worker_runtime.worker
+    first = await process_batch(worker, [unhappy_ticket(worker_runtime, 0)])
+    later = await process_batch(worker, [unhappy_ticket(worker_runtime, 1)])
+    both = await process_batch(worker, [unhappy_ticket(worker_runtime, 2),
+                                        unhappy_ticket(worker_runtime, 3)])
     assert len(produced(worker_runtime)) == 1
-    assert not any(result.redelivered(message) for result in (first, later, both)
-                   for message, _, _ in result.applied)
+    assert not any(report.redelivered for report in (first, later, both))
     topic = worker_runtime.settings.topic(TICKETS)
     assert later.outcomes == {(topic, "duplicate"): 1}
 
 
-async def test_a_batch_retried_after_its_progress_round_trip_failed_alerts_once(
+async def test_a_batch_retried_after_its_commit_failed_alerts_once(
         worker_runtime: WorkerRuntime) -> None:
     """Verify that a batch retried in the same worker is a redelivery: its alert is not
     produced again, its feed and progress are written once the retry succeeds."""
-    pipeline, message = worker_runtime.pipeline, unhappy_ticket(worker_runtime, 0)
-    with failing_progress_round_trip(worker_runtime), pytest.raises(RedisConnectionError):
-        await pipeline.process([message])
+    message = unhappy_ticket(worker_runtime, 0)
+    with failing_commit(worker_runtime), pytest.raises(RedisConnectionError):
+        await process_batch(worker_runtime.worker, [message])
     assert len(produced(worker_runtime)) == 1
-    pipeline.forget_progress()
-    retried = await pipeline.process([message])
-    assert retried.redelivered(message)
+    worker_runtime.batch_failed()
+    retried = await process_batch(worker_runtime.worker, [message])
+    assert retried.redelivered == [message]
     assert len(produced(worker_runtime)) == 1
-    redis = worker_runtime.redis
+    redis = worker_runtime.store.redis
     assert int(await redis.get(progress_key(message.topic, 0))) == 0
     feed = await SystemReader(redis=redis).alerts("default")
     assert [alert.alert_id for alert in feed] == produced(worker_runtime)
@@ -82,22 +83,24 @@ async def test_a_batch_retried_after_its_progress_round_trip_failed_alerts_once(
 
 async def test_after_a_crash_the_redelivered_trigger_repeats_its_alert(
         worker_runtime: WorkerRuntime, tmp_path: Path) -> None:
-    """Verify that a worker restarted after a crash before the progress was recorded
-    repeats the alert (same id, counted as repeated) and a later re-send fires nothing."""
+    """Verify that a worker restarted after a crash before the commit repeats the alert
+    (same id and content, counted as repeated) and a later re-send fires nothing."""
     message = unhappy_ticket(worker_runtime, 0)
-    with failing_progress_round_trip(worker_runtime), pytest.raises(RedisConnectionError):
-        await worker_runtime.pipeline.process([message])
+    with failing_commit(worker_runtime), pytest.raises(RedisConnectionError):
+        await process_batch(worker_runtime.worker, [message])
     [alert_id] = produced(worker_runtime)
     repeated = ALERTS_REPEATED.labels(kind="negative_ticket")
     before = repeated._value.get()
 
     worker = restarted(worker_runtime, tmp_path)
     try:
-        redelivered = await worker.pipeline.process([message])
-        await worker.pipeline.process([unhappy_ticket(worker, 1)])  # the shop sends it again
+        redelivered = await process_batch(worker.worker, [message])
+        await process_batch(worker.worker, [unhappy_ticket(worker, 1)])  # the shop re-sends
     finally:
-        await worker.redis.aclose()
+        await worker.store.close()
 
-    assert redelivered.redelivered(message)
+    assert redelivered.redelivered == [message]
     assert produced(worker) == [alert_id]
+    assert (worker.worker.alerts._producer.alerts()  # type: ignore[attr-defined]
+            == worker_runtime.worker.alerts._producer.alerts())  # type: ignore[attr-defined]
     assert repeated._value.get() == before + 1

@@ -1,4 +1,4 @@
-"""The scorer keeps the recommender off the alerts' path, and loses none of its work."""
+"""The models step keeps the recommender off the alerts' path, and loses none of its work."""
 
 from __future__ import annotations
 
@@ -8,35 +8,34 @@ import orjson
 import pytest
 
 from agents.alert_rules import CustomerUpdate
+from agents.models import ModelEvent, ModelStep
 from agents.recommending import RecommendationWork, apply_work
-from agents.scoring import AnyEvent, ModelScorer, touched_customers
-from feature_store import FeatureStore
+from feature_store import CartSweep, Commit, FeatureStore
 from feature_store.keys import CustomerKeys
-from feature_store.model_inputs import load_model_inputs
 from online_models import ChurnModel, ModelBundle, Recommender
+from schemas.events import AnyEvent
 from tests.unit.support import click, purchase, ticket
 
 
 @pytest.fixture
-def scorer(store: FeatureStore) -> ModelScorer:
-    return ModelScorer(store=store, bundle=ModelBundle(churn=ChurnModel()))
+def scorer() -> ModelStep:
+    return ModelStep(bundle=ModelBundle(churn=ChurnModel()))
 
 
-async def score(store: FeatureStore, scorer: ModelScorer,
+async def score(store: FeatureStore, scorer: ModelStep,
                 events: Sequence[AnyEvent]) -> list[CustomerUpdate]:
-    applied = await store.apply_events(list(events))
-    batch = [(event, result.profile_id, 0, result.outcome == "ok")
-             for event, result in zip(events, applied, strict=True)]
-    inputs = await load_model_inputs(store.redis, touched_customers(batch))
-    return await scorer.on_batch(batch, None, inputs)
+    """What a batch does: apply the events, the models step, commit the scores."""
+    applied = await store.apply(list(events), started={}, carts=CartSweep())
+    judged = [ModelEvent(event, (event.tenant, result.profile_id), 0, result.outcome == "ok")
+              for event, result in zip(events, applied.events, strict=True)]
+    scored = scorer.learn_and_score(judged, applied.customers, applied.clv_rankings, None)
+    await store.commit(Commit(scores=scored.records))
+    return scored.updates
 
 
-async def refresh(store: FeatureStore, scorer: ModelScorer) -> None:
-    """What the worker does once the batch's alerts are out: the lists go with its progress."""
-    write = scorer.refresh_recommendations()
-    async with store.redis.pipeline(transaction=False) as pipe:
-        write(pipe)
-        await pipe.execute()
+async def refresh(store: FeatureStore, scorer: ModelStep) -> None:
+    """What the worker does once the batch's alerts are out: the lists go with its commit."""
+    await store.commit(Commit(recommendation_lists=scorer.lists_in_worker()))
 
 
 async def recommendations(store: FeatureStore, customer: str) -> list[dict[str, object]] | None:
@@ -45,7 +44,7 @@ async def recommendations(store: FeatureStore, customer: str) -> list[dict[str, 
 
 
 async def test_interactions_are_learnt_and_lists_written_after_the_batch_is_scored(
-        store: FeatureStore, scorer: ModelScorer) -> None:
+        store: FeatureStore, scorer: ModelStep) -> None:
     recommender = scorer.bundle.recommender
     views = [click(f"v{i}", "c1", i, kind="product_view", product=f"p-{i % 3}")
              for i in range(4)]
@@ -60,10 +59,10 @@ async def test_interactions_are_learnt_and_lists_written_after_the_batch_is_scor
 
 
 async def test_an_erased_customer_leaves_nothing_for_the_recommender(
-        store: FeatureStore, scorer: ModelScorer) -> None:
+        store: FeatureStore, scorer: ModelStep) -> None:
     await score(store, scorer, [click("v1", "c1", 0, kind="product_view"),
                                 click("v2", "c2", 0, kind="product_view")])
-    await scorer.forget("default", "c1")
+    scorer.forget("default", "c1")
     await refresh(store, scorer)
     assert "c1" not in scorer.bundle.recommender.mf.u_biases
     assert await recommendations(store, "c1") is None
@@ -71,7 +70,7 @@ async def test_an_erased_customer_leaves_nothing_for_the_recommender(
 
 
 async def test_only_product_interactions_refresh_a_customers_list(store: FeatureStore) -> None:
-    scorer = ModelScorer(store=store, bundle=ModelBundle(churn=ChurnModel()),
+    scorer = ModelStep(bundle=ModelBundle(churn=ChurnModel()),
                          recommendation_refresh_s=0)
     await score(store, scorer, [click("v1", "c1", 0, kind="product_view")])
     await refresh(store, scorer)
@@ -86,7 +85,7 @@ async def test_only_product_interactions_refresh_a_customers_list(store: Feature
 
 async def test_under_load_lists_are_spread_over_later_calls_first_due_first(
         store: FeatureStore) -> None:
-    scorer = ModelScorer(store=store, bundle=ModelBundle(churn=ChurnModel()),
+    scorer = ModelStep(bundle=ModelBundle(churn=ChurnModel()),
                          lists_per_call=2)
     await score(store, scorer, [click(f"v{c}", f"c{c}", c, kind="product_view")
                                 for c in range(5)])
@@ -101,7 +100,7 @@ async def test_under_load_lists_are_spread_over_later_calls_first_due_first(
 
 
 async def test_the_recommenders_work_is_handed_over_whole_and_in_event_order(
-        store: FeatureStore, scorer: ModelScorer) -> None:
+        store: FeatureStore, scorer: ModelStep) -> None:
     """What the worker sends its recommender process after a batch: every new interaction
     in event order (a purchase with what the list excluded before it), every list due."""
     await score(store, scorer, [click("v1", "c1", 0, kind="product_view", product="p-1"),
@@ -118,12 +117,12 @@ async def test_the_recommenders_work_is_handed_over_whole_and_in_event_order(
     lists = apply_work(recommender, RecommendationWork(
         interactions=work.interactions, due=work.due, erased=[("default", "c1")]))
     assert recommender.example_count == 3
-    assert list(lists) == [CustomerKeys("default", "c2").recos], "no list for the erased"
+    assert list(lists) == [("default", "c2")], "no list for the erased"
     assert "c1" not in recommender.mf.u_biases and "c2" in recommender.mf.u_biases
 
 
 async def test_a_redelivered_ticket_is_judged_on_its_own_text_again(
-        store: FeatureStore, scorer: ModelScorer) -> None:
+        store: FeatureStore, scorer: ModelStep) -> None:
     """Verify that after a crash a redelivered kind ticket carries its own (positive)
     sentiment, not the customer's, which by then includes a later angry ticket; and that the
     duplicate does not move the customer's sentiment a second time."""

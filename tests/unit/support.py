@@ -1,5 +1,6 @@
 """Helpers the tests share: events and customer updates at minutes from one start, a fake
-Kafka producer for the alert engine, and a small synthetic shop that trains every model.
+Kafka producer for the alerts, a small synthetic shop that trains every model, and a
+worker's batch steps with scripted model scores.
 
 Nothing here is a test; unit and integration tests import these helpers.
 """
@@ -7,19 +8,29 @@ Nothing here is a test; unit and integration tests import these helpers.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
+from agents.alert_config import AlertConfig, AlertConfigWatcher
 from agents.alert_rules import CustomerUpdate
+from agents.batch import Worker
+from agents.decoding import RawMessage
+from agents.models import ModelEvent, ModelStep, Scored
+from agents.partitions import Partitions
+from agents.publishing import AlertPublisher
+from agents.rules import AlertRules
+from feature_store import Customer, CustomerKey
 from online_models.checkpoint import ModelBundle
 from online_models.features import DAY_MS, behaviour_vector
 from online_models.triage import TicketCategory
-from schemas.events import ClickEvent, PurchaseEvent, TicketEvent
+from schemas.events import AnyEvent, ClickEvent, PurchaseEvent, TicketEvent, topic_for
 from schemas.records import Alert
+from schemas.topics import CLICKS, PURCHASES
+from stream.settings import Settings
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 MINUTE_MS = 60_000
@@ -159,3 +170,64 @@ def feed(bundle: ModelBundle, days: int, seed: int, start_day: int = 0) -> dict[
             served = bundle.triage.learn(text, category)
             bundle.drift.update("triage", float(served.category != category), at)
     return profiles
+
+
+class ScriptedModels(ModelStep):
+    """The models step with scripted scores (by event id), for stories whose scores a
+    learning model could not be made to give: every other step of the batch is real."""
+
+    def __init__(self, scores: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        super().__init__(bundle=ModelBundle())
+        self.scores = dict(scores or {})
+
+    def learn_and_score(self, events: Sequence[ModelEvent],
+                        customers: Mapping[CustomerKey, Customer],
+                        clv_rankings: Mapping[str, Any], watermark_ms: int | None) -> Scored:
+        return Scored(updates=[CustomerUpdate(
+            tenant=e.customer[0], customer_id=e.customer[1], event=e.event,
+            features=customers[e.customer].profile,
+            scores={"model_versions": {"churn": "churn-7", "clv": "clv-3"},
+                    **self.scores.get(e.event.event_id, {})},
+            marketing_consent=customers[e.customer].marketing_consent, partition=e.partition)
+            for e in events if e.customer in customers])
+
+
+class NoDeadLetters:
+    """For stories whose events are all valid: a dead letter fails the test."""
+
+    async def publish_all(self, dead_letters: Sequence[Any]) -> None:
+        assert not dead_letters, dead_letters
+
+
+def batch_worker(store: Any, settings: Settings, *, models: ModelStep | None = None,
+                 producer: Any = None, config: AlertConfig | AlertConfigWatcher | None = None,
+                 lateness_ms: int = 0) -> Worker:
+    """A worker's batch steps as after a (re)start: nothing but the store carries over.
+    ``producer`` None: a real one to the settings' broker."""
+    return Worker(
+        store=store,
+        partitions=Partitions(allowed_lateness_ms=lateness_ms, activity_topics=frozenset(
+            settings.topic(name) for name in (CLICKS, PURCHASES))),
+        dead_letters=NoDeadLetters(),
+        models=models or ModelStep(bundle=ModelBundle()),
+        rules=AlertRules(config=config or AlertConfig(), clicks_topic=settings.topic(CLICKS),
+                         purchases_topic=settings.topic(PURCHASES)),
+        alerts=AlertPublisher(settings=settings, producer=producer),
+        max_event_bytes=65_536)
+
+
+class Messages:
+    """Events as the messages of their topics' partitions, offsets counted per partition."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.offsets: dict[tuple[str, int], int] = {}
+
+    def __call__(self, events: Sequence[AnyEvent], partition: int = 0) -> list[RawMessage]:
+        messages = []
+        for event in events:
+            key = (self.settings.topic(topic_for(event)), partition)
+            self.offsets[key] = self.offsets.get(key, -1) + 1
+            messages.append(RawMessage(*key, self.offsets[key], orjson.dumps(
+                event.model_dump(mode="json", exclude_none=True))))
+        return messages

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from agents import alert_config, alert_reasons, alert_rules, alert_state
+from agents import alert_config, alert_reasons, alert_rules
 from agents.alert_config import AlertConfig
 from agents.alert_rules import (
     CustomerAlertState,
@@ -17,6 +17,7 @@ from agents.alert_rules import (
     evaluate_update,
     fire_cart,
 )
+from feature_store import rule_state as alert_state
 from schemas.records import AlertKind, Contribution, alert_id_for
 from tests.unit.support import MINUTE_MS, at, click, ms, purchase, ticket, update
 

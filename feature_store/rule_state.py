@@ -1,4 +1,6 @@
-"""What the alert rules remember per customer between updates, stored as one JSON in Redis.
+"""What the alert rules remember per customer between updates, stored as one JSON under the
+customer's hash tag (``crm:{tenant/customer}:alerts``): read with the customer in the round
+trip that applies a batch, written back in the round trip that commits it.
 
 >>> state = CustomerAlertState(churn_streak=2, consent=False)
 >>> CustomerAlertState.from_json(state.to_json()) == state

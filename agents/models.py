@@ -1,21 +1,25 @@
-"""Models learn from every event and score every touched customer, once per micro-batch.
+"""The batch's models step: learn from the new events, score each customer once, in memory.
 
 The worker's global models (one :class:`~online_models.ModelBundle`) see each new event in
-order: activity snapshots for the delayed-label churn and CLV models, tickets for sentiment,
-orders for anomalies. The watermark resolves delayed labels. Then each customer touched by
-the batch learns into their tenant's segments and is scored once, from their profile after
-the batch, by :func:`online_models.score_customer` (the function the silence sweep of
-:mod:`agents.rescoring` scores with too), and the scores are written by the store in one
-round trip. Duplicates teach nothing. Anonymous visitors are not scored: they are nobody to
-win back or to rank (their profiles are merged into a customer's at login).
+order: activity snapshots for the delayed-label churn and CLV models (one per customer and
+batch, at their latest event), tickets for sentiment, orders for anomalies. The watermark
+resolves delayed labels. Then each customer of the batch learns into their tenant's
+segments and is scored once, from their profile after all of their events, by
+:func:`online_models.score_customer` (the function the silence sweep of
+:mod:`agents.rescoring` scores with too). Redeliveries teach nothing but are judged again.
+Anonymous visitors are not scored: they are nobody to win back or to rank (their profiles
+are merged into a customer's at login).
+
+The step answers plain data: the score records the batch commits, and one
+:class:`~agents.alert_rules.CustomerUpdate` per event for the alert rules. Nothing here
+touches Redis.
 
 The recommender's share (learning the batch's interactions, fresh top-N lists) is the
-largest and no alert depends on it, so the scorer only collects it. Every recommendations
+largest and no alert depends on it, so the step only collects it. Every recommendations
 tick (a quarter second) the worker hands what the batches collected to its recommender
-process (:meth:`ModelScorer.take_recommendation_work`, see :mod:`agents.recommending`), or,
-without one, does it itself once each batch's alerts are out
-(:meth:`ModelScorer.refresh_recommendations`) and writes the lists in the round trip that
-records the batch's progress.
+process (:meth:`ModelStep.take_recommendation_work`, see :mod:`agents.recommending`), or,
+without one, makes a few lists itself after each batch's alerts are out
+(:meth:`ModelStep.lists_in_worker`), committed with the batch.
 """
 
 from __future__ import annotations
@@ -23,17 +27,15 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
-
-from redis.asyncio.client import Pipeline
 
 from agents.alert_rules import CustomerUpdate
 from agents.recommending import Interaction, RecommendationWork, apply_work
-from feature_store import FeatureStore
+from feature_store import Customer, CustomerKey
 from feature_store.keys import anonymous_profile_id
-from feature_store.model_inputs import ModelInput, ModelInputs
+from feature_store.ranking import RankingSketch
 from feature_store.scores import ScoreRecord
 from online_models import (
     CustomerScores,
@@ -44,25 +46,46 @@ from online_models import (
     score_customer,
     scoring_time,
 )
-from schemas.events import ClickEvent, ClickKind, PurchaseEvent, TicketEvent, TicketStatus
+from schemas.events import (
+    AnyEvent,
+    ClickEvent,
+    ClickKind,
+    PurchaseEvent,
+    TicketEvent,
+    TicketStatus,
+)
 from schemas.profile import ScoreStatus
 from schemas.records import Contribution
 
 log = logging.getLogger(__name__)
-
-AnyEvent = ClickEvent | PurchaseEvent | TicketEvent
 
 _INTERACTIONS = {ClickKind.PRODUCT_VIEW: "view", ClickKind.ADD_TO_CART: "cart"}
 _ANONYMOUS = anonymous_profile_id("")
 
 
 def is_customer(profile_id: str) -> bool:
-    """Whether a profile is a customer's (not an anonymous visitor's)."""
+    """Whether a profile is a customer's (not an anonymous visitor's).
+
+    >>> is_customer("c-1"), is_customer("anon:v-1")
+    (True, False)
+    """
     return not profile_id.startswith(_ANONYMOUS)
 
 
 def _ticket_text(event: TicketEvent) -> str:
     return f"{event.subject}\n{event.body}".strip()
+
+
+@dataclass(frozen=True)
+class ModelEvent:
+    """An event the models see: its customer (tenant, profile id), the input partition it
+    came from, and whether it is ``new`` (false: a redelivery, judged again, learnt from
+    never twice)."""
+
+    event: AnyEvent
+    customer: CustomerKey
+    partition: int
+    new: bool = True
 
 
 @dataclass
@@ -75,10 +98,13 @@ class EventScores:
     anomaly_reason: str | None = None
 
 
-def touched_customers(events: Sequence[tuple[AnyEvent, str, int, bool]]
-                      ) -> list[tuple[str, str]]:
-    """The (tenant, profile id) pairs of a batch's events, in order, each once."""
-    return list(dict.fromkeys((e.tenant, profile_id) for e, profile_id, _, _ in events))
+@dataclass
+class Scored:
+    """What the models said about a batch: the records to commit, and one update per event
+    (of a customer whose profile exists) for the alert rules."""
+
+    records: list[ScoreRecord] = field(default_factory=list)
+    updates: list[CustomerUpdate] = field(default_factory=list)
 
 
 def score_record(tenant: str, customer_id: str, scores: CustomerScores, *,
@@ -102,92 +128,71 @@ def _status(status: ModelStatus) -> ScoreStatus:
                        pending=status.pending)
 
 
-class ModelScorer:
-    """Teach the bundle a batch of new events and write every touched customer's scores."""
+class ModelStep:
+    """Teach the bundle a batch's new events and score each of its customers once."""
 
-    def __init__(
-        self,
-        *,
-        store: FeatureStore,
-        bundle: ModelBundle,
-        recommendation_refresh_s: float = 5.0,
-        lists_per_call: int = 25,
-    ) -> None:
-        self.store = store
+    def __init__(self, *, bundle: ModelBundle, recommendation_refresh_s: float = 5.0,
+                 lists_per_call: int = 25) -> None:
         self.bundle = bundle
         self.recommendation_refresh_s = recommendation_refresh_s
         self.lists_per_call = lists_per_call
-        self._recommended_at: dict[tuple[str, str], float] = {}
+        self._recommended_at: dict[CustomerKey, float] = {}
         self.tenants_seen: set[str] = set()
-        # The recommender's work of the batches scored since the last refresh, in order.
+        # The recommender's work of the batches scored since it was last taken, in order.
         self._interactions: list[Interaction] = []
         # Customers due for a fresh list, first due first; a customer due again keeps their
         # place and gets their newest inputs.
-        self._due_recommendations: dict[tuple[str, str], tuple[set[str], list[str]]] = {}
+        self._due_recommendations: dict[CustomerKey, tuple[set[str], list[str]]] = {}
         #: Customers scored by batches since the silence sweep last cleared it: a sweep
         #: that read a customer before a batch scored them must not write over the batch.
-        self.scored_since_sweep: set[tuple[str, str]] = set()
+        self.scored_since_sweep: set[CustomerKey] = set()
 
-    async def on_batch(
-        self,
-        events: Sequence[tuple[AnyEvent, str, int, bool]],
-        watermark_ms: int | None,
-        inputs: ModelInputs,
-    ) -> list[CustomerUpdate]:
-        """Learn from the new events and score every customer the batch touched.
-
-        ``events`` are (event, profile id, input partition, is new): duplicates (``is new``
-        false) teach nothing but are scored again, so a trigger redelivered after a crash
-        reaches the alert rules once more and repeats its alert with the same id.
-        ``inputs`` are the :func:`touched_customers`' profiles as the batch left them.
-        """
-        if not events:
-            if watermark_ms is not None:
-                self.bundle.churn.advance_watermark(watermark_ms)
-                self.bundle.clv.advance_watermark(watermark_ms)
-            return []
-        self.tenants_seen.update(tenant for tenant, _ in touched_customers(events))
+    def learn_and_score(self, events: Sequence[ModelEvent], customers: Mapping[CustomerKey,
+                        Customer], clv_rankings: Mapping[str, RankingSketch],
+                        watermark_ms: int | None) -> Scored:
+        """Learn from the new ``events`` (in event-time order) and score each customer they
+        touched once, from ``customers`` (as the batch left them) at ``watermark_ms``."""
+        bundle = self.bundle
+        present = [e for e in events if e.customer in customers]
+        self.tenants_seen.update(tenant for tenant, _ in customers)
         learnt_before = len(self._interactions)
-        per_event = []
-        for event, profile_id, _, new in events:
-            model_input = inputs.get((event.tenant, profile_id))
-            # A redelivered trigger is judged on its own scores again (a kind ticket stays
-            # kind), not on the customer's, which may include later events by now.
-            per_event.append(self._learn(event, model_input, profile_id) if new
-                             else self._event_scores(event, model_input))
-        self._observe_activity(events, inputs)
+        per_event = [self._learn(e, customers[e.customer]) if e.new
+                     else self._event_scores(e.event, customers[e.customer])
+                     for e in present]
+        self._observe_activity(present, customers)
         if watermark_ms is not None:
-            self.bundle.churn.advance_watermark(watermark_ms)
-            self.bundle.clv.advance_watermark(watermark_ms)
+            bundle.churn.advance_watermark(watermark_ms)
+            bundle.clv.advance_watermark(watermark_ms)
+        touched = {e.customer: customers[e.customer] for e in present}
         interacted = {(i.tenant, i.customer_id) for i in self._interactions[learnt_before:]}
-        self._queue_recommendations(inputs, interacted)
-        records, scores = self._score_customers(inputs, events, per_event, watermark_ms)
-        percentiles = await self.store.write_scores(records, clv_percentiles=True)
+        self._queue_recommendations(touched, interacted)
+        scored = Scored()
+        scores = self._score_customers(touched, present, per_event, watermark_ms,
+                                       clv_rankings, scored.records)
         self.scored_since_sweep.update(scores)
-        updates = []
-        for (event, profile_id, partition, _), extra in zip(events, per_event, strict=True):
-            key = (event.tenant, profile_id)
-            if key not in inputs:
-                continue
-            customer_scores = dict(scores.get(key, {}))
-            if key in percentiles:
-                customer_scores["clv_percentile"], customer_scores["clv_population"] = (
-                    percentiles[key])
-            customer_scores.update({k: v for k, v in vars(extra).items() if v is not None})
-            updates.append(CustomerUpdate(
-                tenant=event.tenant, customer_id=profile_id, event=event,
-                features=inputs[key].profile, scores=customer_scores,
-                marketing_consent=inputs[key].marketing_consent, partition=partition))
-        return updates
+        moved: set[CustomerKey] = set()
+        for model_event, extra in zip(present, per_event, strict=True):
+            customer = touched[model_event.customer]
+            own = dict(scores.get(model_event.customer, {}))
+            if model_event.customer in moved:  # a move to another segment happens once
+                own["previous_segment"] = own.get("segment")
+                own["previous_segment_label"] = own.get("segment_label")
+            moved.add(model_event.customer)
+            own.update({k: v for k, v in vars(extra).items() if v is not None})
+            scored.updates.append(CustomerUpdate(
+                tenant=model_event.customer[0], customer_id=model_event.customer[1],
+                event=model_event.event, features=customer.profile, scores=own,
+                marketing_consent=customer.marketing_consent,
+                partition=model_event.partition))
+        return scored
 
-    def _event_scores(self, event: AnyEvent, model_input: ModelInput | None) -> EventScores:
+    def _event_scores(self, event: AnyEvent, customer: Customer) -> EventScores:
         """The event's own scores (a purchase's anomaly, a ticket's sentiment and urgency),
-        learning nothing."""
+        learning nothing. A redelivered trigger is judged on these again (a kind ticket
+        stays kind), not on the customer's, which may include later events by now."""
         scores = EventScores()
-        if model_input is None:
-            return scores
         if isinstance(event, PurchaseEvent):
-            history = [total for order_id, total in model_input.order_totals
+            history = [total for order_id, total in customer.order_totals
                        if order_id != event.order_id]
             anomaly = self.bundle.anomaly.score(event.total, event.items_bought, history)
             scores.anomaly_score, scores.anomaly_reason = anomaly.score, anomaly.reason
@@ -200,94 +205,88 @@ class ModelScorer:
                 scores.sentiment = (event.csat - 3) / 2
         return scores
 
-    def _learn(self, event: AnyEvent, model_input: ModelInput | None, customer: str) -> EventScores:
+    def _learn(self, model_event: ModelEvent, customer: Customer) -> EventScores:
         """:meth:`_event_scores`, then learn from the event (the models first scored it as
         unseen, as progressive validation wants)."""
-        scores = self._event_scores(event, model_input)
-        if model_input is None:
-            return scores
-        bundle, profile = self.bundle, model_input.profile
+        event = model_event.event
+        tenant, profile_id = model_event.customer
+        scores = self._event_scores(event, customer)
+        bundle, recent = self.bundle, customer.profile["recent_products"]
         at_ms = event.occurred_at_ms
-        recent = profile["recent_products"]
         if isinstance(event, PurchaseEvent):
             bundle.anomaly.learn(event.total, event.items_bought)
             # The profile already holds this order: what the list served before it excluded
             # was the bought set without this order's products.
-            bought_before = model_input.bought - {item.product_id for item in event.items}
+            bought_before = customer.bought - {item.product_id for item in event.items}
             self._interactions.append(Interaction(
-                event.tenant, customer, tuple(item.product_id for item in event.items),
+                tenant, profile_id, tuple(item.product_id for item in event.items),
                 "purchase", at_ms, recent, bought_before))
         elif isinstance(event, ClickEvent):
             kind = _INTERACTIONS.get(event.kind)
             if kind and event.product_id:
                 self._interactions.append(Interaction(
-                    event.tenant, customer, (event.product_id,), kind, at_ms, recent))
+                    tenant, profile_id, (event.product_id,), kind, at_ms, recent))
         elif event.status is TicketStatus.RESOLVED and event.csat is not None:
             text = _ticket_text(event)
             if text:
                 bundle.sentiment.learn(text, event.csat)
         return scores
 
-    def _observe_activity(
-        self,
-        events: Sequence[tuple[AnyEvent, str, int, bool]],
-        inputs: dict[tuple[str, str], ModelInput],
-    ) -> None:
+    def _observe_activity(self, events: Sequence[ModelEvent],
+                          customers: Mapping[CustomerKey, Customer]) -> None:
         """One activity snapshot per customer per batch, at their latest new event.
 
         A session is a burst of clicks, and activity within a day replaces the pending
         snapshot anyway, so observing each click would cost much and teach nothing more.
         """
-        latest: dict[tuple[str, str], int] = {}
-        orders: dict[tuple[str, str], tuple[int, float]] = {}
-        for event, profile_id, _, new in events:
-            key = (event.tenant, profile_id)
-            if not new or key not in inputs or not is_customer(profile_id):
+        latest: dict[CustomerKey, int] = {}
+        orders: dict[CustomerKey, tuple[int, float]] = {}
+        for model_event in events:
+            key, event = model_event.customer, model_event.event
+            if not model_event.new or not is_customer(key[1]):
                 continue
             latest[key] = max(latest.get(key, 0), event.occurred_at_ms)
             if isinstance(event, PurchaseEvent):
                 count, spend = orders.get(key, (0, 0.0))
                 orders[key] = (count + 1, spend + event.total)
         for key, at_ms in sorted(latest.items(), key=lambda item: item[1]):
-            profile = inputs[key].profile
+            profile = customers[key].profile
             count, spend = orders.get(key, (0, 0.0))
             self.bundle.churn.observe_activity(key[1], profile, at_ms)
             self.bundle.clv.observe_activity(key[1], profile, at_ms, purchases=count,
                                              spend=spend)
 
-    def _queue_recommendations(self, inputs: ModelInputs,
-                               interacted: set[tuple[str, str]]) -> None:
+    def _queue_recommendations(self, customers: Mapping[CustomerKey, Customer],
+                               interacted: set[CustomerKey]) -> None:
         """A fresh list when the customer interacted with products (or has none yet), at
         most one per refresh interval; nothing else changes what they are shown."""
         wall = time.monotonic()
-        for key, model_input in inputs.items():
+        for key, customer in customers.items():
             listed_at = self._recommended_at.get(key)
             if listed_at is None or (
                     key in interacted and wall - listed_at >= self.recommendation_refresh_s):
                 self._recommended_at[key] = wall
-                self._due_recommendations[key] = (model_input.bought,
-                                                  model_input.profile["recent_products"])
+                self._due_recommendations[key] = (customer.bought,
+                                                  customer.profile["recent_products"])
 
     def _score_customers(
-        self,
-        inputs: ModelInputs,
-        events: Sequence[tuple[AnyEvent, str, int, bool]],
-        per_event: list[EventScores],
-        watermark_ms: int | None,
-    ) -> tuple[list[ScoreRecord], dict[tuple[str, str], dict[str, Any]]]:
-        """Each customer of the batch learnt into their segments and scored once: the
-        records to write, and the scores the alert rules read."""
+        self, customers: Mapping[CustomerKey, Customer], events: Sequence[ModelEvent],
+        per_event: list[EventScores], watermark_ms: int | None,
+        clv_rankings: Mapping[str, RankingSketch], records: list[ScoreRecord],
+    ) -> dict[CustomerKey, dict[str, Any]]:
+        """Each customer of the batch learnt into their segments and scored once: their
+        records appended to ``records``, and the scores the alert rules read answered."""
         bundle = self.bundle
-        ticket_sentiment: dict[tuple[str, str], float] = {}
-        last_anomaly: dict[tuple[str, str], float] = {}
+        ticket_sentiment: dict[CustomerKey, float] = {}
+        last_anomaly: dict[CustomerKey, float] = {}
         # The partition a customer's own events arrive on (keyed by customer id) holds them
         # in its scoring index; a visitor's partition does not.
-        owner_partition: dict[tuple[str, str], int] = {}
-        for (event, profile_id, partition, new), extra in zip(events, per_event, strict=True):
-            key = (event.tenant, profile_id)
-            if event.customer_id == profile_id:
-                owner_partition[key] = partition
-            if not new:
+        owner_partition: dict[CustomerKey, int] = {}
+        for model_event, extra in zip(events, per_event, strict=True):
+            key = model_event.customer
+            if model_event.event.customer_id == key[1]:
+                owner_partition[key] = model_event.partition
+            if not model_event.new:
                 continue  # it was folded into the customer's scores when it was new
             if extra.sentiment is not None:
                 ticket_sentiment[key] = extra.sentiment
@@ -296,23 +295,22 @@ class ModelScorer:
         versions = bundle.model_versions()
         model_version = bundle.version
         statuses = model_statuses(bundle)
-        records: list[ScoreRecord] = []
-        results: dict[tuple[str, str], dict[str, Any]] = {}
-        for key, model_input in inputs.items():
-            tenant, customer = key
-            if not is_customer(customer):
+        results: dict[CustomerKey, dict[str, Any]] = {}
+        for key, customer in customers.items():
+            tenant, customer_id = key
+            if not is_customer(customer_id):
                 continue
-            profile = model_input.profile
-            bundle.segments.learn(tenant, customer, behaviour_vector(profile))
+            profile = customer.profile
+            bundle.segments.learn(tenant, customer_id, behaviour_vector(profile))
             scores = score_customer(bundle, tenant, profile,
                                     scoring_time(profile, watermark_ms), statuses)
             sentiment = profile.get("sentiment")
             if key in ticket_sentiment:  # an exponential average over the customer's tickets
                 fresh = ticket_sentiment[key]
                 sentiment = fresh if sentiment is None else 0.5 * sentiment + 0.5 * fresh
-            previous = model_input.previous_segment
+            previous = customer.previous_segment
             records.append(score_record(
-                tenant, customer, scores, previous_segment=previous,
+                tenant, customer_id, scores, previous_segment=previous,
                 model_version=model_version, partition=owner_partition.get(key),
                 sentiment=sentiment if key in ticket_sentiment else None,
                 anomaly_score=last_anomaly.get(key)))
@@ -326,7 +324,11 @@ class ModelScorer:
                 else None,
                 "clv": scores.clv, "sentiment": sentiment, "model_versions": versions,
             }
-        return records, results
+            ranking = clv_rankings.get(tenant)
+            if scores.clv is not None and ranking is not None:
+                results[key]["clv_percentile"], results[key]["clv_population"] = (
+                    ranking.percentile(scores.clv, previous=customer.previous_clv))
+        return results
 
     @property
     def lists_due(self) -> int:
@@ -343,43 +345,32 @@ class ModelScorer:
             del self._due_recommendations[key]
         return RecommendationWork(interactions=interactions, due=due)
 
-    def refresh_recommendations(self) -> Callable[[Pipeline], None]:
-        """The recommender's work done here, in the worker (when it has no process of its
-        own, see :mod:`agents.recommending`): learn the interactions and list the first
-        ``lists_per_call`` customers due. Answers the writes of the lists, for the caller
-        to queue on a pipeline of its own.
+    def lists_in_worker(self) -> dict[CustomerKey, bytes]:
+        """The recommender's work done in the worker (no recommender process, see
+        :mod:`agents.recommending`): learn the interactions and list the first
+        ``lists_per_call`` customers due, for the caller to write.
 
         Listing is most of the recommender's cost and nothing waits on it, so under load it
         is spread over the following calls: lists get a little older instead of every batch
         (and every alert behind it) getting slower. The worker also calls this on a timer,
         so lists still due when traffic stops are written all the same.
         """
-        lists = apply_work(self.bundle.recommender,
-                           self.take_recommendation_work(self.lists_per_call))
+        return apply_work(self.bundle.recommender,
+                          self.take_recommendation_work(self.lists_per_call))
 
-        def write(pipe: Pipeline) -> None:
-            for key, value in lists.items():
-                pipe.set(key, value)
+    def segment_summaries(self, tenants: set[str] | None = None
+                          ) -> dict[str, list[tuple[int, str, dict[str, float]]]]:
+        """Each tenant's segments as (id, label, centroid), for the API."""
+        return {tenant: [(s.segment, s.label, s.centroid)
+                         for s in self.bundle.segments.of(tenant).summaries()]
+                for tenant in (self.tenants_seen if tenants is None else tenants)}
 
-        return write
-
-    async def publish_segments(self, tenants: set[str] | None = None) -> None:
-        """Segment labels, sizes and centroids for the API (a small hash per tenant).
-
-        Called on the telemetry timer rather than per batch: sizes and centroids move slowly.
-        """
-        for tenant in self.tenants_seen if tenants is None else tenants:
-            summaries = self.bundle.segments.of(tenant).summaries()
-            await self.store.publish_segments(
-                tenant, [(s.segment, s.label, s.centroid) for s in summaries])
-
-    async def forget(self, tenant: str, customer_id: str) -> None:
+    def forget(self, tenant: str, customer_id: str) -> None:
         """Erasure: drop what the models keep of the customer (the store erased the rest)."""
         self._interactions = [i for i in self._interactions
                               if (i.tenant, i.customer_id) != (tenant, customer_id)]
         self._due_recommendations.pop((tenant, customer_id), None)
         self.bundle.segments.forget(tenant, customer_id)
-        await self.publish_segments({tenant})
         self.bundle.churn.forget(customer_id)
         self.bundle.clv.forget(customer_id)
         self.bundle.recommender.forget(customer_id)

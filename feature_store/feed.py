@@ -1,0 +1,37 @@
+"""The alerts' feed the API reads: a capped Redis stream that takes each alert id once.
+
+The worker appends a batch's alerts once the broker has acknowledged them, in the round trip
+that records the batch's progress; a batch repeated after a crash appends the same ids
+again, and a marker per id (kept :data:`FEED_MARKER_TTL_S`) drops the repeats.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from feature_store.keys import ALERTS_STREAM_KEY, alert_feed_marker_key
+from schemas.records import Alert
+
+ALERTS_STREAM_MAXLEN = 10_000
+#: How long the feed remembers that an alert id was appended (drops crash repeats).
+FEED_MARKER_TTL_S = 2 * 86_400
+
+# Append an alert to the feed once per id. Both keys share one slot: the marker's hash tag
+# is the stream's whole name.
+FEED_SCRIPT = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[4]) then
+  return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*',
+                    'alert', ARGV[1], 'tenant', ARGV[2], 'kind', ARGV[3])
+end
+return false
+"""
+
+
+def queue_feed(pipe: Any, alert: Alert) -> None:
+    """Queue the append of one alert. EVAL, not EVALSHA: nothing to reload after a Redis
+    restart, and a round trip that also records progress must never be sent twice."""
+    pipe.eval(FEED_SCRIPT, 2, alert_feed_marker_key(alert.alert_id), ALERTS_STREAM_KEY,
+              orjson.dumps(alert.model_dump(mode="json")), alert.tenant, alert.kind.value,
+              FEED_MARKER_TTL_S, ALERTS_STREAM_MAXLEN)

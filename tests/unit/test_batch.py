@@ -1,0 +1,220 @@
+"""The worker's batch function, top to bottom, against an in-memory store double: the real
+decode, models, rules and publisher, a fake Kafka producer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import orjson
+import pytest
+from prometheus_client import REGISTRY
+
+from agents.alert_config import AlertConfig
+from agents.batch import Worker, process_batch
+from agents.decoding import RawMessage
+from agents.models import ModelEvent, ModelStep
+from agents.partitions import Partitions
+from agents.publishing import ALERTS_REPEATED, AlertPublisher
+from agents.rules import AlertRules
+from feature_store import Progress
+from online_models import ModelBundle
+from schemas.events import AnyEvent, topic_for
+from schemas.records import AlertKind, DeadLetter
+from schemas.topics import CLICKS, PURCHASES, TICKETS
+from stream.metrics import BATCH_STEP_NAMES
+from stream.settings import Settings
+from tests.unit.memory_store import MemoryStore
+from tests.unit.support import FakeAlertProducer, click, purchase, ticket
+
+
+class RecordingDeadLetters:
+    def __init__(self) -> None:
+        self.published: list[DeadLetter] = []
+
+    async def publish_all(self, dead_letters: Sequence[DeadLetter]) -> None:
+        self.published += dead_letters
+
+
+def new_worker(store: MemoryStore, producer: FakeAlertProducer | None = None, *,
+               lateness_ms: int = 0) -> Worker:
+    """A worker as after a (re)start: nothing but the store carries over."""
+    return Worker(
+        store=store,  # type: ignore[arg-type]
+        partitions=Partitions(allowed_lateness_ms=lateness_ms,
+                              activity_topics=frozenset({CLICKS, PURCHASES})),
+        dead_letters=RecordingDeadLetters(),
+        models=ModelStep(bundle=ModelBundle()),
+        rules=AlertRules(config=AlertConfig(), clicks_topic=CLICKS, purchases_topic=PURCHASES),
+        alerts=AlertPublisher(settings=Settings(kafka_bootstrap="127.0.0.1:1"),
+                              producer=producer or FakeAlertProducer()),
+        max_event_bytes=65_536)
+
+
+def message(event: AnyEvent, offset: int, partition: int = 0) -> RawMessage:
+    return RawMessage(topic_for(event), partition, offset,
+                      orjson.dumps(event.model_dump(mode="json", exclude_none=True)))
+
+
+def unhappy(event_id: str = "t1", customer: str = "c1") -> AnyEvent:
+    return ticket(event_id, customer, 0, status="resolved", csat=1)
+
+
+def produced(worker: Worker) -> list[str]:
+    producer: FakeAlertProducer = worker.alerts._producer
+    return [alert.alert_id for alert in producer.alerts()]
+
+
+async def test_invalid_messages_become_dead_letters_and_the_rest_is_applied() -> None:
+    """Verify that a bad message is dead-lettered with its source, the valid ones applied,
+    and the progress of both recorded in the commit."""
+    store = MemoryStore()
+    worker = new_worker(store)
+    bad = RawMessage(CLICKS, 0, 1, b'{"event_id": "x"')
+    report = await process_batch(worker, [message(click("e1", "c1", 0), 0), bad])
+    [dead] = worker.dead_letters.published  # type: ignore[attr-defined]
+    assert (dead.source_topic, dead.source_offset, dead.error_code.value) == (
+        CLICKS, 1, "invalid_json")
+    assert report.outcomes == {(CLICKS, "ok"): 1, (CLICKS, "dead_letter"): 1}
+    assert store.progress[(CLICKS, 0)] == Progress(done=1, started=1)
+    assert set(store.events[("default", "c1")]) == {"e1"}
+
+
+async def test_each_customer_is_scored_once_per_batch_after_all_of_their_events() -> None:
+    """Verify that a customer with many events in a batch gets one score record, from the
+    profile after all of them."""
+    store = MemoryStore()
+    events = [click(f"e{i}", "c1", i) for i in range(5)] + [click("f1", "c2", 1)]
+    await process_batch(new_worker(store), [message(e, i) for i, e in enumerate(events)])
+    (commit,) = store.commits
+    assert sorted(record.customer_id for record in commit.scores) == ["c1", "c2"]
+    assert store.scores[("default", "c1")].scored_at_ms == events[4].occurred_at_ms
+
+
+async def test_messages_a_finished_batch_processed_are_skipped() -> None:
+    """Verify that messages at or below the recorded progress are counted as duplicates and
+    reach neither the store nor the models."""
+    store = MemoryStore()
+    worker = new_worker(store)
+    batch = [message(click("e0", "c1", 0), 0), message(click("e1", "c1", 1), 1)]
+    await process_batch(worker, batch)
+    again = await process_batch(new_worker(store), batch)
+    assert again.outcomes == {(CLICKS, "duplicate"): 2}
+    assert len(store.commits[-1].scores) == 0
+
+
+async def test_an_event_the_shop_sent_twice_alerts_once() -> None:
+    """Verify that a re-sent event, in a later batch or in the same one, fires no alert."""
+    store = MemoryStore()
+    worker = new_worker(store)
+    await process_batch(worker, [message(unhappy(), 0)])
+    later = await process_batch(worker, [message(unhappy(), 1)])
+    both = await process_batch(worker, [message(unhappy(), 2), message(unhappy(), 3)])
+    assert len(produced(worker)) == 1
+    assert later.outcomes == {(TICKETS, "duplicate"): 1}
+    assert not later.redelivered and not both.redelivered
+    assert [a.kind for a in store.feed.values()] == [AlertKind.NEGATIVE_TICKET]
+
+
+async def test_a_batch_retried_after_its_commit_failed_alerts_once() -> None:
+    """Verify that a batch retried in the same worker is a redelivery: its alert is not
+    produced again, and the feed and progress are written once the retry commits."""
+    store = MemoryStore(fail_commits=1)
+    worker = new_worker(store)
+    with pytest.raises(ConnectionError):
+        await process_batch(worker, [message(unhappy(), 0)])
+    assert len(produced(worker)) == 1 and not store.feed
+    worker.partitions.forget()
+    retried = await process_batch(worker, [message(unhappy(), 0)])
+    assert retried.redelivered == [message(unhappy(), 0)]
+    assert len(produced(worker)) == 1
+    assert list(store.feed) == produced(worker)
+    assert store.progress[(TICKETS, 0)].done == 0
+
+
+async def test_after_a_crash_the_redelivered_trigger_repeats_its_alert_word_for_word() -> None:
+    """Verify that a worker restarted after a crash between publishing and committing
+    repeats the alert (same id and content, counted as repeated), and that a later re-send
+    by the shop fires nothing."""
+    store = MemoryStore(fail_commits=1)
+    first = new_worker(store)
+    with pytest.raises(ConnectionError):
+        await process_batch(first, [message(unhappy(), 0)])
+    repeated = ALERTS_REPEATED.labels(kind="negative_ticket")
+    before = repeated._value.get()
+    restarted = new_worker(store)
+    await process_batch(restarted, [message(unhappy(), 0)])
+    await process_batch(restarted, [message(unhappy(), 1)])
+    assert produced(restarted) == produced(first)
+    assert (restarted.alerts._producer.alerts()  # type: ignore[attr-defined]
+            == first.alerts._producer.alerts())  # type: ignore[attr-defined]
+    assert repeated._value.get() == before + 1
+
+
+async def test_a_cart_fires_once_its_partitions_watermark_passes_and_a_purchase_closes_one(
+        ) -> None:
+    """Verify that an abandoned cart alerts when the clicks and purchases watermarks pass its
+    deadline, once, and that a cart followed by a purchase does not."""
+    store = MemoryStore()
+    worker = new_worker(store)
+    await process_batch(worker, [
+        message(click("a1", "anna", 0, kind="add_to_cart"), 0),
+        message(click("d1", "dan", 1, kind="add_to_cart"), 1),
+        message(purchase("dp", "dan", 5), 0)])
+    assert produced(worker) == []
+    clock = [message(click("k1", "clock", 40), 2), message(purchase("kp", "clock", 40), 1)]
+    await process_batch(worker, clock)
+    [alert] = worker.alerts._producer.alerts()  # type: ignore[attr-defined]
+    assert (alert.kind, alert.customer_id, alert.triggered_by) == (
+        AlertKind.CART_ABANDONMENT, "anna", "a1")
+    assert not any(store.timers.values()), "the timer is gone once the alert is committed"
+    await process_batch(worker, [message(click("k2", "clock", 90), 3)])
+    assert len(produced(worker)) == 1
+
+
+async def test_a_cart_opened_late_fires_in_the_batch_that_opened_it() -> None:
+    """Verify that a cart whose deadline the batch's own watermark passed already fires in
+    that batch, and leaves no timer behind."""
+    store = MemoryStore()
+    worker = new_worker(store)
+    await process_batch(worker, [message(click("a1", "anna", 0, kind="add_to_cart"), 0),
+                                 message(click("k1", "clock", 40), 1),
+                                 message(purchase("kp", "clock", 40), 0)])
+    assert [a.triggered_by for a in worker.alerts._producer.alerts()] == ["a1"]  # type: ignore[attr-defined]
+    assert not any(store.timers.values())
+
+
+def batches_timed(step: str) -> float:
+    return REGISTRY.get_sample_value("crm_worker_batch_step_seconds_count",
+                                     {"step": step}) or 0.0
+
+
+async def test_every_batch_is_timed_in_each_of_its_steps() -> None:
+    """Verify that a batch reports its time in each step, so an operator can tell a batch
+    that waited (on Redis, Kafka, a core) from one that worked, and where."""
+    before = {step: batches_timed(step) for step in BATCH_STEP_NAMES}
+    await process_batch(new_worker(MemoryStore()), [message(unhappy(), 0)])
+    assert {step: batches_timed(step) - before[step] for step in BATCH_STEP_NAMES} == (
+        dict.fromkeys(BATCH_STEP_NAMES, 1.0))
+
+
+def test_a_customer_moves_to_another_segment_once_per_batch() -> None:
+    """Verify that of a customer's events in one batch only the first carries the move from
+    their stored segment (the others: no move), so the rule sees one move, not one per
+    event."""
+    from feature_store import Customer
+    from tests.trained_models import trained_bundle
+
+    step = ModelStep(bundle=trained_bundle())
+    events = [click(f"e{i}", "c1", i) for i in range(3)]
+    store = MemoryStore()
+    for event in events:
+        store.events[("default", "c1")][event.event_id] = event
+    customer = store.customer(("default", "c1"))
+    stored = step.learn_and_score(
+        [ModelEvent(events[0], ("default", "c1"), 0)], {("default", "c1"): customer}, {},
+        None).updates[0].scores["segment"]
+    assert stored is not None
+    moved = Customer(profile=customer.profile, previous_segment=stored + 1)
+    updates = step.learn_and_score([ModelEvent(e, ("default", "c1"), 0) for e in events],
+                                   {("default", "c1"): moved}, {}, None).updates
+    assert [u.scores["previous_segment"] for u in updates] == [stored + 1, stored, stored]
