@@ -27,7 +27,7 @@ from agents.batch import process_batch
 from agents.decoding import RawMessage
 from agents.runtime import WorkerRuntime
 from feature_store.keys import CustomerKeys
-from load_tests.hostile import hostile_corpus
+from load_tests.hostile import hostile_corpus, hostile_stream
 from schemas.records import DeadLetter
 from schemas.topics import CLICKS, DEADLETTER
 from stream.processes import ManagedProcess
@@ -166,7 +166,8 @@ def expected_answer(item: Any) -> tuple[int, str | None]:
     ``default``): 202, or 422 and the field to name (``None``: the body itself is bad)."""
     try:
         event = json.loads(item.payload)
-    except ValueError:  # not JSON (Python's parser, as the API's, takes NaN and Infinity)
+    except (ValueError, RecursionError):  # not JSON, or nested too deep for a parser
+        # (Python's parser, as the API's, takes NaN and Infinity)
         return 422, None
     if isinstance(event, dict) and event.get("tenant", "default") != "default":
         return 422, "tenant"  # a key sends for its own tenant only
@@ -240,3 +241,43 @@ async def test_generated_hostile_batches_never_get_a_5xx(
         assert "Traceback" not in response.text
         for rejected in response.json().get("rejected", []):
             assert rejected["code"] and rejected["problems"]
+
+
+def rss_mb(pid: int) -> float:
+    """The resident memory of process ``pid``, in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+ROUNDS, PER_ROUND = 8, 500
+
+
+def test_the_worker_memory_stays_bounded_under_a_hostile_stream(
+        settings: Settings, start_worker: Callable[..., ManagedProcess]) -> None:
+    """Verify that the worker's resident memory levels off while it takes round after round
+    of the corpus (1 MB strings, 10,000-item orders, random bytes; valid events under fresh
+    ids of ever more customers): after the first round, less than 60 MB more in all."""
+    worker = start_worker("worker", recommender_process=False)
+    client = redis.Redis.from_url(settings.redis_url)
+    stream = hostile_stream(ROUNDS * PER_ROUND, seed=24)
+    measured = []
+    with EventProducer(settings=settings, extra_config={"message.max.bytes": 2_000_000}
+                       ) as producer:
+        last: dict[tuple[str, int], int] = {}
+
+        def record(topic: str, partition: int, offset: int) -> None:
+            last[(topic, partition)] = max(last.get((topic, partition), -1), offset)
+
+        for _ in range(ROUNDS):
+            for topic, key, payload in itertools.islice(stream, PER_ROUND):
+                producer.send_raw(settings.topic(topic), key, payload, on_delivered=record)
+            producer.flush()
+            wait_for(caught_up(client, last), timeout=180, alive=[worker],
+                     what="the worker to process a round of hostile input")
+            measured.append(rss_mb(worker.pid))
+    print(f"\nworker RSS after each round of {PER_ROUND} hostile messages (MB): "
+          + ", ".join(f"{mb:.0f}" for mb in measured))
+    assert worker.is_running()
+    assert measured[-1] - measured[0] < 60, measured
