@@ -27,7 +27,13 @@ from faust.types import StreamT
 
 from agents.batch import process_batch
 from agents.decoding import RawMessage
-from agents.outage import REDIS_UNAVAILABLE, skip_tick_without_redis, wait_for_redis
+from agents.outage import (
+    BATCH_RETRIED,
+    REDIS_UNAVAILABLE,
+    skip_tick_without_redis,
+    wait_after_error,
+    wait_for_redis,
+)
 from agents.runtime import WorkerRuntime
 from agents.transport import transport_for
 from schemas.records import ErasureRequest
@@ -176,17 +182,19 @@ def create_app(settings: Settings) -> faust.App:
                         async with asyncio.timeout(deadline_s):
                             await process_batch(worker.worker, messages)
                         break
-                    except REDIS_UNAVAILABLE as error:
+                    except Exception as error:  # never skipped: see agents.outage
                         failures += 1
                         first = messages[0]
-                        await wait_for_redis(
-                            error, failures, task="batch",
-                            what=f"batch of {len(messages)} messages from "
-                                 f"{first.topic}/{first.partition}@{first.offset}")
+                        what = (f"batch of {len(messages)} messages from "
+                                f"{first.topic}/{first.partition}@{first.offset}")
+                        if isinstance(error, BATCH_RETRIED):
+                            await wait_for_redis(error, failures, task="batch", what=what)
+                        else:
+                            await wait_after_error(error, failures, what=what)
                         # The failed attempt may or may not have reached Redis.
                         worker.batch_failed()
             if failures:
-                log.warning("batch done after %d attempts: Redis answers again", failures + 1)
+                log.warning("batch done after %d attempts", failures + 1)
 
     erasure_topic = app.topic(settings.topic(ERASURE), value_type=bytes, value_serializer="raw")
 

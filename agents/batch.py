@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from agents.decoding import RawMessage, decode_batch
+from agents.decoding import Partition, RawMessage, decode_batch
 from agents.models import ModelEvent, ModelStep
 from agents.partitions import Partitions
 from agents.publishing import AlertPublisher
@@ -43,6 +43,17 @@ class DeadLetters(Protocol):
     async def publish_all(self, dead_letters: Sequence[DeadLetter]) -> None: ...
 
 
+class Rereads(Protocol):
+    """Messages of a partition read again from the broker (:mod:`stream.rereads`)."""
+
+    async def read(self, topic: str, partition: int, *, first: int, end: int,
+                   limit: int) -> list[tuple[int, bytes]]: ...
+
+
+#: At most this many messages of a partition read again at once (see :func:`catch_up`).
+REREAD_CHUNK = 2_000
+
+
 @dataclass
 class Worker:
     """What a batch runs on: the store, the steps' state, and the publishers."""
@@ -56,6 +67,8 @@ class Worker:
     max_event_bytes: int
     #: Make recommendation lists in the worker, with each batch (no recommender process).
     lists_in_worker: bool = False
+    #: Where the messages Redis forgot are read again (None: Redis is trusted never to).
+    rereads: Rereads | None = None
     processed: int = 0
 
 
@@ -72,19 +85,23 @@ async def process_batch(worker: Worker, messages: Sequence[RawMessage]) -> Batch
     """Process one micro-batch of input messages, top to bottom."""
     if not messages:
         return BatchReport()
-    progress = await worker.partitions.read(worker.store,
-                                            {(m.topic, m.partition) for m in messages})
+    keys = {(m.topic, m.partition) for m in messages}
+    if worker.rereads is not None and (fresh := worker.partitions.unknown(keys)):
+        await catch_up(worker, fresh, messages)
+    progress = await worker.partitions.read(worker.store, keys)
+    now = datetime.now(UTC)
     with BATCH_STEPS["decode"].time():
         decoded = decode_batch(messages, progress, max_event_bytes=worker.max_event_bytes,
-                               now=datetime.now(UTC))
+                               now=now)
         await worker.dead_letters.publish_all(decoded.dead_letters)  # before anything else
-    advanced = worker.partitions.advance(decoded.events)
+    advanced = worker.partitions.advance(decoded.events, now_ms=int(now.timestamp() * 1000))
 
+    started = worker.partitions.started(decoded.last_offsets, progress) if decoded.events else {}
     with BATCH_STEPS["apply"].time():
         applied = await worker.store.apply(
-            [item.event for item in decoded.events],
-            started=worker.partitions.started(decoded.last_offsets, progress),
-            carts=worker.rules.cart_sweep(advanced))
+            [item.event for item in decoded.events], started=started,
+            carts=worker.rules.cart_sweep(advanced),
+            known_started=worker.partitions.known_started(started))
     report = BatchReport(outcomes=decoded.outcomes)
     judged: list[ModelEvent] = []
     for item, applied_event in zip(decoded.events, applied.events, strict=True):
@@ -121,8 +138,42 @@ async def process_batch(worker: Worker, messages: Sequence[RawMessage]) -> Batch
             suppressed=decided.suppressed, feed=decided.alerts, recommendation_lists=lists,
             progress=decoded.last_offsets,
             watermarks=worker.partitions.watermarks(progress), outcomes=report.outcomes))
-    worker.partitions.done(decoded.last_offsets)
+    worker.partitions.done(decoded.last_offsets, started)
     for (topic, outcome), count in report.outcomes.items():
         EVENTS_PROCESSED.labels(topic=topic, outcome=outcome).inc(count)
     worker.processed += len(messages)
     return report
+
+
+async def catch_up(worker: Worker, partitions: set[Partition],
+                   messages: Sequence[RawMessage]) -> None:
+    """Process what Redis forgot it had processed: the messages of each of ``partitions``
+    (whose progress is read now) between its progress and the first one delivered.
+
+    Kafka's committed offset follows Redis's progress (a batch is acked only once it is
+    recorded), so the consumer can be past Redis only if Redis lost writes (restarted from
+    an append-only file missing its last second). Kafka will not deliver those messages
+    again: they are read from the broker (:mod:`stream.rereads`) and processed first, and
+    the partition's event time goes back to Redis's watermark, as they move it on again.
+    """
+    assert worker.rereads is not None
+    await worker.partitions.read(worker.store, partitions)
+    first: dict[Partition, int] = {}
+    for message in messages:
+        key = (message.topic, message.partition)
+        first[key] = min(first.get(key, message.offset), message.offset)
+    for key in sorted(partitions):
+        end = first[key]
+        if end <= worker.partitions.done_offset(key) + 1:
+            continue
+        log.warning("%s/%d: Redis has progress up to offset %d but the consumer delivers %d; "
+                    "reading the messages in between again", *key,
+                    worker.partitions.done_offset(key), end)
+        worker.partitions.rewind(key)
+        while end > (done := worker.partitions.done_offset(key)) + 1:
+            again = await worker.rereads.read(*key, first=done + 1, end=end,
+                                              limit=REREAD_CHUNK)
+            if not again:
+                break
+            await process_batch(worker, [RawMessage(*key, offset, value)
+                                         for offset, value in again])

@@ -17,6 +17,11 @@ the batch or tick (``CRM_REDIS_DEADLINE_S``) ends the wait. Either way:
   and the next tick does the work.
 
 Each wait is counted in ``crm_worker_redis_waits_total{task}``.
+
+A batch that fails for any other reason (the broker not taking its alerts or dead letters in
+time, a bug) is retried the same way, logged with its trace and counted in
+``crm_worker_batch_errors_total{error}``: an agent that raised would be restarted by Faust
+without the batch it held, whose messages Kafka would not deliver again before a restart.
 """
 
 from __future__ import annotations
@@ -26,14 +31,22 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+from feature_store.batch import ProgressLost
 from feature_store.client import STORE_UNAVAILABLE
-from stream.metrics import REDIS_WAITS
+from stream.metrics import BATCH_ERRORS, REDIS_WAITS
+from stream.rereads import PartitionReadError
 
 log = logging.getLogger(__name__)
 
 #: What a round trip raises while Redis is away (see ``feature_store.client``), and the
 #: deadline of a batch or tick (``TimeoutError``) when Redis does not answer at all.
 REDIS_UNAVAILABLE: tuple[type[BaseException], ...] = (*STORE_UNAVAILABLE, TimeoutError)
+
+#: What makes a batch wait and try again besides: a Redis that came back without its last
+#: writes (the retry reads the partitions' progress again and reads what Redis forgot from
+#: the broker, see :mod:`stream.rereads`), and that read failing.
+BATCH_RETRIED: tuple[type[BaseException], ...] = (
+    *REDIS_UNAVAILABLE, ProgressLost, PartitionReadError)
 
 FIRST_WAIT_S = 0.1
 LONGEST_WAIT_S = 5.0
@@ -74,6 +87,18 @@ async def wait_for_redis(error: BaseException, failures: int, *, what: str, task
     REDIS_WAITS.labels(task=task).inc()
     log.warning("%s: Redis unavailable (%s); retrying in %.1f s (attempt %d)", what,
                 _reason(error), wait_s, failures + 1)
+    await asyncio.sleep(wait_s)
+
+
+async def wait_after_error(error: Exception, failures: int, *, what: str) -> None:
+    """After the ``failures``-th attempt at ``what`` failed with an unexpected ``error`` (the
+    broker not taking a batch's alerts or dead letters in time, a bug): count, log with the
+    trace, back off. The batch is then tried again: skipping it would lose its events, as
+    Kafka delivers them again only after a restart, when Redis may have moved past them."""
+    wait_s = wait_before_attempt(failures)
+    BATCH_ERRORS.labels(error=type(error).__name__).inc()
+    log.error("%s failed; retrying in %.1f s (attempt %d)", what, wait_s, failures + 1,
+              exc_info=error)
     await asyncio.sleep(wait_s)
 
 

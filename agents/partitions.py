@@ -23,6 +23,7 @@ class Partitions:
         self.activity_topics = activity_topics
         self.max_event_time: dict[Partition, int] = {}
         self._progress: dict[Partition, Progress] = {}
+        self._recorded: dict[Partition, int | None] = {}  # watermarks as Redis last had them
 
     async def read(self, store: FeatureStore, partitions: Iterable[Partition]
                    ) -> dict[Partition, Progress]:
@@ -33,22 +34,48 @@ class Partitions:
         if unknown:
             for key, position in (await store.positions(unknown)).items():
                 self._progress[key] = position.progress
+                self._recorded[key] = position.watermark
                 if position.watermark is not None and key not in self.max_event_time:
                     self.max_event_time[key] = position.watermark + self.allowed_lateness_ms
         return {key: self._progress[key] for key in wanted}
+
+    def unknown(self, partitions: Iterable[Partition]) -> set[Partition]:
+        """Those of ``partitions`` whose progress the next :meth:`read` asks Redis for."""
+        return {key for key in partitions if key not in self._progress}
+
+    def done_offset(self, key: Partition) -> int:
+        """The last offset of ``key`` recorded as done (read it first)."""
+        return self._progress[key].done
+
+    def rewind(self, key: Partition) -> None:
+        """Take ``key``'s event time back to the watermark Redis holds (it lost writes: the
+        events read again move it on again)."""
+        recorded = self._recorded.get(key)
+        if recorded is None:
+            self.max_event_time.pop(key, None)
+        else:
+            self.max_event_time[key] = recorded + self.allowed_lateness_ms
 
     def forget(self) -> None:
         """Read every partition's progress from Redis again (call after a rebalance, and
         before retrying a batch that failed)."""
         self._progress.clear()
 
-    def advance(self, events: Iterable[BatchEvent]) -> dict[Partition, int]:
-        """Take the events' times in; the watermarks of the partitions they came from."""
+    def advance(self, events: Iterable[BatchEvent], *, now_ms: int | None = None
+                ) -> dict[Partition, int]:
+        """Take the events' times in; the watermarks of the partitions they came from.
+
+        An event may be dated up to a day ahead (a shop's clock running fast, see
+        ``schemas.events.MAX_FUTURE_SKEW``): the event time goes no further than ``now_ms``
+        (the wall clock), so one such event cannot fire every timer of its partition early.
+        """
         advanced = set()
         for item in events:
             key = (item.message.topic, item.message.partition)
-            self.max_event_time[key] = max(self.max_event_time.get(key, 0),
-                                           item.event.occurred_at_ms)
+            at_ms = item.event.occurred_at_ms
+            if now_ms is not None:
+                at_ms = min(at_ms, now_ms)
+            self.max_event_time[key] = max(self.max_event_time.get(key, 0), at_ms)
             advanced.add(key)
         return {key: self.max_event_time[key] - self.allowed_lateness_ms for key in advanced}
 
@@ -83,9 +110,15 @@ class Partitions:
         return {key: offset for key, offset in last_offsets.items()
                 if offset > progress[key].started}
 
-    def done(self, last_offsets: Mapping[Partition, int]) -> None:
-        """A batch committed its progress."""
+    def known_started(self, started: Mapping[Partition, int]) -> dict[Partition, int]:
+        """The started marks last seen of the partitions in ``started``."""
+        return {key: self._progress[key].started for key in started}
+
+    def done(self, last_offsets: Mapping[Partition, int],
+             marked: Mapping[Partition, int]) -> None:
+        """A batch committed its progress; ``marked``: the started marks it wrote (a batch of
+        dead letters only writes none, and the mark kept must be the one Redis holds)."""
         for key, offset in last_offsets.items():
             before = self._progress[key]
             self._progress[key] = Progress(done=max(before.done, offset),
-                                           started=max(before.started, offset))
+                                           started=marked.get(key, before.started))

@@ -7,12 +7,18 @@ commit repeats the batch, and the same alert ids go out again (counted in
 acknowledged to this publisher lately is not produced again: a batch retried in the same
 process after its commit failed produces none of its alerts twice. The feed the API reads
 takes each id once whatever happens (:mod:`feature_store.feed`).
+
+A flush that times out leaves its alerts queued in the producer, which keeps sending them:
+their ids stay in flight until the broker answers, and a retry of the batch waits for them
+rather than produce them again (which would put each twice on the topic).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import threading
 from collections.abc import Collection, Sequence
 from typing import Any, Protocol
 
@@ -64,24 +70,36 @@ class AlertPublisher:
         self.timeout_s = timeout_s
         self._failed = 0
         self._acknowledged = DeliveredIds(ACKNOWLEDGED_IDS)
+        # Ids produced whose delivery the broker has not answered yet. Delivery callbacks run
+        # in the flushing thread.
+        self._in_flight: set[str] = set()
+        self._delivery_lock = threading.Lock()
 
     async def publish(self, alerts: Sequence[Alert], repeats: Collection[str] = ()) -> None:
         """Produce ``alerts`` keyed by customer and wait until the broker has them all
         (those it acknowledged to this publisher before are not produced again); raises
         :class:`AlertPublishError` otherwise. ``repeats`` are ids the rules knew for
         repeats of an earlier publication."""
-        sent = [alert for alert in alerts if alert.alert_id not in self._acknowledged]
-        if not sent:
+        with self._delivery_lock:
+            waiting = any(alert.alert_id in self._in_flight for alert in alerts)
+            sent = [alert for alert in alerts if alert.alert_id not in self._acknowledged
+                    and alert.alert_id not in self._in_flight]
+            self._in_flight.update(alert.alert_id for alert in sent)
+        if not sent and not waiting:
             return
         for alert in sent:
-            self._produce(alert.customer_id, orjson.dumps(alert.model_dump(mode="json")))
+            self._produce(alert.alert_id, alert.customer_id,
+                          orjson.dumps(alert.model_dump(mode="json")))
         remaining = await asyncio.get_running_loop().run_in_executor(
             None, self._producer.flush, self.timeout_s)
-        if remaining or self._failed:
+        with self._delivery_lock:
             failed, self._failed = self._failed, 0
-            raise AlertPublishError(f"{remaining} alerts unsent, {failed} failed")
+            unanswered = [alert.alert_id for alert in alerts
+                          if alert.alert_id not in self._acknowledged]
+        if remaining or failed or unanswered:
+            raise AlertPublishError(f"{remaining} alerts unsent, {failed} failed, "
+                                    f"{len(unanswered)} of the batch not acknowledged")
         for alert in sent:
-            self._acknowledged.add(alert.alert_id)
             ALERTS_PUBLISHED.labels(kind=alert.kind.value).inc()
             if alert.alert_id in repeats:
                 ALERTS_REPEATED.labels(kind=alert.kind.value).inc()
@@ -90,17 +108,22 @@ class AlertPublisher:
     def close(self, timeout: float = 10.0) -> None:
         self._producer.flush(timeout)
 
-    def _produce(self, key: str, payload: bytes) -> None:
+    def _produce(self, alert_id: str, key: str, payload: bytes) -> None:
         while True:
             try:
                 self._producer.produce(self.topic, value=payload, key=key,
-                                       on_delivery=self._on_delivery)
+                                       on_delivery=functools.partial(self._delivered, alert_id))
                 break
             except BufferError:
                 self._producer.poll(0.05)
         self._producer.poll(0)
 
-    def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
-        if error is not None:
+    def _delivered(self, alert_id: str, error: KafkaError | None, message: Message) -> None:
+        with self._delivery_lock:
+            self._in_flight.discard(alert_id)
+            if error is None:
+                self._acknowledged.add(alert_id)
+                return
             self._failed += 1
-            log.error("alert for %s could not be delivered: %s", message.key(), error.str())
+        log.error("alert %s for %s could not be delivered: %s", alert_id, message.key(),
+                  error.str())

@@ -24,6 +24,7 @@ from feature_store.client import connect
 from online_models import ChurnModel, ModelBundle, Recommender
 from schemas.topics import CLICKS, PURCHASES
 from stream.deadletters import DeadLetterPublisher
+from stream.rereads import PartitionReader
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,8 @@ class WorkerRuntime:
                              purchases_topic=settings.topic(PURCHASES)),
             alerts=AlertPublisher(settings=settings),
             max_event_bytes=settings.max_event_bytes,
-            lists_in_worker=self.recommender is None)
+            lists_in_worker=self.recommender is None,
+            rereads=PartitionReader(settings=settings))
         self.models = self.worker.models
         self.sweep = SilenceSweep(store=self.store, bundle=self.bundle,
                                   scored_since_sweep=self.models.scored_since_sweep,

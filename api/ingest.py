@@ -30,6 +30,24 @@ from schemas.problems import ErrorCode, problems_from_validation_error
 TENANT_MISMATCH = "tenant_mismatch"
 
 
+def _unencodable_field(value: Any, path: str = "") -> str | None:
+    """The dotted path of the first value orjson cannot encode (an integer beyond 64 bits),
+    to name it in the answer; ``None`` if none is found (too deep, say).
+
+    >>> _unencodable_field({"a": 1, "items": [{"q": 2 ** 70}]})
+    'items.0.q'
+    """
+    if isinstance(value, int) and not -2 ** 63 <= value < 2 ** 64:
+        return path or None
+    children: Any = (value.items() if isinstance(value, dict)
+                     else enumerate(value) if isinstance(value, list) else ())
+    for key, child in children:
+        found = _unencodable_field(child, f"{path}.{key}" if path else str(key))
+        if found:
+            return found
+    return None
+
+
 def _event_id(item: Any) -> str | None:
     value = item.get("event_id") if isinstance(item, dict) else None
     return value[:200] if isinstance(value, str) else None
@@ -62,7 +80,7 @@ def validate_one(
         size = len(orjson.dumps(item))
     except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits, which JSON tools mangle
         return rejection(index, [FieldProblem(
-            code=ErrorCode.INVALID_FIELD,
+            field=_unencodable_field(item), code=ErrorCode.INVALID_FIELD,
             message="holds a number beyond 64 bits or another unencodable value")], event_id)
     if size > max_bytes:
         return rejection(index, [FieldProblem(

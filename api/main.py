@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from api.body_limit import BodyLimit
 from api.errors import install_error_handlers
 from api.fast_path import ProfileFastPath
 from api.keys import KeyCache
@@ -71,7 +72,8 @@ def create_app(settings: Settings | None = None, api_settings: ApiSettings | Non
                   default_response_class=ORJSONResponse, docs_url=None, redoc_url=None)
     app.state.crm = state
     install_error_handlers(app)
-    # Added first, so it runs inside the metrics middleware (the last added is outermost).
+    # The last added is outermost: the metrics middleware sees every answer.
+    app.add_middleware(BodyLimit, max_bytes=api_settings.api_max_body_bytes)
     app.add_middleware(ProfileFastPath, enabled=profile_fast_path)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     for module in (health, customers, erasure, ingest, alerts, models, insights, dashboard,

@@ -44,6 +44,10 @@ class ApiSettings(BaseSettings):
     api_broker_check_ttl_s: float = Field(
         default=5.0, ge=0, description="How long /readyz trusts its last broker check."
     )
+    api_max_body_bytes: int = Field(
+        default=10 * 1024 * 1024, ge=0,
+        description="Largest request body accepted (413 beyond it; 0: no limit).",
+    )
     api_sse_heartbeat_s: float = Field(
         default=10.0, gt=0, description="A comment line on an idle alert stream this often."
     )

@@ -8,6 +8,7 @@ from feature_store.batch import (
     Commit,
     Position,
     Progress,
+    ProgressLost,
 )
 from feature_store.customers import Customer, CustomerKey
 from feature_store.keys import CustomerKeys
@@ -16,4 +17,4 @@ from feature_store.store import FeatureStore, ModelTelemetry, StoreLimits
 
 __all__ = ["AppliedBatch", "AppliedEvent", "CartSweep", "CartTimer", "Commit", "Customer",
            "CustomerKey", "CustomerKeys", "FeatureStore", "ModelTelemetry", "Position",
-           "ProfileReader", "Progress", "StoreLimits"]
+           "ProfileReader", "Progress", "ProgressLost", "StoreLimits"]

@@ -18,7 +18,7 @@ from feature_store.tickets import TicketRecord
 from schemas.records import Alert
 
 __all__ = ["AppliedBatch", "AppliedEvent", "CartSweep", "CartTimer", "Commit", "Partition",
-           "Position", "Progress"]
+           "Position", "Progress", "ProgressLost", "check_marks"]
 
 #: (topic, partition).
 Partition = tuple[str, int]
@@ -43,6 +43,31 @@ class Progress:
         (True, False)
         """
         return offset <= self.started
+
+
+class ProgressLost(RuntimeError):
+    """Redis holds a partition's started mark below the one the caller last saw: it lost its
+    last writes (restarted from an append-only file missing its last second, a replica
+    promoted behind its primary). The batch must be done again from what Redis knows."""
+
+
+def check_marks(before: Mapping[Partition, int], known: Mapping[Partition, int]) -> None:
+    """Raise :class:`ProgressLost` if Redis held a started mark (``before``, -1: none) below
+    the one last seen (``known``).
+
+    >>> check_marks({("t", 0): 4}, {("t", 0): 4})
+    >>> check_marks({("t", 0): -1}, {("t", 0): 4})
+    Traceback (most recent call last):
+    ...
+    feature_store.batch.ProgressLost: Redis lost writes: t/0 started at -1, last seen at 4
+    """
+    behind = [(topic, partition, mark, known[(topic, partition)])
+              for (topic, partition), mark in before.items()
+              if mark < known.get((topic, partition), -1)]
+    if behind:
+        raise ProgressLost("Redis lost writes: " + ", ".join(
+            f"{topic}/{partition} started at {mark}, last seen at {seen}"
+            for topic, partition, mark, seen in behind))
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from feature_store.batch import (
     Partition,
     Position,
     Progress,
+    check_marks,
 )
 from feature_store.client import (
     AsyncRedis,
@@ -216,7 +217,8 @@ class FeatureStore:
                                                    values[2::3], strict=True)}
 
     async def apply(self, events: Sequence[AnyEvent], *, started: Mapping[Partition, int],
-                    carts: CartSweep) -> AppliedBatch:
+                    carts: CartSweep, known_started: Mapping[Partition, int] | None = None
+                    ) -> AppliedBatch:
         """Apply a micro-batch (each event at most once, each customer's atomically),
         stitch visitors, and read back what the models and rules need (see the module).
 
@@ -225,6 +227,9 @@ class FeatureStore:
         commands in turn, so whatever of the batch was applied counts as started. On a
         cluster the ``started`` keys live on other masters than the customers: they are a
         round trip of their own there, sent first.
+        ``known_started`` are the marks the caller last saw of those partitions: if Redis
+        answers an older one (it lost its last writes), :class:`ProgressLost` is raised after
+        the round trip (its writes are idempotent, so the batch may be done again).
         """
         if not events and not carts.due_by and not carts.partitions:
             return AppliedBatch(events=[], customers={})
@@ -243,16 +248,20 @@ class FeatureStore:
         timers = sorted(carts.due_by)
         if started and is_cluster(self.redis):
             async with self.redis.pipeline(transaction=False) as pipe:
-                queue_set_many(pipe, {started_key(topic, partition): offset
-                                      for (topic, partition), offset in started.items()})
-                await pipe.execute()
-            started = {}
+                for (topic, partition), offset in started.items():
+                    pipe.set(started_key(topic, partition), offset, get=True)
+                before = await pipe.execute()
+            if known_started is not None:
+                check_marks({key: -1 if mark is None else int(mark)
+                             for key, mark in zip(started, before, strict=True)},
+                            known_started)
+            started, known_started = {}, None
         checking: list[Callable[[list[Any]], None]] = []
         reading: list[Callable[[Sequence[Any]], list[Any]]] = []
 
         def fill(pipe: Any) -> None:
             for (topic, partition), offset in started.items():
-                pipe.set(started_key(topic, partition), offset)
+                pipe.set(started_key(topic, partition), offset, get=True)
             for (tenant, profile_id), indices in by_customer.items():
                 queue_apply(pipe, tenant, profile_id, [
                     [events[i].event_id, events[i].occurred_at_ms, update_for(events[i]),
@@ -281,6 +290,9 @@ class FeatureStore:
         if checking:
             checking[-1](replies)
         marks = reading[-1](replies)
+        if known_started is not None:
+            check_marks({key: -1 if mark is None else int(mark)
+                         for key, mark in zip(started, replies, strict=False)}, known_started)
         replies = replies[len(started):]
         outcomes: list[AppliedEvent | None] = [None] * len(events)
         customers: dict[CustomerKey, Customer] = {}

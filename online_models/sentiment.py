@@ -152,6 +152,10 @@ class SentimentModel:
         """Learn from a resolved ticket's text and CSAT (1-5); returns whether it was used."""
         if 2 < csat < 4:
             return False
+        if not self.model["BagOfWords"].transform_one(text):
+            # No word to learn (empty, punctuation only): learnt, it would count as a class
+            # seen while the model's vocabulary stays empty, and scoring divides by its size.
+            return False
         positive = csat >= 4
         sentiment = self.score(text).sentiment
         self.accuracy.update(positive, sentiment > 0)

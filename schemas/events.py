@@ -31,11 +31,19 @@ from pydantic_core import PydanticCustomError
 
 #: How far in the future (by the wall clock of the validating process) an event may claim to be.
 MAX_FUTURE_SKEW = timedelta(days=1)
+#: The earliest event time accepted: before it, dates near year 1 fail in date arithmetic
+#: (a time zone's offset takes them out of range) long after the event was accepted.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+#: The largest amount (a total, a unit price) accepted: summed in integer cents, a
+#: customer's revenue must stay far inside 64 bits.
+MAX_AMOUNT = 1e12
 
 #: Rounding slack allowed per order line when checking a purchase ``total`` against its items.
 TOTAL_TOLERANCE_PER_LINE = 0.01
 
-Identifier = Annotated[str, Field(min_length=1, max_length=200)]
+#: An id: 1-200 characters, none a control character (a NUL, a line break or an escape in an
+#: id would travel into logs, Redis keys and answers).
+Identifier = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
 class ClickKind(StrEnum):
@@ -84,6 +92,10 @@ class Envelope(BaseModel):
                 "more than a day in the future ({value})",
                 {"value": value.isoformat()},
             )
+        if value < EARLIEST:
+            raise PydanticCustomError(
+                "invalid_field", "before 1970-01-01T00:00:00Z ({value})",
+                {"value": value.isoformat()})
         return value
 
     @model_validator(mode="after")
@@ -122,7 +134,7 @@ class OrderItem(BaseModel):
     product_id: Identifier
     # Constraints checked in pydantic-core (fast); a breach is reported as "negative_amount".
     quantity: Annotated[int, Field(ge=1, le=1_000_000)]
-    unit_price: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    unit_price: Annotated[float, Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False)]
     category: Annotated[str, Field(max_length=200)] | None = None
 
 
@@ -130,7 +142,7 @@ class PurchaseEvent(Envelope):
     type: Literal["purchase"]
     order_id: Identifier
     items: Annotated[list[OrderItem], Field(min_length=1, max_length=500)]
-    total: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    total: Annotated[float, Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False)]
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 
     @model_validator(mode="after")

@@ -63,6 +63,12 @@ def alert_id_for(*, tenant: str, customer_id: str, kind: str, triggered_by: str)
     return f"al_{digest}"
 
 
+#: At most this much of an invalid message is copied into its dead letter: a record over the
+#: broker's message size (1 MB by default) could never be published, and would hold up the
+#: batch behind it for good.
+DEAD_LETTER_PAYLOAD_BYTES = 64 * 1024
+
+
 class DeadLetter(BaseModel):
     """An input message that could not be used, with everything needed to fix and replay it."""
 
@@ -76,6 +82,12 @@ class DeadLetter(BaseModel):
     payload_base64: str | None = Field(
         default=None, description="The original bytes, base64, when they are not valid UTF-8."
     )
+    payload_bytes: int | None = Field(
+        default=None, description="The size of the original message in bytes.")
+    payload_truncated: bool = Field(
+        default=False, description="Only the first DEAD_LETTER_PAYLOAD_BYTES of the original "
+        "are kept (a dead letter must fit in a broker message); the whole message stays at "
+        "its source offset.")
     error_code: ErrorCode
     error: str
     field: str | None = None

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from schemas.events import EVENT_ADAPTER, AnyEvent
 from schemas.problems import ErrorCode, Problem, problem_from_validation_error
-from schemas.records import DeadLetter, dead_letter_id_for
+from schemas.records import DEAD_LETTER_PAYLOAD_BYTES, DeadLetter, dead_letter_id_for
 
 DEFAULT_MAX_EVENT_BYTES = 64 * 1024
 
@@ -58,10 +58,29 @@ def decode(
         return problem_from_validation_error(error)
 
 
+def _utf8_prefix(data: bytes) -> bytes:
+    """``data`` without a UTF-8 character cut in two at its end (when the rest is UTF-8).
+
+    >>> _utf8_prefix("aé".encode()[:2]), _utf8_prefix(bytes([255, 254]))
+    (b'a', b'\\xff\\xfe')
+    """
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        if error.reason == "unexpected end of data" and error.end == len(data):
+            return data[:error.start]
+    return data
+
+
 def dead_letter_for(
     *, data: bytes, problem: Problem, topic: str, partition: int, offset: int, seen_at: datetime
 ) -> DeadLetter:
-    """The dead-letter record for one message: original payload, source, reason, time."""
+    """The dead-letter record for one message: original payload (its first
+    ``DEAD_LETTER_PAYLOAD_BYTES``), source, reason, time."""
+    size = len(data)
+    truncated = size > DEAD_LETTER_PAYLOAD_BYTES
+    if truncated:
+        data = _utf8_prefix(data[:DEAD_LETTER_PAYLOAD_BYTES])
     try:
         text: str | None = data.decode("utf-8")
         encoded = None
@@ -74,6 +93,8 @@ def dead_letter_for(
         source_offset=offset,
         payload_text=text,
         payload_base64=encoded,
+        payload_bytes=size,
+        payload_truncated=truncated,
         error_code=problem.code,
         error=problem.message,
         field=problem.field,

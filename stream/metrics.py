@@ -44,3 +44,9 @@ REDIS_WAITS = Counter(
     "skipped",
     ["task"],
 )
+BATCH_ERRORS = Counter(
+    "crm_worker_batch_errors",
+    "Batches that failed for another reason than Redis being away (the broker not taking "
+    "alerts or dead letters, a bug): each retried, never skipped, by the error's type",
+    ["error"],
+)

@@ -27,7 +27,7 @@ from stream.topics import create_topics
 from tests.helpers import settings_env, worker_process
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     run_cluster = os.environ.get("CRM_TEST_CLUSTER", "") not in ("", "0")
     for item in items:
         if "tests/integration" in str(item.fspath):
@@ -38,6 +38,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 item.add_marker(pytest.mark.skip(
                     reason="cluster tests: set CRM_TEST_CLUSTER=1 (three Apache Kafka brokers "
                     "and a Redis Cluster; needs Java 17 and Maven; .ci/run runs them)"))
+    # The fault matrix (about 5 minutes) runs only when asked for: ``-m faults``.
+    if "faults" not in (config.option.markexpr or ""):
+        matrix = [item for item in items if item.get_closest_marker("faults")]
+        if matrix:
+            config.hook.pytest_deselected(items=matrix)
+            items[:] = [item for item in items if not item.get_closest_marker("faults")]
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ from schemas.api import (
 from schemas.events import AnyEvent
 
 router = APIRouter(prefix="/v1", tags=["ingest"],
-                   responses=error_responses(401, 403, 422, 429, 503))
+                   responses=error_responses(401, 403, 413, 422, 429, 503))
 
 UNKNOWN_EVENT = "unknown_event"
 

@@ -17,7 +17,14 @@ from agents.runtime import WorkerRuntime
 from api.main import create_app
 from api.settings import ApiSettings
 from stream.settings import Settings
-from tests.integration.support import Api, ApiServer, FakeProducer, NoDeadLetters, start_api
+from tests.integration.support import (
+    Api,
+    ApiServer,
+    FakeProducer,
+    NoDeadLetters,
+    OwnRedis,
+    start_api,
+)
 from tests.unit.support import FakeAlertProducer
 
 
@@ -27,6 +34,14 @@ def api_server(settings: Settings, tmp_path: Path) -> Iterator[ApiServer]:
     server = start_api(settings, tmp_path / "api.log")
     yield server
     server.process.stop(timeout=10)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    """A redis-server of this test's own, which it may kill, restart or pause."""
+    server = OwnRedis(tmp_path / "own-redis")
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -8,7 +8,10 @@ Nothing here is a test.
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +35,7 @@ from feature_store.keys import (
 from schemas.events import AnyEvent
 from schemas.records import DeadLetter
 from simulator import TOPIC_BY_TYPE
+from stream.devstack import RedisServer
 from stream.processes import ManagedProcess, free_port
 from stream.producer import DeliveryError, DeliveryReport, EventProducer
 from stream.settings import Settings
@@ -146,6 +150,79 @@ class NoDeadLetters:
     async def publish_all(self, dead_letters: Sequence[DeadLetter]) -> None:
         if dead_letters:
             raise AssertionError(f"unexpected dead letters: {dead_letters}")
+
+
+class OwnRedis:
+    """A redis-server on a fixed port with its data on disk (append-only file, fsynced every
+    second), which a test may kill and start again on the same port, or pause."""
+
+    def __init__(self, work_dir: Path) -> None:
+        self.work_dir = work_dir
+        self.port = free_port()
+        self.server = self._new()
+        self.url = self.server.start()
+        self._sizes: list[tuple[float, Path, int]] = []
+        self._watching = threading.Event()
+
+    def _new(self) -> RedisServer:
+        return RedisServer(work_dir=self.work_dir, port=self.port, persist=True)
+
+    def kill(self) -> None:
+        self.server.process.kill()
+
+    def restart(self) -> None:
+        self.server = self._new()
+        self.server.start()
+
+    def pause(self, seconds: float) -> None:
+        self.server.process.signal(signal.SIGSTOP)
+        try:
+            time.sleep(seconds)
+        finally:
+            self.server.process.signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        self._watching.clear()
+        self.server.process.signal(signal.SIGCONT)
+        self.server.stop()
+
+    def watch_append_only_file(self) -> None:
+        """Note the size of the append-only file every 50 ms, for :meth:`lose_last_writes`
+        (and turn off its rewrites, which would start a new file)."""
+        redis.Redis.from_url(self.url).config_set("auto-aof-rewrite-percentage", 0)
+        self._watching.set()
+
+        def watch() -> None:
+            while self._watching.is_set():
+                newest = max((self.work_dir / "redis" / "appendonlydir").glob("*.incr.aof"),
+                             key=lambda path: int(path.name.split(".")[2]))
+                self._sizes.append((time.monotonic(), newest, newest.stat().st_size))
+                time.sleep(0.05)
+
+        threading.Thread(target=watch, name="aof-watch", daemon=True).start()
+
+    def lose_last_writes(self, seconds: float) -> int:
+        """With the server killed: cut the append-only file back to its size ``seconds``
+        before, as if they had never reached the disk (what ``appendfsync everysec`` risks
+        when the host dies; killing redis-server alone loses nothing, the kernel has the
+        file). Answers the bytes cut."""
+        assert not self.server.process.is_running(), "kill the server first"
+        self._watching.clear()
+        cut_at = time.monotonic() - seconds
+        path, size = next((path, size) for at, path, size in reversed(self._sizes)
+                          if at <= cut_at)
+        lost = path.stat().st_size - size
+        with path.open("r+b") as aof:
+            aof.truncate(size)
+        return lost
+
+
+class NoRereads:
+    """For tests whose Redis never loses writes: reading a partition again fails the test."""
+
+    async def read(self, topic: str, partition: int, *, first: int, end: int,
+                   limit: int) -> list[tuple[int, bytes]]:
+        raise AssertionError(f"unexpected re-read of {topic}/{partition} {first}..{end}")
 
 
 def send(settings: Settings, events: list[dict[str, object]]) -> dict[tuple[str, int], int]:

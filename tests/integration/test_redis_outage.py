@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,51 +25,11 @@ from feature_store.keys import METRICS_KEY
 from feature_store.reads import ProfileReader
 from load_tests.chaos import inject_duplicates
 from simulator import ShopSimulator
-from stream.devstack import RedisServer
 from stream.processes import ManagedProcess, free_port
 from stream.settings import Settings
 from tests.helpers import wait_for
-from tests.integration.support import caught_up, send
+from tests.integration.support import OwnRedis, caught_up, send
 from tests.reference_features import assert_same_features, reference_profiles
-
-
-class OwnRedis:
-    """A redis-server on a fixed port with its data on disk, which the test may kill and
-    start again on the same port, or pause."""
-
-    def __init__(self, work_dir: Path) -> None:
-        self.work_dir = work_dir
-        self.port = free_port()
-        self.server = self._new()
-        self.url = self.server.start()
-
-    def _new(self) -> RedisServer:
-        return RedisServer(work_dir=self.work_dir, port=self.port, persist=True)
-
-    def kill(self) -> None:
-        self.server.process.kill()
-
-    def restart(self) -> None:
-        self.server = self._new()
-        self.server.start()
-
-    def pause(self, seconds: float) -> None:
-        self.server.process.signal(signal.SIGSTOP)
-        try:
-            time.sleep(seconds)
-        finally:
-            self.server.process.signal(signal.SIGCONT)
-
-    def stop(self) -> None:
-        self.server.process.signal(signal.SIGCONT)
-        self.server.stop()
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
-    server = OwnRedis(tmp_path / "own-redis")
-    yield server
-    server.stop()
 
 
 def processed(client: redis.Redis) -> int:

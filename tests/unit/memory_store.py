@@ -25,6 +25,7 @@ from feature_store import (
     Position,
     Progress,
 )
+from feature_store.batch import check_marks
 from feature_store.ranking import RankingSketch
 from feature_store.rule_state import CustomerAlertState
 from feature_store.scores import ScoreRecord
@@ -57,7 +58,13 @@ class MemoryStore:
                 for key in partitions}
 
     async def apply(self, events: Sequence[AnyEvent], *, started: Mapping[Partition, int],
-                    carts: CartSweep) -> AppliedBatch:
+                    carts: CartSweep, known_started: Mapping[Partition, int] | None = None
+                    ) -> AppliedBatch:
+        if not events:
+            started = {}  # as Redis: nothing of this batch goes to be applied
+        if known_started is not None:
+            check_marks({key: self.progress.get(key, Progress()).started for key in started},
+                        known_started)
         for key, offset in started.items():
             before = self.progress.get(key, Progress())
             self.progress[key] = Progress(before.done, max(before.started, offset))

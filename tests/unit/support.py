@@ -81,20 +81,37 @@ def update(event: ClickEvent | PurchaseEvent | TicketEvent, *, consent: bool | N
 
 
 @dataclass
+class FakeMessage:
+    key_: str
+
+    def key(self) -> str:
+        return self.key_
+
+
+@dataclass
 class FakeAlertProducer:
-    """Records what the engine produces; ``unsent`` makes the next flush report a failure."""
+    """Records what the engine produces and reports each delivery on flush, as librdkafka
+    does; ``unsent`` makes the next flush leave that many of the last messages undelivered
+    (they are delivered by a later flush)."""
 
     messages: list[tuple[str, str, bytes]] = field(default_factory=list)
     unsent: int = 0
+    queued: list[tuple[str, Any]] = field(default_factory=list)
 
     def produce(self, topic: str, value: bytes, key: str, on_delivery: Any = None) -> None:
         self.messages.append((topic, key, value))
+        self.queued.append((key, on_delivery))
 
     def poll(self, timeout: float) -> int:
         return 0
 
     def flush(self, timeout: float = 0) -> int:
-        unsent, self.unsent = self.unsent, 0
+        unsent, self.unsent = min(self.unsent, len(self.queued)), 0
+        delivered = self.queued[:len(self.queued) - unsent]
+        self.queued = self.queued[len(self.queued) - unsent:]
+        for key, on_delivery in delivered:
+            if on_delivery is not None:
+                on_delivery(None, FakeMessage(key))
         return unsent
 
     def alerts(self) -> list[Alert]:

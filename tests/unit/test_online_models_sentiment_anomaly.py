@@ -49,3 +49,14 @@ def test_anomaly_uses_the_global_model_without_history() -> None:
     assert odd.source == plain.source == "global"
     assert odd.score > plain.score
     assert "all customers" in odd.reason
+
+
+def test_sentiment_learns_nothing_from_a_text_without_words() -> None:
+    """Verify that tickets whose text has no word (found by the hostile-input tests: both
+    classes 'seen' with an empty vocabulary made scoring divide by zero) are not learnt,
+    and that scoring after them works."""
+    model = SentimentModel(prior_strength=10)
+    assert not model.learn("!!!", 1) and not model.learn(" \x00 ", 5)
+    assert model.score("anything").source == "lexicon"
+    assert model.learn("awful broken", 1) and model.learn("great thanks", 5)
+    assert -1.0 <= model.score("??").sentiment <= 1.0
