@@ -33,7 +33,7 @@ _TIMES = ("first_seen_at", "last_seen_at", "last_order_at")
 
 #: The per-customer keys ``apply_customer.lua`` takes, in its order.
 CUSTOMER_SCRIPT_KEYS = ("profile", "events", "sessions", "categories", "recent", "tickets",
-                        "bought", "orders", "days", "merged", "erased", "alerts")
+                        "bought", "orders", "days", "merged", "erased", "alerts", "alias")
 
 
 def _script(name: str) -> str:

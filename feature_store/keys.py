@@ -31,6 +31,7 @@ CUSTOMER_KEY_SUFFIXES = (
     "recos",  # string: the cached recommendation list (JSON)
     "alerts",  # string: alert rule state (streaks, cooldowns, open cart), see rule_state.py
     "triage",  # hash: ticket id -> JSON of its triage (category, urgency, sentiment), tickets.py
+    "alias",  # string, a visitor's only: the customer it is merged into (see alias_key)
 )
 
 

@@ -77,6 +77,7 @@ from feature_store.keys import (
     CustomerKeys,
     alert_state_key,
     alias_key,
+    anonymous_profile_id,
     cart_timers_key,
     customers_key,
     erasure_receipt_key,
@@ -322,6 +323,11 @@ class FeatureStore:
             applied.watermarks = {tp: int(mark) for tp, mark in zip(
                 carts.partitions, marks, strict=True) if mark is not None}
         await self._unindex_erased(by_customer, customers, applied.events, events)
+        moved = [index for index, outcome in enumerate(outcomes)
+                 if outcome is not None and outcome.outcome == "moved"]
+        if moved:
+            await self._apply_moved(events, moved, outcomes, customers, merges, now_ms)
+            applied.events = [outcome for outcome in outcomes if outcome is not None]
         for tenant, anonymous_id, customer_id in merges:
             # Read again: the merge changed the customer and deleted the visitor.
             for key, merged in (await merge_anonymous(
@@ -336,6 +342,45 @@ class FeatureStore:
         if missing:
             customers.update(await load_customers(self.redis, sorted(missing)))
         return applied
+
+    async def _apply_moved(self, events: Sequence[AnyEvent], moved: Sequence[int],
+                           outcomes: list[AppliedEvent | None],
+                           customers: dict[CustomerKey, Customer],
+                           merges: dict[tuple[str, str, str], None], now_ms: int) -> None:
+        """Apply to their customer the visitor events the apply script handed back: the
+        visitor was pointed at a customer between this batch's alias read and its apply (a
+        login on another partition, merged by another worker), and that merge may already
+        have read the visitor, so applied to the visitor they could be deleted with it."""
+        batch = [events[index] for index in moved]
+        aliases, _ = await resolve_aliases(self.redis, batch)
+        by_customer: dict[CustomerKey, list[int]] = defaultdict(list)
+        for index, event in zip(moved, batch, strict=True):
+            by_customer[(event.tenant, profile_id_for(event, aliases))].append(index)
+
+        def fill(pipe: Any) -> None:
+            for (tenant, profile_id), indices in by_customer.items():
+                queue_apply(pipe, tenant, profile_id, [
+                    [events[i].event_id, events[i].occurred_at_ms, update_for(events[i]),
+                     _stitch(events[i])] for i in indices],
+                    limits=self.limits.args(), updated_at_ms=now_ms)
+                pipe.zadd(customers_key(tenant), {profile_id: max(
+                    events[i].occurred_at_ms for i in indices)}, gt=True)
+            for event in batch:  # the visitor is being merged away: out of the index
+                pipe.zrem(customers_key(event.tenant), anonymous_profile_id(
+                    event.anonymous_id or ""))
+
+        replies = await execute_pipeline(self.redis, fill, [APPLY_SCRIPT])
+        for ((tenant, profile_id), indices), reply in zip(by_customer.items(), replies[::2],
+                                                          strict=False):
+            per_event, state = reply
+            for index, (outcome, needs_merge) in zip(indices, per_event, strict=True):
+                outcomes[index] = AppliedEvent(text(outcome), profile_id)
+                if int(needs_merge):
+                    merges[(tenant, _stitch(events[index]), profile_id)] = None
+            customer = customer_from(state)
+            if customer is not None:
+                customers[(tenant, profile_id)] = customer
+        log.info("applied %d events of visitors being merged to their customers", len(moved))
 
     async def _unindex_erased(self, by_customer: Mapping[CustomerKey, list[int]],
                               customers: Mapping[CustomerKey, Customer],

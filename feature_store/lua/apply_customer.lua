@@ -2,20 +2,23 @@
 -- the customer back as the batch left them (what the models and the alert rules need).
 --
 -- KEYS: profile, events, sessions, categories, recent, tickets, bought, orders, days, merged,
---       erased, alerts (the alert rules' state)
+--       erased, alerts (the alert rules' state), alias (a visitor's: the customer it is being
+--       merged into; a customer has none)
 -- ARGV: max_event_ids, recent_products, recent_orders, customer_id, tenant,
 --       updated_at (processing time, ms), the events as JSON:
 --       [[event_id, occurred_ms, update (see feature_store/updates.py), anonymous_id or ""],
 --        ...] (an empty list only reads)
 -- Returns {outcomes, customer}: outcomes holds {outcome, needs_merge} per event, outcome
--- "ok", "duplicate" or "erased"; needs_merge is 1 when the event carries an anonymous id
+-- "ok", "duplicate", "erased" or "moved" (a visitor pointed at a customer since the caller
+-- looked: its merge may have read the visitor already, so an event it does not hold yet is
+-- not applied here but handed back, for the caller to apply to the customer); needs_merge is 1 when the event carries an anonymous id
 -- whose merge into this customer has not completed (also for a duplicate: a redelivered
 -- stitching event resumes a merge a crash interrupted). customer is false for an erased
 -- customer, else {profile hash as a flat list, categories strongest first with weights,
 -- recent products newest first, bought products, last orders, alert rule state or false}.
 local profile, events, sessions, categories, recent, tickets, bought, orders, days, merged, erased,
-  alerts = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9],
-  KEYS[10], KEYS[11], KEYS[12]
+  alerts, alias = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8],
+  KEYS[9], KEYS[10], KEYS[11], KEYS[12], KEYS[13]
 local max_ids, max_recent, max_orders = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local batch = cjson.decode(ARGV[7])
 
@@ -27,7 +30,12 @@ if redis.call('EXISTS', erased) == 1 then
   return {outcomes, false}
 end
 
+local moved = #batch > 0 and redis.call('EXISTS', alias) == 1
+
 local function apply(event_id, at, update, anonymous_id)
+  if moved and not redis.call('ZSCORE', events, event_id) then
+    return {'moved', 0}
+  end
   local needs_merge = 0
   if anonymous_id ~= '' and redis.call('SISMEMBER', merged, anonymous_id .. '|done') == 0 then
     needs_merge = 1

@@ -195,15 +195,6 @@ def stitches_across_partitions(settings: Settings, count: int, between: tuple[fl
     return extra
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "A race between two workers loses a visitor's events: worker A resolves a visitor "
-    "event's alias (none yet) and applies it to the visitor's profile while worker B, "
-    "processing the stitching event on another partition, has already snapshotted the "
-    "visitor; B's clean-up then deletes the visitor with that event, which never reaches "
-    "the customer (Apache Kafka, 2026-12-06: c-000147 had 160 views, 171 expected: the "
-    "views of visitor a-5-147-0). Fix to come: mark the visitor merged atomically with the "
-    "snapshot (in the visitor's slot) and have the apply script hand events of a marked "
-    "visitor back to be applied to the customer."))
 def test_a_rebalance_while_visitors_are_stitched_across_partitions(
         settings: Settings, workers: Workers) -> None:
     """Verify that a second worker joining mid-stream (a rebalance moves partitions between

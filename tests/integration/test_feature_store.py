@@ -229,6 +229,36 @@ async def test_a_batch_cut_short_after_the_alias_counts_its_visitor_events_once(
     await assert_merged(store, [*browse, login], "v3", "c7")
 
 
+async def test_a_visitor_event_racing_a_merge_on_another_partition_lands_on_the_customer(
+    store: FeatureStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verify that a visitor's event whose batch read "no alias" just before another worker
+    pointed the visitor at a customer (the login on another partition) and copied it, is
+    applied to the customer, not to a visitor about to be deleted: counted once, not lost."""
+    import feature_store.store as store_module
+    from feature_store.keys import alias_key
+
+    browse, login = browsing_then_login("v4", "c6", "login4")
+    await apply(store, [validate_event(event) for event in browse[:2]])
+    racing = validate_event(browse[2])
+    real_resolve = store_module.resolve_aliases
+
+    async def resolved_just_before_the_login(redis: Any, events: Any) -> Any:
+        found = await real_resolve(redis, events)
+        if any(event.event_id == racing.event_id for event in events):
+            # Right then, the other worker merges the visitor (alias, copy, clean-up).
+            await apply(store, [validate_event(login)])
+        return found
+
+    monkeypatch.setattr(store_module, "resolve_aliases", resolved_just_before_the_login)
+    [outcome] = await apply(store, [racing])
+    assert (outcome.outcome, outcome.profile_id) == ("ok", "c6")
+    monkeypatch.setattr(store_module, "resolve_aliases", real_resolve)
+    assert await store.redis.get(alias_key("default", "v4")) == b"c6"
+    await apply(store, [racing])  # a redelivery counts nothing twice
+    await assert_merged(store, [*browse, login], "v4", "c6")
+
+
 async def test_erasure_deletes_everything_and_blocks_later_events(store: FeatureStore) -> None:
     """Verify that erasure removes every key of the customer and drops their later events."""
     events = [e | {"customer_id": "c1"} for e in random_events(random.Random(5), 20)]

@@ -88,6 +88,8 @@ def test_every_key_of_a_customer_shares_one_slot(tenant: str, customer: str) -> 
             <= set(CUSTOMER_KEY_SUFFIXES))
     assert len({slot(key) for key in keys.all()}) == 1
     assert slot(alert_state_key(tenant, customer)) == slot(keys.profile)
+    if customer.startswith("anon:"):  # the apply script reads a visitor's alias as its own
+        assert keys.key("alias") == alias_key(tenant, customer.removeprefix("anon:"))
 
 
 def test_the_apply_script_of_a_customer_touches_one_slot() -> None:
