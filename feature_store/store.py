@@ -298,16 +298,7 @@ class FeatureStore:
         outcomes: list[AppliedEvent | None] = [None] * len(events)
         customers: dict[CustomerKey, Customer] = {}
         merges: dict[tuple[str, str, str], None] = {}  # (tenant, anonymous id, customer)
-        for ((tenant, profile_id), indices), reply in zip(by_customer.items(), replies,
-                                                          strict=False):
-            per_event, state = reply
-            for index, (outcome, needs_merge) in zip(indices, per_event, strict=True):
-                outcomes[index] = AppliedEvent(text(outcome), profile_id)
-                if int(needs_merge):
-                    merges[(tenant, _stitch(events[index]), profile_id)] = None
-            customer = customer_from(state)
-            if customer is not None:
-                customers[(tenant, profile_id)] = customer
+        _take_applied(events, by_customer, replies, outcomes, customers, merges)
         rest = replies[len(by_customer):]
         applied = AppliedBatch(
             events=[outcome for outcome in outcomes if outcome is not None], customers=customers,
@@ -370,16 +361,7 @@ class FeatureStore:
                     event.anonymous_id or ""))
 
         replies = await execute_pipeline(self.redis, fill, [APPLY_SCRIPT])
-        for ((tenant, profile_id), indices), reply in zip(by_customer.items(), replies[::2],
-                                                          strict=False):
-            per_event, state = reply
-            for index, (outcome, needs_merge) in zip(indices, per_event, strict=True):
-                outcomes[index] = AppliedEvent(text(outcome), profile_id)
-                if int(needs_merge):
-                    merges[(tenant, _stitch(events[index]), profile_id)] = None
-            customer = customer_from(state)
-            if customer is not None:
-                customers[(tenant, profile_id)] = customer
+        _take_applied(events, by_customer, replies[::2], outcomes, customers, merges)
         log.info("applied %d events of visitors being merged to their customers", len(moved))
 
     async def _unindex_erased(self, by_customer: Mapping[CustomerKey, list[int]],
@@ -585,6 +567,24 @@ class FeatureStore:
         log.info("erased customer %s/%s (%d keys), receipt %s", tenant, customer_id, deleted,
                  receipt_id)
         return deleted
+
+
+def _take_applied(events: Sequence[AnyEvent], by_customer: Mapping[CustomerKey, list[int]],
+                  replies: Sequence[Any], outcomes: list[AppliedEvent | None],
+                  customers: dict[CustomerKey, Customer],
+                  merges: dict[tuple[str, str, str], None]) -> None:
+    """Read the apply script's replies (one per customer of ``by_customer``, in order): each
+    event's outcome, the merges its stitching events ask for, and the customers as applied."""
+    for ((tenant, profile_id), indices), reply in zip(by_customer.items(), replies,
+                                                      strict=False):
+        per_event, state = reply
+        for index, (outcome, needs_merge) in zip(indices, per_event, strict=True):
+            outcomes[index] = AppliedEvent(text(outcome), profile_id)
+            if int(needs_merge):
+                merges[(tenant, _stitch(events[index]), profile_id)] = None
+        customer = customer_from(state)
+        if customer is not None:
+            customers[(tenant, profile_id)] = customer
 
 
 def _stitch(event: AnyEvent) -> str:

@@ -25,7 +25,6 @@ rules decided reached the topic (the feed).
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import collections
 import random
@@ -40,11 +39,9 @@ from typing import Any
 import httpx
 import orjson
 import redis
-import redis.asyncio as aioredis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from feature_store.keys import ALERTS_STREAM_KEY, METRICS_KEY
-from feature_store.reads import ProfileReader
 from load_tests.chaos import inject_duplicates, malformed_events
 from schemas.records import alert_id_for
 from schemas.topics import ALERTS, CLICKS, DEADLETTER
@@ -53,8 +50,7 @@ from stream.processes import ManagedProcess
 from stream.producer import EventProducer
 from stream.settings import Settings, kafka_client_config
 from tests.helpers import wait_for
-from tests.integration.support import caught_up
-from tests.reference_features import assert_same_features, reference_profiles
+from tests.integration.support import assert_profiles_exact, caught_up
 
 #: Events per second the shop streams at while each fault is injected.
 RATE = 1_000
@@ -319,23 +315,6 @@ class Recovery:
                 f"{self.counted}; {self.extra}")
 
 
-def live_profiles(url: str, profile_ids: Iterable[str]) -> tuple[dict[str, dict[str, Any]],
-                                                                  list[str]]:
-    async def read() -> tuple[dict[str, dict[str, Any]], list[str]]:
-        client = aioredis.Redis.from_url(url)
-        reader = ProfileReader(redis=client)
-        try:
-            profiles = {}
-            for profile_id in profile_ids:
-                profile = await reader.profile("default", profile_id)
-                assert profile is not None, f"{profile_id} has no profile"
-                profiles[profile_id] = profile.features.model_dump()
-            return profiles, await reader.customer_ids("default")
-        finally:
-            await client.aclose()
-
-    return asyncio.run(read())
-
 
 def assert_recovered(settings: Settings, shop: PacedShop, *, redis_url: str,
                      running: Sequence[ManagedProcess], metrics_ports: Sequence[int],
@@ -352,11 +331,7 @@ def assert_recovered(settings: Settings, shop: PacedShop, *, redis_url: str,
         assert worker.is_running(), worker.log_tail(40)
 
     events = shop.workload.events
-    expected = reference_profiles(events)
-    profiles, indexed = live_profiles(redis_url, sorted(expected))
-    assert set(indexed) == set(expected), "extra or missing profiles in Redis"
-    for profile_id, features in expected.items():
-        assert_same_features(profiles[profile_id], features, profile_id)
+    profiles_checked = assert_profiles_exact(redis_url, events)
 
     letters = read_topic(settings, DEADLETTER)
     by_source = {(d["source_topic"], d["source_partition"], d["source_offset"]): d
@@ -394,7 +369,7 @@ def assert_recovered(settings: Settings, shop: PacedShop, *, redis_url: str,
         assert count <= counted.get(kind, 0), (
             f"{count} repeated {kind} alerts on crm.alerts, {counted.get(kind, 0):.0f} counted")
     return Recovery(
-        messages=len(shop.workload.outgoing), rate=shop.rate_achieved, profiles=len(expected),
+        messages=len(shop.workload.outgoing), rate=shop.rate_achieved, profiles=profiles_checked,
         dead_letters=len(by_source), dead_letters_repeated=len(letters) - len(by_source),
         alerts=len(on_topic),
         must_fire=dict(collections.Counter(must.values())), repeated=dict(repeated),

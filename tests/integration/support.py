@@ -8,6 +8,7 @@ Nothing here is a test.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import sys
 import threading
@@ -25,6 +26,7 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from api.keys import create_key, create_key_sync
+from feature_store.client import connect
 from feature_store.keys import (
     ALERTS_STREAM_KEY,
     CustomerKeys,
@@ -32,6 +34,7 @@ from feature_store.keys import (
     progress_key,
     ranking_key,
 )
+from feature_store.reads import ProfileReader
 from schemas.events import AnyEvent
 from schemas.records import DeadLetter
 from simulator import TOPIC_BY_TYPE
@@ -40,6 +43,7 @@ from stream.processes import ManagedProcess, free_port
 from stream.producer import DeliveryError, DeliveryReport, EventProducer
 from stream.settings import Settings
 from tests.helpers import settings_env
+from tests.reference_features import assert_same_features, reference_profiles
 
 
 @dataclass
@@ -246,3 +250,30 @@ def caught_up(client: redis.Redis, last: dict[tuple[str, int], int]) -> Callable
         return all(value is not None and int(value) >= last[key]  # type: ignore[arg-type]
                    for key, value in zip(last, recorded, strict=True))  # type: ignore[arg-type]
     return done
+
+
+def assert_profiles_exact(redis_url: str, events: Sequence[dict[str, Any]], *,
+                          cluster: bool = False, tenant: str = "default") -> int:
+    """Every profile in Redis equals the offline recomputation of ``events``
+    (:mod:`tests.reference_features`), and the tenant's index holds exactly those profiles;
+    answers how many were checked."""
+    expected = reference_profiles(events)
+
+    async def read() -> tuple[dict[str, dict[str, Any]], list[str]]:
+        client = connect(redis_url, cluster=cluster)
+        reader = ProfileReader(redis=client)
+        try:
+            profiles = {}
+            for profile_id in expected:
+                profile = await reader.profile(tenant, profile_id)
+                assert profile is not None, f"{profile_id} has no profile"
+                profiles[profile_id] = profile.features.model_dump()
+            return profiles, await reader.customer_ids(tenant)
+        finally:
+            await client.aclose()
+
+    profiles, indexed = asyncio.run(read())
+    assert set(indexed) == set(expected), "extra or missing profiles in Redis"
+    for profile_id, features in expected.items():
+        assert_same_features(profiles[profile_id], features, profile_id)
+    return len(expected)

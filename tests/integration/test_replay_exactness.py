@@ -8,7 +8,6 @@ same event list, and ``crm.deadletter`` must hold exactly the malformed events.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 from collections.abc import Callable
@@ -18,11 +17,9 @@ from typing import Any
 
 import orjson
 import redis
-import redis.asyncio as aioredis
 from confluent_kafka import Consumer
 
 from feature_store.keys import METRICS_KEY, progress_key
-from feature_store.reads import ProfileReader
 from load_tests.chaos import inject_duplicates, malformed_events, shuffle_out_of_order
 from schemas.topics import DEADLETTER
 from simulator import TOPIC_BY_TYPE, ShopSimulator
@@ -30,7 +27,7 @@ from stream.processes import ManagedProcess
 from stream.producer import EventProducer
 from stream.settings import Settings, kafka_client_config
 from tests.helpers import wait_for
-from tests.reference_features import assert_same_features, reference_profiles
+from tests.integration.support import assert_profiles_exact
 
 EVENTS = 100_000
 
@@ -112,25 +109,7 @@ def test_features_are_exact_after_duplicates_disorder_garbage_and_a_crash(
     wait_for(caught_up, timeout=300, what="the restarted worker to reach the end offsets",
              alive=[second])
 
-    expected = reference_profiles([event for _, event in valid])
-
-    async def live() -> tuple[dict[str, Any], list[str]]:
-        async_client = aioredis.Redis.from_url(settings.redis_url)
-        reader = ProfileReader(redis=async_client)
-        try:
-            profiles = {}
-            for profile_id in expected:
-                profile = await reader.profile("default", profile_id)
-                assert profile is not None, f"{profile_id} has no profile"
-                profiles[profile_id] = profile.features.model_dump()
-            return profiles, await reader.customer_ids("default")
-        finally:
-            await async_client.aclose()
-
-    profiles, indexed = asyncio.run(live())
-    assert set(indexed) == set(expected), "extra or missing profiles in Redis"
-    for profile_id, features in expected.items():
-        assert_same_features(profiles[profile_id], features, profile_id)
+    checked = assert_profiles_exact(settings.redis_url, [event for _, event in valid])
 
     letters = read_dead_letters(settings, len(malformed), timeout=120)
     by_source = {(d["source_topic"], d["source_partition"], d["source_offset"]): d
@@ -142,5 +121,5 @@ def test_features_are_exact_after_duplicates_disorder_garbage_and_a_crash(
     # A crash between flushing dead letters and recording progress may repeat a batch's
     # dead letters (same dead_letter_id); it can never lose one.
     assert repeats <= 500, f"{repeats} repeated dead letters"
-    print(f"{len(stream)} messages, {len(expected)} profiles exact, "
+    print(f"{len(stream)} messages, {checked} profiles exact, "
           f"{len(by_source)} dead letters ({repeats} repeated after the crash)")

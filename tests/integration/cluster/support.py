@@ -7,12 +7,11 @@ Nothing here is a test.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import re
 import time
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
@@ -20,17 +19,16 @@ from typing import Any
 
 import orjson
 
-from feature_store.client import connect, connect_sync
+from feature_store.client import connect_sync
 from feature_store.keys import METRICS_KEY, progress_key
-from feature_store.reads import ProfileReader
 from load_tests.chaos import inject_duplicates, malformed_events, shuffle_out_of_order
 from simulator import TOPIC_BY_TYPE, ShopSimulator
 from stream.processes import ManagedProcess
 from stream.producer import EventProducer
 from stream.settings import Settings
 from tests.helpers import wait_for
+from tests.integration.support import assert_profiles_exact
 from tests.integration.test_replay_exactness import read_dead_letters
-from tests.reference_features import assert_same_features, reference_profiles
 
 
 @dataclass
@@ -125,11 +123,7 @@ class Replay:
     def assert_exact(self) -> int:
         """Every profile equals the offline recomputation, no profile is extra, and the DLQ
         holds exactly the malformed events (repeats allowed); answers the profiles checked."""
-        expected = reference_profiles(self.valid)
-        profiles, indexed = asyncio.run(_live_profiles(self.settings, expected))
-        assert set(indexed) == set(expected), "extra or missing profiles in Redis"
-        for profile_id, features in expected.items():
-            assert_same_features(profiles[profile_id], features, profile_id)
+        checked = assert_profiles_exact(self.settings.redis_url, self.valid, cluster=True)
         letters = read_dead_letters(self.settings, self.malformed, timeout=120)
         by_source = {(d["source_topic"], d["source_partition"], d["source_offset"]): d
                      for d in letters}
@@ -137,22 +131,8 @@ class Replay:
             "the DLQ must hold the malformed events")
         for source, code in self.dead_letter_sources.items():
             assert by_source[source]["error_code"] == code, by_source[source]
-        return len(expected)
+        return checked
 
-
-async def _live_profiles(settings: Settings, expected: Iterable[str]
-                         ) -> tuple[dict[str, Any], list[str]]:
-    client = connect(settings.redis_url, cluster=True)
-    reader = ProfileReader(redis=client)
-    try:
-        profiles = {}
-        for profile_id in expected:
-            profile = await reader.profile("default", profile_id)
-            assert profile is not None, f"{profile_id} has no profile"
-            profiles[profile_id] = profile.features.model_dump()
-        return profiles, await reader.customer_ids("default")
-    finally:
-        await client.aclose()
 
 
 def events_processed_by(metrics_port: int) -> int:
