@@ -24,6 +24,9 @@ ROUTES: list[tuple[str, str, str]] = [
     ("GET", "/v1/customers/{customer_id}", "read"),
     ("DELETE", "/v1/customers/{customer_id}", "admin"),
     ("GET", "/v1/customers/{customer_id}/recommendations", "read"),
+    ("GET", "/v1/customers/{customer_id}/tickets", "read"),
+    ("GET", "/v1/tickets/{ticket_id}", "read"),
+    ("GET", "/v1/forecast", "read"),
     ("GET", "/v1/erasures/{receipt_id}", "read"),
     ("POST", "/v1/events", "ingest"),
     ("POST", "/v1/segment/batch", "ingest"),
@@ -43,7 +46,7 @@ async def call(api: Api, method: str, path: str, headers: dict[str, str],
                **kwargs: Any) -> httpx.Response:
     """One request. The in-process transport hands over an answer only once the app is done,
     and the alert stream never is: a stream still open after a second was accepted (200)."""
-    url = path.format(customer_id="c1", receipt_id="er_x")
+    url = path.format(customer_id="c1", receipt_id="er_x", ticket_id="t1")
     if "json" not in kwargs and "content" not in kwargs and path in BODIES:
         kwargs["json"] = BODIES[path]
     request = api.client.request(method, url, headers=headers, **kwargs)
@@ -110,7 +113,7 @@ async def test_another_tenants_ids_are_404(api: Api) -> None:
     assert receipt, erased
     assert (await api.client.get(f"/v1/erasures/{receipt}", headers=key_a)).status_code == 200
     for path in ("/v1/customers/c1", "/v1/customers/c1/recommendations",
-                 f"/v1/erasures/{receipt}"):
+                 "/v1/customers/c1/tickets", f"/v1/erasures/{receipt}"):
         clean(await api.client.get(path, headers=key_b), 404)
     clean(await api.client.post("/v1/events", headers=key_b, json={"events": [{
         "event_id": "e1", "customer_id": "c1", "tenant": "shopA", "type": "click",
