@@ -177,14 +177,9 @@ def churn_in_silence(*, tenant: str, customer_id: str, scores: Mapping[str, Any]
                      features: Mapping[str, Any], state: CustomerAlertState,
                      config: AlertConfig, scored_at_ms: int, now: datetime
                      ) -> Decision | None:
-    """The churn rule on a customer re-scored by the silence sweep (no event of theirs).
-
-    Most churners simply stop coming: their risk rises only as silence grows, so the sweep's
-    re-scores count towards the rule like their own events do. The alert's trigger is the
-    silence since their last activity (``silence@<last_seen_at>``), so re-deciding it after
-    a crash repeats the same alert id, and a new silence (after they came back) is a new
-    trigger.
-    """
+    """The churn rule on a customer the silence sweep re-scored: most churners just stop
+    coming, so re-scores count like events. The trigger is the silence since their last
+    activity (``silence@<last_seen_at>``): decided again after a crash, the same alert id."""
     candidate = _churn_candidate(scores, features, state, config, at_ms=scored_at_ms,
                                  currency=None)
     if candidate is None:

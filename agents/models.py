@@ -14,11 +14,8 @@ The step answers plain data: the score records the batch commits, and one
 :class:`~agents.alert_rules.CustomerUpdate` per event for the alert rules. Nothing here
 touches Redis.
 
-Besides the customers: every purchase feeds the revenue forecaster, whose hourly and daily
-buckets close (and are learnt) as the watermark passes them; every ticket with text is
-triaged (category, urgency, sentiment) and learnt from when support labelled it; and each
-model's scored-before-learnt errors (churn and CLV as their labels resolve, sentiment on
-CSAT, triage on labels, the daily forecast per closed day) feed its drift detector.
+Every ticket with text is triaged (category, urgency, sentiment); the revenue forecast,
+ticket labels and drift detection are :mod:`agents.insights`'s share.
 
 The recommender's share (learning the batch's interactions, fresh top-N lists) is the
 largest and no alert depends on it, so the step only collects it. Every recommendations
@@ -33,12 +30,12 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from agents.alert_rules import CustomerUpdate
+from agents.insights import Insights, ticket_records
 from agents.recommending import Interaction, RecommendationWork, apply_work
 from feature_store import Customer, CustomerKey
 from feature_store.keys import anonymous_profile_id
@@ -46,7 +43,6 @@ from feature_store.ranking import RankingSketch
 from feature_store.scores import ScoreRecord
 from feature_store.tickets import TicketRecord
 from online_models import (
-    ALL_CATEGORIES,
     CustomerScores,
     DriftEvent,
     ModelBundle,
@@ -63,7 +59,6 @@ from schemas.events import (
     ClickKind,
     PurchaseEvent,
     TicketEvent,
-    TicketStatus,
 )
 from schemas.profile import ScoreStatus
 from schemas.records import Contribution
@@ -86,20 +81,6 @@ def is_customer(profile_id: str) -> bool:
 def _ticket_text(event: TicketEvent) -> str:
     return f"{event.subject}\n{event.body}".strip()
 
-
-def _category_totals(event: PurchaseEvent) -> dict[str, float]:
-    """A purchase's amount per category (its lines without one: ``"uncategorised"``)."""
-    totals: dict[str, float] = {}
-    for item in event.items:
-        category = item.category or "uncategorised"
-        totals[category] = totals.get(category, 0.0) + item.unit_price * item.quantity
-    return totals
-
-
-#: Closed buckets kept per forecast series for the dashboard (two months of days).
-FORECAST_HISTORY = 60
-#: Buckets ahead each worker publishes (``GET /v1/forecast`` answers up to these).
-FORECAST_HORIZON = {"hour": 168, "day": 90}
 
 
 @dataclass(frozen=True)
@@ -179,10 +160,7 @@ class ModelStep:
         #: that read a customer before a batch scored them must not write over the batch.
         self.scored_since_sweep: set[CustomerKey] = set()
         #: The latest closed buckets of each forecast series, beside what was forecast.
-        self.forecast_history: dict[tuple[str, str, str],
-                                    deque[tuple[int, float, float | None]]] = {}
-        self._drifts: list[DriftEvent] = []
-        self._forecasts: dict[tuple[str, str, str], tuple[int, dict[str, Any]]] = {}
+        self.insights = Insights(bundle)
 
     def learn_and_score(self, events: Sequence[ModelEvent], customers: Mapping[CustomerKey,
                         Customer], clv_rankings: Mapping[str, RankingSketch],
@@ -200,14 +178,15 @@ class ModelStep:
         if watermark_ms is not None:
             bundle.churn.advance_watermark(watermark_ms)
             bundle.clv.advance_watermark(watermark_ms)
-            self._close_forecast_buckets(watermark_ms)
-        for name in ("churn", "clv"):
-            for error, at_ms in getattr(bundle, name).take_errors():
-                self._track_drift(name, error, at_ms)
+            self.insights.advance_watermark(watermark_ms)
+        self.insights.watch_label_errors()
         touched = {e.customer: customers[e.customer] for e in present}
         interacted = {(i.tenant, i.customer_id) for i in self._interactions[learnt_before:]}
         self._queue_recommendations(touched, interacted)
-        scored = Scored(tickets=self._ticket_records(present, per_event))
+        scored = Scored(tickets=ticket_records(
+            (e.customer, e.event, x.triage, x.urgency, x.sentiment)
+            for e, x in zip(present, per_event, strict=True)
+            if x.triage is not None and isinstance(e.event, TicketEvent)))
         scores = self._score_customers(touched, present, per_event, watermark_ms,
                                        clv_rankings, scored.records)
         self.scored_since_sweep.update(scores)
@@ -226,44 +205,8 @@ class ModelStep:
                 event=model_event.event, features=customer.profile, scores=own,
                 marketing_consent=customer.marketing_consent,
                 partition=model_event.partition))
-        scored.drifts, self._drifts = self._drifts, []
+        scored.drifts = self.insights.take_drifts()
         return scored
-
-    def _track_drift(self, model: str, error: float, at_ms: int) -> None:
-        found = self.bundle.drift.update(model, error, at_ms)
-        if found is not None:
-            log.warning("drift: %s", found.reason)
-            self._drifts.append(found)
-
-    def _close_forecast_buckets(self, watermark_ms: int) -> None:
-        """Close the forecast buckets the watermark passed; keep them for the dashboard and
-        watch the daily whole-revenue forecast's scaled error for drift."""
-        for bucket in self.bundle.forecast.advance_watermark(watermark_ms):
-            key = (bucket.tenant, bucket.category, bucket.granularity)
-            history = self.forecast_history.get(key)
-            if history is None:
-                history = self.forecast_history[key] = deque(maxlen=FORECAST_HISTORY)
-            history.append((bucket.start_ms, bucket.revenue, bucket.forecast))
-            if (bucket.scaled_error is not None and bucket.category == ALL_CATEGORIES
-                    and bucket.granularity == "day"):
-                self._track_drift("forecast", min(bucket.scaled_error, 10.0), bucket.end_ms)
-
-    @staticmethod
-    def _ticket_records(events: Sequence[ModelEvent],
-                        per_event: Sequence[EventScores]) -> list[TicketRecord]:
-        """The triage of each ticket of the batch with text, as of its latest such event."""
-        records: dict[tuple[str, str], TicketRecord] = {}
-        for model_event, extra in zip(events, per_event, strict=True):
-            event, triage = model_event.event, extra.triage
-            if not isinstance(event, TicketEvent) or triage is None:
-                continue
-            records[(model_event.customer[0], event.ticket_id)] = TicketRecord(
-                tenant=model_event.customer[0], customer_id=model_event.customer[1],
-                ticket_id=event.ticket_id, channel=event.channel, subject=event.subject[:200],
-                category=triage.category, category_probability=round(triage.probability, 4),
-                category_source=triage.source, urgency=extra.urgency,
-                sentiment=extra.sentiment, at_ms=event.occurred_at_ms)
-        return list(records.values())
 
     def _event_scores(self, event: AnyEvent, customer: Customer) -> EventScores:
         """The event's own scores (a purchase's anomaly, a ticket's sentiment and urgency),
@@ -302,32 +245,15 @@ class ModelStep:
             self._interactions.append(Interaction(
                 tenant, profile_id, tuple(item.product_id for item in event.items),
                 "purchase", at_ms, recent, bought_before))
-            bundle.forecast.observe_purchase(tenant, at_ms, event.total,
-                                             _category_totals(event))
+            self.insights.observe_purchase(tenant, event)
         elif isinstance(event, ClickEvent):
             kind = _INTERACTIONS.get(event.kind)
             if kind and event.product_id:
                 self._interactions.append(Interaction(
                     tenant, profile_id, (event.product_id,), kind, at_ms, recent))
-        else:
-            self._learn_ticket(event, scores)
+        elif text := _ticket_text(event):
+            self.insights.learn_ticket(event, text, scores.sentiment)
         return scores
-
-    def _learn_ticket(self, event: TicketEvent, scores: EventScores) -> None:
-        """Learn sentiment from a resolved ticket's CSAT and its category from support's
-        label, each scored first: its error feeds the model's drift detector."""
-        text = _ticket_text(event)
-        if not text:
-            return
-        at_ms = event.occurred_at_ms
-        if event.status is TicketStatus.RESOLVED and event.csat is not None:
-            if event.csat != 3 and scores.sentiment is not None:
-                self._track_drift("sentiment",
-                                  float((scores.sentiment > 0) != (event.csat >= 4)), at_ms)
-            self.bundle.sentiment.learn(text, event.csat)
-        if event.category is not None:
-            served = self.bundle.triage.learn(text, event.category)
-            self._track_drift("triage", float(served.category != event.category), at_ms)
 
     def _observe_activity(self, events: Sequence[ModelEvent],
                           customers: Mapping[CustomerKey, Customer]) -> None:
@@ -454,33 +380,6 @@ class ModelStep:
         """
         return apply_work(self.bundle.recommender,
                           self.take_recommendation_work(self.lists_per_call))
-
-    def forecast_payloads(self) -> dict[str, dict[str, dict[str, Any]]]:
-        """Per tenant, each forecast series as the store publishes it (see
-        :mod:`feature_store.forecasts`): the next buckets with intervals, and the closed ones
-        beside what was forecast for them. A series is forecast again only once it learnt."""
-        forecaster = self.bundle.forecast
-        payloads: dict[str, dict[str, dict[str, Any]]] = {}
-        for tenant, category, granularity in list(forecaster.series):
-            key = (tenant, category, granularity)
-            learnt = forecaster.series[key].model.observations
-            cached = self._forecasts.get(key)
-            if cached is None or cached[0] != learnt:
-                forecast = forecaster.forecast(tenant, granularity, FORECAST_HORIZON[granularity],
-                                               category)
-                assert forecast is not None
-                cached = self._forecasts[key] = (learnt, {
-                    "status": forecast.status, "as_of": forecast.as_of_ms,
-                    "buckets_learnt": forecast.buckets_learnt,
-                    "interval_level": forecast.interval_level, "mape": forecast.mape,
-                    "mase": forecast.mase, "coverage": forecast.coverage,
-                    "points": [[p.start_ms, round(p.revenue, 2), round(p.lower, 2),
-                                round(p.upper, 2)] for p in forecast.points],
-                    "history": [[start, round(revenue, 2),
-                                 None if served is None else round(served, 2)]
-                                for start, revenue, served in self.forecast_history.get(key, ())]})
-            payloads.setdefault(tenant, {})[f"{category}|{granularity}"] = cached[1]
-        return payloads
 
     def segment_summaries(self, tenants: set[str] | None = None
                           ) -> dict[str, list[tuple[int, str, dict[str, float]]]]:

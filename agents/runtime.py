@@ -120,8 +120,9 @@ class WorkerRuntime:
             self.bundle, self.recommender.report() if self.recommender is not None else None)
         for tenant, segments in self.models.segment_summaries().items():
             await self.store.publish_segments(tenant, segments)
-        await self.store.publish_forecasts(self.worker_name, self.models.forecast_payloads(),
-                                           at_ms=int(time.time() * 1000))
+        await self.store.publish_forecasts(
+            self.worker_name, self.models.insights.forecast_payloads(),
+            at_ms=int(time.time() * 1000))
         started, processed = self._last_sample
         elapsed = max(time.monotonic() - started, 1e-3)
         rate = (self.worker.processed - processed) / elapsed

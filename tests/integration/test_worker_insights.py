@@ -59,7 +59,7 @@ class Shop:
         await self.store.publish_telemetry(model_telemetry(self.worker.models.bundle),
                                            at_ms=1, events_per_s=0.0, lag=None)
         await self.store.publish_forecasts("worker-1",
-                                           self.worker.models.forecast_payloads(),
+                                           self.worker.models.insights.forecast_payloads(),
                                            at_ms=int(time.time() * 1000))
 
 
