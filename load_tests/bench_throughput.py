@@ -22,8 +22,6 @@ throughput``); writes ``load_tests/results/THROUGHPUT.md`` and its plot.
 from __future__ import annotations
 
 import argparse
-import shlex
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,7 +29,6 @@ import time
 import uuid
 from collections import Counter
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -48,17 +45,8 @@ from load_tests.measure import (
     spawned_children,
     speed_check_ms,
 )
-from load_tests.report import (
-    image,
-    pyplot,
-    reproduce_line,
-    run_sentence,
-    save_plot,
-    speed_check_line,
-    table,
-    title,
-    write_report,
-)
+from load_tests.profiling import py_spy_path, top_functions
+from load_tests.throughput_report import Backlog, Drain, plot, write
 from simulator import TOPIC_BY_TYPE, ShopSimulator
 from stream.processes import ManagedProcess, free_port
 from stream.producer import EventProducer
@@ -66,41 +54,6 @@ from stream.settings import Settings, kafka_client_config
 
 RESULTS = Path(__file__).resolve().parent / "results" / "THROUGHPUT.md"
 POLL_S = 0.5  # the worker serves its metrics from a thread of its own: poll gently
-TOP_FUNCTIONS = 15
-
-
-@dataclass
-class Backlog:
-    events: list[bytes]
-    per_topic: Counter[str]
-    messages: list[tuple[str, bytes]] = field(default_factory=list)  # (topic, value) in order
-
-
-@dataclass
-class Drain:
-    """One worker draining the backlog."""
-
-    startup_s: float
-    running_s: float
-    processed_running: int
-    worker_cpu: float | None
-    recommender_cpu: float | None
-    broker_cpu: float | None
-    redis_cpu: float | None
-    samples: list[tuple[float, float]]  # (seconds since the worker started, processed)
-    batches: float = 0.0  # micro-batches the worker processed
-
-    @property
-    def batch_size(self) -> float:
-        return self.samples[-1][1] / self.batches if self.batches else float("nan")
-
-    @property
-    def rate(self) -> float:
-        return self.processed_running / self.running_s
-
-    @property
-    def overall(self) -> float:
-        return self.samples[-1][1] / (self.startup_s + self.running_s)
 
 
 def simulate(customers: int, days: float, seed: int) -> Backlog:
@@ -186,7 +139,7 @@ def drain(run: Stack, work: Path, count: int, *, name: str, app_id: str,
         if profile_s is not None:
             profile_path = work / f"{name}.profile.txt"
             profiler = subprocess.Popen(
-                [_py_spy(), "record", "--pid", str(worker.pid),
+                [py_spy_path(), "record", "--pid", str(worker.pid),
                  "--rate", "200", "--nonblocking", "--format", "raw", "--duration",
                  str(int(profile_s)), "--output", str(profile_path)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -212,47 +165,6 @@ def drain(run: Stack, work: Path, count: int, *, name: str, app_id: str,
         worker.stop(timeout=15)
 
 
-def _py_spy() -> str:
-    """py-spy beside this interpreter (the bench extra installs it), else on the PATH."""
-    beside = Path(sys.executable).parent / "py-spy"
-    return str(beside) if beside.exists() else shutil.which("py-spy") or "py-spy"
-
-
-def top_functions(raw: Path, limit: int = TOP_FUNCTIONS) -> list[tuple[str, float, float]]:
-    """(function, own share, inclusive share) of py-spy's collapsed stacks, by own time."""
-    own: Counter[str] = Counter()
-    inclusive: Counter[str] = Counter()
-    total = 0
-    for line in raw.read_text().splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        count = int(count_text)
-        frames = [_short(frame) for frame in stack.split(";")]
-        frames = [frame for frame in frames if frame]
-        if not frames:
-            continue
-        total += count
-        own[frames[-1]] += count
-        for frame in set(frames):
-            inclusive[frame] += count
-    if not total:
-        return []
-    return [(frame, samples / total, inclusive[frame] / total)
-            for frame, samples in own.most_common(limit)]
-
-
-def _short(frame: str) -> str:
-    """``function (path/to/module.py:line)`` as ``function (module.py)``; threads dropped."""
-    if frame.startswith(("process ", "thread ")):
-        return ""
-    name, _, where = frame.partition(" (")
-    path = where.rstrip(")").rsplit(":", 1)[0]
-    parts = path.split("/")
-    short = "/".join(parts[-2:]) if len(parts) > 1 else path
-    return f"{name} ({short})"
-
-
 def in_process_stages(settings: Settings, backlog: Backlog, batch: int
                       ) -> dict[str, float] | None:
     """The in-process harness's µs per event per stage (None when it cannot run here)."""
@@ -261,27 +173,6 @@ def in_process_stages(settings: Settings, backlog: Backlog, batch: int
     except ImportError:  # a checkout from before the harness had stages
         return None
     return stage_costs(settings, backlog.messages, batch)
-
-
-def before_section(report: Path) -> list[str]:
-    """The earlier report's run sentence, figures and profile, under a heading of their own
-    (its plot and speed check stay in that report)."""
-    text = report.read_text().split("\n![", 1)[0]
-    body = text.split("\n", 2)[2] if text.startswith("# ") else text
-    return ["## Before", "", f"From {report.name} of an earlier version of the worker:", "",
-            body.strip().replace("\n#", "\n###"), ""]
-
-
-def plot(drains: dict[str, Drain], ceiling: float, path: Path) -> None:
-    plt = pyplot()
-    figure, axes = plt.subplots(figsize=(7, 3.6))
-    for label, run in drains.items():
-        axes.plot([s for s, _ in run.samples], [n for _, n in run.samples], label=label)
-    axes.set_xlabel("seconds since the worker process started")
-    axes.set_ylabel("events processed")
-    axes.set_title(f"Backlog drained by one worker (consume-only ceiling {ceiling:,.0f}/s)")
-    axes.legend(loc="lower right")
-    save_plot(figure, path)
 
 
 def main() -> None:
@@ -339,54 +230,9 @@ def main() -> None:
         plot(drains, ceiling, plot_path)
     speed_after = speed_check_ms()
 
-    def share(value: float | None) -> str:
-        return "n/a" if value is None else f"{value:.2f}"
-
-    lines = [
-        *title("Worker throughput: a backlog drained through the broker"),
-        f"{run_sentence()}: {count:,} simulated events ({args.customers} customers, "
-        f"{args.days:g} days; " + ", ".join(f"{t}: {n:,}" for t, n in
-                                             sorted(backlog.per_topic.items()))
-        + f") produced before the worker started, {args.broker} broker and redis-server on "
-        "this machine, default scheduling, every model on (the recommender in its process).",
-        "",
-        *table(["what", "figure"], [
-            ["worker, events/s once running", f"**{worker.rate:,.0f}**"],
-            ["worker start-up (process start to first batch)", f"{worker.startup_s:.1f} s"],
-            ["worker, events/s including start-up", f"{worker.overall:,.0f}"],
-            ["consume only (confluent-kafka, same topics)", f"{ceiling:,.0f}"],
-            ["ratio worker / consume only", f"{worker.rate / ceiling:.3f}"],
-            ["CPU while draining, worker (cores)", share(worker.worker_cpu)],
-            ["CPU, its recommender process", share(worker.recommender_cpu)],
-            ["CPU, broker", share(worker.broker_cpu)],
-            ["CPU, redis-server", share(worker.redis_cpu)],
-            ["events per micro-batch (mean)", f"{worker.batch_size:,.0f}"],
-        ], align="lr"), "",
-    ]
-    if stages:
-        features = stages["features only (decode, apply, commit)"]
-        full = stages["full batch, as the worker runs it (recommender in its process)"]
-        lines += ["In-process stages (load_tests.bench_pipeline: the batch function over the "
-                  f"same events in batches of {args.batch}, a real redis-server, no broker; "
-                  "its steps from the batch's own timers):",
-                  "", *table(["stage", "µs per event"],
-                             [[name, f"{value:,.1f}"] for name, value in stages.items()],
-                             align="lr"), "",
-                  f"The full batch runs at {features / full:.2f} of the features-only rate.", ""]
-    if profile_rows:
-        profiled = drains["worker under py-spy"]
-        lines += [f"Top functions of the worker (py-spy, a second drain: "
-                  f"{profiled.rate:,.0f} events/s while sampled), by own time:", "",
-                  *table(["function", "own", "inclusive"],
-                         [[name.replace("|", "/"), f"{own:.1%}", f"{inclusive:.1%}"]
-                          for name, own, inclusive in profile_rows], align="lrr"), ""]
-    if args.before is not None:
-        lines += before_section(args.before)
-    lines += [image("events processed over time", plot_path), "",
-              speed_check_line(speed_before, speed_after), "",
-              reproduce_line(shlex.join(["python", "-m", "load_tests.bench_throughput",
-                                         *sys.argv[1:]])), ""]
-    write_report(args.output, "\n".join(lines))
+    write(args, backlog=backlog, drains=drains, ceiling=ceiling, stages=stages,
+          profile_rows=profile_rows, plot_path=plot_path,
+          speed=(speed_before, speed_after))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from load_tests.bench_throughput import top_functions
+from load_tests.profiling import top_functions
 
 
 def test_top_functions_counts_own_and_inclusive_time_per_function(tmp_path: Path) -> None:
