@@ -19,14 +19,13 @@ from typing import Any
 from feature_store import CustomerKey
 from feature_store.tickets import TicketRecord
 from online_models import ALL_CATEGORIES, DriftEvent, ModelBundle, TriageResult
+from schemas.api import FORECAST_HORIZONS
 from schemas.events import PurchaseEvent, TicketEvent, TicketStatus
 
 log = logging.getLogger(__name__)
 
 #: Closed buckets kept per forecast series for the dashboard (two months of days).
 FORECAST_HISTORY = 60
-#: Buckets ahead each worker publishes (``GET /v1/forecast`` answers up to these).
-FORECAST_HORIZON = {"hour": 168, "day": 90}
 
 Series = tuple[str, str, str]  # tenant, category, granularity
 
@@ -130,7 +129,7 @@ class Insights:
     def _payload(self, key: Series) -> dict[str, Any]:
         tenant, category, granularity = key
         forecast = self.bundle.forecast.forecast(tenant, granularity,
-                                                 FORECAST_HORIZON[granularity], category)
+                                                 FORECAST_HORIZONS[granularity], category)
         assert forecast is not None
         return {
             "status": forecast.status, "as_of": forecast.as_of_ms,

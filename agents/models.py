@@ -101,10 +101,9 @@ class EventScores:
 
     sentiment: float | None = None
     urgency: float | None = None
-    category: str | None = None
     anomaly_score: float | None = None
     anomaly_reason: str | None = None
-    #: The ticket's triage (kept off the alert rules' scores: ``category`` is its summary).
+    #: The ticket's triage (the alert rules see its ``category``).
     triage: TriageResult | None = None
 
 
@@ -200,6 +199,8 @@ class ModelStep:
             moved.add(model_event.customer)
             own.update({k: v for k, v in vars(extra).items()
                         if v is not None and k != "triage"})
+            if extra.triage is not None:
+                own["category"] = extra.triage.category
             scored.updates.append(CustomerUpdate(
                 tenant=model_event.customer[0], customer_id=model_event.customer[1],
                 event=model_event.event, features=customer.profile, scores=own,
@@ -224,7 +225,6 @@ class ModelStep:
                 sentiment = self.bundle.sentiment.score(text)
                 scores.sentiment, scores.urgency = sentiment.sentiment, sentiment.urgency
                 scores.triage = self.bundle.triage.classify(text)
-                scores.category = scores.triage.category
             if event.csat is not None and scores.sentiment is None:
                 scores.sentiment = (event.csat - 3) / 2
         return scores

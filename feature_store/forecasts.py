@@ -34,10 +34,10 @@ def _at(ms: int | None) -> datetime | None:
     return datetime.fromtimestamp(ms / 1000, tz=UTC) if ms is not None else None
 
 
-async def publish_forecasts(redis: Any, tenant: str, worker: str,
-                            series: Mapping[str, Mapping[str, Any]], at_ms: int) -> None:
-    await redis.hset(forecast_key(tenant), worker,
-                     orjson.dumps({"published_at": at_ms, "series": series}))
+def queue_forecasts(pipe: Any, tenant: str, worker: str,
+                    series: Mapping[str, Mapping[str, Any]], at_ms: int) -> None:
+    pipe.hset(forecast_key(tenant), worker,
+              orjson.dumps({"published_at": at_ms, "series": series}))
 
 
 async def read_forecast(redis: Any, tenant: str, *, category: str, granularity: str,

@@ -66,7 +66,7 @@ from feature_store.customers import (
     queue_apply,
 )
 from feature_store.feed import queue_feed
-from feature_store.forecasts import publish_forecasts
+from feature_store.forecasts import queue_forecasts
 from feature_store.keys import (
     METRICS_KEY,
     MODELS_HISTORY_KEY,
@@ -497,9 +497,14 @@ class FeatureStore:
     async def publish_forecasts(self, worker: str,
                                 forecasts: Mapping[str, Mapping[str, Mapping[str, Any]]],
                                 at_ms: int) -> None:
-        """This worker's revenue forecasts, per tenant (see :mod:`feature_store.forecasts`)."""
-        for tenant, series in forecasts.items():
-            await publish_forecasts(self.redis, tenant, worker, series, at_ms)
+        """This worker's revenue forecasts, per tenant (see :mod:`feature_store.forecasts`),
+        in one round trip."""
+        if not forecasts:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for tenant, series in forecasts.items():
+                queue_forecasts(pipe, tenant, worker, series, at_ms)
+            await pipe.execute()
 
     async def publish_telemetry(self, models: Sequence[ModelTelemetry], *, at_ms: int,
                                 events_per_s: float, lag: int | None) -> None:

@@ -198,6 +198,10 @@ class ModelOut(BaseModel):
                           "error; null: never).")
 
 
+#: Buckets ahead each worker publishes per granularity: the longest ``GET /v1/forecast``.
+FORECAST_HORIZONS: dict[str, int] = {"hour": 168, "day": 90}
+
+
 class ForecastPoint(BaseModel):
     start: datetime = Field(description="Start of the hour or day (UTC).")
     revenue: float

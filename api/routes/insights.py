@@ -9,30 +9,26 @@ from fastapi.exceptions import RequestValidationError
 
 from api.deps import ReadKey, StateDep
 from api.errors import ApiProblem, error_responses
-from schemas.api import RevenueForecast
+from schemas.api import FORECAST_HORIZONS, RevenueForecast
 from schemas.profile import Ticket
 
 router = APIRouter(prefix="/v1", tags=["insights"], responses=error_responses(401, 403, 422,
                                                                               429))
-
-#: The longest forecast per granularity: what each worker publishes.
-MAX_HORIZON = {"hour": 168, "day": 90}
-
 
 @router.get("/forecast", summary="Revenue ahead with prediction intervals, and recent actuals",
             responses=error_responses(404))
 async def forecast(
     state: StateDep, api_key: ReadKey,
     granularity: Literal["hour", "day"] = "day",
-    horizon: Annotated[int, Query(ge=1, le=168, description="Buckets ahead (days: at most "
-                                                           "90, hours: at most 168).")] = 14,
+    horizon: Annotated[int, Query(ge=1, le=max(FORECAST_HORIZONS.values()), description=(
+        "Buckets ahead (days: at most 90, hours: at most 168)."))] = 14,
     category: Annotated[str, Query(min_length=1, max_length=200,
                                    description="A product category, or all.")] = "all",
 ) -> RevenueForecast:
-    if horizon > MAX_HORIZON[granularity]:
+    if horizon > FORECAST_HORIZONS[granularity]:
         raise RequestValidationError([{
             "loc": ("query", "horizon"), "type": "less_than_equal",
-            "msg": f"at most {MAX_HORIZON[granularity]} for {granularity}s"}])
+            "msg": f"at most {FORECAST_HORIZONS[granularity]} for {granularity}s"}])
     found = await state.system.forecast(api_key.tenant, category=category,
                                           granularity=granularity, horizon=horizon)
     if found is None:

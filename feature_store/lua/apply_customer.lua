@@ -30,7 +30,9 @@ if redis.call('EXISTS', erased) == 1 then
   return {outcomes, false}
 end
 
-local moved = #batch > 0 and redis.call('EXISTS', alias) == 1
+-- Only a visitor (``anon:...``) can have an alias: no read for a customer.
+local moved = #batch > 0 and string.sub(ARGV[4], 1, 5) == 'anon:'
+  and redis.call('EXISTS', alias) == 1
 
 local function apply(event_id, at, update, anonymous_id)
   if moved and not redis.call('ZSCORE', events, event_id) then
