@@ -35,7 +35,7 @@ from agents.outage import (
     wait_for_redis,
 )
 from agents.runtime import WorkerRuntime
-from agents.transport import transport_for
+from agents.transport import InputFeed, ack_all, transport_for
 from schemas.records import ErasureRequest
 from schemas.topics import CLICKS, ERASURE, PURCHASES, TICKETS
 from stream.metrics import BATCH_SECONDS, EVENT_DELAY_SECONDS, EVENTS_PROCESSED
@@ -90,6 +90,8 @@ class CrmApp(faust.App):
     # From the settings, set by create_app before the consumer is made.
     fetch_max_wait_ms: int
     fetch_min_bytes: int
+    #: The input topics' messages, from the consumer to the batch task.
+    input_feed: InputFeed | None = None
 
     def _new_transport(self) -> Any:
         transport = transport_for(self.fetch_max_wait_ms, self.fetch_min_bytes)
@@ -157,24 +159,29 @@ def create_app(settings: Settings) -> faust.App:
                        value_type=bytes, value_serializer="raw",
                        key_type=bytes, key_serializer="raw")
 
-    @app.agent(inputs, name="process_events", concurrency=1)
-    async def process_events(stream: StreamT) -> None:
-        """One agent over the three input topics: a micro-batch mixes clicks, purchases and
+    # The input topics are subscribed through Faust's conductor, but their messages reach the
+    # batch task through the feed, a fetch at a time (see agents.transport.InputFeed).
+    app.topics.add(inputs)
+    feed = app.input_feed = InputFeed(inputs.topics)
+
+    @app.task
+    async def process_events() -> None:
+        """One task over the three input topics: a micro-batch mixes clicks, purchases and
         tickets, so each batch pays for its Redis round trips once, batches never wait on each
-        other, and the models learn a batch in event-time order across topics."""
+        other, and the models learn a batch in event-time order across topics. A batch is
+        acknowledged (so its offsets may be committed) only after it has been processed."""
         worker = runtime()
         rebalances_seen = app.rebalancing_count
-        async for events in stream.take_events(  # type: ignore[attr-defined]
-            settings.batch_max_events, within=settings.batch_max_wait_ms / 1000
-        ):
+        while not app.should_stop:
+            taken = await feed.take(settings.batch_max_events, settings.batch_max_wait_ms / 1000)
             if app.rebalancing_count != rebalances_seen:  # partitions may have moved on
                 rebalances_seen = app.rebalancing_count
                 worker.worker.partitions.forget()
             started = time.time()
-            for event in events:
-                EVENT_DELAY_SECONDS.observe(max(0.0, started - event.message.timestamp))
-            messages = [RawMessage(e.message.topic, e.message.partition, e.message.offset,
-                                   e.message.value or b"") for e in events]
+            for message in taken:
+                EVENT_DELAY_SECONDS.observe(max(0.0, started - message.timestamp))
+            messages = [RawMessage(m.topic, m.partition, m.offset, m.value or b"")
+                        for m in taken]
             failures = 0
             with BATCH_SECONDS.time():
                 while True:  # until Redis answers: the batch is acked to Kafka only after
@@ -193,6 +200,7 @@ def create_app(settings: Settings) -> faust.App:
                             await wait_after_error(error, failures, what=what)
                         # The failed attempt may or may not have reached Redis.
                         worker.batch_failed()
+            ack_all(app.consumer, taken)
             if failures:
                 log.warning("batch done after %d attempts", failures + 1)
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import aiokafka
+from faust.types import Message
 
 from agents.app import create_app
-from agents.transport import set_fetch_options
+from agents.transport import InputFeed, set_fetch_options
 from stream.settings import Settings
 
 
@@ -32,3 +36,65 @@ def test_defaults_wait_briefly_for_a_few_kilobytes() -> None:
     """Short enough for the alert latency goal, big enough to batch at thousands per second."""
     settings = Settings(kafka_bootstrap="127.0.0.1:1")
     assert settings.fetch_max_wait_ms <= 50 and settings.fetch_min_bytes >= 16_384
+
+
+def _fetch(*offsets: int) -> list[Message]:
+    return [Message("t", 0, offset, timestamp=0.0, timestamp_type=0, headers=None, key=None,
+                    value=b"{}", checksum=None) for offset in offsets]
+
+
+def _offsets(messages: list[Message]) -> list[int]:
+    return [message.offset for message in messages]
+
+
+async def test_a_batch_takes_the_waiting_fetches_in_order_up_to_its_size() -> None:
+    feed = InputFeed(["t"], max_fetches=3)
+    for fetch in (_fetch(0, 1), _fetch(2, 3, 4), _fetch(5)):
+        await feed.put(fetch)
+    assert _offsets(await feed.take(4, within=0.0)) == [0, 1, 2, 3]
+    assert _offsets(await feed.take(4, within=0.0)) == [4, 5]
+
+
+async def test_a_fetch_bigger_than_a_batch_is_split_without_losing_a_message() -> None:
+    feed = InputFeed(["t"])
+    await feed.put(_fetch(*range(7)))
+    batches = [_offsets(await feed.take(3, within=0.0)) for _ in range(3)]
+    assert batches == [[0, 1, 2], [3, 4, 5], [6]]
+
+
+async def test_a_small_batch_waits_the_window_for_the_next_fetch_and_no_longer() -> None:
+    feed = InputFeed(["t"])
+    await feed.put(_fetch(0))
+
+    async def later() -> None:
+        await asyncio.sleep(0.01)
+        await feed.put(_fetch(1))
+
+    arriving = asyncio.create_task(later())
+    assert _offsets(await feed.take(10, within=0.5)) == [0, 1]
+    await arriving
+    started = time.monotonic()
+    await feed.put(_fetch(2))
+    assert _offsets(await feed.take(10, within=0.05)) == [2]
+    assert time.monotonic() - started < 0.5
+
+
+async def test_the_consumer_waits_while_the_batches_are_behind() -> None:
+    """Bounded: a consumer that runs ahead of the batches does not fill the memory."""
+    feed = InputFeed(["t"], max_fetches=1)
+    await feed.put(_fetch(0))
+    blocked = asyncio.create_task(feed.put(_fetch(1)))
+    await asyncio.sleep(0.01)
+    assert not blocked.done()
+    assert _offsets(await feed.take(1, within=0.0)) == [0]
+    await asyncio.wait_for(blocked, 1)
+
+
+def test_the_worker_subscribes_the_input_topics_and_feeds_them_to_its_batches() -> None:
+    settings = Settings(kafka_bootstrap="127.0.0.1:1", topic_prefix="shop7.")
+    app = create_app(settings)
+    assert app.input_feed is not None  # type: ignore[attr-defined]
+    assert app.input_feed.topics == {  # type: ignore[attr-defined]
+        "shop7.shop.clicks", "shop7.shop.purchases", "shop7.support.tickets"}
+    subscribed = {name for topic in app.topics._topics for name in topic.topics}
+    assert app.input_feed.topics <= subscribed  # type: ignore[attr-defined]
