@@ -1,10 +1,11 @@
 """The Faust application: input topics → :func:`~agents.batch.process_batch` → Redis.
 
-One agent reads the three input topics with concurrency 1, in micro-batches from
-``take_events``, which acks a batch only after the agent has processed it; scale-out is by
-partitions and workers. While Redis is away, a batch or erasure is retried until it answers
-and a timer's tick is skipped (:mod:`agents.outage`): the worker waits, it does not crash.
-Faust tables are not used: state lives in Redis (see DESIGN.md,
+One task takes the three input topics' messages in micro-batches from the consumer's
+:class:`~agents.transport.InputFeed` (a fetch at a time, not one Faust stream event per
+message) and acks a batch only after it has been processed; scale-out is by partitions and
+workers. Erasure requests go through a Faust agent. While Redis is away, a batch or erasure
+is retried until it answers and a timer's tick is skipped (:mod:`agents.outage`): the worker
+waits, it does not crash. Faust tables are not used: state lives in Redis (see DESIGN.md,
 "State lives in Redis"), global models in checkpoints this module writes on a timer and on
 shutdown.
 """
@@ -80,8 +81,9 @@ class CrmApp(faust.App):
     """The Faust app, plus a final model checkpoint, a bounded shutdown and a consumer whose
     fetch wait and fetch minimum are settings (see :mod:`agents.transport`).
 
-    An agent iterating ``take_events`` never finishes stopping (faust-streaming issue #162),
-    so after the final checkpoint a watchdog ends the process after a grace period. That is
+    An agent or task awaiting its next messages may never finish stopping (faust-streaming
+    issue #162), so after the final checkpoint a watchdog ends the process after a grace
+    period. That is
     safe by design: Redis progress and per-event ids make the uncommitted tail of each
     partition a harmless redelivery.
     """
@@ -163,6 +165,12 @@ def create_app(settings: Settings) -> faust.App:
     # batch task through the feed, a fetch at a time (see agents.transport.InputFeed).
     app.topics.add(inputs)
     feed = app.input_feed = InputFeed(inputs.topics)
+
+    @app.on_partitions_revoked.connect
+    async def drop_fetched(sender: Any, /, *_: Any, signal: Any, **__: Any) -> None:
+        dropped = feed.clear()
+        if dropped:
+            log.info("rebalance: %d fetched messages dropped, to be read again", dropped)
 
     @app.task
     async def process_events() -> None:

@@ -6,7 +6,7 @@ data back) or never answers; the worker's client has no per-reply timeout, so th
 the batch or tick (``CRM_REDIS_DEADLINE_S``) ends the wait. Either way:
 
 * a **batch** (or an erasure) is retried whole, with backoff, until it succeeds. It is not
-  acknowledged to Kafka before (the agent only returns to ``take_events`` then), and its
+  acknowledged to Kafka before (the batch task acks its messages only then), and its
   partitions' progress is read from Redis again first, as the failed attempt may or may not
   have reached it. Every write of a batch is idempotent (events once by id in Lua, rule state
   and scores overwritten, progress and watermarks set, the alerts' feed once by id), so the

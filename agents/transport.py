@@ -101,6 +101,16 @@ class InputFeed:
     async def put(self, messages: list[Message]) -> None:
         await self._fetches.put(messages)
 
+    def clear(self) -> int:
+        """Drop the messages not taken yet (on a partition revocation, as Faust clears its
+        own queues then: after the rebalance the consumer reads on from the committed
+        offsets, so they come again to whichever worker owns them). Returns how many."""
+        dropped = len(self._left)
+        self._left = []
+        while not self._fetches.empty():
+            dropped += len(self._fetches.get_nowait())
+        return dropped
+
     async def take(self, max_events: int, within: float) -> list[Message]:
         """Up to ``max_events`` messages: those waiting, else the next fetch and whatever
         follows it within ``within`` seconds."""

@@ -96,5 +96,18 @@ def test_the_worker_subscribes_the_input_topics_and_feeds_them_to_its_batches() 
     assert app.input_feed is not None  # type: ignore[attr-defined]
     assert app.input_feed.topics == {  # type: ignore[attr-defined]
         "shop7.shop.clicks", "shop7.shop.purchases", "shop7.support.tickets"}
-    subscribed = {name for topic in app.topics._topics for name in topic.topics}
+    subscribed = {name for topic in app.topics._topics  # type: ignore[attr-defined]
+                  for name in topic.topics}
     assert app.input_feed.topics <= subscribed  # type: ignore[attr-defined]
+
+
+async def test_a_revocation_drops_what_was_fetched_and_not_taken() -> None:
+    """After a rebalance the consumer reads on from the committed offsets: the messages come
+    again, to whichever worker owns their partition now."""
+    feed = InputFeed(["t"], max_fetches=3)
+    await feed.put(_fetch(0, 1, 2))
+    await feed.put(_fetch(3))
+    assert _offsets(await feed.take(2, within=0.0)) == [0, 1]
+    assert feed.clear() == 2
+    await feed.put(_fetch(7))
+    assert _offsets(await feed.take(10, within=0.0)) == [7]
