@@ -83,9 +83,8 @@ class CrmApp(faust.App):
 
     An agent or task awaiting its next messages may never finish stopping (faust-streaming
     issue #162), so after the final checkpoint a watchdog ends the process after a grace
-    period. That is
-    safe by design: Redis progress and per-event ids make the uncommitted tail of each
-    partition a harmless redelivery.
+    period. That is safe by design: Redis progress and per-event ids make the uncommitted
+    tail of each partition a harmless redelivery.
     """
 
     runtime: WorkerRuntime | None = None

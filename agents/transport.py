@@ -126,11 +126,11 @@ class InputFeed:
                     break
                 try:
                     async with asyncio.timeout(remaining):
-                        batch = batch + await self._fetches.get()
+                        batch.extend(await self._fetches.get())
                 except TimeoutError:
                     break
             else:
-                batch = batch + self._fetches.get_nowait()
+                batch.extend(self._fetches.get_nowait())
         if len(batch) > max_events:
             batch, self._left = batch[:max_events], batch[max_events:] + self._left
         return batch
@@ -146,6 +146,7 @@ async def drain_into_feed(consumer: Any, fetcher: Any, feed: InputFeed) -> None:
     read_offsets: dict[TP, int | None] = consumer._read_offset
     acks_enabled_for = consumer.app.topics.acks_enabled_for
     track = consumer.track_message
+    commit_every = consumer._commit_every
     bulk_topics = feed.topics
     try:
         while not (consumer_should_stop() or fetcher_should_stop()):
@@ -160,7 +161,6 @@ async def drain_into_feed(consumer: Any, fetcher: Any, feed: InputFeed) -> None:
                     continue  # read before (Faust drops these too)
                 if read and offset - read > 1 and acks_enabled_for(message.topic):
                     await consumer._add_gap(tp, read + 1, offset)
-                commit_every = consumer._commit_every
                 if commit_every is not None and consumer._n_acked >= commit_every:
                     consumer._n_acked = 0
                     await consumer.commit()
