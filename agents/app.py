@@ -181,7 +181,8 @@ def create_app(settings: Settings) -> faust.App:
         rebalances_seen = app.rebalancing_count
         while not app.should_stop:
             taken = await feed.take(settings.batch_max_events, settings.batch_max_wait_ms / 1000)
-            if app.rebalancing_count != rebalances_seen:  # partitions may have moved on
+            first_since_rebalance = app.rebalancing_count != rebalances_seen
+            if first_since_rebalance:  # partitions may have moved on
                 rebalances_seen = app.rebalancing_count
                 worker.worker.partitions.forget()
             started = time.time()
@@ -208,6 +209,9 @@ def create_app(settings: Settings) -> faust.App:
                         # The failed attempt may or may not have reached Redis.
                         worker.batch_failed()
             ack_all(app.consumer, taken)
+            if first_since_rebalance:
+                log.info("first batch since rebalance %d: %d messages processed", rebalances_seen,
+                         len(taken))
             if failures:
                 log.warning("batch done after %d attempts", failures + 1)
 

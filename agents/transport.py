@@ -139,7 +139,9 @@ class InputFeed:
 async def drain_into_feed(consumer: Any, fetcher: Any, feed: InputFeed) -> None:
     """Faust's ``Consumer._drain_messages`` (faust-streaming 0.15), except that each fetch's
     messages of the feed's topics go to the feed in one list (tracked as unacknowledged until
-    the batch task acks them); any other topic's messages go to Faust's agents as before."""
+    the batch task acks them); any other topic's messages go to Faust's agents as before.
+    Each fetch is logged at debug level, and the first after each assignment at info, so a
+    worker that stops receiving shows where."""
     callback = consumer.callback
     consumer_should_stop = consumer._stopped.is_set
     fetcher_should_stop = fetcher._stopped.is_set
@@ -148,6 +150,7 @@ async def drain_into_feed(consumer: Any, fetcher: Any, feed: InputFeed) -> None:
     track = consumer.track_message
     commit_every = consumer._commit_every
     bulk_topics = feed.topics
+    logged_generation = None
     try:
         while not (consumer_should_stop() or fetcher_should_stop()):
             await consumer.sleep(0)
@@ -171,7 +174,18 @@ async def drain_into_feed(consumer: Any, fetcher: Any, feed: InputFeed) -> None:
                     await consumer.wait_first(callback(message), consumer.suspend_flow.wait())
                 read_offsets[tp] = offset
             if taken:
-                await feed.put(taken)
+                generation = consumer.app.consumer_generation_id
+                if generation != logged_generation:
+                    logged_generation = generation
+                    log.info("first fetch of consumer generation %s: %d messages, %s",
+                             generation, len(taken), _partitions_of(taken))
+                else:
+                    log.debug("fetched %d messages", len(taken))
+                # As Faust hands a message to a stream: a rebalance (suspend_flow) abandons
+                # a fetch still waiting for room. The feed was cleared on the revocation and
+                # the consumer seeks back to the committed offsets, so these come again; put
+                # later, they would be a revoked partition's messages after the clear.
+                await consumer.wait_first(feed.put(taken), consumer.suspend_flow.wait())
     except consumer.consumer_stopped_errors:
         if consumer.transport.app.should_stop:
             return
@@ -180,6 +194,17 @@ async def drain_into_feed(consumer: Any, fetcher: Any, feed: InputFeed) -> None:
         if consumer.transport.app.should_stop:
             return
         raise
+
+
+def _partitions_of(messages: list[Message]) -> str:
+    """``topic/partition@first-last`` of each partition in ``messages``, for the log."""
+    ranges: dict[tuple[str, int], tuple[int, int]] = {}
+    for message in messages:
+        key = (message.topic, message.partition)
+        first, last = ranges.get(key, (message.offset, message.offset))
+        ranges[key] = (min(first, message.offset), max(last, message.offset))
+    return ", ".join(f"{topic}/{partition}@{first}-{last}"
+                     for (topic, partition), (first, last) in sorted(ranges.items()))
 
 
 def ack_all(consumer: Any, messages: Iterable[Message]) -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator, Awaitable
+from types import SimpleNamespace
 
 import aiokafka
 from faust.types import Message
 
 from agents.app import create_app
-from agents.transport import InputFeed, set_fetch_options
+from agents.transport import InputFeed, drain_into_feed, set_fetch_options
 from stream.settings import Settings
 
 
@@ -111,3 +113,68 @@ async def test_a_revocation_drops_what_was_fetched_and_not_taken() -> None:
     assert feed.clear() == 2
     await feed.put(_fetch(7))
     assert _offsets(await feed.take(10, within=0.0)) == [7]
+
+
+class _Consumer:
+    """The parts of Faust's aiokafka Consumer that :func:`drain_into_feed` uses: one fetch
+    of ``fetched`` messages, then the consumer stops."""
+
+    consumer_stopped_errors = (RuntimeError,)
+
+    def __init__(self, fetched: list[Message]) -> None:
+        self.fetched = fetched
+        self._stopped = asyncio.Event()
+        self.suspend_flow = asyncio.Event()
+        self.should_stop = False
+        self._read_offset: dict[object, int | None] = {}
+        self._commit_every = None
+        self._n_acked = 0
+        self.tracked: list[int] = []
+        self.app = SimpleNamespace(consumer_generation_id=1,
+                                   topics=SimpleNamespace(acks_enabled_for=lambda _: True))
+        self.transport = SimpleNamespace(app=SimpleNamespace(should_stop=True))
+        self.callback = None  # for other topics' messages: none here
+
+    def track_message(self, message: Message) -> None:
+        self.tracked.append(message.offset)
+
+    async def sleep(self, _: float) -> None:
+        await asyncio.sleep(0)
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[object, Message]]:
+        for message in self.fetched:
+            yield message.tp, message
+        self._stopped.set()
+
+    async def wait_first(self, *awaitables: Awaitable[object]) -> None:
+        tasks = [asyncio.ensure_future(a) for a in awaitables]
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in tasks:
+            task.cancel()
+
+
+async def test_the_consumer_puts_each_fetch_of_the_input_topics_in_the_feed_as_one_list(
+) -> None:
+    consumer = _Consumer(_fetch(0, 1, 2))
+    feed = InputFeed(["t"])
+    await drain_into_feed(consumer, SimpleNamespace(_stopped=asyncio.Event()), feed)
+    assert _offsets(await feed.take(10, within=0.0)) == [0, 1, 2]
+    assert consumer.tracked == [0, 1, 2]  # unacknowledged until the batch acks them
+
+
+async def test_a_rebalance_abandons_a_fetch_waiting_for_room_in_the_feed() -> None:
+    """A fetch that waits for a full feed when the partitions are revoked must not land after
+    the feed was cleared: the consumer seeks back to the committed offsets, so its messages
+    come again, to whichever worker owns them now."""
+    consumer = _Consumer(_fetch(5, 6))
+    feed = InputFeed(["t"], max_fetches=1)
+    await feed.put(_fetch(4))  # full
+    draining = asyncio.create_task(
+        drain_into_feed(consumer, SimpleNamespace(_stopped=asyncio.Event()), feed))
+    await asyncio.sleep(0.05)
+    assert not draining.done()  # waiting for room
+    consumer.suspend_flow.set()  # Faust stops the flow, awaits its streams, then signals
+    await asyncio.sleep(0.01)   # the revocation (faust.app.base: _on_partitions_revoked):
+    assert feed.clear() == 1
+    await asyncio.wait_for(draining, timeout=1.0)
+    assert feed.clear() == 0  # the waiting fetch did not land
