@@ -178,7 +178,7 @@ def create_app(settings: Settings) -> faust.App:
         other, and the models learn a batch in event-time order across topics. A batch is
         acknowledged (so its offsets may be committed) only after it has been processed."""
         worker = runtime()
-        rebalances_seen = app.rebalancing_count
+        rebalances_seen = -1  # the first batch counts as the first since a rebalance
         while not app.should_stop:
             taken = await feed.take(settings.batch_max_events, settings.batch_max_wait_ms / 1000)
             first_since_rebalance = app.rebalancing_count != rebalances_seen
