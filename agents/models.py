@@ -22,20 +22,20 @@ largest and no alert depends on it, so the step only collects it. Every recommen
 tick (a quarter second) the worker hands what the batches collected to its recommender
 process (:meth:`ModelStep.take_recommendation_work`, see :mod:`agents.recommending`), or,
 without one, makes a few lists itself after each batch's alerts are out
-(:meth:`ModelStep.lists_in_worker`), committed with the batch.
+(:meth:`ModelStep.lists_in_worker`), committed with the batch. Who is due a list, and
+when, is :class:`~agents.list_schedule.ListSchedule`'s.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from agents.alert_rules import CustomerUpdate
 from agents.insights import Insights, ticket_records
+from agents.list_schedule import ListSchedule
 from agents.recommending import Interaction, RecommendationWork, apply_work
 from feature_store import Customer, CustomerKey
 from feature_store.keys import anonymous_profile_id
@@ -146,15 +146,11 @@ class ModelStep:
     def __init__(self, *, bundle: ModelBundle, recommendation_refresh_s: float = 5.0,
                  lists_per_call: int = 25) -> None:
         self.bundle = bundle
-        self.recommendation_refresh_s = recommendation_refresh_s
         self.lists_per_call = lists_per_call
-        self._recommended_at: dict[CustomerKey, float] = {}
+        self.lists = ListSchedule(recommendation_refresh_s)
         self.tenants_seen: set[str] = set()
         # The recommender's work of the batches scored since it was last taken, in order.
         self._interactions: list[Interaction] = []
-        # Customers due for a fresh list, first due first; a customer due again keeps their
-        # place and gets their newest inputs.
-        self._due_recommendations: dict[CustomerKey, tuple[set[str], list[str]]] = {}
         #: Customers scored by batches since the silence sweep last cleared it: a sweep
         #: that read a customer before a batch scored them must not write over the batch.
         self.scored_since_sweep: set[CustomerKey] = set()
@@ -181,7 +177,8 @@ class ModelStep:
         self.insights.watch_label_errors()
         touched = {e.customer: customers[e.customer] for e in present}
         interacted = {(i.tenant, i.customer_id) for i in self._interactions[learnt_before:]}
-        self._queue_recommendations(touched, interacted)
+        self.lists.note((key, (customer.bought, customer.profile["recent_products"]),
+                         key in interacted) for key, customer in touched.items())
         scored = Scored(tickets=ticket_records(
             (e.customer, e.event, x.triage, x.urgency, x.sentiment)
             for e, x in zip(present, per_event, strict=True)
@@ -279,19 +276,6 @@ class ModelStep:
             self.bundle.clv.observe_activity(key[1], profile, at_ms, purchases=count,
                                              spend=spend)
 
-    def _queue_recommendations(self, customers: Mapping[CustomerKey, Customer],
-                               interacted: set[CustomerKey]) -> None:
-        """A fresh list when the customer interacted with products (or has none yet), at
-        most one per refresh interval; nothing else changes what they are shown."""
-        wall = time.monotonic()
-        for key, customer in customers.items():
-            listed_at = self._recommended_at.get(key)
-            if listed_at is None or (
-                    key in interacted and wall - listed_at >= self.recommendation_refresh_s):
-                self._recommended_at[key] = wall
-                self._due_recommendations[key] = (customer.bought,
-                                                  customer.profile["recent_products"])
-
     def _score_customers(
         self, customers: Mapping[CustomerKey, Customer], events: Sequence[ModelEvent],
         per_event: list[EventScores], watermark_ms: int | None,
@@ -356,17 +340,14 @@ class ModelStep:
     @property
     def lists_due(self) -> int:
         """Customers waiting for a fresh recommendation list."""
-        return len(self._due_recommendations)
+        return len(self.lists)
 
     def take_recommendation_work(self, lists: int | None = None) -> RecommendationWork:
         """The recommender's share of the batches scored since the last call: their
         interactions in order, and the first ``lists`` customers due for a fresh list (all
         when None; at most one list per ``recommendation_refresh_s`` each)."""
         interactions, self._interactions = self._interactions, []
-        due = dict(itertools.islice(self._due_recommendations.items(), lists))
-        for key in due:
-            del self._due_recommendations[key]
-        return RecommendationWork(interactions=interactions, due=due)
+        return RecommendationWork(interactions=interactions, due=self.lists.take(lists))
 
     def lists_in_worker(self) -> dict[CustomerKey, bytes]:
         """The recommender's work done in the worker (no recommender process, see
@@ -392,7 +373,7 @@ class ModelStep:
         """Erasure: drop what the models keep of the customer (the store erased the rest)."""
         self._interactions = [i for i in self._interactions
                               if (i.tenant, i.customer_id) != (tenant, customer_id)]
-        self._due_recommendations.pop((tenant, customer_id), None)
+        self.lists.forget((tenant, customer_id))
         self.bundle.segments.forget(tenant, customer_id)
         self.bundle.churn.forget(customer_id)
         self.bundle.clv.forget(customer_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import random
 
 from online_models.recommend import Recommender
@@ -9,10 +10,13 @@ from online_models.recommend import Recommender
 DAY = 86_400_000
 
 
-def shop(recommender: Recommender, customers: int = 200, seed: int = 0) -> None:
-    """Two tastes: even customers buy from items a*, odd ones from items b*; a* are more popular."""
+def shop(recommender: Recommender, customers: int = 200, seed: int = 0,
+         interactions: int = 6) -> None:
+    """Two tastes: even customers buy from items a*, odd ones from items b*; a* are more popular.
+
+    ``interactions`` per customer on average."""
     rng = random.Random(seed)
-    for step in range(customers * 6):
+    for step in range(customers * interactions):
         cid = f"c{rng.randrange(customers)}"
         taste = "a" if int(cid[1:]) % 2 == 0 else "b"
         item = f"{taste}{rng.randrange(10)}"
@@ -57,9 +61,10 @@ def test_excluded_items_are_never_recommended() -> None:
 
 
 def test_known_customer_gets_collaborative_recommendations_of_their_taste() -> None:
-    """Verify that collaborative filtering learns a customer's taste."""
+    """Verify that collaborative filtering learns a customer's taste (from 20 interactions
+    each: the small SGD step learns from more than a customer's last few)."""
     recommender = Recommender(seed=3)
-    shop(recommender, customers=100)
+    shop(recommender, customers=100, interactions=20)
     top = recommender.top_n("c1", 5)
     assert {source for _, _, source in top} <= {"collaborative", "bought_together"}
     assert sum(item.startswith("b") for item, _, _ in top) >= 4
@@ -80,7 +85,8 @@ def test_bought_together_seeds_from_recent_products() -> None:
 
 def test_what_a_customer_keeps_looking_at_comes_first() -> None:
     """Verify that a customer's recently viewed products, not bought yet, lead their list,
-    for a known customer as for a stranger (whose list has nothing else to go by)."""
+    for a known customer as for a stranger (whose list has nothing else to go by, so the
+    most recent comes first)."""
     recommender = Recommender()
     for i in range(50):
         recommender.learn(f"p{i}", "popular", "purchase", i)
@@ -89,10 +95,64 @@ def test_what_a_customer_keeps_looking_at_comes_first() -> None:
     for customer in ("known", "stranger"):
         listed = recommender.top_n(customer, 3, recent=["kettle", "teapot", "popular"],
                                    exclude={"popular"})
-        assert {item for item, _, _ in listed[:2]} == {"kettle", "teapot"}
-        assert {source for _, _, source in listed[:2]} == {"recently_viewed"}
-    stranger = recommender.top_n("stranger", 2, recent=["kettle", "teapot"])
-    assert [item for item, _, _ in stranger] == ["kettle", "teapot"]
+        assert [item for item, _, _ in listed[:2]] == ["kettle", "teapot"]
+        assert listed[0][2] == "recently_viewed"
+    stranger = recommender.top_n("stranger", 2, recent=["teapot", "kettle"])
+    assert [(item, source) for item, _, source in stranger] == [
+        ("teapot", "recently_viewed"), ("kettle", "recently_viewed")]
+
+
+def test_how_often_a_customer_looked_outweighs_what_they_looked_at_last() -> None:
+    """Verify that among a known customer's recent products the one they viewed again and
+    again and carted leads the one they glanced at last (the recency rank alone put the
+    glance first), for a customer with collaborative scores as for a new one."""
+    for views in (4, 1):  # 4 + cart + glance: collaborative; 1 + cart + glance: not yet
+        recommender = Recommender()
+        for i in range(50):
+            recommender.learn(f"p{i}", "popular", "purchase", i)
+        for _ in range(views):
+            recommender.learn("c", "lamp", "view", 100, recent=["lamp"])
+        recommender.learn("c", "lamp", "cart", 200, recent=["lamp"])
+        recommender.learn("c", "mug", "view", 300, recent=["mug", "lamp"])
+        listed = recommender.top_n("c", 2, recent=["mug", "lamp"], exclude={"popular"})
+        assert [item for item, _, _ in listed] == ["lamp", "mug"]
+        assert listed[0][2] == "recently_viewed"
+        assert listed[0][1] > listed[1][1]
+
+
+def test_a_stitched_visitors_products_count_as_viewed_once() -> None:
+    """Verify that a recent product the recommender saw no interaction of (a visitor's,
+    merged into the customer) still gets a bonus, as one view would."""
+    recommender = Recommender()
+    for _ in range(2):  # fewer than min_user_events: the scores are the bonuses alone
+        recommender.learn("c", "lamp", "view", 100, recent=["lamp"])
+    assert recommender.interest["c"] == {"lamp": 2.0}
+    assert recommender.top_n("c", 2, recent=["vase", "lamp"]) == [
+        ("lamp", 2.0, "recently_viewed"), ("vase", 1.0, "recently_viewed")]
+
+
+def test_interest_is_bounded_and_forgotten() -> None:
+    """Verify that a customer's interest keeps the strongest products only, and that
+    forget() erases it with the customer's factors."""
+    recommender = Recommender(interest_items=3)
+    for i in range(10):
+        recommender.learn("c", f"p{i}", "cart" if i < 2 else "view", i)
+    assert len(recommender.interest["c"]) < 2 * 3
+    assert {"p0", "p1"} <= set(recommender.interest["c"])
+    recommender.forget("c")
+    assert "c" not in recommender.interest
+    assert "c" not in recommender.mf.u_latents
+
+
+def test_a_checkpoint_from_before_interest_restores() -> None:
+    """Verify that a recommender pickled before it kept interest restores and learns."""
+    recommender = Recommender()
+    recommender.learn("c", "lamp", "view", 0)
+    del recommender.__dict__["interest"], recommender.__dict__["interest_items"]
+    restored = pickle.loads(pickle.dumps(recommender))
+    assert restored.interest == {} and restored.interest_items == 30
+    restored.learn("c", "lamp", "view", 1)
+    assert restored.interest == {"c": {"lamp": 1.0}}
 
 
 def test_progressive_hit_rate_is_measured_before_learning_and_against_popularity() -> None:
