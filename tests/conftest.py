@@ -106,9 +106,24 @@ def settings(kafka_bootstrap: str, redis_url: str) -> Settings:
     return settings
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Iterator[None]:
+    """Keep each phase's report on the test item, for fixtures that act on a failure."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
+#: Lines of each worker's log printed when a test that started workers fails.
+WORKER_LOG_TAIL = 60
+
+
 @pytest.fixture
-def start_worker(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., ManagedProcess]]:
-    """Start ``crm worker`` processes for this test; all are stopped afterwards."""
+def start_worker(settings: Settings, tmp_path: Path, request: pytest.FixtureRequest
+                 ) -> Iterator[Callable[..., ManagedProcess]]:
+    """Start ``crm worker`` processes for this test; all are stopped afterwards. When the
+    test failed, the end of each worker's log is printed (CI keeps no files)."""
     started: list[ManagedProcess] = []
 
     def start(name: str = "worker", **overrides: object) -> ManagedProcess:
@@ -120,3 +135,9 @@ def start_worker(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., M
     yield start
     for process in started:
         process.stop(timeout=20)
+    call = getattr(request.node, "report_call", None)
+    if call is not None and call.failed:
+        for process in started:
+            lines = process.log_path.read_text(errors="replace").splitlines()
+            print(f"\n--- the last {WORKER_LOG_TAIL} lines of {process.log_path.name} ---")
+            print("\n".join(lines[-WORKER_LOG_TAIL:]))
