@@ -76,7 +76,8 @@ class ListSchedule:
         return taken
 
     def forget(self, key: CustomerKey) -> None:
-        """Erasure: the customer is due nothing."""
+        """Erasure: the customer is due nothing, and nothing of them is kept."""
+        self._listed_at.pop(key, None)
         self._due.pop(key, None)
         self._waiting.pop(key, None)
 

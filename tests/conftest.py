@@ -138,6 +138,5 @@ def start_worker(settings: Settings, tmp_path: Path, request: pytest.FixtureRequ
     call = getattr(request.node, "report_call", None)
     if call is not None and call.failed:
         for process in started:
-            lines = process.log_path.read_text(errors="replace").splitlines()
             print(f"\n--- the last {WORKER_LOG_TAIL} lines of {process.log_path.name} ---")
-            print("\n".join(lines[-WORKER_LOG_TAIL:]))
+            print(process.log_tail(WORKER_LOG_TAIL))
