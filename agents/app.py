@@ -39,6 +39,7 @@ from agents.runtime import WorkerRuntime
 from agents.transport import InputFeed, ack_all, transport_for
 from schemas.records import ErasureRequest
 from schemas.topics import CLICKS, ERASURE, PURCHASES, TICKETS
+from stream.collector import tune_for_batches
 from stream.metrics import BATCH_SECONDS, EVENT_DELAY_SECONDS, EVENTS_PROCESSED
 from stream.settings import Settings
 
@@ -178,6 +179,7 @@ def create_app(settings: Settings) -> faust.App:
         other, and the models learn a batch in event-time order across topics. A batch is
         acknowledged (so its offsets may be committed) only after it has been processed."""
         worker = runtime()
+        tune_for_batches()  # the models are loaded: see stream.collector
         rebalances_seen = -1  # the first batch counts as the first since a rebalance
         while not app.should_stop:
             taken = await feed.take(settings.batch_max_events, settings.batch_max_wait_ms / 1000)

@@ -39,6 +39,7 @@ import orjson
 from agents.checkpoints import CheckpointStore
 from feature_store.recommendations import WRITE_FAILED, RecommendationLists
 from online_models import CheckpointError, Recommender, decode_checkpoint, encode_checkpoint
+from stream.collector import tune_for_batches
 from stream.logs import configure_logging
 from stream.metrics import RECOMMENDER_SHED
 from stream.processes import run_in_background
@@ -177,6 +178,7 @@ def serve(inbox: Any, outbox: Any, settings: Settings, worker_name: str,
     parent = os.getppid()
     checkpoints = _checkpoints(settings, worker_name, "recommender")
     recommender = restore_recommender(settings, worker_name)
+    tune_for_batches()
     # A reply timeout (unlike the worker's client): a hung Redis costs lists, not the child.
     lists = RecommendationLists(settings.redis_url, timeout_s=settings.redis_deadline_s,
                                 cluster=settings.redis_cluster)

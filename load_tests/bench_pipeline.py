@@ -52,6 +52,7 @@ from load_tests.report import (
     write_report,
 )
 from simulator import TOPIC_BY_TYPE, ShopSimulator
+from stream.collector import tune_for_batches
 from stream.devstack import EmbeddedBroker, RedisServer
 from stream.metrics import BATCH_STEP_NAMES, BATCH_STEPS
 from stream.producer import EventProducer
@@ -107,6 +108,7 @@ async def in_process(settings: Settings, batches: list[list[RawMessage]], *,
 
     with mock.patch("agents.runtime.DeadLetterPublisher", lambda settings: _NoDeadLetters()):
         runtime = WorkerRuntime(settings.model_copy(update={"recommender_process": False}))
+    tune_for_batches()  # as the worker does once its models are loaded
     worker = runtime.worker
     worker.alerts = _NoAlerts()  # type: ignore[assignment]
     worker.lists_in_worker = recommender_here
