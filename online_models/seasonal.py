@@ -201,6 +201,15 @@ class SeasonalForecaster:
             damped.append(point - trend * (h - phi_sum))
         return damped
 
+    def _one_step(self, index: int) -> float:
+        """``_points(index, 1)[0]`` without building lists: River's next forecast (level,
+        plus trend, plus the season a cycle back) with its trend damped. Every candidate
+        makes one per bucket, the bulk of a replay's forecasting."""
+        model = self.candidates[index]
+        trend = model.trend[-1] if model.trend else 0.0
+        season = model.season[-self.seasonality] if model.season else 0.0
+        return model.level[-1] + self.trend_damping * trend + season
+
     def _predictions(self, index: int, horizon: int) -> list[Prediction]:
         points = self._points(index, horizon)
         residuals = sorted(self.residuals[index])
@@ -233,7 +242,7 @@ class SeasonalForecaster:
                 served = self._predictions(chosen, 1)[0]
                 self._score(y, served)
             for i in range(len(self.candidates)):
-                residual = y - self._points(i, 1)[0]
+                residual = y - self._one_step(i)
                 self.errors[i] = (self.selection_decay * self.errors[i]
                                   + (1.0 - self.selection_decay) * abs(residual))
                 self.residuals[i].append(residual)

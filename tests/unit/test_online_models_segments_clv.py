@@ -5,9 +5,13 @@ from __future__ import annotations
 import pickle
 import random
 
+import numpy as np
+import pytest
+
+from online_models import segments
 from online_models.clv import ClvModel
 from online_models.features import DAY_MS, behaviour_vector
-from online_models.segments import Segmenter
+from online_models.segments import FEATURES, Segmenter
 
 NOW = 400 * DAY_MS
 
@@ -183,3 +187,15 @@ def test_clv_ranks_frequent_buyers_above_one_off_buyers() -> None:
     assert 2.0 < high.expected_purchases < 8.0  # about 4 weekly orders in 30 days
     assert high.clv == high.expected_purchases * high.expected_order_value
     assert clv.metrics_dict()["purchases_mae"] is not None
+
+
+@pytest.mark.parametrize("groups", [2, 3, 5])
+def test_screening_the_numbers_of_segments_chooses_what_trying_all_pairs_chooses(
+        groups: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(groups)
+    centres = rng.normal(0.0, 2.0, (groups, len(FEATURES)))
+    points = np.vstack([rng.normal(centre, 1.0, (400 // groups, len(FEATURES)))
+                        for centre in centres])
+    screened = Segmenter(seed=3)._choose_k(points, len(points))
+    monkeypatch.setattr(segments, "SCREEN_PAIRS", segments.CHOOSE_PAIRS)
+    assert Segmenter(seed=3)._choose_k(points, len(points)) == screened
