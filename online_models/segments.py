@@ -270,11 +270,11 @@ class Segmenter:
         screened = {k: [agreement(k, pair) for pair in range(SCREEN_PAIRS)] for k in numbers}
         if not screened:
             return 0
-        best = max(np.mean(scores) for scores in screened.values())
+        leader = max(float(np.mean(scores)) for scores in screened.values())
         stability = {k: float(np.mean(scores + [agreement(k, pair) for pair in
                                                  range(SCREEN_PAIRS, CHOOSE_PAIRS)]))
                      for k, scores in screened.items()
-                     if np.mean(scores) >= best - SCREEN_MARGIN}
+                     if np.mean(scores) >= leader - SCREEN_MARGIN}
         best = max(stability.values())
         return max(k for k, score in stability.items() if score >= best - STABLE_MARGIN)
 
