@@ -108,34 +108,59 @@ def _no_wait(pipe: Any) -> Callable[[list[Any]], None]:
     return lambda replies: None
 
 
-async def merge_anonymous(redis: AsyncRedis, limits: tuple[int, int, int], tenant: str,
-                          anonymous_id: str, customer_id: str, *, wait: QueueWait = _no_wait
-                          ) -> dict[CustomerKey, Customer | None]:
-    """Fold a visitor's history into a customer once, and point the visitor at them;
-    answers the customer and the visitor as the merge left them (the visitor: ``None``).
+#: A visitor's merge into a customer: (tenant, anonymous id, customer id).
+Merge = tuple[str, str, str]
+
+
+def merge_waves(merges: Iterable[Merge]) -> list[list[Merge]]:
+    """``merges`` in waves that each hold a visitor at most once, in order: a visitor whose
+    events name two customers in one batch (a shared device) is merged into the second
+    after the first, as one merge after the other would; the second then finds it empty.
+
+    >>> merge_waves([("t", "v1", "a"), ("t", "v2", "a"), ("t", "v1", "b")])
+    [[('t', 'v1', 'a'), ('t', 'v2', 'a')], [('t', 'v1', 'b')]]
+    """
+    waves: list[list[Merge]] = []
+    seen: list[set[tuple[str, str]]] = []
+    for merge in merges:
+        visitor = merge[:2]
+        wave = next((i for i, held in enumerate(seen) if visitor not in held), len(waves))
+        if wave == len(waves):
+            waves.append([])
+            seen.append(set())
+        waves[wave].append(merge)
+        seen[wave].add(visitor)
+    return waves
+
+
+async def merge_visitors(redis: AsyncRedis, limits: tuple[int, int, int],
+                         merges: Iterable[Merge], *, wait: QueueWait = _no_wait
+                         ) -> dict[CustomerKey, Customer | None]:
+    """Fold each visitor's history into their customer once, and point the visitor at them;
+    answers the customers and visitors as the merges left them (a visitor: ``None``).
 
     The steps touch two hash slots, so they cannot be one transaction on a cluster;
     instead each is idempotent and the last one records completion (``<anon>|done`` in
     the customer's ``merged`` set). A crash anywhere in between is resumed by the
     redelivered stitching event: alias (set-if-absent), copy (guarded by the merged
-    set), delete the visitor's keys, mark done. Three round trips: the alias with the
-    visitor's snapshot (read atomically by a script in the visitor's slot), the copy
-    (a script in the customer's slot, followed by ``wait``'s ``WAIT`` for replicas), the
-    clean-up, which also reads both back (on a cluster two: the visitor's keys deleted and
-    unindexed, then completion recorded and both read).
+    set), delete the visitor's keys, mark done. Three round trips for all the merges of a
+    wave (see :func:`merge_waves`): the aliases with the visitors' snapshots (each read
+    atomically by a script in the visitor's slot), the copies (a script each in the
+    customer's slot, followed by ``wait``'s ``WAIT`` for replicas), the clean-up, which
+    also reads them all back (on a cluster two: the visitors' keys deleted and unindexed,
+    then completion recorded and all read). One merge at a time, a batch with a dozen
+    logins waited for three dozen round trips.
     """
-    visitor = CustomerKeys(tenant, anonymous_profile_id(anonymous_id))
-    max_ids, recent_products, recent_orders = limits
+    found: dict[CustomerKey, Customer | None] = {}
+    for wave in merge_waves(merges):
+        found.update(await _merge_wave(redis, limits, wave, wait))  # later reads are newer
+    return found
 
-    def alias_then_snapshot(pipe: Any) -> None:
-        pipe.set(alias_key(tenant, anonymous_id), customer_id, nx=True)
-        SNAPSHOT_SCRIPT.queue(pipe, keys=[visitor.key(suffix)
-                                          for suffix in _SNAPSHOT_KEY_SUFFIXES])
 
-    # Safe to repeat after NOSCRIPT: SET NX and a read.
-    _, replies = await execute_pipeline(redis, alias_then_snapshot, [SNAPSHOT_SCRIPT])
+def _snapshot_from(replies: list[Any]) -> dict[str, Any]:
+    """A visitor's keys as ``visitor_snapshot.lua`` read them, JSON-ready for the merge."""
     profile, events, sessions, categories, recent, tickets, bought, orders, days = replies
-    snapshot = {
+    return {
         "profile": {text(field): text(value) for field, value in _pairs(profile)},
         "events": [[text(member), int(float(score))] for member, score in _pairs(events)],
         "sessions": sorted(text(member) for member in sessions),
@@ -146,47 +171,73 @@ async def merge_anonymous(redis: AsyncRedis, limits: tuple[int, int, int], tenan
         "orders": [[text(member), int(float(score))] for member, score in _pairs(orders)],
         "days": sorted(int(member) for member in days),
     }
-    customer = CustomerKeys(tenant, customer_id)
 
+
+async def _merge_wave(redis: AsyncRedis, limits: tuple[int, int, int], wave: list[Merge],
+                      wait: QueueWait) -> dict[CustomerKey, Customer | None]:
+    """The merges of ``wave`` (each visitor once), step by step, a round trip per step."""
+    max_ids, recent_products, recent_orders = limits
+    visitors = [CustomerKeys(tenant, anonymous_profile_id(anonymous_id))
+                for tenant, anonymous_id, _ in wave]
+
+    def alias_then_snapshot(pipe: Any) -> None:
+        for (tenant, anonymous_id, customer_id), visitor in zip(wave, visitors, strict=True):
+            pipe.set(alias_key(tenant, anonymous_id), customer_id, nx=True)
+            SNAPSHOT_SCRIPT.queue(pipe, keys=[visitor.key(suffix)
+                                              for suffix in _SNAPSHOT_KEY_SUFFIXES])
+
+    # Safe to repeat after NOSCRIPT: SET NX and reads.
+    replies = await execute_pipeline(redis, alias_then_snapshot, [SNAPSHOT_SCRIPT])
+    snapshots = [_snapshot_from(read) for read in replies[1::2]]
     checking: list[Callable[[list[Any]], None]] = []
 
     def merge(pipe: Any) -> None:
-        MERGE_SCRIPT.queue(
-            pipe, keys=[customer.key(suffix) for suffix in MERGE_KEY_SUFFIXES],
-            args=[anonymous_id, orjson.dumps(snapshot), max_ids, recent_products,
-                  recent_orders, customer_id, tenant])
+        for (tenant, anonymous_id, customer_id), snapshot in zip(wave, snapshots, strict=True):
+            customer = CustomerKeys(tenant, customer_id)
+            MERGE_SCRIPT.queue(
+                pipe, keys=[customer.key(suffix) for suffix in MERGE_KEY_SUFFIXES],
+                args=[anonymous_id, orjson.dumps(snapshot), max_ids, recent_products,
+                      recent_orders, customer_id, tenant])
         checking.append(wait(pipe))
 
-    # Its own round trip: a failed merge must raise before the visitor is deleted below.
-    # Safe to repeat after NOSCRIPT (the script did not run).
-    outcome, *waited = await execute_pipeline(redis, merge, [MERGE_SCRIPT])
-    checking[-1]([outcome, *waited])
+    # Its own round trip: a failed merge must raise before any visitor is deleted below.
+    # Safe to repeat after NOSCRIPT (no script ran: Redis loads none midway).
+    replies = await execute_pipeline(redis, merge, [MERGE_SCRIPT])
+    checking[-1](replies)
+    outcomes = replies[:len(wave)]
 
-    # One round trip, in this order: Redis runs a connection's commands in turn, so the
-    # visitor is deleted and unindexed whenever completion is recorded. Reading both back
-    # after that is safe to repeat after NOSCRIPT (deletes and a set-add are idempotent).
-    # On a cluster the three are on different masters, each running its share at once:
+    # One round trip, in this order: Redis runs a connection's commands in turn, so each
+    # visitor is deleted and unindexed whenever its completion is recorded. Reading back
+    # after that is safe to repeat after NOSCRIPT (deletes and set-adds are idempotent).
+    # On a cluster the keys are on different masters, each running its share at once:
     # the deletes are a round trip of their own there, answered before completion is sent.
     cluster = is_cluster(redis)
 
-    def delete_visitor(pipe: Any) -> None:
-        pipe.delete(*[visitor.key(suffix) for suffix in MERGE_KEY_SUFFIXES])
-        pipe.zrem(customers_key(tenant), visitor.customer_id)
+    def delete_visitors(pipe: Any) -> None:
+        for (tenant, _, _), visitor in zip(wave, visitors, strict=True):
+            pipe.delete(*[visitor.key(suffix) for suffix in MERGE_KEY_SUFFIXES])
+            pipe.zrem(customers_key(tenant), visitor.customer_id)
 
     if cluster:
         async with redis.pipeline(transaction=False) as pipe:
-            delete_visitor(pipe)
+            delete_visitors(pipe)
             await pipe.execute()
 
     def clean_up(pipe: Any) -> None:
         if not cluster:
-            delete_visitor(pipe)
-        pipe.sadd(customer.key("merged"), f"{anonymous_id}|done")
-        for profile_id in (customer_id, visitor.customer_id):
-            queue_apply(pipe, tenant, profile_id, [], limits=limits, updated_at_ms=0)
+            delete_visitors(pipe)
+        for tenant, anonymous_id, customer_id in wave:
+            pipe.sadd(CustomerKeys(tenant, customer_id).key("merged"), f"{anonymous_id}|done")
+        for (tenant, _, customer_id), visitor in zip(wave, visitors, strict=True):
+            for profile_id in (customer_id, visitor.customer_id):
+                queue_apply(pipe, tenant, profile_id, [], limits=limits, updated_at_ms=0)
 
-    *_, customer_read, visitor_read = await execute_pipeline(redis, clean_up, [APPLY_SCRIPT])
-    log.info("stitched visitor %s into customer %s (%s)", anonymous_id, customer_id,
-             text(outcome))
-    return {(tenant, customer_id): customer_from(customer_read[1]),
-            (tenant, visitor.customer_id): customer_from(visitor_read[1])}
+    reads = (await execute_pipeline(redis, clean_up, [APPLY_SCRIPT]))[-2 * len(wave):]
+    found: dict[CustomerKey, Customer | None] = {}
+    for (tenant, anonymous_id, customer_id), visitor, outcome, customer_read, visitor_read in zip(
+            wave, visitors, outcomes, reads[::2], reads[1::2], strict=True):
+        log.info("stitched visitor %s into customer %s (%s)", anonymous_id, customer_id,
+                 text(outcome))
+        found[(tenant, customer_id)] = customer_from(customer_read[1])
+        found[(tenant, visitor.customer_id)] = customer_from(visitor_read[1])
+    return found

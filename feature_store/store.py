@@ -102,7 +102,7 @@ from feature_store.scores import (
     queue_due_profiles,
     queue_score_writes,
 )
-from feature_store.stitching import merge_anonymous, profile_id_for, resolve_aliases
+from feature_store.stitching import merge_visitors, profile_id_for, resolve_aliases
 from feature_store.tickets import owner_keys, queue_ticket_writes
 from feature_store.updates import update_for
 from schemas.events import AnyEvent
@@ -319,15 +319,13 @@ class FeatureStore:
         if moved:
             await self._apply_moved(events, moved, outcomes, customers, merges, now_ms)
             applied.events = [outcome for outcome in outcomes if outcome is not None]
-        for tenant, anonymous_id, customer_id in merges:
-            # Read again: the merge changed the customer and deleted the visitor.
-            for key, merged in (await merge_anonymous(
-                    self.redis, self.limits.args(), tenant, anonymous_id, customer_id,
-                    wait=self._wait_for_replicas)).items():
-                if merged is None:
-                    customers.pop(key, None)
-                else:
-                    customers[key] = merged
+        # Read again: the merges changed the customers and deleted the visitors.
+        for key, merged in (await merge_visitors(self.redis, self.limits.args(), merges,
+                                                 wait=self._wait_for_replicas)).items():
+            if merged is None:
+                customers.pop(key, None)
+            else:
+                customers[key] = merged
         owners = {(timer.tenant, timer.customer_id) for timer in applied.due_carts}
         missing = owners - set(customers) - set(by_customer)
         if missing:

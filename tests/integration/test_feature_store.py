@@ -169,6 +169,32 @@ async def test_stitching_merges_a_visitor_once_in_any_order(
     await assert_merged(store, [*browse, login, later], "v1", "c9")
 
 
+async def test_logins_of_one_batch_merge_every_visitor_as_one_after_the_other_would(
+    store: FeatureStore
+) -> None:
+    """Verify that a batch with several logins merges each visitor once: two visitors into
+    one customer both land on them, and a visitor logging into a second customer (a shared
+    device) stays with the first, the second getting only their own login."""
+    browse_a, login_a = browsing_then_login("v4", "c5", "login4")
+    browse_b, login_b = browsing_then_login("v5", "c5", "login5")
+    browse_b = [{**event, "event_id": f"b{n}"} for n, event in enumerate(browse_b)]
+    browse_c, login_c = browsing_then_login("v6", "c3", "login6")
+    browse_c = [{**event, "event_id": f"c{n}"} for n, event in enumerate(browse_c)]
+    second_login = {**login_c, "event_id": "login7", "customer_id": "c4",
+                    "occurred_at": "2026-04-01T10:06:00Z"}
+    await apply(store, [validate_event(event) for event in [*browse_a, *browse_b, *browse_c]])
+    await apply(store, [validate_event(event)
+                        for event in [login_a, login_b, login_c, second_login]])
+    expected = {**reference_profiles([*browse_a, login_a, *browse_b, login_b]),
+                **reference_profiles([*browse_c, login_c]),
+                **reference_profiles([second_login])}
+    live = await live_profiles(store, ["c3", "c4", "c5"])
+    for customer in ("c3", "c4", "c5"):
+        assert_same_features(live[customer], expected[customer], customer)
+    assert sorted(await ProfileReader(redis=store.redis).customer_ids("default")) == [
+        "c3", "c4", "c5"]
+
+
 async def test_a_merge_cut_short_before_completion_is_finished_by_the_redelivered_login(
     store: FeatureStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
