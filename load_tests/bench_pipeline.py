@@ -59,7 +59,7 @@ from stream.producer import EventProducer
 from stream.settings import Settings, kafka_client_config
 
 RESULTS = Path(__file__).parent / "results" / "PIPELINE.md"
-BATCH = 500
+BATCH = Settings.model_fields["batch_max_events"].default
 
 
 class _NoDeadLetters:

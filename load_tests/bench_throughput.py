@@ -185,7 +185,8 @@ def main() -> None:
                         help="drain the backlog a second time with py-spy on the worker")
     parser.add_argument("--no-stages", action="store_true",
                         help="skip the in-process stages")
-    parser.add_argument("--batch", type=int, default=500,
+    parser.add_argument("--batch", type=int,
+                        default=Settings.model_fields["batch_max_events"].default,
                         help="events per batch of the in-process stages (the worker's largest)")
     parser.add_argument("--before", type=Path, default=None,
                         help="a report of this benchmark from an earlier version of the "
