@@ -27,6 +27,7 @@ import orjson
 from faust.types import StreamT
 
 from agents.batch import process_batch
+from agents.collector import freeze_loaded_models
 from agents.decoding import RawMessage
 from agents.outage import (
     BATCH_RETRIED,
@@ -39,7 +40,6 @@ from agents.runtime import WorkerRuntime
 from agents.transport import InputFeed, ack_all, transport_for
 from schemas.records import ErasureRequest
 from schemas.topics import CLICKS, ERASURE, PURCHASES, TICKETS
-from stream.collector import tune_for_batches
 from stream.metrics import BATCH_SECONDS, EVENT_DELAY_SECONDS, EVENTS_PROCESSED
 from stream.settings import Settings
 
@@ -179,7 +179,7 @@ def create_app(settings: Settings) -> faust.App:
         other, and the models learn a batch in event-time order across topics. A batch is
         acknowledged (so its offsets may be committed) only after it has been processed."""
         worker = runtime()
-        tune_for_batches()  # the models are loaded: see stream.collector
+        freeze_loaded_models()
         rebalances_seen = -1  # the first batch counts as the first since a rebalance
         while not app.should_stop:
             taken = await feed.take(settings.batch_max_events, settings.batch_max_wait_ms / 1000)

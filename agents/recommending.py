@@ -37,9 +37,9 @@ from typing import Any, NamedTuple
 import orjson
 
 from agents.checkpoints import CheckpointStore
+from agents.collector import configure_worker_process, freeze_loaded_models
 from feature_store.recommendations import WRITE_FAILED, RecommendationLists
 from online_models import CheckpointError, Recommender, decode_checkpoint, encode_checkpoint
-from stream.collector import tune_for_batches
 from stream.logs import configure_logging
 from stream.metrics import RECOMMENDER_SHED
 from stream.processes import run_in_background
@@ -177,8 +177,9 @@ def serve(inbox: Any, outbox: Any, settings: Settings, worker_name: str,
     outbox.cancel_join_thread()  # never hang at exit on a worker that stopped reading
     parent = os.getppid()
     checkpoints = _checkpoints(settings, worker_name, "recommender")
+    configure_worker_process()
     recommender = restore_recommender(settings, worker_name)
-    tune_for_batches()
+    freeze_loaded_models()
     # A reply timeout (unlike the worker's client): a hung Redis costs lists, not the child.
     lists = RecommendationLists(settings.redis_url, timeout_s=settings.redis_deadline_s,
                                 cluster=settings.redis_cluster)

@@ -40,6 +40,7 @@ from confluent_kafka import Consumer
 from tqdm import tqdm
 
 from agents.batch import process_batch
+from agents.collector import configure_worker_process, freeze_loaded_models
 from agents.decoding import RawMessage
 from load_tests.commands import create_topics
 from load_tests.measure import speed_check_ms
@@ -52,7 +53,6 @@ from load_tests.report import (
     write_report,
 )
 from simulator import TOPIC_BY_TYPE, ShopSimulator
-from stream.collector import tune_for_batches
 from stream.devstack import EmbeddedBroker, RedisServer
 from stream.metrics import BATCH_STEP_NAMES, BATCH_STEPS
 from stream.producer import EventProducer
@@ -108,7 +108,8 @@ async def in_process(settings: Settings, batches: list[list[RawMessage]], *,
 
     with mock.patch("agents.runtime.DeadLetterPublisher", lambda settings: _NoDeadLetters()):
         runtime = WorkerRuntime(settings.model_copy(update={"recommender_process": False}))
-    tune_for_batches()  # as the worker does once its models are loaded
+    configure_worker_process()  # the collector as the worker sets it
+    freeze_loaded_models()
     worker = runtime.worker
     worker.alerts = _NoAlerts()  # type: ignore[assignment]
     worker.lists_in_worker = recommender_here

@@ -9,7 +9,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from agents.collector import CollectorSchedule
+from agents.collector import (
+    FULL_PASS_AFTER,
+    YOUNG_THRESHOLD,
+    CollectorSchedule,
+    configure_worker_process,
+    freeze_loaded_models,
+)
 
 
 class Node:
@@ -79,3 +85,23 @@ def test_pausing_keeps_a_collector_someone_disabled_disabled() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_a_process_with_its_models_loaded_freezes_them_and_collects_young_objects_rarely(
+) -> None:
+    """Verify that what a process holds once its models are loaded is frozen, that a batch's
+    objects can die young (the threshold is far above Python's 700), and that cycles made
+    afterwards are still collected."""
+    thresholds = gc.get_threshold()
+    try:
+        models = [Node() for _ in range(1000)]
+        configure_worker_process()
+        freeze_loaded_models()
+        assert gc.get_freeze_count() >= len(models)
+        assert gc.get_threshold() == (YOUNG_THRESHOLD, thresholds[1], FULL_PASS_AFTER)
+        assert YOUNG_THRESHOLD > 700
+        cycle = garbage_cycle()
+        gc.collect()
+        assert cycle() is None
+    finally:
+        gc.set_threshold(*thresholds)

@@ -58,8 +58,13 @@ def test_the_api_serves_profiles_rankings_and_recommendations_from_the_cluster(
         recommendations = wait_for(listed, timeout=60, what="a customer's recommendations",
                                    alive=[worker])
         assert all(item["product_id"] for item in recommendations)
-        segments = client.get("/v1/segments")
-        assert segments.status_code == 200 and segments.json()["segments"], segments.text
+
+        def published_segments() -> list[dict[str, object]]:
+            answer = client.get("/v1/segments")  # published on the telemetry interval
+            assert answer.status_code == 200, answer.text
+            return list(answer.json()["segments"])
+
+        wait_for(published_segments, timeout=60, what="the segments", alive=[worker])
 
 
 def _features(body: dict[str, object]) -> dict[str, object]:

@@ -29,7 +29,10 @@ def test_two_workers_and_their_rebalances_keep_every_feature_exact(
     shares the partitions), both work, and the first is then SIGKILLed (a rebalance hands
     its partitions to the second)."""
     replay = Replay.build(settings, events=40_000, customers=2000)
-    replay.send()
+    # The shop sends about 1,000 events/s for 40 s: a worker drains a backlog of this size
+    # before a second one has started, so a stream sent up front leaves nothing to share.
+    sender = threading.Thread(target=replay.send, kwargs={"pace_s": 0.5, "chunk": 500})
+    sender.start()
     first_port, second_port = free_port(), free_port()
     first = start_worker("worker-1", worker_metrics_port=first_port)
     replay.wait_until_processed(0.2, alive=[first])
@@ -44,6 +47,8 @@ def test_two_workers_and_their_rebalances_keep_every_feature_exact(
              what="both workers to process events after the rebalance", interval=0.2,
              alive=[first, second])
     first.kill()  # SIGKILL mid-stream: no shutdown, no final commit
+    sender.join()
+    assert replay.delivered == len(replay.stream), "every message must be delivered"
     replay.wait_until_caught_up(alive=[second])
     profiles = replay.assert_exact()
     print(f"{len(replay.stream)} messages, {profiles} profiles exact; worker-2 processed "
