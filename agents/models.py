@@ -95,7 +95,7 @@ class ModelEvent:
     new: bool = True
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class EventScores:
     """Scores that belong to one event rather than to the customer (tickets, orders)."""
 
@@ -105,6 +105,20 @@ class EventScores:
     anomaly_reason: str | None = None
     #: The ticket's triage (the alert rules see its ``category``).
     triage: TriageResult | None = None
+
+    def as_scores(self) -> dict[str, Any]:
+        """What the alert rules read of them, beside the customer's scores."""
+        scores: dict[str, Any] = {name: value for name, value in (
+            ("sentiment", self.sentiment), ("urgency", self.urgency),
+            ("anomaly_score", self.anomaly_score), ("anomaly_reason", self.anomaly_reason))
+            if value is not None}
+        if self.triage is not None:
+            scores["category"] = self.triage.category
+        return scores
+
+
+#: A click's: it has none of its own (98% of a shop's events), so they all share this one.
+NO_EVENT_SCORES = EventScores()
 
 
 @dataclass
@@ -186,18 +200,18 @@ class ModelStep:
         scores = self._score_customers(touched, present, per_event, watermark_ms,
                                        clv_rankings, scored.records)
         self.scored_since_sweep.update(scores)
-        moved: set[CustomerKey] = set()
+        # The rules see a customer's move to another segment at their first event of the
+        # batch only: their later events read "previous = current". Each of the two is one
+        # dict, shared by the customer's events without scores of their own (never changed).
+        later_scores: dict[CustomerKey, dict[str, Any]] = {}
         for model_event, extra in zip(present, per_event, strict=True):
-            customer = touched[model_event.customer]
-            own = dict(scores.get(model_event.customer, {}))
-            if model_event.customer in moved:  # a move to another segment happens once
-                own["previous_segment"] = own.get("segment")
-                own["previous_segment_label"] = own.get("segment_label")
-            moved.add(model_event.customer)
-            own.update({k: v for k, v in vars(extra).items()
-                        if v is not None and k != "triage"})
-            if extra.triage is not None:
-                own["category"] = extra.triage.category
+            key = model_event.customer
+            customer = touched[key]
+            if (base := later_scores.get(key)) is None:
+                base = scores.get(key, {})
+                later_scores[key] = {**base, "previous_segment": base.get("segment"),
+                                     "previous_segment_label": base.get("segment_label")}
+            own = base if extra is NO_EVENT_SCORES else {**base, **extra.as_scores()}
             scored.updates.append(CustomerUpdate(
                 tenant=model_event.customer[0], customer_id=model_event.customer[1],
                 event=model_event.event, features=customer.profile, scores=own,
@@ -210,21 +224,20 @@ class ModelStep:
         """The event's own scores (a purchase's anomaly, a ticket's sentiment and urgency),
         learning nothing. A redelivered trigger is judged on these again (a kind ticket
         stays kind), not on the customer's, which may include later events by now."""
-        scores = EventScores()
         if isinstance(event, PurchaseEvent):
             history = [total for order_id, total in customer.order_totals
                        if order_id != event.order_id]
             anomaly = self.bundle.anomaly.score(event.total, event.items_bought, history)
-            scores.anomaly_score, scores.anomaly_reason = anomaly.score, anomaly.reason
-        elif isinstance(event, TicketEvent):
+            return EventScores(anomaly_score=anomaly.score, anomaly_reason=anomaly.reason)
+        if isinstance(event, TicketEvent):
             text = _ticket_text(event)
             if text:
                 sentiment = self.bundle.sentiment.score(text)
-                scores.sentiment, scores.urgency = sentiment.sentiment, sentiment.urgency
-                scores.triage = self.bundle.triage.classify(text)
-            if event.csat is not None and scores.sentiment is None:
-                scores.sentiment = (event.csat - 3) / 2
-        return scores
+                return EventScores(sentiment=sentiment.sentiment, urgency=sentiment.urgency,
+                                   triage=self.bundle.triage.classify(text))
+            if event.csat is not None:
+                return EventScores(sentiment=(event.csat - 3) / 2)
+        return NO_EVENT_SCORES
 
     def _learn(self, model_event: ModelEvent, customer: Customer) -> EventScores:
         """:meth:`_event_scores`, then learn from the event (the models first scored it as

@@ -72,7 +72,11 @@ def profile_from_fields(fields: dict[Any, Any]) -> dict[str, Any]:
     >>> profile["orders"], profile["avg_order_value"], profile["last_seen_at"]
     (2, 15.0, None)
     """
-    raw = {text(key): text(value) for key, value in fields.items()}
+    return _profile_from_text({text(key): text(value) for key, value in fields.items()})
+
+
+def _profile_from_text(raw: dict[str, str]) -> dict[str, Any]:
+    """:func:`profile_from_fields` of fields already decoded."""
     profile: dict[str, Any] = {name: int(raw.get(name, 0)) for name in _COUNTERS}
     revenue = int(raw.get("revenue_cents", 0)) / 100
     profile["revenue"] = revenue
@@ -88,9 +92,8 @@ def customer_from(reply: Any) -> Customer | None:
     if not reply:
         return None
     flat, categories, recent, bought, orders, rule_state = reply
-    fields = dict(zip(flat[::2], flat[1::2], strict=True))
-    raw = {text(key): text(value) for key, value in fields.items()}
-    profile = profile_from_fields(raw)
+    raw = {text(key): text(value) for key, value in zip(flat[::2], flat[1::2], strict=True)}
+    profile = _profile_from_text(raw)
     weights = [float(weight) for weight in categories[1::2]]
     total = sum(weights) or 1.0
     profile["category_affinity"] = {

@@ -68,10 +68,71 @@ class ScoreRecord:
     anomaly_score: float | None = None
 
 
-def queue_score_writes(pipe: Pipeline, record: ScoreRecord, updated_at_ms: int) -> None:
-    """Queue the writes of one record (7 to 10 commands, no replies needed)."""
-    tenant, customer = record.tenant, record.customer_id
-    profile = CustomerKeys(tenant, customer).profile
+def queue_score_writes(pipe: Pipeline, records: Iterable[ScoreRecord],
+                       updated_at_ms: int) -> None:
+    """Queue the writes of ``records``, in order: one or two commands per record for its
+    profile, then one per ranking, segment set and scoring index they touch.
+
+    A batch scores hundreds of customers into the same few rankings and sets, so each of
+    those gets one command for all of them rather than one per customer: the client packs,
+    and parses the reply of, each command in Python, which cost more than Redis's work.
+    Within one such group every (key, member) pair has one operation, so their order does
+    not matter; a customer met again starts a new group, after the first.
+    """
+    group = _MemberWrites()
+    for record in records:
+        if (record.tenant, record.customer_id) in group.customers:
+            group.queue(pipe)
+            group = _MemberWrites()
+        _queue_profile_scores(pipe, record, updated_at_ms)
+        group.add(record)
+    group.queue(pipe)
+
+
+@dataclass
+class _MemberWrites:
+    """The rankings, segment sets and scoring indexes of some customers' scores, by key."""
+
+    customers: set[tuple[str, str]] = field(default_factory=set)
+    ranked: dict[str, dict[str, float]] = field(default_factory=dict)
+    unranked: dict[str, list[str]] = field(default_factory=dict)
+    joined: dict[str, list[str]] = field(default_factory=dict)
+    left: dict[str, list[str]] = field(default_factory=dict)
+    indexed: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def add(self, record: ScoreRecord) -> None:
+        tenant, customer = record.tenant, record.customer_id
+        self.customers.add((tenant, customer))
+        for score, value in (("churn", record.churn_probability), ("clv", record.clv)):
+            if value is None:
+                self.unranked.setdefault(ranking_key(tenant, score), []).append(customer)
+            else:
+                self.ranked.setdefault(ranking_key(tenant, score), {})[customer] = value
+        if record.previous_segment is not None and record.previous_segment != record.segment:
+            self.left.setdefault(segment_members_key(tenant, record.previous_segment),
+                                 []).append(customer)
+        if record.segment is not None:
+            self.joined.setdefault(segment_members_key(tenant, record.segment),
+                                   []).append(customer)
+        if record.partition is not None:
+            self.indexed.setdefault(scoring_index_key(tenant, record.partition),
+                                    {})[customer] = record.scored_at_ms
+
+    def queue(self, pipe: Pipeline) -> None:
+        for key, members in self.unranked.items():
+            pipe.zrem(key, *members)
+        for key, mapping in self.ranked.items():
+            pipe.zadd(key, mapping)  # type: ignore[arg-type]
+        for key, members in self.left.items():
+            pipe.srem(key, *members)
+        for key, members in self.joined.items():
+            pipe.sadd(key, *members)
+        for key, positions in self.indexed.items():
+            pipe.zadd(key, positions)  # type: ignore[arg-type]
+
+
+def _queue_profile_scores(pipe: Pipeline, record: ScoreRecord, updated_at_ms: int) -> None:
+    """The score fields of one profile: set those the record has, drop those it lacks."""
     fields: dict[str, Any] = {
         "scored_at": record.scored_at_ms,
         "updated_at": updated_at_ms,
@@ -96,20 +157,10 @@ def queue_score_writes(pipe: Pipeline, record: ScoreRecord, updated_at_ms: int) 
         fields["anomaly_score"] = f"{record.anomaly_score:.4f}"
     if record.partition is not None:
         fields["scoring_partition"] = record.partition
-    pipe.hset(profile, mapping=fields)  # type: ignore[arg-type]
+    pipe.hset(CustomerKeys(record.tenant, record.customer_id).profile,
+              mapping=fields)  # type: ignore[arg-type]
     if absent:
-        pipe.hdel(profile, *absent)
-    for score, value in (("churn", record.churn_probability), ("clv", record.clv)):
-        if value is None:
-            pipe.zrem(ranking_key(tenant, score), customer)
-        else:
-            pipe.zadd(ranking_key(tenant, score), {customer: value})
-    if record.previous_segment is not None and record.previous_segment != record.segment:
-        pipe.srem(segment_members_key(tenant, record.previous_segment), customer)
-    if record.segment is not None:
-        pipe.sadd(segment_members_key(tenant, record.segment), customer)
-    if record.partition is not None:
-        pipe.zadd(scoring_index_key(tenant, record.partition), {customer: record.scored_at_ms})
+        pipe.hdel(CustomerKeys(record.tenant, record.customer_id).profile, *absent)
 
 
 @dataclass(frozen=True)

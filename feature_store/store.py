@@ -396,8 +396,7 @@ class FeatureStore:
         checking: list[Callable[[list[Any]], None]] = []
 
         def writes(pipe: Any) -> None:
-            for record in commit.scores:
-                queue_score_writes(pipe, record, updated_at_ms)
+            queue_score_writes(pipe, commit.scores, updated_at_ms)
             for ticket in commit.tickets:
                 queue_ticket_writes(pipe, ticket)
             queue_set_many(pipe, {alert_state_key(tenant, customer): state.to_json()
@@ -438,8 +437,7 @@ class FeatureStore:
             return
         updated_at_ms = int(time.time() * 1000)
         async with self.redis.pipeline(transaction=False) as pipe:
-            for record in records:
-                queue_score_writes(pipe, record, updated_at_ms)
+            queue_score_writes(pipe, records, updated_at_ms)
             await pipe.execute()
 
     async def due_for_rescoring(self, partitions: Iterable[int], watermark_ms: int, *,

@@ -30,6 +30,7 @@ Why Holt-Winters, and why this way (the measurements are in ``load_tests/results
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from typing import NamedTuple
@@ -156,6 +157,9 @@ class SeasonalForecaster:
         self.residuals: list[deque[float]] = [
             deque(maxlen=self.residual_window) for _ in self.settings
         ]
+        # The served candidate's residuals kept in order (see _sorted_residuals).
+        self._sorted_index: int | None = None
+        self._sorted: list[float] = []
         self.observations = 0
         self._recent: deque[float] = deque(maxlen=seasonality)  # for the naive scale
         self._naive_error_sum = 0.0
@@ -210,9 +214,30 @@ class SeasonalForecaster:
         season = model.season[-self.seasonality] if model.season else 0.0
         return model.level[-1] + self.trend_damping * trend + season
 
+    def _sorted_residuals(self, index: int) -> list[float]:
+        """Candidate ``index``'s residuals in ascending order (do not change the list).
+
+        The served candidate's are kept sorted as they come (:meth:`_keep_residual`) and
+        sorted afresh only when another candidate is served, which is seldom: sorting the
+        168 residuals of an hourly series took ~8 µs of each bucket's ~30 in a replay.
+        """
+        if getattr(self, "_sorted_index", None) != index:  # older checkpoints lack it
+            self._sorted_index = index
+            self._sorted = sorted(self.residuals[index])
+        return self._sorted
+
+    def _keep_residual(self, index: int, residual: float) -> None:
+        window = self.residuals[index]
+        if index == getattr(self, "_sorted_index", None):
+            if len(window) == window.maxlen:  # the oldest leaves the window
+                del self._sorted[bisect.bisect_left(self._sorted, window[0])]
+            bisect.insort(self._sorted, residual)
+        window.append(residual)
+
     def _predictions(self, index: int, horizon: int) -> list[Prediction]:
-        points = self._points(index, horizon)
-        residuals = sorted(self.residuals[index])
+        # One step ahead (each bucket's served forecast) without River's list of points.
+        points = [self._one_step(index)] if horizon == 1 else self._points(index, horizon)
+        residuals = self._sorted_residuals(index)
         if len(residuals) < 2:
             return [Prediction(max(p, 0.0), max(p, 0.0), max(p, 0.0)) for p in points]
         tail = (1.0 - self.interval_level) / 2.0
@@ -245,7 +270,7 @@ class SeasonalForecaster:
                 residual = y - self._one_step(i)
                 self.errors[i] = (self.selection_decay * self.errors[i]
                                   + (1.0 - self.selection_decay) * abs(residual))
-                self.residuals[i].append(residual)
+                self._keep_residual(i, residual)
         if len(self._recent) == self.seasonality:
             self._naive_error_sum += abs(y - self._recent[0])
             self._naive_error_count += 1

@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 
 from feature_store import AppliedEvent, CartSweep, FeatureStore, ProfileReader
+from feature_store.scores import ScoreRecord
 from feature_store.stitching import MERGE_SCRIPT
 from schemas.events import AnyEvent, validate_event
+from schemas.profile import ScoreStatus
 from tests.reference_features import assert_same_features, reference_profiles
 
 PRODUCTS = [f"p{i}" for i in range(30)]
@@ -298,3 +300,51 @@ async def test_erasure_deletes_everything_and_blocks_later_events(store: Feature
     reader = ProfileReader(redis=store.redis)
     assert await reader.profile("default", "c1") is None
     assert await reader.customer_ids("default") == [], "a blocked event must not index them"
+
+
+def random_score_records(rng: random.Random, count: int) -> list[ScoreRecord]:
+    """Scores of a few customers, some met twice, some not served yet, some moving segment."""
+    status = ScoreStatus(status="ready", examples=500, needed=200, pending=3)
+    records = []
+    for n in range(count):
+        segment = rng.choice([None, 0, 1, 2])
+        records.append(ScoreRecord(
+            tenant=rng.choice(["default", "shop-b"]), customer_id=f"c{rng.randrange(12)}",
+            scored_at_ms=1_700_000_000_000 + n, churn_explanation=[], churn_status=status,
+            churn_probability=rng.choice([None, round(rng.random(), 6)]), clv_status=status,
+            clv=rng.choice([None, round(rng.uniform(0, 900), 6)]), segment=segment,
+            segment_label=None if segment is None else f"segment {segment}",
+            previous_segment=rng.choice([None, 0, 1, 2]), model_version="v1",
+            partition=rng.choice([None, 0, 1]),
+            sentiment=rng.choice([None, -0.5]), anomaly_score=rng.choice([None, 0.9])))
+    return records
+
+
+async def stored_scores(store: FeatureStore) -> dict[str, Any]:
+    """Every key's content, the write time aside."""
+    contents: dict[str, Any] = {}
+    async for raw in store.redis.scan_iter(count=1000):
+        key = raw.decode()
+        kind = (await store.redis.type(key)).decode()
+        if kind == "hash":
+            contents[key] = {k: v for k, v in (await store.redis.hgetall(key)).items()
+                             if k != b"updated_at"}
+        elif kind == "zset":
+            contents[key] = await store.redis.zrange(key, 0, -1, withscores=True)
+        elif kind == "set":
+            contents[key] = await store.redis.smembers(key)
+    return contents
+
+
+async def test_a_batch_of_scores_is_stored_as_writing_them_one_at_a_time_would(
+        store: FeatureStore) -> None:
+    """Rankings, segment sets and scoring indexes get one command per key for a whole batch;
+    what they hold must not depend on it, customers met twice in the batch included."""
+    records = random_score_records(random.Random(5), 60)
+    for record in records:
+        await store.write_scores([record])
+    one_at_a_time = await stored_scores(store)
+    assert any(":members:" in key for key in one_at_a_time)
+    await store.redis.flushdb()
+    await store.write_scores(records)
+    assert await stored_scores(store) == one_at_a_time

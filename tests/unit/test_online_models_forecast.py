@@ -11,7 +11,7 @@ import pytest
 
 from online_models.features import DAY_MS
 from online_models.forecast import HOUR_MS, RevenueForecaster
-from online_models.seasonal import SeasonalForecaster
+from online_models.seasonal import SeasonalForecaster, empirical_quantile
 
 
 def hourly_shop(days: int, seed: int) -> list[tuple[int, float, str]]:
@@ -164,3 +164,31 @@ def test_online_selection_follows_a_level_shift() -> None:
     week = model.forecast(7)
     assert 250 < sum(p.value for p in week) / 7 < 380  # the new level: 300, and 390 one day
     assert model.metrics()["alpha"] >= 0.2
+
+
+def test_intervals_are_the_quantiles_of_the_served_candidates_residuals() -> None:
+    """Verify that the intervals served bucket after bucket, while the served candidate
+    changes (a level shift), are those of the candidate's residuals sorted afresh; and that
+    a forecaster checkpointed before residuals were kept in order serves the same."""
+    def afresh(model: SeasonalForecaster) -> tuple[float, float]:
+        residuals = sorted(model.residuals[model.selected])
+        return (empirical_quantile(residuals, 0.05), empirical_quantile(residuals, 0.95))
+
+    rng = random.Random(8)
+    model = SeasonalForecaster(seasonality=7)
+    served, switches = [], set()
+    for day in range(260):
+        level = 1000.0 if day < 150 else 300.0
+        if model.ready:
+            point = model._one_step(model.selected)
+            low, high = afresh(model)
+            served.append((max(point, 0.0), max(min(point + low, point), 0.0),
+                           max(point + high, point, 0.0)))
+            switches.add(model.selected)
+        prediction = model.learn_one(level * (1.3 if day % 7 == 5 else 1.0) + rng.gauss(0, 30))
+        if prediction is not None:
+            assert tuple(prediction) == pytest.approx(served[-1], abs=1e-9)
+    assert len(switches) > 1  # the served candidate changed along the way
+    older = pickle.loads(pickle.dumps(model))
+    del older._sorted_index, older._sorted  # as a checkpoint written before this
+    assert older.forecast(7) == model.forecast(7)
