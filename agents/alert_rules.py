@@ -41,7 +41,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from agents import alert_reasons as reasons
 from agents.alert_config import AlertConfig
@@ -56,8 +56,7 @@ __all__ = ["CustomerAlertState", "CustomerUpdate", "Decision", "FiredAlert", "Op
 SEEN_LIMIT = 64
 
 
-@dataclass(frozen=True)
-class CustomerUpdate:
+class CustomerUpdate(NamedTuple):
     """One event's effect on one customer, as the models step hands it to the rules.
 
     ``features`` are the profile features after the event (names as in
@@ -348,13 +347,11 @@ def evaluate_update(update: CustomerUpdate, state: CustomerAlertState, config: A
     event = update.event
     if update.marketing_consent is not None:
         state.consent = update.marketing_consent
-    if event.event_id in state.seen:
+    if not state.remember(event.event_id, SEEN_LIMIT):
         # A redelivery: the state already counted this event. Repeat what it fired, if any
         # (cart alerts are fired by watermarks, not by re-reading the add-to-cart).
         return [Decision(fired.as_alert(), Outcome.REPEAT) for kind, fired in state.fired.items()
                 if fired.triggered_by == event.event_id and kind is not AlertKind.CART_ABANDONMENT]
-    state.seen.append(event.event_id)
-    del state.seen[:-SEEN_LIMIT]
     candidates = [
         churn_risk(update, state, config),
         high_value(update, state, config),

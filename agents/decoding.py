@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from feature_store import Progress
 from schemas.events import AnyEvent
@@ -25,9 +26,9 @@ log = logging.getLogger(__name__)
 Partition = tuple[str, int]
 
 
-@dataclass(frozen=True)
-class RawMessage:
-    """The part of a Kafka message the worker needs."""
+class RawMessage(NamedTuple):
+    """The part of a Kafka message the worker needs. (The worker's per-event records are
+    named tuples: immutable like frozen dataclasses, made in a third of the time.)"""
 
     topic: str
     partition: int
@@ -35,8 +36,7 @@ class RawMessage:
     value: bytes
 
 
-@dataclass(frozen=True)
-class BatchEvent:
+class BatchEvent(NamedTuple):
     """A valid event and the message it came in."""
 
     message: RawMessage

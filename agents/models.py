@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from agents.alert_rules import CustomerUpdate
 from agents.insights import Insights, ticket_records
@@ -83,8 +83,7 @@ def _ticket_text(event: TicketEvent) -> str:
 
 
 
-@dataclass(frozen=True)
-class ModelEvent:
+class ModelEvent(NamedTuple):
     """An event the models see: its customer (tenant, profile id), the input partition it
     came from, and whether it is ``new`` (false: a redelivery, judged again, learnt from
     never twice)."""

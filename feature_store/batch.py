@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from feature_store.customers import Customer, CustomerKey
 from feature_store.ranking import RankingSketch
@@ -78,8 +79,7 @@ class Position:
     watermark: int | None = None
 
 
-@dataclass(frozen=True)
-class AppliedEvent:
+class AppliedEvent(NamedTuple):
     """What happened to one event: ``ok``, ``duplicate`` or ``erased``, on which profile
     (its customer, or an anonymous visitor's ``anon:...``)."""
 

@@ -54,6 +54,23 @@ class CustomerAlertState:
     cart: OpenCart | None = None
     seen: list[str] = field(default_factory=list)
     fired: dict[AlertKind, FiredAlert] = field(default_factory=dict)
+    #: ``seen`` as a set, made at the first :meth:`remember` (not stored).
+    _seen_set: set[str] | None = field(default=None, repr=False, compare=False)
+
+    def remember(self, trigger: str, limit: int) -> bool:
+        """Add ``trigger`` to the last ``limit`` triggers seen; ``False`` if it was among
+        them already (a redelivery). Every event of an active customer asks, and a scan of
+        the list of 64 took longer than the rest of the rules together."""
+        if self._seen_set is None:
+            self._seen_set = set(self.seen)
+        if trigger in self._seen_set:
+            return False
+        self.seen.append(trigger)
+        self._seen_set.add(trigger)
+        if len(self.seen) > limit:
+            self._seen_set.difference_update(self.seen[:-limit])
+            del self.seen[:-limit]
+        return True
 
     def to_json(self) -> bytes:
         return orjson.dumps({

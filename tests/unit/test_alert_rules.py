@@ -364,3 +364,17 @@ def test_state_round_trips_through_json() -> None:
     restored = CustomerAlertState.from_json(state.to_json())
     assert restored == state
     assert restored.cart is not None and restored.cart.deadline_ms == ms(at(500)) + 30 * MINUTE_MS
+
+
+def test_the_state_knows_the_last_64_triggers_also_once_stored_and_read_back() -> None:
+    """Verify that a trigger among the last 64 is a redelivery, an older one is not, and
+    that this holds the same for a state read back from its JSON."""
+    state = CustomerAlertState()
+    assert all(state.remember(f"e{n}", alert_rules.SEEN_LIMIT) for n in range(100))
+    assert state.seen == [f"e{n}" for n in range(36, 100)]
+    for current in (state, CustomerAlertState.from_json(state.to_json())):
+        assert not current.remember("e36", alert_rules.SEEN_LIMIT)
+        assert not current.remember("e99", alert_rules.SEEN_LIMIT)
+        assert current.remember("e35", alert_rules.SEEN_LIMIT)  # forgotten: counted again
+        assert "e36" not in current.seen and not current.remember("e37", alert_rules.SEEN_LIMIT)
+        assert current.remember("e36", alert_rules.SEEN_LIMIT)
