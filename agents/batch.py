@@ -120,6 +120,7 @@ async def process_batch(worker: Worker, messages: Sequence[RawMessage]) -> Batch
     with BATCH_STEPS["models"].time():
         scored = worker.models.learn_and_score(judged, applied.customers, applied.clv_rankings,
                                                worker.partitions.model_watermark())
+        worker.models.forget_visitors(applied.merged_visitors)
     with BATCH_STEPS["rules"].time():
         decided = worker.rules.decide(scored.updates, applied, advanced)
         decided.alerts += worker.rules.drift_alerts(

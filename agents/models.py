@@ -164,6 +164,8 @@ class ModelStep:
         self.tenants_seen: set[str] = set()
         # The recommender's work of the batches scored since it was last taken, in order.
         self._interactions: list[Interaction] = []
+        # Visitors merged into their customers since then, for the recommender to forget.
+        self._merged_visitors: list[CustomerKey] = []
         #: Customers scored by batches since the silence sweep last cleared it: a sweep
         #: that read a customer before a batch scored them must not write over the batch.
         self.scored_since_sweep: set[CustomerKey] = set()
@@ -359,7 +361,9 @@ class ModelStep:
         interactions in order, and the first ``lists`` customers due for a fresh list (all
         when None; at most one list per ``recommendation_refresh_s`` each)."""
         interactions, self._interactions = self._interactions, []
-        return RecommendationWork(interactions=interactions, due=self.lists.take(lists))
+        merged, self._merged_visitors = self._merged_visitors, []
+        return RecommendationWork(interactions=interactions, due=self.lists.take(lists),
+                                  erased=merged)
 
     def lists_in_worker(self) -> dict[CustomerKey, bytes]:
         """The recommender's work done in the worker (no recommender process, see
@@ -380,6 +384,15 @@ class ModelStep:
         return {tenant: [(s.segment, s.label, s.centroid)
                          for s in self.bundle.segments.of(tenant).summaries()]
                 for tenant in (self.tenants_seen if tenants is None else tenants)}
+
+    def forget_visitors(self, visitors: Sequence[CustomerKey]) -> None:
+        """Visitors merged into their customers (their events now land on the customer):
+        no list is due for them any more, and the recommender forgets the rows it kept
+        under their ids, with its next work. What they taught it of the products stays.
+        Kept, those rows would grow with every visitor who ever logged in."""
+        for key in visitors:
+            self.lists.forget(key)
+        self._merged_visitors.extend(visitors)
 
     def forget(self, tenant: str, customer_id: str) -> None:
         """Erasure: drop what the models keep of the customer (the store erased the rest)."""

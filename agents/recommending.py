@@ -77,7 +77,8 @@ class Interaction(NamedTuple):
 @dataclass
 class RecommendationWork:
     """What the recommender has to do after some batches, applied in this order: learn the
-    ``interactions``, forget the ``erased`` customers, list the ``due`` customers' top-N.
+    ``interactions``, forget the ``erased`` customers (and visitors merged into a customer:
+    nothing stays under their ids either), list the ``due`` customers' top-N.
 
     ``due`` maps (tenant, customer) to what their list excludes (products bought) and
     their recent products.

@@ -120,6 +120,9 @@ class AppliedBatch:
     due_carts: list[CartTimer] = field(default_factory=list)
     watermarks: dict[Partition, int] = field(default_factory=dict)
     clv_rankings: dict[str, RankingSketch] = field(default_factory=dict)
+    #: Visitors this batch merged into their customers: their profiles are gone, and
+    #: nothing should be kept under their ids any more.
+    merged_visitors: list[CustomerKey] = field(default_factory=list)
 
 
 @dataclass

@@ -324,6 +324,7 @@ class FeatureStore:
                                                  wait=self._wait_for_replicas)).items():
             if merged is None:
                 customers.pop(key, None)
+                applied.merged_visitors.append(key)
             else:
                 customers[key] = merged
         owners = {(timer.tenant, timer.customer_id) for timer in applied.due_carts}

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -141,18 +143,29 @@ def messages_of(events: Sequence[tuple[str, bytes]], partitions: int = 1) -> lis
     return messages
 
 
-def stage_costs(settings: Settings, events: Sequence[tuple[str, bytes]], batch: int
-                ) -> dict[str, float]:
+def stage_costs(settings: Settings, events: Sequence[tuple[str, bytes]], batch: int,
+                rounds: int = 3) -> dict[str, float]:
     """The batch function's stages in µs per event over ``events``: features only, the
-    whole batch, and each of its steps (for ``load_tests.bench_throughput``)."""
+    whole batch, and each of its steps (for ``load_tests.bench_throughput``).
+
+    Features only and the whole batch run in turn ``rounds`` times, and each figure is the
+    median of its rounds (the steps those of the median whole batch): on this shared
+    machine one run of either swings by a tenth from the next.
+    """
     messages = messages_of(events)
     batches = [messages[i:i + batch] for i in range(0, len(messages), batch)]
-    features, _ = asyncio.run(in_process(settings, batches, with_models=False))
-    full, steps = asyncio.run(in_process(settings, batches, with_models=True,
-                                         recommender_here=False))
+    features: list[float] = []
+    full: list[tuple[float, dict[str, float]]] = []
+    for round_ in range(1, rounds + 1):
+        print(f"in-process stages: round {round_} of {rounds}", file=sys.stderr)
+        features.append(1e6 / asyncio.run(in_process(settings, batches, with_models=False))[0])
+        rate, steps = asyncio.run(in_process(settings, batches, with_models=True,
+                                             recommender_here=False))
+        full.append((1e6 / rate, steps))
+    full_us, steps = sorted(full, key=lambda run: run[0])[len(full) // 2]
     with_lists, _ = asyncio.run(in_process(settings, batches, with_models=True))
-    return {"features only (decode, apply, commit)": 1e6 / features,
-            "full batch, as the worker runs it (recommender in its process)": 1e6 / full,
+    return {"features only (decode, apply, commit)": statistics.median(features),
+            "full batch, as the worker runs it (recommender in its process)": full_us,
             **{f"  step: {step}": value for step, value in steps.items()},
             "full batch with the recommender in this process": 1e6 / with_lists}
 

@@ -115,7 +115,8 @@ def write(args: argparse.Namespace, *, backlog: Backlog, drains: dict[str, Drain
         full = stages["full batch, as the worker runs it (recommender in its process)"]
         lines += ["In-process stages (load_tests.bench_pipeline: the batch function over the "
                   f"same events in batches of {args.batch}, a real redis-server, no broker; "
-                  "its steps from the batch's own timers):",
+                  "features only and the full batch in turn three times, the median of each; "
+                  "the steps from the median full batch's own timers):",
                   "", *table(["stage", "µs per event"],
                              [[name, f"{value:,.1f}"] for name, value in stages.items()],
                              align="lr"), "",

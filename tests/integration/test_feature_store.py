@@ -176,7 +176,8 @@ async def test_logins_of_one_batch_merge_every_visitor_as_one_after_the_other_wo
 ) -> None:
     """Verify that a batch with several logins merges each visitor once: two visitors into
     one customer both land on them, and a visitor logging into a second customer (a shared
-    device) stays with the first, the second getting only their own login."""
+    device) stays with the first, the second getting only their own login; the batch names
+    the visitors it merged, each once (the models forget them)."""
     browse_a, login_a = browsing_then_login("v4", "c5", "login4")
     browse_b, login_b = browsing_then_login("v5", "c5", "login5")
     browse_b = [{**event, "event_id": f"b{n}"} for n, event in enumerate(browse_b)]
@@ -185,8 +186,11 @@ async def test_logins_of_one_batch_merge_every_visitor_as_one_after_the_other_wo
     second_login = {**login_c, "event_id": "login7", "customer_id": "c4",
                     "occurred_at": "2026-04-01T10:06:00Z"}
     await apply(store, [validate_event(event) for event in [*browse_a, *browse_b, *browse_c]])
-    await apply(store, [validate_event(event)
-                        for event in [login_a, login_b, login_c, second_login]])
+    logins = await store.apply([validate_event(event)
+                                for event in [login_a, login_b, login_c, second_login]],
+                               started={}, carts=CartSweep())
+    assert sorted(logins.merged_visitors) == [
+        ("default", "anon:v4"), ("default", "anon:v5"), ("default", "anon:v6")]
     expected = {**reference_profiles([*browse_a, login_a, *browse_b, login_b]),
                 **reference_profiles([*browse_c, login_c]),
                 **reference_profiles([second_login])}

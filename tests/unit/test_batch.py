@@ -218,3 +218,35 @@ def test_a_customer_moves_to_another_segment_once_per_batch() -> None:
     updates = step.learn_and_score([ModelEvent(e, ("default", "c1"), 0) for e in events],
                                    {("default", "c1"): moved}, {}, None).updates
     assert [u.scores["previous_segment"] for u in updates] == [stored + 1, stored, stored]
+
+
+def test_a_visitor_merged_into_a_customer_leaves_nothing_in_the_recommender() -> None:
+    """Verify that a visitor's views teach the recommender, and that once the visitor is
+    merged into a customer no list is due for them and the recommender keeps no row under
+    their id (kept, such rows would grow with every visitor who ever logged in)."""
+    from agents.recommending import apply_work
+    from schemas.events import ClickEvent
+    from tests.unit.support import at
+
+    step = ModelStep(bundle=ModelBundle())
+    visitor = ("default", "anon:v1")
+    views = [ClickEvent(event_id=f"v{i}", anonymous_id="v1", type="click", kind="product_view",
+                        product_id=f"p-{i}", occurred_at=at(i)) for i in range(3)]
+    store = MemoryStore()
+    for event in views:
+        store.events[visitor][event.event_id] = event
+    step.learn_and_score([ModelEvent(e, visitor, 0) for e in views],
+                         {visitor: store.customer(visitor)}, {}, None)
+    assert step.lists_due == 1
+    recommender = step.bundle.recommender
+    apply_work(recommender, step.take_recommendation_work())
+    assert "anon:v1" in recommender.interest
+
+    step.learn_and_score([ModelEvent(click("v3", "anon:v1", 4, "product_view"), visitor, 0)],
+                         {visitor: store.customer(visitor)}, {}, None)
+    step.forget_visitors([visitor])
+    work = step.take_recommendation_work()
+    assert work.erased == [visitor] and visitor not in work.due and step.lists_due == 0
+    apply_work(recommender, work)
+    assert "anon:v1" not in recommender.interest
+    assert recommender.mf.i_latents  # what the views taught of the products stays
