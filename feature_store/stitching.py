@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 MERGE_KEY_SUFFIXES = ("profile", "events", "sessions", "categories", "recent", "tickets",
                       "bought", "orders", "days", "merged", "erased")
 _SNAPSHOT_KEY_SUFFIXES = MERGE_KEY_SUFFIXES[:9]
+#: What a merge deletes of the visitor: what it copied, and the recommendation list made
+#: for the visitor alone (nobody reads it once their events land on the customer).
+VISITOR_KEY_SUFFIXES = (*MERGE_KEY_SUFFIXES, "recos")
 
 
 def _script(name: str) -> PipelineScript:
@@ -215,7 +218,7 @@ async def _merge_wave(redis: AsyncRedis, limits: tuple[int, int, int], wave: lis
 
     def delete_visitors(pipe: Any) -> None:
         for (tenant, _, _), visitor in zip(wave, visitors, strict=True):
-            pipe.delete(*[visitor.key(suffix) for suffix in MERGE_KEY_SUFFIXES])
+            pipe.delete(*[visitor.key(suffix) for suffix in VISITOR_KEY_SUFFIXES])
             pipe.zrem(customers_key(tenant), visitor.customer_id)
 
     if cluster:

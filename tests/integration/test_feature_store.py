@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from feature_store import AppliedEvent, CartSweep, FeatureStore, ProfileReader
+from feature_store.keys import CustomerKeys
 from feature_store.scores import ScoreRecord
 from feature_store.stitching import MERGE_SCRIPT
 from schemas.events import AnyEvent, validate_event
@@ -169,6 +170,18 @@ async def test_stitching_merges_a_visitor_once_in_any_order(
     await apply(store, [validate_event(login)])  # a redelivered login merges nothing twice
     assert sorted(reference_profiles([*browse, login, later])) == ["c9"]
     await assert_merged(store, [*browse, login, later], "v1", "c9")
+
+
+async def test_a_visitors_recommendation_list_goes_with_the_merge(store: FeatureStore) -> None:
+    """Verify that the list the recommender made for a visitor is deleted when the visitor
+    is merged into their customer (nobody reads it after, and it would stay for good)."""
+    browse, login = browsing_then_login("v2", "c8", "login2")
+    await apply(store, [validate_event(event) for event in browse])
+    visitor_list = CustomerKeys("default", "anon:v2").recos
+    await store.redis.set(visitor_list, b'[{"product_id": "p1"}]')
+    await apply(store, [validate_event(login)])
+    assert not await store.redis.exists(visitor_list)
+    await assert_merged(store, [*browse, login], "v2", "c8")
 
 
 async def test_logins_of_one_batch_merge_every_visitor_as_one_after_the_other_would(
