@@ -55,7 +55,7 @@ class CustomerAlertState:
     seen: list[str] = field(default_factory=list)
     fired: dict[AlertKind, FiredAlert] = field(default_factory=dict)
     #: ``seen`` as a set, made at the first :meth:`remember` (not stored).
-    _seen_set: set[str] | None = field(default=None, repr=False, compare=False)
+    _seen_set: set[str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def remember(self, trigger: str, limit: int) -> bool:
         """Add ``trigger`` to the last ``limit`` triggers seen; ``False`` if it was among

@@ -157,10 +157,10 @@ def _queue_profile_scores(pipe: Pipeline, record: ScoreRecord, updated_at_ms: in
         fields["anomaly_score"] = f"{record.anomaly_score:.4f}"
     if record.partition is not None:
         fields["scoring_partition"] = record.partition
-    pipe.hset(CustomerKeys(record.tenant, record.customer_id).profile,
-              mapping=fields)  # type: ignore[arg-type]
+    profile = CustomerKeys(record.tenant, record.customer_id).profile
+    pipe.hset(profile, mapping=fields)  # type: ignore[arg-type]
     if absent:
-        pipe.hdel(CustomerKeys(record.tenant, record.customer_id).profile, *absent)
+        pipe.hdel(profile, *absent)
 
 
 @dataclass(frozen=True)
