@@ -314,7 +314,7 @@ class ModelStep:
             if extra.anomaly_score is not None:
                 last_anomaly[key] = extra.anomaly_score
         versions = bundle.model_versions()
-        model_version = bundle.version
+        model_version = bundle.scores_version
         statuses = model_statuses(bundle)
         results: dict[CustomerKey, dict[str, Any]] = {}
         for key, customer in customers.items():

@@ -11,11 +11,18 @@ Each tick takes, per partition, enough customers that every one is re-scored wit
 keep up shows in the scores' ``scored_at``), never fewer than a small chunk; a tick holds the
 event loop while it scores, so ticks are frequent and small rather than rare and long.
 
-Each re-score also counts towards the churn rule (:func:`agents.alert_rules.churn_in_silence`):
-most churners simply stop coming, and only the sweep sees their risk rise. Its alerts are
-published before the customers' rule state is saved, so a crash in between repeats an alert
-(with the same id: its trigger is the silence since the customer's last activity) rather
-than losing it.
+When the models learn and the watermark does not move (a replay that has ended, a shop
+asleep at night), nobody is behind the watermark, yet the stored scores were made with the
+models of before: a **refresh** pass then re-scores every customer of the worker's indexes
+once at the same watermark, a chunk per index per tick, so what is served is the models'
+current word (their :attr:`~online_models.ModelBundle.scores_version`, which every stored
+score carries). A refresh does not count towards the churn rule: no more silence has passed.
+
+Each re-score by the watermark also counts towards the churn rule
+(:func:`agents.alert_rules.churn_in_silence`): most churners simply stop coming, and only the
+sweep sees their risk rise. Its alerts are published before the customers' rule state is
+saved, so a crash in between repeats an alert (with the same id: its trigger is the silence
+since the customer's last activity) rather than losing it.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from agents.publishing import AlertPublisher, AlertPublishError
 from agents.rules import ALERTS_SUPPRESSED, AlertRules
 from feature_store import Commit, FeatureStore
 from feature_store.rule_state import CustomerAlertState
+from feature_store.scores import DueCustomer, chunk_for
 from online_models import ModelBundle, model_statuses, score_customer, scoring_time
 from schemas.records import Alert
 
@@ -56,6 +64,13 @@ class SilenceSweep:
         self.smallest_chunk = smallest_chunk
         self.largest_chunk = largest_chunk
         self._last_tick: float | None = None
+        #: The scores_version the last tick saw, and whether the models changed since the
+        #: last refresh pass began.
+        self._scores_version = bundle.scores_version
+        self._models_changed = False
+        #: The refresh pass under way: per (tenant, partition) index, the rank it reached
+        #: and the index's size when the pass began.
+        self._refresh: dict[tuple[str, int], tuple[int, int]] = {}
 
     async def tick(self, partitions: Iterable[int], watermark_ms: int) -> int:
         """Re-score the customers of ``partitions`` due at ``watermark_ms``; returns how
@@ -68,21 +83,59 @@ class SilenceSweep:
         interval = self.interval_s if self._last_tick is None else min(
             max(self.interval_s, wall - self._last_tick), 10 * self.interval_s)
         self._last_tick = wall
+        version = self.bundle.scores_version
+        if version != self._scores_version:
+            self._scores_version, self._models_changed = version, True
+        partitions = sorted(set(partitions))
         due = await self.store.due_for_rescoring(
             partitions, watermark_ms, interval_s=interval,
             target_lag_s=self.target_lag_s, smallest=self.smallest_chunk,
             largest=self.largest_chunk)
+        if due:
+            return await self._rescore(due, watermark_ms, silence_counts=True)
+        if self._models_changed and not self._refresh:
+            self._models_changed = False
+            self._refresh = {index: (0, size) for index, size
+                             in (await self.store.scoring_indexes(partitions)).items()}
+        if not self._refresh:
+            return 0
+        return await self._rescore(await self._refresh_chunk(partitions, interval),
+                                   watermark_ms, silence_counts=False)
+
+    async def _refresh_chunk(self, partitions: list[int], interval_s: float
+                             ) -> list[DueCustomer]:
+        """The refresh pass's next customers: a chunk of each index still to go, sized like
+        the sweep's so a pass takes about ``target_lag_s``."""
+        chunk: list[DueCustomer] = []
+        for index, (rank, size) in list(self._refresh.items()):
+            tenant, partition = index
+            count = chunk_for(size, size, interval_s=interval_s, target_lag_s=self.target_lag_s,
+                              smallest=self.smallest_chunk, largest=self.largest_chunk)
+            held, customers = (0, []) if partition not in partitions else \
+                await self.store.scored_customers(tenant, partition, start=rank, count=count)
+            chunk.extend(customers)
+            if held < count:  # the end of the index (or a partition no longer ours)
+                del self._refresh[index]
+            else:
+                self._refresh[index] = (rank + held, size)
+        return chunk
+
+    async def _rescore(self, due: list[DueCustomer], watermark_ms: int, *,
+                       silence_counts: bool) -> int:
+        """Score ``due`` at the watermark and write it; with ``silence_counts``, the churn
+        rule sees each re-score (and its alerts are published); returns how many were
+        written."""
         if not due:
             return 0
         bundle = self.bundle
         statuses = model_statuses(bundle)
-        version, versions = bundle.version, bundle.model_versions()
+        version, versions = bundle.scores_version, bundle.model_versions()
         records = []
         states: dict[tuple[str, str], CustomerAlertState] = {}
         alerts: list[Alert] = []
         suppressed: dict[str, int] = {}
         now = datetime.now(UTC)
-        config = self.rules.config if self.rules is not None else None
+        config = self.rules.config if self.rules is not None and silence_counts else None
         for customer in due:
             key = (customer.tenant, customer.customer_id)
             if key in self.scored_since_sweep:

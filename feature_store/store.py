@@ -471,6 +471,32 @@ class FeatureStore:
             rows = await pipe.execute()
         return due_customers(customers, rows)
 
+    async def scoring_indexes(self, partitions: Iterable[int]) -> dict[tuple[str, int], int]:
+        """How many customers each (tenant, partition) scoring index of ``partitions`` holds."""
+        partitions = sorted(set(partitions))
+        tenants = sorted(text(t) for t in await self.redis.smembers(TENANTS_KEY))  # type: ignore[misc]
+        pairs = [(tenant, partition) for tenant in tenants for partition in partitions]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for tenant, partition in pairs:
+                pipe.zcard(scoring_index_key(tenant, partition))
+            sizes = await pipe.execute()
+        return {pair: int(size) for pair, size in zip(pairs, sizes, strict=True) if size}
+
+    async def scored_customers(self, tenant: str, partition: int, *, start: int, count: int
+                               ) -> tuple[int, list[DueCustomer]]:
+        """Up to ``count`` customers of one scoring index from rank ``start`` (oldest score
+        first), as :meth:`due_for_rescoring` gives them; answers how many ids the index held
+        there too (fewer than ``count``: its end)."""
+        members: list[bytes] = await self.redis.zrange(  # type: ignore[assignment]
+            scoring_index_key(tenant, partition), start, start + count - 1)
+        customers = [(tenant, text(member), partition) for member in members]
+        if not customers:
+            return 0, []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            queue_due_profiles(pipe, customers)
+            rows = await pipe.execute()
+        return len(customers), due_customers(customers, rows)
+
     # -- what the API shows besides customers ----------------------------------------------
 
     async def publish_segments(self, tenant: str,

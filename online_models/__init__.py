@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from online_models.anomaly import AnomalyScore, PurchaseAnomaly
 from online_models.checkpoint import (
+    SCORING_MODELS,
     CheckpointError,
     ModelBundle,
     decode_checkpoint,
     encode_checkpoint,
     read_header,
+    scores_version,
 )
 from online_models.churn import ChurnModel, Explanation, FeatureContribution
 from online_models.clv import ClvEstimate, ClvModel
@@ -48,6 +50,7 @@ __all__ = [
     "CATEGORIES",
     "DAY_MS",
     "KIND_WEIGHTS",
+    "SCORING_MODELS",
     "AnomalyScore",
     "BinnedROCAUC",
     "CalibrationTable",
@@ -91,5 +94,6 @@ __all__ = [
     "model_statuses",
     "read_header",
     "score_customer",
+    "scores_version",
     "scoring_time",
 ]

@@ -13,6 +13,7 @@ import hashlib
 import json
 import pickle
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -26,13 +27,28 @@ from online_models.segments import TenantSegments
 from online_models.sentiment import SentimentModel
 from online_models.triage import TicketTriage
 
-__all__ = ["FORMAT_VERSION", "MAGIC", "CheckpointError", "ModelBundle", "decode_checkpoint",
-           "encode_checkpoint", "read_header"]
+__all__ = ["FORMAT_VERSION", "MAGIC", "SCORING_MODELS", "CheckpointError", "ModelBundle",
+           "decode_checkpoint", "encode_checkpoint", "read_header", "scores_version"]
 
 MAGIC = b"CRMMODELS\n"
 FORMAT_VERSION = 3  # 2: activity features, per-tenant segments; 3: forecast, triage, drift
 
 T = TypeVar("T")
+
+#: The models a customer's served scores come from (see :func:`online_models.score_customer`).
+SCORING_MODELS = ("segments", "churn", "clv")
+
+
+def scores_version(model_versions: Mapping[str, str]) -> str:
+    """The version a customer's scores carry: that of the models that made them, and only
+    those, so a reader can tell whether stored scores are the models' current word (the
+    silence sweep re-scores everyone when it changes; a sentiment lesson changes nothing).
+
+    >>> scores_version({"segments": "segments-v2+9", "churn": "churn-v1+4", "clv": "clv-v1+2",
+    ...                 "sentiment": "sentiment-v1+1"})
+    'segments-v2+9,churn-v1+4,clv-v1+2'
+    """
+    return ",".join(model_versions[name] for name in SCORING_MODELS)
 
 
 class CheckpointError(ValueError):
@@ -81,6 +97,13 @@ class ModelBundle:
     def model_versions(self) -> dict[str, str]:
         """``model_version`` of each model; it changes whenever that model learns."""
         return {name: model.model_version for name, model in self.models().items()}
+
+    @property
+    def scores_version(self) -> str:
+        """:func:`scores_version` of this bundle: what the scores it makes now carry."""
+        return scores_version({"segments": self.segments.model_version,
+                               "churn": self.churn.model_version,
+                               "clv": self.clv.model_version})
 
     def example_counts(self) -> dict[str, int]:
         return {name: model.example_count for name, model in self.models().items()}

@@ -2,9 +2,10 @@
 
 A quality run judges the scores people act on, not a model's opinion of itself: after a replay
 it waits until the worker's silence sweep has brought every customer's scores up to the
-watermark (:meth:`ServedApi.wait_until_scored`), then reads each profile, each customer's
-recommendations, the segments and the models' own online metrics over HTTP
-(``crm api``, started here on a free port), and the alerts from the ``crm.alerts`` topic.
+watermark and to the models as they now are (:meth:`ServedApi.wait_until_scored`), then reads
+each profile, each customer's recommendations, the segments and the models' own online
+metrics over HTTP (``crm api``, started here on a free port), and the alerts from the
+``crm.alerts`` topic.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import httpx
 
 from load_tests.commands import create_key, run_crm
+from online_models import SCORING_MODELS, scores_version
 from stream.processes import ManagedProcess, free_port
 from stream.settings import Settings
 
@@ -36,6 +38,8 @@ class ServedProfile:
     scored_at_ms: int | None
     last_seen_ms: int | None
     sentiment: float | None
+    #: The version of the models that made the scores (``scores_version``).
+    model_version: str | None = None
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> ServedProfile:
@@ -47,7 +51,7 @@ class ServedProfile:
                    segment=scores.get("segment"), segment_label=scores.get("segment_label"),
                    scored_at_ms=_ms(scores.get("scored_at")),
                    last_seen_ms=_ms(features.get("last_seen_at")),
-                   sentiment=scores.get("sentiment"))
+                   sentiment=scores.get("sentiment"), model_version=body.get("model_version"))
 
 
 def _ms(value: str | None) -> int | None:
@@ -141,28 +145,35 @@ class ServedApi:
     def wait_until_scored(self, customer_ids: list[str], watermark_ms: int, *,
                           timeout_s: float = 300.0) -> float:
         """Wait until every customer's served scores are at least as new as
-        ``watermark_ms`` (or as their own last activity, if later); answers the seconds it
-        took, which is how far the served scores lagged behind the watermark. A customer
-        without a profile (only ever anonymous) has nothing to wait for."""
+        ``watermark_ms`` (or as their own last activity, if later) and made by the models
+        the worker holds now (their ``scores_version``, from telemetry published after this
+        call began); answers the seconds it took, which is how far the served scores lagged
+        behind the watermark. A customer without a profile (only ever anonymous) has nothing
+        to wait for."""
         started = time.monotonic()
+        began_ms = round(time.time() * 1000)
         waiting = list(customer_ids)
         while waiting:
+            models = self.models(published_after_ms=began_ms, timeout_s=timeout_s)
+            current = scores_version({name: str(models.get(name, {}).get("version"))
+                                      for name in SCORING_MODELS})
             served = self.profiles(waiting)
             waiting = [c for c in waiting if c in served and not _fresh(served[c],
-                                                                        watermark_ms)]
+                                                                        watermark_ms, current)]
             if not waiting:
                 break
             if time.monotonic() - started > timeout_s:
                 raise TimeoutError(f"{len(waiting)} customers still scored before the "
-                                   f"watermark after {timeout_s:.0f}s, e.g. {waiting[:3]}")
+                                   f"watermark or by older models after {timeout_s:.0f}s, "
+                                   f"e.g. {[served[c] for c in waiting[:2]]} (models {current})")
             time.sleep(1.0)
         return time.monotonic() - started
 
 
-def _fresh(profile: ServedProfile, watermark_ms: int) -> bool:
+def _fresh(profile: ServedProfile, watermark_ms: int, models_version: str) -> bool:
     """Scored at the watermark, or at the customer's own activity if that is later (the
-    time every scoring path scores at)."""
-    if profile.scored_at_ms is None:
+    time every scoring path scores at), by the models of ``models_version``."""
+    if profile.scored_at_ms is None or profile.model_version != models_version:
         return False
     return profile.scored_at_ms >= max(watermark_ms, profile.last_seen_ms or 0)
 

@@ -20,15 +20,16 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import orjson
 import redis
 import redis.asyncio as aioredis
 
 from agents.checkpoints import CheckpointStore
 from agents.recommending import restore_recommender
 from feature_store.customers import Customer, load_customers
-from feature_store.keys import progress_key, watermark_key
+from feature_store.keys import MODELS_KEY, progress_key, watermark_key
 from load_tests.commands import create_topics
-from online_models import ModelBundle
+from online_models import SCORING_MODELS, ModelBundle, scores_version
 from schemas.topics import CLICKS, PURCHASES, TICKETS
 from stream.processes import ManagedProcess
 from stream.producer import EventProducer
@@ -276,28 +277,47 @@ class PipelineRun:
     def wait_until_scored(self, customer_ids: list[str], watermark_ms: int, *,
                           tenant: str = "default", timeout_s: float = 300.0) -> float:
         """Wait until the silence sweep has scored every customer at ``watermark_ms`` (or at
-        their own later activity), reading the Redis profiles as the API would; answers the
-        seconds it took."""
+        their own later activity) with the models the worker holds now, reading the Redis
+        profiles as the API would; answers the seconds it took."""
         started = time.monotonic()
+        began_ms = round(time.time() * 1000)
         waiting = list(customer_ids)
         bar = _bar(len(waiting), "scores reaching the watermark", self.progress)
         try:
             while waiting:
-                fields = self.profile_fields(waiting, ["scored_at", "last_seen_at"],
-                                             tenant=tenant)
+                current = self._scores_version(published_after_ms=began_ms)
+                fields = self.profile_fields(waiting, ["scored_at", "last_seen_at",
+                                                       "model_version"], tenant=tenant)
                 waiting = [c for c in waiting if c in fields  # no profile: nothing to score
-                           and int(fields[c].get("scored_at", 0))
-                           < max(watermark_ms, int(fields[c].get("last_seen_at", 0)))]
+                           and (current is None or fields[c].get("model_version") != current
+                                or int(fields[c].get("scored_at", 0))
+                                < max(watermark_ms, int(fields[c].get("last_seen_at", 0))))]
                 bar.update(len(customer_ids) - len(waiting) - bar.n)
                 if waiting and time.monotonic() - started > timeout_s:
                     raise WorkerFailed(f"{len(waiting)} customers not scored at the watermark "
-                                       f"after {timeout_s:.0f}s, e.g. {waiting[:3]}")
+                                       f"by the models of now ({current}) after "
+                                       f"{timeout_s:.0f}s, e.g. {waiting[:3]}")
                 if waiting:
                     self._check_alive()
                     time.sleep(0.5)
         finally:
             bar.close()
         return time.monotonic() - started
+
+    def _scores_version(self, *, published_after_ms: int) -> str | None:
+        """The ``scores_version`` of the worker's models, from telemetry published after
+        ``published_after_ms`` (wall clock); ``None`` until there is such telemetry."""
+        client = redis.Redis.from_url(self.settings.redis_url)
+        try:
+            published = {name: orjson.loads(raw) for name, raw in zip(
+                SCORING_MODELS, client.hmget(MODELS_KEY, list(SCORING_MODELS)), strict=True)
+                if raw is not None}
+        finally:
+            client.close()
+        if len(published) < len(SCORING_MODELS) or any(
+                int(model["updated_at"]) <= published_after_ms for model in published.values()):
+            return None
+        return scores_version({name: model["version"] for name, model in published.items()})
 
     def _check_alive(self) -> None:
         if self.worker is not None and not self.worker.is_running():

@@ -190,3 +190,55 @@ async def test_a_customer_who_goes_quiet_gets_one_churn_risk_alert(store: Featur
     await sweep.tick([0], START + 45 * DAY_MS)
     assert [a.alert_id for a in restarted.alerts()] == [alert.alert_id]
     assert await store.redis.xlen(ALERTS_STREAM_KEY) == 1, "the feed takes each id once"
+
+
+async def test_models_that_learn_at_a_standing_watermark_rescore_everyone_once(
+        store: FeatureStore) -> None:
+    """Verify that when the models learn and the watermark stands still (a replay that has
+    ended), the sweep re-scores every customer once with the models as they now are, so the
+    served scores are the models' current word and carry their version; the churn rule does
+    not count these re-scores, since no more silence has passed."""
+    bundle = trained_bundle()
+    scorer = await apply_and_score(store, bundle, [purchase(1, "c1", 2), purchase(2, "c2", 5),
+                                                   purchase(3, "c3", 30)], partition=0)
+    producer = FakeAlertProducer()
+    rules = AlertRules(config=AlertConfig(churn_risk=ChurnRiskRule(threshold=0.2, hysteresis=0.1,
+                                                                   consecutive=2)),
+                       clicks_topic="shop.clicks", purchases_topic="shop.purchases")
+    sweep = SilenceSweep(store=store, bundle=bundle, rules=rules, smallest_chunk=2,
+                         alerts=AlertPublisher(settings=Settings(kafka_bootstrap="127.0.0.1:1"),
+                                               producer=producer),
+                         scored_since_sweep=scorer.scored_since_sweep)
+    watermark = START + 40 * DAY_MS
+    while await sweep.tick([0], watermark):
+        pass
+    assert await sweep.tick([0], watermark) == 0, "nothing new: nothing to do"
+    before = {c: CustomerAlertState.from_json(await store.redis.get(alert_state_key(
+        "default", c))) for c in ("c1", "c2", "c3")}
+
+    for step in range(60, 90):  # the churn model learns more: customers who never return
+        at = START + step * DAY_MS
+        bundle.churn.observe_activity(f"gone-{step}", {
+            "orders": 3, "revenue": 60.0, "active_days": 3, "first_seen_at": at - 9 * DAY_MS,
+            "last_seen_at": at, "last_order_at": at}, at)
+        bundle.churn.advance_watermark(at + 20 * DAY_MS)
+    assert await sweep.tick([0], watermark) == 2, "a chunk of the index"
+    assert await sweep.tick([0], watermark) == 1, "then the rest"
+    assert await sweep.tick([0], watermark) == 0, "once"
+
+    inputs = await load_customers(store.redis, [("default", c) for c in ("c1", "c2", "c3")])
+    reader = ProfileReader(redis=store.redis)
+    statuses = model_statuses(bundle)
+    for customer in ("c1", "c2", "c3"):
+        expected = score_customer(bundle, "default", inputs[("default", customer)].profile,
+                                  watermark, statuses)
+        profile = await reader.profile("default", customer)
+        assert profile is not None and profile.scores.churn_probability is not None
+        assert profile.scores.churn_probability == pytest.approx(expected.churn_probability,
+                                                                 abs=1e-6)
+        assert profile.model_version == bundle.scores_version
+        state = CustomerAlertState.from_json(await store.redis.get(alert_state_key(
+            "default", customer)))
+        assert (state.churn_streak, state.churn_armed) == (
+            before[customer].churn_streak, before[customer].churn_armed)
+    assert producer.alerts() == [], "the refresh passed no more silence to the rule"
