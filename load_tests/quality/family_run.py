@@ -11,7 +11,9 @@ planted truth, which the models never see:
   against the model's own label, "no activity within the horizon" of the snapshot, beside
   the model's progressive ROC-AUC on the same label, which must agree within
   :data:`GAP_LIMIT`;
-* segments: snapshot B's segments against the planted behaviour groups (ARI);
+* segments: snapshot B's segments against the planted behaviour groups (ARI), beside the
+  ceiling of :func:`segments_ari_ceiling` (a classifier given the groups, on the same
+  behaviour vectors);
 * sentiment: a clear-cut ticket counts as judged negative when a ``negative_ticket`` alert
   was triggered by one of its events before it was resolved (the text alone; CSAT comes at
   resolution): accuracy, recall of the negative ones, and the share of false alerts;
@@ -144,11 +146,15 @@ def run_shop(stack: LocalStack, shop: Shop, config: FamilyConfig, *, progress: b
     result = score_family(shop, config, cutoff=cutoff, at_a=at_a, snapshot_a=snapshot_a,
                           lists=lists, snapshot_b=snapshot_b, models=models,
                           segments=segments, alerts=alerts, sweep_lag_s=[lag_a, lag_b])
-    result.metrics["churn_auc_truth_own"] = _own_churn_auc(run, shop, at_b)
+    profiles = {customer: model_input.profile
+                for customer, model_input in run.profiles(sorted(shop.truth)).items()}
+    result.metrics["churn_auc_truth_own"] = _own_churn_auc(run, shop, profiles, at_b)
+    result.metrics["segments_ari_ceiling"] = segments_ari_ceiling(shop, profiles)
     return result
 
 
-def _own_churn_auc(run: PipelineRun, shop: Shop, watermark_ms: int) -> float | None:
+def _own_churn_auc(run: PipelineRun, shop: Shop, profiles: dict[str, dict[str, Any]],
+                   watermark_ms: int) -> float | None:
     """The same customers scored at the same time by the worker's final checkpoint (the
     model's own view of what it served): any difference is a serving bug, a stale score or a
     second code path."""
@@ -156,14 +162,40 @@ def _own_churn_auc(run: PipelineRun, shop: Shop, watermark_ms: int) -> float | N
 
     bundle = run.final_bundle()
     statuses = model_statuses(bundle)
-    profiles = run.profiles(sorted(shop.truth))
-    scores = {customer: score_customer(bundle, shop.tenant, model_input.profile,
-                                       scoring_time(model_input.profile, watermark_ms),
+    scores = {customer: score_customer(bundle, shop.tenant, profile,
+                                       scoring_time(profile, watermark_ms),
                                        statuses).churn_probability
-              for customer, model_input in profiles.items()}
+              for customer, profile in profiles.items()}
     scored = [customer for customer, probability in scores.items() if probability is not None]
     return _auc([int(shop.truth[c].churned) for c in scored],
                 [float(scores[c] or 0.0) for c in scored])
+
+
+def segments_ari_ceiling(shop: Shop, profiles: dict[str, dict[str, Any]]) -> float | None:
+    """How far the planted groups can be told apart at all in what the segmenter sees: a
+    logistic regression *given the groups*, on the same behaviour vectors (standardized,
+    gaps filled with the median, as the segmenter does), predicting each customer from
+    folds it did not learn on; the adjusted Rand index of its predictions. No segmentation,
+    which never sees the groups, can be expected to pass it: where it is low, the groups
+    overlap in behaviour as observed, whatever the clustering."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_predict
+
+    from online_models import behaviour_vector
+
+    customers = [c for c in sorted(shop.truth) if c in profiles]
+    groups = np.array([shop.truth[c].group for c in customers])
+    sizes = np.unique(groups, return_counts=True)[1]
+    folds = min(5, int(sizes.min())) if len(sizes) else 0
+    if len(sizes) < 2 or folds < 2:
+        return None
+    vectors = [behaviour_vector(profiles[c]) for c in customers]
+    names = sorted({name for vector in vectors for name in vector})
+    raw = np.array([[vector.get(name, math.nan) for name in names] for vector in vectors])
+    raw = np.where(np.isnan(raw), np.nan_to_num(np.nanmedian(raw, axis=0)), raw)
+    z = (raw - raw.mean(axis=0)) / np.maximum(raw.std(axis=0), 1e-9)
+    predicted = cross_val_predict(LogisticRegression(max_iter=2000), z, groups, cv=folds)
+    return float(adjusted_rand_score(groups, predicted))
 
 
 def score_family(shop: Shop, config: FamilyConfig, *, cutoff: int, at_a: int,

@@ -71,8 +71,10 @@ def family_rows(result: FamilyResult, slack: float) -> list[Row]:
             "horizon before the end vs its progressive ROC-AUC (every visit and review, a "
             "population of its own)", "reported", m.get("churn_auc_own_label"),
             m.get("churn_auc_progressive"), None),
-        Row(f"{name}: segment ARI vs planted groups", f">= {ari_target:.2f}",
-            m.get("segments_ari"), None, _at_least(m.get("segments_ari"), ari_target)),
+        Row(f"{name}: segment ARI vs planted groups, served vs the ceiling (a classifier "
+            "given the groups, on the same behaviour vectors, 5-fold)", f">= {ari_target:.2f}",
+            m.get("segments_ari"), m.get("segments_ari_ceiling"),
+            _at_least(m.get("segments_ari"), ari_target)),
         Row(f"{name}: sentiment accuracy on clear-cut tickets (served alerts) vs progressive",
             f">= {TARGETS['sentiment_accuracy'] * slack:.2f}", m.get("sentiment_accuracy"),
             m.get("sentiment_accuracy_progressive"),

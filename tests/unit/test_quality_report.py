@@ -17,7 +17,12 @@ from load_tests.quality.cdnow import (
     score,
 )
 from load_tests.quality.families import generate_shop
-from load_tests.quality.family_run import FamilyConfig, FamilyResult, score_family
+from load_tests.quality.family_run import (
+    FamilyConfig,
+    FamilyResult,
+    score_family,
+    segments_ari_ceiling,
+)
 from load_tests.quality.report import failures, summary_rows, write_report
 from load_tests.quality.served import ServedProfile
 from schemas.events import PurchaseEvent, validate_event
@@ -110,6 +115,25 @@ def test_a_family_is_scored_from_what_was_served() -> None:
     assert metrics["sentiment_accuracy"] == pytest.approx(1.0)
     assert metrics["reco_favourite_category_share"] > 0.9
     assert metrics["churn_auc_progressive"] == pytest.approx(0.9)
+
+
+def test_the_segment_ceiling_says_how_far_the_groups_can_be_told_apart() -> None:
+    """Verify that groups which behave differently give a ceiling near 1 and groups which
+    behave alike one near 0: the ceiling judges what the segmenter is given, not it."""
+    rng = random.Random(3)
+    day = 86_400_000
+
+    def profile(orders: int, views: int) -> dict[str, object]:
+        return {"active_days": 20, "orders": orders, "revenue": 30.0 * orders, "views": views,
+                "cart_adds": orders + 2, "first_seen_at": 0, "last_seen_at": 60 * day}
+
+    apart = {c: profile(2 + 12 * t.group + rng.randint(0, 2), 40 + 60 * t.group)
+             for c, t in SHOP.truth.items()}
+    alike = {c: profile(rng.randint(2, 30), rng.randint(40, 160)) for c in SHOP.truth}
+    apart_ceiling, alike_ceiling = segments_ari_ceiling(SHOP, apart), segments_ari_ceiling(
+        SHOP, alike)
+    assert apart_ceiling is not None and apart_ceiling > 0.9
+    assert alike_ceiling is not None and alike_ceiling < 0.2
 
 
 def test_served_and_self_reported_quality_that_disagree_fail_the_report() -> None:
