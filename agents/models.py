@@ -313,16 +313,18 @@ class ModelStep:
                 ticket_sentiment[key] = extra.sentiment
             if extra.anomaly_score is not None:
                 last_anomaly[key] = extra.anomaly_score
+        scored = {key: customer for key, customer in customers.items() if is_customer(key[1])}
+        # The segments learn the whole batch first: every score of the batch then comes from
+        # the same models, whose version the records carry.
+        for (tenant, customer_id), customer in scored.items():
+            bundle.segments.learn(tenant, customer_id, behaviour_vector(customer.profile))
         versions = bundle.model_versions()
         model_version = bundle.scores_version
         statuses = model_statuses(bundle)
         results: dict[CustomerKey, dict[str, Any]] = {}
-        for key, customer in customers.items():
+        for key, customer in scored.items():
             tenant, customer_id = key
-            if not is_customer(customer_id):
-                continue
             profile = customer.profile
-            bundle.segments.learn(tenant, customer_id, behaviour_vector(profile))
             scores = score_customer(bundle, tenant, profile,
                                     scoring_time(profile, watermark_ms), statuses)
             sentiment = profile.get("sentiment")

@@ -12,11 +12,12 @@ keep up shows in the scores' ``scored_at``), never fewer than a small chunk; a t
 event loop while it scores, so ticks are frequent and small rather than rare and long.
 
 When the models learn and the watermark does not move (a replay that has ended, a shop
-asleep at night), nobody is behind the watermark, yet the stored scores were made with the
-models of before: a **refresh** pass then re-scores every customer of the worker's indexes
-once at the same watermark, a chunk per index per tick, so what is served is the models'
-current word (their :attr:`~online_models.ModelBundle.scores_version`, which every stored
-score carries). A refresh does not count towards the churn rule: no more silence has passed.
+asleep at night), nobody is behind the watermark, yet some stored scores were made with the
+models of before: a **refresh** pass then goes through the worker's indexes, a chunk per
+index per tick, and re-scores at the same watermark each customer whose stored scores carry
+another :attr:`~online_models.ModelBundle.scores_version` than the models', so what is
+served is the models' current word. A refresh does not count towards the churn rule: no
+more silence has passed.
 
 Each re-score by the watermark also counts towards the churn rule
 (:func:`agents.alert_rules.churn_in_silence`): most churners simply stop coming, and only the
@@ -99,8 +100,9 @@ class SilenceSweep:
                              in (await self.store.scoring_indexes(partitions)).items()}
         if not self._refresh:
             return 0
-        return await self._rescore(await self._refresh_chunk(partitions, interval),
-                                   watermark_ms, silence_counts=False)
+        behind = [customer for customer in await self._refresh_chunk(partitions, interval)
+                  if customer.scores_version != version]
+        return await self._rescore(behind, watermark_ms, silence_counts=False)
 
     async def _refresh_chunk(self, partitions: list[int], interval_s: float
                              ) -> list[DueCustomer]:

@@ -29,6 +29,7 @@ from feature_store.keys import (
     scoring_index_key,
     segment_members_key,
 )
+from feature_store.replies import text
 from feature_store.rule_state import CustomerAlertState
 from schemas.profile import ScoreStatus
 from schemas.records import Contribution
@@ -38,7 +39,7 @@ from schemas.records import Contribution
 SWEEP_FIELDS = ("orders", "revenue_cents", "items_bought", "views", "product_views",
                 "cart_adds", "cart_removes", "checkouts_started", "sessions", "active_days",
                 "searches", "tickets_total", "open_tickets", "first_seen_at", "last_seen_at",
-                "last_order_at", "sentiment", "segment")
+                "last_order_at", "sentiment", "segment", "model_version")
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,8 @@ class DueCustomer:
     previous_segment: int | None
     #: What the alert rules remember of them (the churn rule counts re-scores too).
     rule_state: CustomerAlertState = field(default_factory=CustomerAlertState)
+    #: The version of the models their stored scores came from.
+    scores_version: str | None = None
 
 
 def queue_count_due(pipe: Pipeline, tenants: Iterable[str], partitions: Iterable[int],
@@ -214,9 +217,11 @@ def due_customers(customers: Sequence[tuple[str, str, int]], rows: Sequence[Any]
         if "last_seen_at" not in fields:
             continue
         segment = fields.pop("segment", None)
+        version = fields.pop("model_version", None)
         due.append(DueCustomer(tenant, customer, partition, profile_from_fields(fields),
                                int(segment) if segment is not None else None,
-                               CustomerAlertState.from_json(state)))
+                               CustomerAlertState.from_json(state),
+                               text(version) if version is not None else None))
     return due
 
 

@@ -242,3 +242,31 @@ async def test_models_that_learn_at_a_standing_watermark_rescore_everyone_once(
         assert (state.churn_streak, state.churn_armed) == (
             before[customer].churn_streak, before[customer].churn_armed)
     assert producer.alerts() == [], "the refresh passed no more silence to the rule"
+
+
+async def test_a_refresh_leaves_alone_the_customers_the_current_models_scored(
+        store: FeatureStore) -> None:
+    """Verify that a refresh re-scores only customers whose stored scores carry an older
+    version of the models: one a batch scored after the last lesson is left as it is."""
+    bundle = trained_bundle()
+    scorer = await apply_and_score(store, bundle, [purchase(1, "c1", 2), purchase(2, "c2", 5),
+                                                   purchase(3, "c3", 9)], partition=0)
+    sweep = SilenceSweep(store=store, bundle=bundle, smallest_chunk=2,
+                         scored_since_sweep=scorer.scored_since_sweep)
+    watermark = START + 40 * DAY_MS
+    while await sweep.tick([0], watermark):
+        pass
+    bundle.churn.observe_activity("gone", {"orders": 1, "revenue": 20.0, "active_days": 1,
+                                           "first_seen_at": START, "last_seen_at": START,
+                                           "last_order_at": START}, START)
+    bundle.churn.advance_watermark(START + 40 * DAY_MS)
+    later = {**purchase(4, "c1", 1), "occurred_at": "2025-02-15T12:00:00Z"}  # after it
+    await apply_and_score(store, bundle, [later], partition=0)
+    current = bundle.scores_version
+    assert (await ProfileReader(redis=store.redis).profile("default", "c1")).model_version \
+        == current
+    written = [await sweep.tick([0], watermark) for _ in range(3)]
+    assert written == [2, 0, 0], "c2 and c3, then c1 is found current and the pass ends"
+    for customer in ("c1", "c2", "c3"):
+        profile = await ProfileReader(redis=store.redis).profile("default", customer)
+        assert profile is not None and profile.model_version == current
