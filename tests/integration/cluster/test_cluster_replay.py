@@ -31,7 +31,8 @@ def test_two_workers_and_their_rebalances_keep_every_feature_exact(
     replay = Replay.build(settings, events=40_000, customers=2000)
     # The shop sends about 1,000 events/s for 40 s: a worker drains a backlog of this size
     # before a second one has started, so a stream sent up front leaves nothing to share.
-    sender = threading.Thread(target=replay.send, kwargs={"pace_s": 0.5, "chunk": 500})
+    sender = threading.Thread(target=replay.send, kwargs={"pace_s": 0.5, "chunk": 500},
+                              daemon=True)  # a failed wait must not wait for it too
     sender.start()
     first_port, second_port = free_port(), free_port()
     first = start_worker("worker-1", worker_metrics_port=first_port)
