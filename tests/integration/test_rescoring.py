@@ -21,6 +21,7 @@ from feature_store.keys import (
 from feature_store.rule_state import CustomerAlertState
 from online_models import ChurnModel, ModelBundle, model_statuses, score_customer
 from schemas.events import validate_event
+from schemas.profile import CustomerProfile
 from schemas.records import AlertKind
 from stream.settings import Settings
 from tests import trained_models
@@ -66,6 +67,27 @@ async def apply_and_score(store: FeatureStore, bundle: ModelBundle,
     return scorer
 
 
+async def served_as_scored(store: FeatureStore, bundle: ModelBundle, customers: list[str],
+                           at_ms: int) -> dict[str, CustomerProfile]:
+    """The customers' served profiles, once checked to hold what score_customer gives from
+    their stored features at ``at_ms``."""
+    inputs = await load_customers(store.redis, [("default", c) for c in customers])
+    reader = ProfileReader(redis=store.redis)
+    statuses = model_statuses(bundle)
+    profiles = {}
+    for customer in customers:
+        expected = score_customer(bundle, "default", inputs[("default", customer)].profile,
+                                  at_ms, statuses)
+        profile = await reader.profile("default", customer)
+        assert profile is not None and profile.scores.churn_probability is not None
+        assert profile.scores.churn_probability == pytest.approx(expected.churn_probability,
+                                                                 abs=1e-6)
+        assert [c.feature for c in profile.churn_explanation] == [
+            c.feature for c in expected.churn_explanation]
+        profiles[customer] = profile
+    return profiles
+
+
 async def test_a_quiet_customer_is_rescored_at_the_watermark_by_the_function_of_the_batch(
         store: FeatureStore) -> None:
     """Verify that the sweep writes what score_customer gives at the watermark, for the
@@ -80,22 +102,12 @@ async def test_a_quiet_customer_is_rescored_at_the_watermark_by_the_function_of_
     assert await sweep.tick([0], now_ms) == 1  # c1 first: scored longest ago
     assert await sweep.tick([0], now_ms) == 1  # then c2
     assert await sweep.tick([0], now_ms) == 0  # nothing left before the watermark
-    inputs = await load_customers(store.redis, [("default", "c1"), ("default", "c2")])
-    reader = ProfileReader(redis=store.redis)
-    statuses = model_statuses(bundle)
-    for customer in ("c1", "c2"):
-        expected = score_customer(bundle, "default", inputs[("default", customer)].profile,
-                                  now_ms, statuses)
-        profile = await reader.profile("default", customer)
-        assert profile is not None and profile.scores.churn_probability is not None
-        assert profile.scores.churn_probability == pytest.approx(expected.churn_probability,
-                                                                 abs=1e-6)
+    served = await served_as_scored(store, bundle, ["c1", "c2"], now_ms)
+    for customer, profile in served.items():
         assert profile.scores.scored_at is not None
         assert int(profile.scores.scored_at.timestamp() * 1000) == now_ms
-        assert [c.feature for c in profile.churn_explanation] == [
-            c.feature for c in expected.churn_explanation]
         assert await store.redis.zscore(ranking_key("default", "churn"), customer) == \
-            pytest.approx(expected.churn_probability, abs=1e-6)
+            pytest.approx(profile.scores.churn_probability, abs=1e-6)
     assert await store.redis.zscore(scoring_index_key("default", 1), "c3") < now_ms, \
         "partition 1 is another worker's"
 
@@ -226,16 +238,8 @@ async def test_models_that_learn_at_a_standing_watermark_rescore_everyone_once(
     assert await sweep.tick([0], watermark) == 1, "then the rest"
     assert await sweep.tick([0], watermark) == 0, "once"
 
-    inputs = await load_customers(store.redis, [("default", c) for c in ("c1", "c2", "c3")])
-    reader = ProfileReader(redis=store.redis)
-    statuses = model_statuses(bundle)
-    for customer in ("c1", "c2", "c3"):
-        expected = score_customer(bundle, "default", inputs[("default", customer)].profile,
-                                  watermark, statuses)
-        profile = await reader.profile("default", customer)
-        assert profile is not None and profile.scores.churn_probability is not None
-        assert profile.scores.churn_probability == pytest.approx(expected.churn_probability,
-                                                                 abs=1e-6)
+    served = await served_as_scored(store, bundle, ["c1", "c2", "c3"], watermark)
+    for customer, profile in served.items():
         assert profile.model_version == bundle.scores_version
         state = CustomerAlertState.from_json(await store.redis.get(alert_state_key(
             "default", customer)))
