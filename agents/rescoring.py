@@ -16,8 +16,9 @@ asleep at night), nobody is behind the watermark, yet some stored scores were ma
 models of before: a **refresh** pass then goes through the worker's indexes, a chunk per
 index per tick, and re-scores at the same watermark each customer whose stored scores carry
 another :attr:`~online_models.ModelBundle.scores_version` than the models', so what is
-served is the models' current word. A refresh does not count towards the churn rule: no
-more silence has passed.
+served is the models' current word. A worker starts with a refresh too (its checkpoint may
+be older than the scores stored). A refresh does not count towards the churn rule: no more
+silence has passed.
 
 Each re-score by the watermark also counts towards the churn rule
 (:func:`agents.alert_rules.churn_in_silence`): most churners simply stop coming, and only the
@@ -66,9 +67,10 @@ class SilenceSweep:
         self.largest_chunk = largest_chunk
         self._last_tick: float | None = None
         #: The scores_version the last tick saw, and whether the models changed since the
-        #: last refresh pass began.
+        #: last refresh pass began. A worker starts with one pass: scores stored after the
+        #: checkpoint it restored came from lessons it no longer has.
         self._scores_version = bundle.scores_version
-        self._models_changed = False
+        self._models_changed = True
         #: The refresh pass under way: per (tenant, partition) index, the rank it reached
         #: and the index's size when the pass began.
         self._refresh: dict[tuple[str, int], tuple[int, int]] = {}

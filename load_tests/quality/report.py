@@ -252,9 +252,12 @@ def render(families: Sequence[FamilyResult], cdnow: CdnowResult | None, *, plots
         "through the real pipeline: the producer SDK, a Kafka-protocol broker (embedded tansu), "
         "`crm worker` and a real redis-server; every score below is what `crm api` served "
         "(CDNOW: the Redis profiles), read once the worker's silence sweep had scored every "
-        "customer at the watermark, and every alert is what marketing automation would have "
-        "read on `crm.alerts`. The shops are generators the models never see the parameters of "
-        "(`load_tests/quality/families.py`), our own simulator, and the real CDNOW history.",
+        "customer at the watermark with the models it then held, and every alert is what "
+        "marketing automation would have read on `crm.alerts`. The shops are generators the "
+        "models never see the parameters of (`load_tests/quality/families.py`), our own "
+        "simulator, and the real CDNOW history. Beside each segment ARI stands its ceiling: a "
+        "classifier *given* the planted groups, on the same behaviour vectors, reaches that "
+        "much; where it is low, the groups overlap in what customers observably do.",
         "",
     ]
     if quick:

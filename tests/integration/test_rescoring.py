@@ -224,7 +224,7 @@ async def test_models_that_learn_at_a_standing_watermark_rescore_everyone_once(
     watermark = START + 40 * DAY_MS
     while await sweep.tick([0], watermark):
         pass
-    assert await sweep.tick([0], watermark) == 0, "nothing new: nothing to do"
+    assert await sweep.tick([0], watermark) == 0, "the start's refresh found them current"
     before = {c: CustomerAlertState.from_json(await store.redis.get(alert_state_key(
         "default", c))) for c in ("c1", "c2", "c3")}
 
@@ -260,6 +260,7 @@ async def test_a_refresh_leaves_alone_the_customers_the_current_models_scored(
     watermark = START + 40 * DAY_MS
     while await sweep.tick([0], watermark):
         pass
+    assert await sweep.tick([0], watermark) == 0, "the start's refresh found them current"
     bundle.churn.observe_activity("gone", {"orders": 1, "revenue": 20.0, "active_days": 1,
                                            "first_seen_at": START, "last_seen_at": START,
                                            "last_order_at": START}, START)
@@ -274,3 +275,28 @@ async def test_a_refresh_leaves_alone_the_customers_the_current_models_scored(
     for customer in ("c1", "c2", "c3"):
         profile = await ProfileReader(redis=store.redis).profile("default", customer)
         assert profile is not None and profile.model_version == current
+
+
+async def test_a_worker_starts_with_a_refresh_of_scores_its_models_did_not_make(
+        store: FeatureStore) -> None:
+    """Verify that a sweep made with models other than those that stored the scores (a
+    worker restarted from an older checkpoint) re-scores them once with its own, at the
+    standing watermark, before any lesson."""
+    scorer = await apply_and_score(store, trained_bundle(), [purchase(1, "c1", 2)],
+                                   partition=0)
+    watermark = START + 40 * DAY_MS
+    older = trained_bundle()  # restored: it has lessons the other never had
+    later = START + 90 * DAY_MS
+    older.churn.observe_activity("gone", {"orders": 1, "revenue": 20.0, "active_days": 1,
+                                          "first_seen_at": later, "last_seen_at": later,
+                                          "last_order_at": later}, later)
+    older.churn.advance_watermark(later + 30 * DAY_MS)
+    first = SilenceSweep(store=store, bundle=trained_bundle(),
+                         scored_since_sweep=scorer.scored_since_sweep)
+    assert await first.tick([0], watermark) == 1  # at the watermark, by the first models
+    restarted = SilenceSweep(store=store, bundle=older,
+                             scored_since_sweep=scorer.scored_since_sweep)
+    assert await restarted.tick([0], watermark) == 1, "its own models' word"
+    assert await restarted.tick([0], watermark) == 0
+    [profile] = (await served_as_scored(store, older, ["c1"], watermark)).values()
+    assert profile.model_version == older.scores_version != trained_bundle().scores_version
