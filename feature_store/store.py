@@ -448,7 +448,7 @@ class FeatureStore:
         first, as many per partition as keep every one within ``target_lag_s`` of it when
         asked every ``interval_s`` (see :func:`~feature_store.scores.chunk_for`)."""
         partitions = sorted(set(partitions))
-        tenants = sorted(text(t) for t in await self.redis.smembers(TENANTS_KEY))  # type: ignore[misc]
+        tenants = await self._tenants()
         if not tenants or not partitions:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -463,18 +463,15 @@ class FeatureStore:
         async with self.redis.pipeline(transaction=False) as pipe:
             pairs = queue_due(pipe, wanted, watermark_ms)
             members = await pipe.execute()
-        customers = [(tenant, text(member), partition)
-                     for (tenant, partition), found in zip(pairs, members, strict=True)
-                     for member in found]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            queue_due_profiles(pipe, customers)
-            rows = await pipe.execute()
-        return due_customers(customers, rows)
+        return await self._due_customers([(tenant, text(member), partition)
+                                          for (tenant, partition), found
+                                          in zip(pairs, members, strict=True)
+                                          for member in found])
 
     async def scoring_indexes(self, partitions: Iterable[int]) -> dict[tuple[str, int], int]:
         """How many customers each (tenant, partition) scoring index of ``partitions`` holds."""
         partitions = sorted(set(partitions))
-        tenants = sorted(text(t) for t in await self.redis.smembers(TENANTS_KEY))  # type: ignore[misc]
+        tenants = await self._tenants()
         pairs = [(tenant, partition) for tenant in tenants for partition in partitions]
         async with self.redis.pipeline(transaction=False) as pipe:
             for tenant, partition in pairs:
@@ -490,12 +487,21 @@ class FeatureStore:
         members: list[bytes] = await self.redis.zrange(  # type: ignore[assignment]
             scoring_index_key(tenant, partition), start, start + count - 1)
         customers = [(tenant, text(member), partition) for member in members]
+        return len(customers), await self._due_customers(customers)
+
+    async def _tenants(self) -> list[str]:
+        """Every tenant the workers have seen events of, in order."""
+        return sorted(text(t) for t in await self.redis.smembers(TENANTS_KEY))  # type: ignore[misc]
+
+    async def _due_customers(self, customers: list[tuple[str, str, int]]) -> list[DueCustomer]:
+        """The profiles and rule states of (tenant, customer, partition) ids, as the sweep
+        scores them (an erased one, lingering in an index, left out)."""
         if not customers:
-            return 0, []
+            return []
         async with self.redis.pipeline(transaction=False) as pipe:
             queue_due_profiles(pipe, customers)
             rows = await pipe.execute()
-        return len(customers), due_customers(customers, rows)
+        return due_customers(customers, rows)
 
     # -- what the API shows besides customers ----------------------------------------------
 

@@ -101,9 +101,8 @@ class ModelBundle:
     @property
     def scores_version(self) -> str:
         """:func:`scores_version` of this bundle: what the scores it makes now carry."""
-        return scores_version({"segments": self.segments.model_version,
-                               "churn": self.churn.model_version,
-                               "clv": self.clv.model_version})
+        models = self.models()
+        return scores_version({name: models[name].model_version for name in SCORING_MODELS})
 
     def example_counts(self) -> dict[str, int]:
         return {name: model.example_count for name, model in self.models().items()}
