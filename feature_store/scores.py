@@ -46,7 +46,11 @@ SWEEP_FIELDS = ("orders", "revenue_cents", "items_bought", "views", "product_vie
 class ScoreRecord:
     """What the models say about one customer, as it is stored.
 
-    ``previous_segment`` is the segment the profile held before (its member set is left);
+    ``previous_segment`` is the segment the profile held before; the customer leaves its
+    member set and those of the tenant's other ``segments``. Leaving only the previous one's
+    is not enough: the silence sweep and a batch may each read the profile before the other
+    writes it, and the later write's previous segment is then stale (a customer counted in
+    two segments, seen once in a quality run: sizes summing to 602 of 600 customers).
     ``partition`` the input partition whose scoring index holds the customer (``None``:
     leave the index alone, e.g. a customer updated through a visitor's partition).
     ``sentiment`` and ``anomaly_score`` come with tickets and orders only.
@@ -67,6 +71,7 @@ class ScoreRecord:
     partition: int | None = None
     sentiment: float | None = None
     anomaly_score: float | None = None
+    segments: tuple[int, ...] = ()
 
 
 def queue_score_writes(pipe: Pipeline, records: Iterable[ScoreRecord],
@@ -109,9 +114,9 @@ class _MemberWrites:
                 self.unranked.setdefault(ranking_key(tenant, score), []).append(customer)
             else:
                 self.ranked.setdefault(ranking_key(tenant, score), {})[customer] = value
-        if record.previous_segment is not None and record.previous_segment != record.segment:
-            self.left.setdefault(segment_members_key(tenant, record.previous_segment),
-                                 []).append(customer)
+        for segment in {*record.segments, record.previous_segment}:
+            if segment is not None and segment != record.segment:
+                self.left.setdefault(segment_members_key(tenant, segment), []).append(customer)
         if record.segment is not None:
             self.joined.setdefault(segment_members_key(tenant, record.segment),
                                    []).append(customer)

@@ -66,6 +66,8 @@ class CustomerScores:
     clv_status: ModelStatus
     segment: int | None
     segment_label: str | None
+    #: The tenant's segments when the customer was scored (``segment`` among them).
+    segments: tuple[int, ...] = ()
 
 
 def scoring_time(profile: Mapping[str, Any], watermark_ms: int | None) -> int:
@@ -98,4 +100,5 @@ def score_customer(bundle: ModelBundle, tenant: str, profile: Mapping[str, Any],
     segment, label = bundle.segments.assign(tenant, behaviour_vector(profile))
     return CustomerScores(scored_at_ms=now_ms, churn_probability=probability,
                           churn_explanation=explanation, churn_status=churn_status, clv=clv,
-                          clv_status=clv_status, segment=segment, segment_label=label)
+                          clv_status=clv_status, segment=segment, segment_label=label,
+                          segments=bundle.segments.ids(tenant))

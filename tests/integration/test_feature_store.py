@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from feature_store import AppliedEvent, CartSweep, FeatureStore, ProfileReader
-from feature_store.keys import CustomerKeys
+from feature_store.keys import CustomerKeys, segment_members_key
 from feature_store.scores import ScoreRecord
 from feature_store.stitching import MERGE_SCRIPT
 from schemas.events import AnyEvent, validate_event
@@ -332,6 +332,7 @@ def random_score_records(rng: random.Random, count: int) -> list[ScoreRecord]:
             clv=rng.choice([None, round(rng.uniform(0, 900), 6)]), segment=segment,
             segment_label=None if segment is None else f"segment {segment}",
             previous_segment=rng.choice([None, 0, 1, 2]), model_version="v1",
+            segments=() if segment is None else (0, 1, 2),
             partition=rng.choice([None, 0, 1]),
             sentiment=rng.choice([None, -0.5]), anomaly_score=rng.choice([None, 0.9])))
     return records
@@ -351,6 +352,26 @@ async def stored_scores(store: FeatureStore) -> dict[str, Any]:
         elif kind == "set":
             contents[key] = await store.redis.smembers(key)
     return contents
+
+
+async def test_a_customer_is_counted_in_one_segment_though_a_write_held_a_stale_previous(
+        store: FeatureStore) -> None:
+    """Verify that a score whose previous segment is stale (the sweep and a batch each read
+    the profile before the other wrote it) still leaves the customer in one segment's set."""
+    status = ScoreStatus(status="ready", examples=500, needed=200, pending=3)
+
+    def scored(segment: int, previous: int | None) -> ScoreRecord:
+        return ScoreRecord(
+            tenant="default", customer_id="c1", scored_at_ms=1_700_000_000_000,
+            churn_probability=0.2, churn_explanation=[], churn_status=status, clv=None,
+            clv_status=status, segment=segment, segment_label=f"segment {segment}",
+            previous_segment=previous, model_version="v1", segments=(0, 1, 2))
+
+    await store.write_scores([scored(1, previous=0)])  # the batch: 0 -> 1
+    await store.write_scores([scored(2, previous=0)])  # the sweep, having read 0 before
+    members = {segment: await store.redis.smembers(segment_members_key("default", segment))
+               for segment in (0, 1, 2)}
+    assert members == {0: set(), 1: set(), 2: {b"c1"}}
 
 
 async def test_a_batch_of_scores_is_stored_as_writing_them_one_at_a_time_would(

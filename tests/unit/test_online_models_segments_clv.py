@@ -104,13 +104,67 @@ def test_a_new_kind_of_customer_gets_a_new_id_and_the_others_keep_theirs() -> No
         for i in range(1200):
             kind = list(ARCHETYPES)[i % 4]
             segmenter.learn(f"{kind}-{i}", behaviour_vector(make_profile(kind, rng)))
-        segmenter.refits = 0  # the next refit chooses the number of segments again
-        segmenter.refit()
+        segmenter.refit(choose_k=True)
         after = assigned(segmenter, random.Random(7))
         assert {kind: after[kind] for kind in before} == before
         assert after["daily big spenders"] not in before.values()
     finally:
         del ARCHETYPES["daily big spenders"]
+
+
+class ChoiceRecordingSegmenter(Segmenter):
+    """A segmenter that notes the refit count at each choice of the number of segments."""
+
+    def __init__(self, **options: int) -> None:
+        super().__init__(**options)
+        self.chosen_at: list[int] = []
+
+    def _choose_k(self, z: np.ndarray, distinct: int) -> int:
+        self.chosen_at.append(self.refits)
+        return super()._choose_k(z, distinct)
+
+
+def test_the_number_of_segments_is_chosen_less_often_while_it_holds() -> None:
+    """Verify that each choice keeping the number doubles the refits to the next (up to
+    eight times ``choose_k_every``), and a new number brings back the short interval."""
+    segmenter = ChoiceRecordingSegmenter(refit_every=100, choose_k_every=5, seed=1)
+    rng = random.Random(0)
+
+    def learn_until(refits: int, kinds: list[str]) -> None:
+        i = 0
+        while segmenter.refits < refits:
+            kind = kinds[i % len(kinds)]
+            segmenter.learn(f"{kind}-{i % 300}", behaviour_vector(make_profile(kind, rng)))
+            i += 1
+
+    learn_until(80, list(ARCHETYPES))
+    assert segmenter.chosen_at == [0, 5, 15, 35, 75]  # intervals 5, 10, 20, 40, 40
+    assert len(segmenter.centres) == 3
+    ARCHETYPES["daily big spenders"] = (5.0, 300.0, 5, 1.5)
+    try:
+        learn_until(125, list(ARCHETYPES))
+    finally:
+        del ARCHETYPES["daily big spenders"]
+    assert len(segmenter.centres) == 4
+    assert segmenter.chosen_at[5:] == [115, 120]  # the new number: 5 refits to the next
+
+
+def test_a_segmenter_from_before_the_backoff_keeps_its_schedule() -> None:
+    """Verify that a checkpointed segmenter without the choice schedule chooses at the next
+    multiple of ``choose_k_every``, as it would have, and then backs off."""
+    segmenter = ChoiceRecordingSegmenter(refit_every=100, choose_k_every=5, seed=1)
+    rng = random.Random(0)
+    kinds = list(ARCHETYPES)
+    for i in range(700):
+        segmenter.learn(f"{kinds[i % 3]}-{i % 300}", behaviour_vector(
+            make_profile(kinds[i % 3], rng)))
+    older = pickle.loads(pickle.dumps(segmenter))
+    del older.choice_interval, older._next_choice
+    older.refits, older.chosen_at = 7, []
+    for _ in range(9):
+        older.refit()
+    assert older.chosen_at == [10]
+    assert older.choice_interval == 10
 
 
 def test_a_busy_customer_counts_once() -> None:
