@@ -20,6 +20,7 @@ a shop (which counts once and alerts once).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from collections.abc import Sequence
@@ -70,6 +71,9 @@ class Worker:
     #: Where the messages Redis forgot are read again (None: Redis is trusted never to).
     rereads: Rereads | None = None
     processed: int = 0
+    #: Held by a batch from reading its customers to writing their scores and rule states,
+    #: and by the silence sweep's ticks (:class:`agents.rescoring.SilenceSweep`) likewise.
+    scores_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 @dataclass
@@ -88,62 +92,66 @@ async def process_batch(worker: Worker, messages: Sequence[RawMessage]) -> Batch
     keys = {(m.topic, m.partition) for m in messages}
     if worker.rereads is not None and (fresh := worker.partitions.unknown(keys)):
         await catch_up(worker, fresh, messages)
-    progress = await worker.partitions.read(worker.store, keys)
-    now = datetime.now(UTC)
-    with BATCH_STEPS["decode"].time():
-        decoded = decode_batch(messages, progress, max_event_bytes=worker.max_event_bytes,
-                               now=now)
-        await worker.dead_letters.publish_all(decoded.dead_letters)  # before anything else
-    advanced = worker.partitions.advance(decoded.events, now_ms=int(now.timestamp() * 1000))
+    # The silence sweep waits until the batch has written the customers it read (and the
+    # batch for a tick): neither writes over what the other read and has not yet written.
+    async with worker.scores_lock:
+        progress = await worker.partitions.read(worker.store, keys)
+        now = datetime.now(UTC)
+        with BATCH_STEPS["decode"].time():
+            decoded = decode_batch(messages, progress, max_event_bytes=worker.max_event_bytes,
+                                   now=now)
+            await worker.dead_letters.publish_all(decoded.dead_letters)  # before anything else
+        advanced = worker.partitions.advance(decoded.events, now_ms=int(now.timestamp() * 1000))
 
-    started = worker.partitions.started(decoded.last_offsets, progress) if decoded.events else {}
-    with BATCH_STEPS["apply"].time():
-        applied = await worker.store.apply(
-            [item.event for item in decoded.events], started=started,
-            carts=worker.rules.cart_sweep(advanced),
-            known_started=worker.partitions.known_started(started))
-    report = BatchReport(outcomes=decoded.outcomes)
-    judged: list[ModelEvent] = []
-    for item, applied_event in zip(decoded.events, applied.events, strict=True):
-        message, outcome = item.message, applied_event.outcome
-        report.outcomes[(message.topic, outcome)] += 1
-        redelivered = outcome == "duplicate" and progress[
-            (message.topic, message.partition)].redelivers(message.offset)
-        if outcome == "ok" or redelivered:
-            judged.append(ModelEvent(item.event, (item.event.tenant, applied_event.profile_id),
-                                     message.partition, new=not redelivered))
-        if redelivered:
-            report.redelivered.append(message)
-    # A batch mixes topics: learn and alert in event-time order (stable for equal times).
-    judged.sort(key=lambda model_event: model_event.event.occurred_at_ms)
+        started = (worker.partitions.started(decoded.last_offsets, progress)
+                   if decoded.events else {})
+        with BATCH_STEPS["apply"].time():
+            applied = await worker.store.apply(
+                [item.event for item in decoded.events], started=started,
+                carts=worker.rules.cart_sweep(advanced),
+                known_started=worker.partitions.known_started(started))
+        report = BatchReport(outcomes=decoded.outcomes)
+        judged: list[ModelEvent] = []
+        for item, applied_event in zip(decoded.events, applied.events, strict=True):
+            message, outcome = item.message, applied_event.outcome
+            report.outcomes[(message.topic, outcome)] += 1
+            redelivered = outcome == "duplicate" and progress[
+                (message.topic, message.partition)].redelivers(message.offset)
+            if outcome == "ok" or redelivered:
+                judged.append(ModelEvent(item.event, (item.event.tenant, applied_event.profile_id),
+                                         message.partition, new=not redelivered))
+            if redelivered:
+                report.redelivered.append(message)
+        # A batch mixes topics: learn and alert in event-time order (stable for equal times).
+        judged.sort(key=lambda model_event: model_event.event.occurred_at_ms)
 
-    with BATCH_STEPS["models"].time():
-        scored = worker.models.learn_and_score(judged, applied.customers, applied.clv_rankings,
-                                               worker.partitions.model_watermark())
-        worker.models.forget_visitors(applied.merged_visitors)
-    with BATCH_STEPS["rules"].time():
-        decided = worker.rules.decide(scored.updates, applied, advanced)
-        decided.alerts += worker.rules.drift_alerts(
-            scored.drifts, sorted(worker.models.tenants_seen),
-            model_version=worker.models.bundle.version)
-    with BATCH_STEPS["publish"].time():
-        # Their rule state first: a redelivered trigger then repeats its alert word for word.
-        await worker.store.save_rule_states(decided.alerting)
-        await worker.alerts.publish(decided.alerts, decided.repeats)
-    lists = worker.models.lists_in_worker() if worker.lists_in_worker else {}
+        with BATCH_STEPS["models"].time():
+            scored = worker.models.learn_and_score(judged, applied.customers, applied.clv_rankings,
+                                                   worker.partitions.model_watermark())
+            worker.models.forget_visitors(applied.merged_visitors)
+        with BATCH_STEPS["rules"].time():
+            decided = worker.rules.decide(scored.updates, applied, advanced)
+            decided.alerts += worker.rules.drift_alerts(
+                scored.drifts, sorted(worker.models.tenants_seen),
+                model_version=worker.models.bundle.version)
+        with BATCH_STEPS["publish"].time():
+            # Their rule state first: a redelivered trigger then repeats its alert word for word.
+            await worker.store.save_rule_states(decided.alerting)
+            await worker.alerts.publish(decided.alerts, decided.repeats)
+        lists = worker.models.lists_in_worker() if worker.lists_in_worker else {}
 
-    with BATCH_STEPS["commit"].time():
-        await worker.store.commit(Commit(
-            scores=scored.records, tickets=scored.tickets, rule_states=decided.states,
-            timers_opened=decided.timers_opened, timers_closed=decided.timers_closed,
-            suppressed=decided.suppressed, feed=decided.alerts, recommendation_lists=lists,
-            progress=decoded.last_offsets,
-            watermarks=worker.partitions.watermarks(progress), outcomes=report.outcomes))
-    worker.partitions.done(decoded.last_offsets, started)
-    for (topic, outcome), count in report.outcomes.items():
-        EVENTS_PROCESSED.labels(topic=topic, outcome=outcome).inc(count)
-    worker.processed += len(messages)
-    return report
+        with BATCH_STEPS["commit"].time():
+            await worker.store.commit(Commit(
+                scores=scored.records, tickets=scored.tickets, rule_states=decided.states,
+                timers_opened=decided.timers_opened, timers_closed=decided.timers_closed,
+                suppressed=decided.suppressed, feed=decided.alerts, recommendation_lists=lists,
+                progress=decoded.last_offsets,
+                watermarks=worker.partitions.watermarks(progress), outcomes=report.outcomes))
+        worker.partitions.done(decoded.last_offsets, started)
+        for (topic, outcome), count in report.outcomes.items():
+            EVENTS_PROCESSED.labels(topic=topic, outcome=outcome).inc(count)
+        worker.processed += len(messages)
+        return report
 
 
 async def catch_up(worker: Worker, partitions: set[Partition],

@@ -166,9 +166,6 @@ class ModelStep:
         self._interactions: list[Interaction] = []
         # Visitors merged into their customers since then, for the recommender to forget.
         self._merged_visitors: list[CustomerKey] = []
-        #: Customers scored by batches since the silence sweep last cleared it: a sweep
-        #: that read a customer before a batch scored them must not write over the batch.
-        self.scored_since_sweep: set[CustomerKey] = set()
         #: The latest closed buckets of each forecast series, beside what was forecast.
         self.insights = Insights(bundle)
 
@@ -200,7 +197,6 @@ class ModelStep:
             if x.triage is not None and isinstance(e.event, TicketEvent)))
         scores = self._score_customers(touched, present, per_event, watermark_ms,
                                        clv_rankings, scored.records)
-        self.scored_since_sweep.update(scores)
         # The rules see a customer's move to another segment at their first event of the
         # batch only: their later events read "previous = current". Each of the two is one
         # dict, shared by the customer's events without scores of their own (never changed).

@@ -11,6 +11,11 @@ Each tick takes, per partition, enough customers that every one is re-scored wit
 keep up shows in the scores' ``scored_at``), never fewer than a small chunk; a tick holds the
 event loop while it scores, so ticks are frequent and small rather than rare and long.
 
+A tick and a batch take turns (the worker's ``scores_lock``), each from reading its customers
+to writing them: otherwise a tick that read a customer while a batch had them in hand wrote
+their scores from before the batch over the batch's, and counted silence for a customer who
+had just come back.
+
 When the models learn and the watermark does not move (a replay that has ended, a shop
 asleep at night), nobody is behind the watermark, yet some stored scores were made with the
 models of before: a **refresh** pass then goes through the worker's indexes, a chunk per
@@ -29,6 +34,7 @@ since the customer's last activity) rather than losing it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable
@@ -51,7 +57,7 @@ class SilenceSweep:
     """Re-scores the customers of the worker's partitions at its watermark."""
 
     def __init__(self, *, store: FeatureStore, bundle: ModelBundle,
-                 scored_since_sweep: set[tuple[str, str]], rules: AlertRules | None = None,
+                 lock: asyncio.Lock | None = None, rules: AlertRules | None = None,
                  alerts: AlertPublisher | None = None, interval_s: float = 0.5,
                  target_lag_s: float = 45.0, smallest_chunk: int = 50,
                  largest_chunk: int = 5000) -> None:
@@ -59,8 +65,9 @@ class SilenceSweep:
         self.bundle = bundle
         self.rules = rules
         self.alerts = alerts
-        # Customers a batch scored while a tick was reading: the tick leaves them alone.
-        self.scored_since_sweep = scored_since_sweep
+        #: Taken by each tick and by each batch (the worker's ``scores_lock``): a customer
+        #: read by one is written by it before the other reads them.
+        self.lock = lock or asyncio.Lock()
         self.interval_s = interval_s
         self.target_lag_s = target_lag_s
         self.smallest_chunk = smallest_chunk
@@ -78,7 +85,6 @@ class SilenceSweep:
     async def tick(self, partitions: Iterable[int], watermark_ms: int) -> int:
         """Re-score the customers of ``partitions`` due at ``watermark_ms``; returns how
         many were written."""
-        self.scored_since_sweep.clear()
         # Chunks sized on the time ticks really take to come round: a worker busy with
         # batches runs its timers late, and chunks sized on the nominal interval then fall
         # behind (CDNOW's 23,570 customers: 68 s to re-score on a 60 s target).
@@ -86,25 +92,26 @@ class SilenceSweep:
         interval = self.interval_s if self._last_tick is None else min(
             max(self.interval_s, wall - self._last_tick), 10 * self.interval_s)
         self._last_tick = wall
-        version = self.bundle.scores_version
-        if version != self._scores_version:
-            self._scores_version, self._models_changed = version, True
-        partitions = sorted(set(partitions))
-        due = await self.store.due_for_rescoring(
-            partitions, watermark_ms, interval_s=interval,
-            target_lag_s=self.target_lag_s, smallest=self.smallest_chunk,
-            largest=self.largest_chunk)
-        if due:
-            return await self._rescore(due, watermark_ms, silence_counts=True)
-        if self._models_changed and not self._refresh:
-            self._models_changed = False
-            self._refresh = {index: (0, size) for index, size
-                             in (await self.store.scoring_indexes(partitions)).items()}
-        if not self._refresh:
-            return 0
-        behind = [customer for customer in await self._refresh_chunk(partitions, interval)
-                  if customer.scores_version != version]
-        return await self._rescore(behind, watermark_ms, silence_counts=False)
+        async with self.lock:
+            version = self.bundle.scores_version
+            if version != self._scores_version:
+                self._scores_version, self._models_changed = version, True
+            partitions = sorted(set(partitions))
+            due = await self.store.due_for_rescoring(
+                partitions, watermark_ms, interval_s=interval,
+                target_lag_s=self.target_lag_s, smallest=self.smallest_chunk,
+                largest=self.largest_chunk)
+            if due:
+                return await self._rescore(due, watermark_ms, silence_counts=True)
+            if self._models_changed and not self._refresh:
+                self._models_changed = False
+                self._refresh = {index: (0, size) for index, size
+                                 in (await self.store.scoring_indexes(partitions)).items()}
+            if not self._refresh:
+                return 0
+            behind = [customer for customer in await self._refresh_chunk(partitions, interval)
+                      if customer.scores_version != version]
+            return await self._rescore(behind, watermark_ms, silence_counts=False)
 
     async def _refresh_chunk(self, partitions: list[int], interval_s: float
                              ) -> list[DueCustomer]:
@@ -142,8 +149,6 @@ class SilenceSweep:
         config = self.rules.config if self.rules is not None and silence_counts else None
         for customer in due:
             key = (customer.tenant, customer.customer_id)
-            if key in self.scored_since_sweep:
-                continue
             scores = score_customer(bundle, customer.tenant, customer.profile,
                                     scoring_time(customer.profile, watermark_ms), statuses)
             record = score_record(customer.tenant, customer.customer_id, scores,

@@ -77,7 +77,7 @@ class WorkerRuntime:
             rereads=PartitionReader(settings=settings))
         self.models = self.worker.models
         self.sweep = SilenceSweep(store=self.store, bundle=self.bundle,
-                                  scored_since_sweep=self.models.scored_since_sweep,
+                                  lock=self.worker.scores_lock,
                                   rules=self.worker.rules, alerts=self.worker.alerts,
                                   interval_s=settings.rescore_interval_s)
         self._last_sample = (time.monotonic(), 0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from agents.alert_config import AlertConfig, ChurnRiskRule
@@ -55,16 +57,15 @@ def trained_bundle() -> ModelBundle:
 
 
 async def apply_and_score(store: FeatureStore, bundle: ModelBundle,
-                          events: list[dict[str, object]], partition: int) -> ModelStep:
+                          events: list[dict[str, object]], partition: int) -> None:
     """What a worker's batch does: apply the events, score the customers, commit."""
     validated = [validate_event(event) for event in events]
     applied = await store.apply(validated, started={}, carts=CartSweep())
     batch = [ModelEvent(event, (event.tenant, result.profile_id), partition)
              for event, result in zip(validated, applied.events, strict=True)]
-    scorer = ModelStep(bundle=bundle)
-    scored = scorer.learn_and_score(batch, applied.customers, applied.clv_rankings, None)
+    scored = ModelStep(bundle=bundle).learn_and_score(batch, applied.customers,
+                                                      applied.clv_rankings, None)
     await store.commit(Commit(scores=scored.records))
-    return scorer
 
 
 async def served_as_scored(store: FeatureStore, bundle: ModelBundle, customers: list[str],
@@ -93,11 +94,10 @@ async def test_a_quiet_customer_is_rescored_at_the_watermark_by_the_function_of_
     """Verify that the sweep writes what score_customer gives at the watermark, for the
     customers of the partitions it is given, oldest score first."""
     bundle = trained_bundle()
-    scorer = await apply_and_score(store, bundle, [purchase(1, "c1", 2), purchase(2, "c2", 20)],
+    await apply_and_score(store, bundle, [purchase(1, "c1", 2), purchase(2, "c2", 20)],
                                    partition=0)
     await apply_and_score(store, bundle, [purchase(3, "c3", 3)], partition=1)
-    sweep = SilenceSweep(store=store, bundle=bundle,
-                         scored_since_sweep=scorer.scored_since_sweep, smallest_chunk=1)
+    sweep = SilenceSweep(store=store, bundle=bundle, smallest_chunk=1)
     now_ms = START + 60 * DAY_MS
     assert await sweep.tick([0], now_ms) == 1  # c1 first: scored longest ago
     assert await sweep.tick([0], now_ms) == 1  # then c2
@@ -117,9 +117,8 @@ async def test_a_warming_up_model_serves_no_probability_and_says_why(
     """Verify that before enough labels a score is null with a warming_up status, and the
     customer is not in the at-risk ranking."""
     bundle = ModelBundle()
-    scorer = await apply_and_score(store, bundle, [purchase(1, "c1", 2)], partition=0)
-    sweep = SilenceSweep(store=store, bundle=bundle,
-                         scored_since_sweep=scorer.scored_since_sweep)
+    await apply_and_score(store, bundle, [purchase(1, "c1", 2)], partition=0)
+    sweep = SilenceSweep(store=store, bundle=bundle)
     assert await sweep.tick([0], START + 90 * DAY_MS) == 1
     profile = await ProfileReader(redis=store.redis).profile("default", "c1")
     assert profile is not None and profile.scores.churn_probability is None
@@ -130,22 +129,45 @@ async def test_a_warming_up_model_serves_no_probability_and_says_why(
     assert await store.redis.zcard(ranking_key("default", "churn")) == 0
 
 
-async def test_a_customer_scored_by_a_batch_during_a_sweep_keeps_the_batchs_scores(
+async def test_a_tick_waits_for_the_batch_that_has_its_customers_in_hand(
         store: FeatureStore) -> None:
-    """Verify that a tick does not write over a customer a batch scored after it read."""
+    """Verify that a tick reads nothing while a batch holds the scores lock: it would read
+    the customers as they were before the batch and write that over the batch's scores."""
     bundle = trained_bundle()
-    scorer = await apply_and_score(store, bundle, [purchase(1, "c1", 2)], partition=0)
-    sweep = SilenceSweep(store=store, bundle=bundle,
-                         scored_since_sweep=scorer.scored_since_sweep)
+    await apply_and_score(store, bundle, [purchase(1, "c1", 2)], partition=0)
+    lock = asyncio.Lock()
+    sweep = SilenceSweep(store=store, bundle=bundle, lock=lock)
+    async with lock:  # a batch between reading c1 and writing their scores
+        tick = asyncio.create_task(sweep.tick([0], START + 60 * DAY_MS))
+        await asyncio.sleep(0.2)
+        assert not tick.done()
+        assert await store.redis.zscore(scoring_index_key("default", 0), "c1") == \
+            START + DAY_MS + 12 * 3_600_000, "not re-scored while the batch holds c1"
+    assert await tick == 1
+
+
+async def test_a_batch_waits_for_the_tick_that_has_its_customers_in_hand(
+        store: FeatureStore) -> None:
+    """Verify that a tick holds the scores lock from reading its customers to writing them,
+    so a batch cannot read them in between."""
+    bundle = trained_bundle()
+    await apply_and_score(store, bundle, [purchase(1, "c1", 2)], partition=0)
+    sweep = SilenceSweep(store=store, bundle=bundle)
+    reading, resume = asyncio.Event(), asyncio.Event()
     original = store.due_for_rescoring
 
-    async def read_then_a_batch_scores(*args: object, **kwargs: object) -> object:
-        due = await original(*args, **kwargs)  # type: ignore[arg-type]
-        scorer.scored_since_sweep.add(("default", "c1"))
-        return due
+    async def slow_read(*args: object, **kwargs: object) -> object:
+        reading.set()
+        await resume.wait()
+        return await original(*args, **kwargs)  # type: ignore[arg-type]
 
-    store.due_for_rescoring = read_then_a_batch_scores  # type: ignore[method-assign]
-    assert await sweep.tick([0], START + 60 * DAY_MS) == 0
+    store.due_for_rescoring = slow_read  # type: ignore[method-assign, assignment]
+    tick = asyncio.create_task(sweep.tick([0], START + 60 * DAY_MS))
+    await reading.wait()
+    assert sweep.lock.locked(), "a batch could read c1 while the tick has them in hand"
+    resume.set()
+    assert await tick == 1
+    assert not sweep.lock.locked()
 
 
 async def test_an_erased_customer_leaves_every_ranking_segment_and_index(
@@ -172,15 +194,14 @@ async def test_a_customer_who_goes_quiet_gets_one_churn_risk_alert(store: Featur
     feed once, its trigger is the silence since the last activity, and a crash before the
     rule state was saved repeats the same alert id rather than losing or changing it."""
     bundle = trained_bundle()
-    scorer = await apply_and_score(store, bundle, [purchase(1, "c1", 2)], partition=0)
+    await apply_and_score(store, bundle, [purchase(1, "c1", 2)], partition=0)
     producer = FakeAlertProducer()
     rules = AlertRules(config=AlertConfig(churn_risk=ChurnRiskRule(threshold=0.6,
                                                                    consecutive=2)),
                        clicks_topic="shop.clicks", purchases_topic="shop.purchases")
     alerts = AlertPublisher(settings=Settings(kafka_bootstrap="127.0.0.1:1"),
                             producer=producer)
-    sweep = SilenceSweep(store=store, bundle=bundle, rules=rules, alerts=alerts,
-                         scored_since_sweep=scorer.scored_since_sweep)
+    sweep = SilenceSweep(store=store, bundle=bundle, rules=rules, alerts=alerts)
     assert await sweep.tick([0], START + 4 * DAY_MS) == 1  # three days after: still fine
     assert producer.alerts() == []
     for days in (40, 41, 42, 43):
@@ -211,7 +232,7 @@ async def test_models_that_learn_at_a_standing_watermark_rescore_everyone_once(
     served scores are the models' current word and carry their version; the churn rule does
     not count these re-scores, since no more silence has passed."""
     bundle = trained_bundle()
-    scorer = await apply_and_score(store, bundle, [purchase(1, "c1", 2), purchase(2, "c2", 5),
+    await apply_and_score(store, bundle, [purchase(1, "c1", 2), purchase(2, "c2", 5),
                                                    purchase(3, "c3", 30)], partition=0)
     producer = FakeAlertProducer()
     rules = AlertRules(config=AlertConfig(churn_risk=ChurnRiskRule(threshold=0.2, hysteresis=0.1,
@@ -219,8 +240,7 @@ async def test_models_that_learn_at_a_standing_watermark_rescore_everyone_once(
                        clicks_topic="shop.clicks", purchases_topic="shop.purchases")
     sweep = SilenceSweep(store=store, bundle=bundle, rules=rules, smallest_chunk=2,
                          alerts=AlertPublisher(settings=Settings(kafka_bootstrap="127.0.0.1:1"),
-                                               producer=producer),
-                         scored_since_sweep=scorer.scored_since_sweep)
+                                               producer=producer))
     watermark = START + 40 * DAY_MS
     while await sweep.tick([0], watermark):
         pass
@@ -253,10 +273,9 @@ async def test_a_refresh_leaves_alone_the_customers_the_current_models_scored(
     """Verify that a refresh re-scores only customers whose stored scores carry an older
     version of the models: one a batch scored after the last lesson is left as it is."""
     bundle = trained_bundle()
-    scorer = await apply_and_score(store, bundle, [purchase(1, "c1", 2), purchase(2, "c2", 5),
+    await apply_and_score(store, bundle, [purchase(1, "c1", 2), purchase(2, "c2", 5),
                                                    purchase(3, "c3", 9)], partition=0)
-    sweep = SilenceSweep(store=store, bundle=bundle, smallest_chunk=2,
-                         scored_since_sweep=scorer.scored_since_sweep)
+    sweep = SilenceSweep(store=store, bundle=bundle, smallest_chunk=2)
     watermark = START + 40 * DAY_MS
     while await sweep.tick([0], watermark):
         pass
@@ -282,7 +301,7 @@ async def test_a_worker_starts_with_a_refresh_of_scores_its_models_did_not_make(
     """Verify that a sweep made with models other than those that stored the scores (a
     worker restarted from an older checkpoint) re-scores them once with its own, at the
     standing watermark, before any lesson."""
-    scorer = await apply_and_score(store, trained_bundle(), [purchase(1, "c1", 2)],
+    await apply_and_score(store, trained_bundle(), [purchase(1, "c1", 2)],
                                    partition=0)
     watermark = START + 40 * DAY_MS
     older = trained_bundle()  # restored: it has lessons the other never had
@@ -291,11 +310,9 @@ async def test_a_worker_starts_with_a_refresh_of_scores_its_models_did_not_make(
                                           "first_seen_at": later, "last_seen_at": later,
                                           "last_order_at": later}, later)
     older.churn.advance_watermark(later + 30 * DAY_MS)
-    first = SilenceSweep(store=store, bundle=trained_bundle(),
-                         scored_since_sweep=scorer.scored_since_sweep)
+    first = SilenceSweep(store=store, bundle=trained_bundle())
     assert await first.tick([0], watermark) == 1  # at the watermark, by the first models
-    restarted = SilenceSweep(store=store, bundle=older,
-                             scored_since_sweep=scorer.scored_since_sweep)
+    restarted = SilenceSweep(store=store, bundle=older)
     assert await restarted.tick([0], watermark) == 1, "its own models' word"
     assert await restarted.tick([0], watermark) == 0
     [profile] = (await served_as_scored(store, older, ["c1"], watermark)).values()

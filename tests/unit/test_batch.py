@@ -3,6 +3,7 @@ decode, models, rules and publisher, a fake Kafka producer."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 import orjson
@@ -88,6 +89,20 @@ async def test_each_customer_is_scored_once_per_batch_after_all_of_their_events(
     (commit,) = store.commits
     assert sorted(record.customer_id for record in commit.scores) == ["c1", "c2"]
     assert store.scores[("default", "c1")].scored_at_ms == events[4].occurred_at_ms
+
+
+async def test_a_batch_reads_its_customers_only_once_the_silence_sweep_has_written_its_own(
+        ) -> None:
+    """Verify that a batch waits for the scores lock (held by a sweep tick between reading
+    customers and writing them) before reading anything, and releases it once committed."""
+    store = MemoryStore()
+    worker = new_worker(store)
+    async with worker.scores_lock:  # a tick has customers in hand
+        batch = asyncio.create_task(process_batch(worker, [message(click("e1", "c1", 0), 0)]))
+        await asyncio.sleep(0.05)
+        assert not batch.done() and store.events == {} and store.commits == []
+    await batch
+    assert len(store.commits) == 1 and not worker.scores_lock.locked()
 
 
 async def test_messages_a_finished_batch_processed_are_skipped() -> None:
