@@ -197,9 +197,11 @@ class ModelStep:
             if x.triage is not None and isinstance(e.event, TicketEvent)))
         scores = self._score_customers(touched, present, per_event, watermark_ms,
                                        clv_rankings, scored.records)
-        # The rules see a customer's move to another segment at their first event of the
-        # batch only: their later events read "previous = current". Each of the two is one
-        # dict, shared by the customer's events without scores of their own (never changed).
+        # A customer is scored once per batch, so the rules see their scoring once: at their
+        # first event of the batch. Their later events read "previous segment = current" (no
+        # move) and no churn probability (the churn rule's streak counts scorings: three
+        # clicks of one batch are one score, not three). Each of the two is one dict, shared
+        # by the customer's events without scores of their own (never changed).
         later_scores: dict[CustomerKey, dict[str, Any]] = {}
         for model_event, extra in zip(present, per_event, strict=True):
             key = model_event.customer
@@ -207,7 +209,8 @@ class ModelStep:
             if (base := later_scores.get(key)) is None:
                 base = scores.get(key, {})
                 later_scores[key] = {**base, "previous_segment": base.get("segment"),
-                                     "previous_segment_label": base.get("segment_label")}
+                                     "previous_segment_label": base.get("segment_label"),
+                                     "churn_probability": None}
             own = base if extra is NO_EVENT_SCORES else {**base, **extra.as_scores()}
             scored.updates.append(CustomerUpdate(
                 tenant=model_event.customer[0], customer_id=model_event.customer[1],

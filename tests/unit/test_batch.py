@@ -235,6 +235,24 @@ def test_a_customer_moves_to_another_segment_once_per_batch() -> None:
     assert [u.scores["previous_segment"] for u in updates] == [stored + 1, stored, stored]
 
 
+def test_the_churn_rule_sees_a_customers_score_once_per_batch() -> None:
+    """Verify that of a customer's events in one batch only the first carries their churn
+    probability: the batch scores them once, and the rule's K consecutive scores must not be
+    one score counted K times."""
+    from tests.trained_models import trained_bundle
+
+    step = ModelStep(bundle=trained_bundle())
+    events = [click(f"e{i}", "c1", i) for i in range(3)]
+    store = MemoryStore()
+    for event in events:
+        store.events[("default", "c1")][event.event_id] = event
+    updates = step.learn_and_score([ModelEvent(e, ("default", "c1"), 0) for e in events],
+                                   {("default", "c1"): store.customer(("default", "c1"))},
+                                   {}, None).updates
+    first, *later = [u.scores.get("churn_probability") for u in updates]
+    assert first is not None and later == [None, None]
+
+
 def test_a_visitor_merged_into_a_customer_leaves_nothing_in_the_recommender() -> None:
     """Verify that a visitor's views teach the recommender, and that once the visitor is
     merged into a customer no list is due for them and the recommender keeps no row under
