@@ -95,7 +95,7 @@ async def test_a_quiet_customer_is_rescored_at_the_watermark_by_the_function_of_
     customers of the partitions it is given, oldest score first."""
     bundle = trained_bundle()
     await apply_and_score(store, bundle, [purchase(1, "c1", 2), purchase(2, "c2", 20)],
-                                   partition=0)
+                          partition=0)
     await apply_and_score(store, bundle, [purchase(3, "c3", 3)], partition=1)
     sweep = SilenceSweep(store=store, bundle=bundle, smallest_chunk=1)
     now_ms = START + 60 * DAY_MS
@@ -233,7 +233,7 @@ async def test_models_that_learn_at_a_standing_watermark_rescore_everyone_once(
     not count these re-scores, since no more silence has passed."""
     bundle = trained_bundle()
     await apply_and_score(store, bundle, [purchase(1, "c1", 2), purchase(2, "c2", 5),
-                                                   purchase(3, "c3", 30)], partition=0)
+                                          purchase(3, "c3", 30)], partition=0)
     producer = FakeAlertProducer()
     rules = AlertRules(config=AlertConfig(churn_risk=ChurnRiskRule(threshold=0.2, hysteresis=0.1,
                                                                    consecutive=2)),
@@ -274,7 +274,7 @@ async def test_a_refresh_leaves_alone_the_customers_the_current_models_scored(
     version of the models: one a batch scored after the last lesson is left as it is."""
     bundle = trained_bundle()
     await apply_and_score(store, bundle, [purchase(1, "c1", 2), purchase(2, "c2", 5),
-                                                   purchase(3, "c3", 9)], partition=0)
+                                          purchase(3, "c3", 9)], partition=0)
     sweep = SilenceSweep(store=store, bundle=bundle, smallest_chunk=2)
     watermark = START + 40 * DAY_MS
     while await sweep.tick([0], watermark):
@@ -302,7 +302,7 @@ async def test_a_worker_starts_with_a_refresh_of_scores_its_models_did_not_make(
     worker restarted from an older checkpoint) re-scores them once with its own, at the
     standing watermark, before any lesson."""
     await apply_and_score(store, trained_bundle(), [purchase(1, "c1", 2)],
-                                   partition=0)
+                          partition=0)
     watermark = START + 40 * DAY_MS
     older = trained_bundle()  # restored: it has lessons the other never had
     later = START + 90 * DAY_MS

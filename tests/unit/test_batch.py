@@ -17,7 +17,7 @@ from agents.models import ModelEvent, ModelStep
 from agents.partitions import Partitions
 from agents.publishing import ALERTS_REPEATED, AlertPublisher
 from agents.rules import AlertRules
-from feature_store import Progress
+from feature_store import Customer, Progress
 from online_models import ModelBundle
 from schemas.events import AnyEvent, topic_for
 from schemas.records import AlertKind, DeadLetter
@@ -212,19 +212,23 @@ async def test_every_batch_is_timed_in_each_of_its_steps() -> None:
         dict.fromkeys(BATCH_STEP_NAMES, 1.0))
 
 
-def test_a_customer_moves_to_another_segment_once_per_batch() -> None:
-    """Verify that of a customer's events in one batch only the first carries the move from
-    their stored segment (the others: no move), so the rule sees one move, not one per
-    event."""
-    from feature_store import Customer
+def trained_step_and_three_clicks() -> tuple[ModelStep, list[AnyEvent], Customer]:
+    """A model step with trained models, and customer c1 with three clicks as one batch
+    leaves them."""
     from tests.trained_models import trained_bundle
 
-    step = ModelStep(bundle=trained_bundle())
     events = [click(f"e{i}", "c1", i) for i in range(3)]
     store = MemoryStore()
     for event in events:
         store.events[("default", "c1")][event.event_id] = event
-    customer = store.customer(("default", "c1"))
+    return ModelStep(bundle=trained_bundle()), events, store.customer(("default", "c1"))
+
+
+def test_a_customer_moves_to_another_segment_once_per_batch() -> None:
+    """Verify that of a customer's events in one batch only the first carries the move from
+    their stored segment (the others: no move), so the rule sees one move, not one per
+    event."""
+    step, events, customer = trained_step_and_three_clicks()
     stored = step.learn_and_score(
         [ModelEvent(events[0], ("default", "c1"), 0)], {("default", "c1"): customer}, {},
         None).updates[0].scores["segment"]
@@ -239,16 +243,9 @@ def test_the_churn_rule_sees_a_customers_score_once_per_batch() -> None:
     """Verify that of a customer's events in one batch only the first carries their churn
     probability: the batch scores them once, and the rule's K consecutive scores must not be
     one score counted K times."""
-    from tests.trained_models import trained_bundle
-
-    step = ModelStep(bundle=trained_bundle())
-    events = [click(f"e{i}", "c1", i) for i in range(3)]
-    store = MemoryStore()
-    for event in events:
-        store.events[("default", "c1")][event.event_id] = event
+    step, events, customer = trained_step_and_three_clicks()
     updates = step.learn_and_score([ModelEvent(e, ("default", "c1"), 0) for e in events],
-                                   {("default", "c1"): store.customer(("default", "c1"))},
-                                   {}, None).updates
+                                   {("default", "c1"): customer}, {}, None).updates
     first, *later = [u.scores.get("churn_probability") for u in updates]
     assert first is not None and later == [None, None]
 
