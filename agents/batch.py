@@ -135,8 +135,10 @@ async def process_batch(worker: Worker, messages: Sequence[RawMessage]) -> Batch
                 scored.drifts, sorted(worker.models.tenants_seen),
                 model_version=worker.models.bundle.version)
         with BATCH_STEPS["publish"].time():
-            # Their rule state first: a redelivered trigger then repeats its alert word for word.
-            await worker.store.save_rule_states(decided.alerting)
+            # Their rule state first: a redelivered trigger then repeats its alert word for word
+            # (and the carts the batch opened for them keep their timers).
+            await worker.store.save_rule_states(decided.alerting,
+                                                timers_opened=decided.alerting_timers())
             await worker.alerts.publish(decided.alerts, decided.repeats)
         lists = worker.models.lists_in_worker() if worker.lists_in_worker else {}
 

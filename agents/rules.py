@@ -10,10 +10,11 @@ and the rules fire them after the batch's own updates (a purchase in the same ba
 the cart first). A cart this batch opened and its watermark already passed fires too.
 
 Crash safety (see ``agents/batch.py``): the states of the customers whose alerts go out are
-saved before the alerts are published, so a redelivered trigger is recognised (``seen``)
-and repeats its stored alert, same id, same content, and a fired cart's timer, still there
-after a crash, repeats its alert too. (An event the shop sent twice never gets here: the
-worker hands the rules only redelivered duplicates.)
+saved before the alerts are published, with the timers of the carts the batch opened for
+them, so a redelivered trigger is recognised (``seen``) and repeats its stored alert, same
+id, same content, and a fired cart's timer, still there after a crash, repeats its alert
+too. (An event the shop sent twice never gets here: the worker hands the rules only
+redelivered duplicates.)
 """
 
 from __future__ import annotations
@@ -66,6 +67,14 @@ class Decided:
     timers_opened: list[CartTimer] = field(default_factory=list)
     timers_closed: list[CartTimer] = field(default_factory=list)
     suppressed: Counter[str] = field(default_factory=Counter)
+
+    def alerting_timers(self) -> list[CartTimer]:
+        """The cart timers this batch opened for the customers in :attr:`alerting`: saved
+        with their states. A retry of the batch (after the broker did not take its alerts,
+        or a crash before the commit) reads the open cart back from the saved state and
+        opens no timer for it; without the timer the cart would never fire."""
+        return [timer for timer in self.timers_opened
+                if (timer.tenant, timer.customer_id) in self.alerting]
 
 
 class AlertRules:

@@ -146,6 +146,12 @@ def _cart_member(timer: CartTimer) -> bytes:
     return orjson.dumps([timer.tenant, timer.customer_id, timer.event_id])
 
 
+def _queue_open_timers(pipe: Any, timers: Sequence[CartTimer]) -> None:
+    for timer in timers:
+        pipe.zadd(cart_timers_key(timer.topic, timer.partition),
+                  {_cart_member(timer): timer.deadline_ms})
+
+
 def _no_check(replies: list[Any]) -> None:
     """Nothing to check."""
 
@@ -377,12 +383,16 @@ class FeatureStore:
                     pipe.zrem(customers_key(tenant), profile_id)
                 await pipe.execute()
 
-    async def save_rule_states(self, states: Mapping[CustomerKey, CustomerAlertState]) -> None:
+    async def save_rule_states(self, states: Mapping[CustomerKey, CustomerAlertState], *,
+                               timers_opened: Sequence[CartTimer] = ()) -> None:
         """Write rule states now (one round trip): the worker saves those of the customers
         whose alerts it is about to publish, so a redelivered trigger repeats them word for
-        word (see ``agents/batch.py``)."""
+        word (see ``agents/batch.py``). ``timers_opened``: the timers of the carts open in
+        those states, written first (a state holding a cart without its timer would never
+        fire it; a timer whose state is not written is found moot when it is due)."""
         if states:
             async with self.redis.pipeline(transaction=False) as pipe:
+                _queue_open_timers(pipe, timers_opened)
                 queue_set_many(pipe, {alert_state_key(tenant, customer): state.to_json()
                                       for (tenant, customer), state in states.items()})
                 await pipe.execute()
@@ -404,9 +414,7 @@ class FeatureStore:
                                   for (tenant, customer), state in commit.rule_states.items()})
             for timer in commit.timers_closed:
                 pipe.zrem(cart_timers_key(timer.topic, timer.partition), _cart_member(timer))
-            for timer in commit.timers_opened:
-                pipe.zadd(cart_timers_key(timer.topic, timer.partition),
-                          {_cart_member(timer): timer.deadline_ms})
+            _queue_open_timers(pipe, commit.timers_opened)
             for kind, count in commit.suppressed.items():
                 pipe.hincrby(SUPPRESSED_KEY, kind, count)
             for alert in commit.feed:

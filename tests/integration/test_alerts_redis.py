@@ -184,6 +184,25 @@ async def test_cart_timers_fire_by_watermark_and_survive_a_failed_publish(
                      partition=1) == []
 
 
+async def test_a_cart_opened_with_an_alert_the_broker_did_not_take_still_fires(
+        store: FeatureStore, settings: Settings, messages: Messages) -> None:
+    """Verify that a cart opened in the batch of another alert of the customer, a batch the
+    broker failed (its rule state saved, its commit never made), keeps its timer in Redis:
+    the retry reads the cart back from the saved state, and the cart fires on time."""
+    clicks = settings.topic(CLICKS)
+    scores = {"t1": {"sentiment": -0.9}}
+    batch = [ticket("t1", "c1", 0), click("a1", "c1", 1, kind="add_to_cart")]
+    broken = worker(store, settings, scores, FakeAlertProducer(unsent=1))
+    with pytest.raises(AlertPublishError):
+        await run(broken, messages, batch)
+    member = orjson.dumps(["default", "c1", "a1"])
+    assert await store.redis.zscore(cart_timers_key(clicks, 0), member) == ms(at(31))
+    retried = worker(store, settings, scores)
+    await run(retried, messages, batch)
+    [fired] = await run(retried, messages, [click("k1", "k", 40), purchase("kp", "k", 40)])
+    assert (fired.kind, fired.triggered_by) == (AlertKind.CART_ABANDONMENT, "a1")
+
+
 async def test_a_purchase_closes_the_cart_even_in_the_same_batch(
         store: FeatureStore, settings: Settings, messages: Messages) -> None:
     """Verify that no cart alert fires when the customer bought after the add-to-cart."""

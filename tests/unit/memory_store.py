@@ -121,8 +121,15 @@ class MemoryStore:
             marketing_consent=consent[-1] if consent else None,
             rule_state=CustomerAlertState.from_json(self.rule_states.get(key)))
 
-    async def save_rule_states(self, states: Mapping[CustomerKey, CustomerAlertState]) -> None:
+    async def save_rule_states(self, states: Mapping[CustomerKey, CustomerAlertState], *,
+                               timers_opened: Sequence[CartTimer] = ()) -> None:
+        self._open(timers_opened)
         self.rule_states.update({key: state.to_json() for key, state in states.items()})
+
+    def _open(self, timers: Sequence[CartTimer]) -> None:
+        for timer in timers:
+            self.timers[(timer.topic, timer.partition)][
+                (timer.tenant, timer.customer_id, timer.event_id)] = timer.deadline_ms
 
     async def commit(self, commit: Commit) -> None:
         if self.fail_commits:
@@ -134,9 +141,7 @@ class MemoryStore:
         for timer in commit.timers_closed:
             self.timers[(timer.topic, timer.partition)].pop(
                 (timer.tenant, timer.customer_id, timer.event_id), None)
-        for timer in commit.timers_opened:
-            self.timers[(timer.topic, timer.partition)][
-                (timer.tenant, timer.customer_id, timer.event_id)] = timer.deadline_ms
+        self._open(commit.timers_opened)
         for alert in commit.feed:
             self.feed.setdefault(alert.alert_id, alert)
         for key, offset in commit.progress.items():

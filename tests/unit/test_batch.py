@@ -198,6 +198,26 @@ async def test_a_cart_opened_late_fires_in_the_batch_that_opened_it() -> None:
     assert not any(store.timers.values())
 
 
+async def test_a_cart_opened_by_a_batch_that_alerted_and_then_failed_still_fires() -> None:
+    """Verify that a cart opened in a batch that also alerted, and failed before its commit
+    (the broker not taking its alerts, Redis gone), fires once the watermark passes: the
+    retry finds the cart in the rule state saved before publishing and opens no timer, so
+    the timer must have been saved with that state."""
+    store = MemoryStore(fail_commits=1)
+    worker = new_worker(store)
+    batch = [message(unhappy("t1", "anna"), 0),
+             message(click("a1", "anna", 1, kind="add_to_cart"), 0)]
+    with pytest.raises(ConnectionError):
+        await process_batch(worker, batch)
+    worker.partitions.forget()
+    await process_batch(worker, batch)
+    await process_batch(worker, [message(click("k1", "clock", 40), 1),
+                                 message(purchase("kp", "clock", 40), 0)])
+    alerts = worker.alerts._producer.alerts()  # type: ignore[attr-defined]
+    assert [(alert.kind, alert.triggered_by) for alert in alerts] == [
+        (AlertKind.NEGATIVE_TICKET, "t1"), (AlertKind.CART_ABANDONMENT, "a1")]
+
+
 def batches_timed(step: str) -> float:
     return REGISTRY.get_sample_value("crm_worker_batch_step_seconds_count",
                                      {"step": step}) or 0.0
