@@ -37,16 +37,15 @@ from agents.alert_rules import CustomerUpdate
 from agents.insights import Insights, ticket_records
 from agents.list_schedule import ListSchedule
 from agents.recommending import Interaction, RecommendationWork, apply_work
+from agents.score_records import score_record
 from feature_store import Customer, CustomerKey
 from feature_store.keys import anonymous_profile_id
 from feature_store.ranking import RankingSketch
 from feature_store.scores import ScoreRecord
 from feature_store.tickets import TicketRecord
 from online_models import (
-    CustomerScores,
     DriftEvent,
     ModelBundle,
-    ModelStatus,
     TriageResult,
     behaviour_vector,
     model_statuses,
@@ -60,8 +59,6 @@ from schemas.events import (
     PurchaseEvent,
     TicketEvent,
 )
-from schemas.profile import ScoreStatus
-from schemas.records import Contribution
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +77,6 @@ def is_customer(profile_id: str) -> bool:
 
 def _ticket_text(event: TicketEvent) -> str:
     return f"{event.subject}\n{event.body}".strip()
-
 
 
 class ModelEvent(NamedTuple):
@@ -130,27 +126,6 @@ class Scored:
     tickets: list[TicketRecord] = field(default_factory=list)
     #: Models whose error rose in this batch.
     drifts: list[DriftEvent] = field(default_factory=list)
-
-
-def score_record(tenant: str, customer_id: str, scores: CustomerScores, *,
-                 previous_segment: int | None, model_version: str,
-                 partition: int | None = None, sentiment: float | None = None,
-                 anomaly_score: float | None = None) -> ScoreRecord:
-    """The models' scores of one customer as the store writes them."""
-    return ScoreRecord(
-        tenant=tenant, customer_id=customer_id, scored_at_ms=scores.scored_at_ms,
-        churn_probability=scores.churn_probability,
-        churn_explanation=[Contribution(**c._asdict()) for c in scores.churn_explanation],
-        churn_status=_status(scores.churn_status), clv=scores.clv,
-        clv_status=_status(scores.clv_status), segment=scores.segment,
-        segment_label=scores.segment_label, previous_segment=previous_segment,
-        model_version=model_version, partition=partition, sentiment=sentiment,
-        anomaly_score=anomaly_score, segments=scores.segments)
-
-
-def _status(status: ModelStatus) -> ScoreStatus:
-    return ScoreStatus(status=status.status, examples=status.examples, needed=status.needed,
-                       pending=status.pending)
 
 
 class ModelStep:

@@ -41,9 +41,9 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from agents.alert_rules import Outcome, churn_in_silence
-from agents.models import score_record
 from agents.publishing import AlertPublisher, AlertPublishError
 from agents.rules import ALERTS_SUPPRESSED, AlertRules
+from agents.score_records import score_record
 from feature_store import Commit, FeatureStore
 from feature_store.rule_state import CustomerAlertState
 from feature_store.scores import DueCustomer, chunk_for
