@@ -268,7 +268,19 @@ class TicketTriage:
     def _experts(self, text: str) -> tuple[dict[str, float], dict[str, float]]:
         """The prior's probabilities, and the classifier's over the same categories: on the
         categories it has labels for it shares out the prior's mass on them; elsewhere it
-        has no opinion of its own and repeats the prior."""
+        has no opinion of its own and repeats the prior.
+
+        The worker classifies a labelled ticket, then learns from it, which judges it twice
+        more (the served category, the experts' losses): the experts of the text last
+        judged are kept until the model learns."""
+        last = getattr(self, "_last_experts", None)  # checkpoints from before lack it
+        if last is not None and last[0] == (text, self.example_count):
+            return last[1]
+        experts = self._judge(text)
+        self._last_experts = ((text, self.example_count), experts)
+        return experts
+
+    def _judge(self, text: str) -> tuple[dict[str, float], dict[str, float]]:
         prior = self.keyword_probabilities(text)
         if not self.example_count:
             return prior, prior

@@ -60,3 +60,17 @@ def test_sentiment_learns_nothing_from_a_text_without_words() -> None:
     assert model.score("anything").source == "lexicon"
     assert model.learn("awful broken", 1) and model.learn("great thanks", 5)
     assert -1.0 <= model.score("??").sentiment <= 1.0
+
+
+def test_a_text_scored_again_once_the_model_learnt_is_scored_afresh() -> None:
+    """Verify that scoring a text twice gives the same score, and that after learning the
+    same text scores anew (the worker scores a ticket, then learns from it)."""
+    model = SentimentModel(prior_strength=5)
+    for _ in range(10):
+        model.learn("the lid squeaks", csat=1)
+        model.learn("arrived on time", csat=5)
+    before = model.score("the lid squeaks again")
+    assert model.score("the lid squeaks again") == before
+    for _ in range(30):
+        model.learn("the lid squeaks again", csat=5)
+    assert model.score("the lid squeaks again").sentiment > before.sentiment + 0.2

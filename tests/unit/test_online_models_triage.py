@@ -76,3 +76,19 @@ def test_triage_checkpoints() -> None:
     assert restored.probabilities("van crushed it") == triage.probabilities("van crushed it")
     assert restored.learn("lid cracked", "product") == triage.learn("lid cracked", "product")
     assert restored.metrics_dict() == triage.metrics_dict()
+
+
+def test_a_text_classified_again_once_the_model_learnt_is_judged_afresh() -> None:
+    """Verify that classifying a text twice gives the same answer, and that after learning
+    its label the same text is judged anew (the worker classifies a ticket, then learns)."""
+    triage = TicketTriage()
+    for _ in range(10):
+        triage.learn("the gadget hums", "product")
+        triage.learn("charged twice", "billing")
+        triage.learn("lovely shop, well done", "other")
+    before = triage.classify("it hums and rattles")
+    assert triage.classify("it hums and rattles") == before
+    assert before.category == "product"
+    for _ in range(15):
+        triage.learn("it hums and rattles", "billing")
+    assert triage.classify("it hums and rattles").category == "billing"
