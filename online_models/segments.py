@@ -287,8 +287,6 @@ class Segmenter:
     def _choose_k(self, z: np.ndarray, distinct: int) -> int:
         """The most segments about as stable as the most stable number (see
         :data:`STABLE_MARGIN`)."""
-        from sklearn.metrics import adjusted_rand_score
-
         rng = np.random.default_rng(self.seed)
         points = z[rng.choice(len(z), min(len(z), CHOOSE_ON), replace=False)]
         size = int(0.7 * len(points))
@@ -303,7 +301,7 @@ class Segmenter:
                 centres, _ = kmeans2(points[sample], k, iter=CHOICE_ITERATIONS, minit="++",
                                      rng=self.seed + 2 * pair + side, check_finite=False)
                 labels.append(vq(points, centres, check_finite=False)[0])
-            return float(adjusted_rand_score(*labels))
+            return adjusted_rand(*labels)
 
         numbers = range(self.min_segments, min(self.max_segments, distinct - 1) + 1)
         with warnings.catch_warnings():  # a subsample's fit may leave a centre empty
@@ -340,6 +338,35 @@ class Segmenter:
             matched[segment] = centre
         self._next_id = max(self._next_id, max(matched) + 1)
         return matched
+
+
+def adjusted_rand(first: np.ndarray, second: np.ndarray) -> float:
+    """The adjusted Rand index of two labelings (non-negative integer codes), as
+    scikit-learn's ``adjusted_rand_score`` computes it, without its input checks: those
+    took 1.2 of its 1.3 ms on 560 labels, and a choice of the number of segments compares up
+    to 84 pairs of labelings (a quarter of the choice's time).
+
+    >>> from sklearn.metrics import adjusted_rand_score
+    >>> a, b = np.array([0, 0, 1, 1, 2, 2]), np.array([1, 1, 0, 0, 0, 2])
+    >>> round(adjusted_rand(a, b), 6) == round(adjusted_rand_score(a, b), 6)
+    True
+    >>> adjusted_rand(np.zeros(4, int), np.zeros(4, int))  # one cluster each: identical
+    1.0
+    """
+    codes = int(max(first.max(), second.max())) + 1
+    table = np.bincount(first.astype(np.int64) * codes + second,
+                        minlength=codes * codes).reshape(codes, codes)
+
+    def pairs(counts: np.ndarray) -> float:
+        return float((counts * (counts - 1) // 2).sum())
+
+    index, rows, columns = pairs(table), pairs(table.sum(axis=1)), pairs(table.sum(axis=0))
+    total = len(first) * (len(first) - 1) / 2
+    expected = rows * columns / total if total else 0.0
+    top = (rows + columns) / 2
+    if top == expected:  # both one cluster, both all singletons, or fewer than 2 labels
+        return 1.0
+    return (index - expected) / (top - expected)
 
 
 def _stable_hash(customer_id: str) -> int:

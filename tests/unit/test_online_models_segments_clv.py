@@ -7,11 +7,14 @@ import random
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.metrics import adjusted_rand_score
 
 from online_models import segments
 from online_models.clv import ClvModel
 from online_models.features import DAY_MS, behaviour_vector
-from online_models.segments import FEATURES, Segmenter
+from online_models.segments import FEATURES, Segmenter, adjusted_rand
 
 NOW = 400 * DAY_MS
 
@@ -253,3 +256,13 @@ def test_screening_the_numbers_of_segments_chooses_what_trying_all_pairs_chooses
     screened = Segmenter(seed=3)._choose_k(points, len(points))
     monkeypatch.setattr(segments, "SCREEN_PAIRS", segments.CHOOSE_PAIRS)
     assert Segmenter(seed=3)._choose_k(points, len(points)) == screened
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 6)), min_size=1, max_size=300))
+def test_the_adjusted_rand_index_is_scikit_learns(pairs: list[tuple[int, int]]) -> None:
+    """Verify that the choice's adjusted Rand index equals scikit-learn's on any two
+    labelings, the degenerate ones included (one cluster, all singletons, one label)."""
+    first, second = (np.array(labels) for labels in zip(*pairs, strict=True))
+    assert adjusted_rand(first, second) == pytest.approx(adjusted_rand_score(first, second),
+                                                         abs=1e-9)
