@@ -30,6 +30,12 @@ _COUNTERS = ("orders", "items_bought", "views", "product_views", "cart_adds", "c
              "checkouts_started", "sessions", "searches", "tickets_total", "open_tickets",
              "active_days")
 _TIMES = ("first_seen_at", "last_seen_at", "last_order_at")
+#: The profile fields a customer is read with, in the order ``apply_customer.lua`` answers
+#: them: the features the models read, and the scores and consent a batch compares with.
+#: Not the whole hash: its score fields (the churn explanation, statuses, labels) are a
+#: third of its fields and most of its bytes, and the worker only writes them.
+READ_FIELDS = (*_COUNTERS, "revenue_cents", *_TIMES, "sentiment", "segment", "clv",
+               "marketing_consent")
 
 #: The per-customer keys ``apply_customer.lua`` takes, in its order.
 CUSTOMER_SCRIPT_KEYS = ("profile", "events", "sessions", "categories", "recent", "tickets",
@@ -37,9 +43,11 @@ CUSTOMER_SCRIPT_KEYS = ("profile", "events", "sessions", "categories", "recent",
 
 
 def _script(name: str) -> str:
-    """A Lua script with the shared helpers of ``lua/common.lua`` in front of it."""
+    """A Lua script with the shared helpers of ``lua/common.lua`` in front of it, and
+    :data:`READ_FIELDS` as ``READ_FIELDS`` (one list for both languages)."""
     lua = resources.files("feature_store").joinpath("lua")
-    return lua.joinpath("common.lua").read_text() + lua.joinpath(name).read_text()
+    fields = "local READ_FIELDS = {" + ", ".join(f"'{name}'" for name in READ_FIELDS) + "}\n"
+    return fields + lua.joinpath("common.lua").read_text() + lua.joinpath(name).read_text()
 
 
 APPLY_SCRIPT = PipelineScript(_script("apply_customer.lua"))
@@ -91,8 +99,9 @@ def customer_from(reply: Any) -> Customer | None:
     """The customer in the second part of an ``apply_customer.lua`` reply (None: none)."""
     if not reply:
         return None
-    flat, categories, recent, bought, orders, rule_state = reply
-    raw = {text(key): text(value) for key, value in zip(flat[::2], flat[1::2], strict=True)}
+    values, categories, recent, bought, orders, rule_state = reply
+    raw = {name: text(value) for name, value in zip(READ_FIELDS, values, strict=True)
+           if value is not None}
     profile = _profile_from_text(raw)
     weights = [float(weight) for weight in categories[1::2]]
     total = sum(weights) or 1.0

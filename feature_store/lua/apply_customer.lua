@@ -14,7 +14,8 @@
 -- not applied here but handed back, for the caller to apply to the customer); needs_merge is 1 when the event carries an anonymous id
 -- whose merge into this customer has not completed (also for a duplicate: a redelivered
 -- stitching event resumes a merge a crash interrupted). customer is false for an erased
--- customer, else {profile hash as a flat list, categories strongest first with weights,
+-- customer, else {the profile's READ_FIELDS (feature_store/customers.py, defined in front of
+-- this script) in order, categories strongest first with weights,
 -- recent products newest first, bought products, last orders, alert rule state or false}.
 local profile, events, sessions, categories, recent, tickets, bought, orders, days, merged, erased,
   alerts, alias = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8],
@@ -193,12 +194,11 @@ if applied > 0 then
   end
 end
 
-local fields = redis.call('HGETALL', profile)
-if #fields == 0 then
+if redis.call('EXISTS', profile) == 0 then
   return {outcomes, false}
 end
 return {outcomes, {
-  fields,
+  redis.call('HMGET', profile, unpack(READ_FIELDS)),
   redis.call('ZREVRANGE', categories, 0, -1, 'WITHSCORES'),
   redis.call('ZREVRANGE', recent, 0, -1),
   redis.call('SMEMBERS', bought),
