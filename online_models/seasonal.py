@@ -149,10 +149,7 @@ class SeasonalForecaster:
         self.interval_level = interval_level
         self.min_observations = min_observations or 2 * seasonality
         self.settings = [(a, g) for g in gammas for a in alphas]
-        self.candidates = [
-            time_series.HoltWinters(alpha=a, beta=beta, gamma=g, seasonality=seasonality)
-            for a, g in self.settings
-        ]
+        self.candidates = self._new_candidates()
         self.errors = [0.0] * len(self.settings)
         self.residuals: list[deque[float]] = [
             deque(maxlen=self.residual_window) for _ in self.settings
@@ -259,7 +256,16 @@ class SeasonalForecaster:
 
     def learn_one(self, y: float) -> Prediction | None:
         """Learn the next bucket's value; returns the forecast served for it (made before
-        learning), or ``None`` while not :attr:`ready`."""
+        learning), or ``None`` while not :attr:`ready`.
+
+        A first season without net revenue (all zero, or refunds cancelling the orders)
+        starts the series again: River initialises the season as each value over the
+        season's mean, and would divide by zero.
+        """
+        if (self.observations == max(2, self.seasonality) - 1
+                and abs(math.fsum(self._recent) + y) < 1e-9):
+            self._start_again()
+            return None
         served: Prediction | None = None
         if self.initialised:
             chosen = self.selected
@@ -279,6 +285,16 @@ class SeasonalForecaster:
             model.learn_one(y)
         self.observations += 1
         return served
+
+    def _new_candidates(self) -> list[time_series.HoltWinters]:
+        return [time_series.HoltWinters(alpha=a, beta=self.beta, gamma=g,
+                                        seasonality=self.seasonality)
+                for a, g in self.settings]
+
+    def _start_again(self) -> None:
+        self.candidates = self._new_candidates()
+        self.observations = 0
+        self._recent.clear()
 
     def _score(self, y: float, served: Prediction) -> None:
         error = abs(y - served.value)

@@ -192,3 +192,19 @@ def test_intervals_are_the_quantiles_of_the_served_candidates_residuals() -> Non
     older = pickle.loads(pickle.dumps(model))
     del older._sorted_index, older._sorted  # as a checkpoint written before this
     assert older.forecast(7) == model.forecast(7)
+
+
+@pytest.mark.parametrize("first_week", [[0.0] * 7, [40.0, -40.0, 0.0, 0.0, 25.5, 0.0, -25.5]])
+def test_a_first_season_without_net_revenue_starts_the_series_again(
+        first_week: list[float]) -> None:
+    """Verify that a first season whose revenue sums to nothing (no orders, or refunds that
+    cancel them) neither fails (River would divide by its mean) nor shapes the forecast:
+    the weeks after it are learnt as a fresh series."""
+    model, fresh = SeasonalForecaster(seasonality=7), SeasonalForecaster(seasonality=7)
+    for value in first_week:
+        assert model.learn_one(value) is None
+    pattern = [100.0, 100.0, 100.0, 100.0, 120.0, 180.0, 200.0]
+    for day in range(28):
+        model.learn_one(pattern[day % 7])
+        fresh.learn_one(pattern[day % 7])
+    assert model.forecast(7) == fresh.forecast(7) != []
