@@ -258,9 +258,10 @@ class SeasonalForecaster:
         """Learn the next bucket's value; returns the forecast served for it (made before
         learning), or ``None`` while not :attr:`ready`.
 
-        A first season without net revenue (all zero, or refunds cancelling the orders)
-        starts the series again: River initialises the season as each value over the
-        season's mean, and would divide by zero.
+        A first season without revenue (a series opened by an order with a total of 0,
+        then a quiet season; or values that cancel out) starts the series again: River
+        initialises the season as each value over the season's mean, and would divide by
+        zero.
         """
         if (self.observations == max(2, self.seasonality) - 1
                 and abs(math.fsum(self._recent) + y) < 1e-9):

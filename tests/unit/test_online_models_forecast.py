@@ -197,9 +197,9 @@ def test_intervals_are_the_quantiles_of_the_served_candidates_residuals() -> Non
 @pytest.mark.parametrize("first_week", [[0.0] * 7, [40.0, -40.0, 0.0, 0.0, 25.5, 0.0, -25.5]])
 def test_a_first_season_without_net_revenue_starts_the_series_again(
         first_week: list[float]) -> None:
-    """Verify that a first season whose revenue sums to nothing (no orders, or refunds that
-    cancel them) neither fails (River would divide by its mean) nor shapes the forecast:
-    the weeks after it are learnt as a fresh series."""
+    """Verify that a first season whose values sum to nothing (no revenue, or values that
+    cancel out) neither fails (River would divide by its mean) nor shapes the forecast: the
+    weeks after it are learnt as a fresh series."""
     model, fresh = SeasonalForecaster(seasonality=7), SeasonalForecaster(seasonality=7)
     for value in first_week:
         assert model.learn_one(value) is None
