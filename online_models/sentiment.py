@@ -19,6 +19,7 @@ from river import feature_extraction, metrics, naive_bayes
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from online_models.evaluation import BinnedROCAUC
+from online_models.kept import answer_until_learnt
 
 __all__ = ["SentimentModel", "SentimentScore", "lexicon_sentiment", "urgency"]
 
@@ -166,17 +167,9 @@ class SentimentModel:
         return True
 
     def score(self, text: str) -> SentimentScore:
-        """Sentiment and urgency of ``text`` (pure).
-
-        The worker scores a resolved ticket, then learns from it, which scores it again for
-        the progressive metrics: the score of the text last scored is kept until the model
-        learns (VADER and the naive Bayes are most of a ticket's cost)."""
-        last = getattr(self, "_last_score", None)  # checkpoints from before lack it
-        if last is not None and last[0] == (text, self.example_count):
-            return last[1]
-        scored = self._score(text)
-        self._last_score = ((text, self.example_count), scored)
-        return scored
+        """Sentiment and urgency of ``text`` (pure; the last one is kept until the model
+        learns, see :mod:`online_models.kept`)."""
+        return answer_until_learnt(self, "_last_score", text, self._score)
 
     def _score(self, text: str) -> SentimentScore:
         prior = lexicon_sentiment(text)

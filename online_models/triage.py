@@ -34,6 +34,7 @@ from typing import Any, NamedTuple
 
 from river import feature_extraction, metrics, naive_bayes
 
+from online_models.kept import answer_until_learnt
 from schemas.events import TicketCategory
 
 __all__ = ["CATEGORIES", "KEYWORDS", "TicketCategory", "TicketTriage", "TriageResult",
@@ -268,17 +269,10 @@ class TicketTriage:
     def _experts(self, text: str) -> tuple[dict[str, float], dict[str, float]]:
         """The prior's probabilities, and the classifier's over the same categories: on the
         categories it has labels for it shares out the prior's mass on them; elsewhere it
-        has no opinion of its own and repeats the prior.
-
-        The worker classifies a labelled ticket, then learns from it, which judges it twice
-        more (the served category, the experts' losses): the experts of the text last
-        judged are kept until the model learns."""
-        last = getattr(self, "_last_experts", None)  # checkpoints from before lack it
-        if last is not None and last[0] == (text, self.example_count):
-            return last[1]
-        experts = self._judge(text)
-        self._last_experts = ((text, self.example_count), experts)
-        return experts
+        has no opinion of its own and repeats the prior. The last are kept until the model
+        learns (see :mod:`online_models.kept`): learning judges the text just classified
+        twice more."""
+        return answer_until_learnt(self, "_last_experts", text, self._judge)
 
     def _judge(self, text: str) -> tuple[dict[str, float], dict[str, float]]:
         prior = self.keyword_probabilities(text)
