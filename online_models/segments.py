@@ -9,10 +9,9 @@ today to centre 3 of an hour ago. So a :class:`Segmenter`:
 * keeps the latest :func:`~online_models.features.behaviour_vector` of a uniform sample of
   its customers (a bottom-k sample by a stable hash of the id: each customer in it once,
   whatever their activity), standardized over that sample;
-* refits k-means (scikit-learn, k-means++ with restarts) on the sample every
+* refits k-means (SciPy's ``kmeans2``, k-means++ with restarts) on the sample every
   ``refit_every`` updates, choosing the number of segments from time to time by stability
-  (Lange et al., 2004; the subsample fits by SciPy's lighter ``kmeans2``): the most
-  segments on which fits to different subsamples agree
+  (Lange et al., 2004): the most segments on which fits to different subsamples agree
   (adjusted Rand index of their assignments) within :data:`STABLE_MARGIN` of the best
   agreement of any number. On our simulated shop and the quality families this found the
   planted number where the silhouette took one too many or too few. A choice is a few
@@ -41,7 +40,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.cluster.vq import kmeans2, vq
 from scipy.optimize import linear_sum_assignment
-from threadpoolctl import threadpool_limits
 
 __all__ = ["SegmentSummary", "Segmenter", "TenantSegments", "describe_segments"]
 
@@ -70,6 +68,14 @@ SCREEN_PAIRS, SCREEN_MARGIN = 4, 0.15
 #: With 10 iterations abrupt stop took 3 only 4 times of 8: fits stopped short of converging
 #: disagree more.
 CHOICE_ITERATIONS = 30
+#: The fits the segments are served from (SciPy's ``kmeans2``): the best of this many
+#: k-means++ seeded restarts when the number is chosen, the previous centres refined in
+#: between; Lloyd iterations until no customer changes segment (checked every
+#: :data:`CONVERGENCE_CHECK`), at most :data:`FIT_ITERATIONS`. They were scikit-learn's
+#: ``KMeans`` (same restarts): its import (~1 s) stalled the first refit's batch, and each
+#: fit checked its input and the thread pools (threadpoolctl lists the loaded libraries
+#: each time) for a few ms on a sample of a few hundred customers.
+FIT_RESTARTS, FIT_ITERATIONS, CONVERGENCE_CHECK = 4, 300, 10
 #: The interval between two choices doubles while they agree, up to this many times
 #: ``choose_k_every``. A choice took ~0.4 s against ~0.02 s for a refit that refines the
 #: centres; without the backoff a shop whose sample is full chose every 25,000 updates, a few
@@ -190,10 +196,7 @@ class Segmenter:
                 self._sample[customer_id] = row
         due = min(self.refit_every, max(self.min_customers, len(self._sample)))
         if len(self._sample) >= self.min_customers and self._updates_since_fit >= due:
-            # One thread: these fits are small, and on a busy host OpenMP's threads spend
-            # most of a fit waiting for each other.
-            with threadpool_limits(limits=1):
-                self.refit()
+            self.refit()
 
     def forget(self, customer_id: str) -> None:
         """Erasure: drop the customer from the sample."""
@@ -235,8 +238,6 @@ class Segmenter:
     def refit(self, *, choose_k: bool = False) -> None:
         """k-means on the sample, matched to the previous centres; ``choose_k``: choose the
         number of segments now, whether or not a choice is due."""
-        from sklearn.cluster import KMeans
-
         self._updates_since_fit = 0
         ids = sorted(self._sample)
         raw = np.array([self._sample[c] for c in ids])
@@ -261,11 +262,11 @@ class Segmenter:
                                         MAX_CHOICE_BACKOFF * self.choose_k_every)
                                     if kept else self.choose_k_every)
             self._next_choice = self.refits + self.choice_interval
-            model = KMeans(n_clusters=k, n_init=4, random_state=self.seed).fit(z)
+            centres = _best_of_restarts(z, k, seed=self.seed)
         else:  # the same number: refine the previous centres on today's sample
             start = (np.array(list(previous.values())) - means) / scales
-            model = KMeans(n_clusters=k, init=start, n_init=1).fit(z)
-        centres, labels = model.cluster_centers_, model.labels_
+            centres = _lloyd(z, start)
+        labels = vq(z, centres, check_finite=False)[0]
         self.refits += 1
         self._means, self._scales, self._fill = means, scales, fill
         self.centres = self._match(centres, previous)
@@ -340,6 +341,40 @@ class Segmenter:
             matched[segment] = centre
         self._next_id = max(self._next_id, max(matched) + 1)
         return matched
+
+
+def _lloyd(z: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """k-means (SciPy's ``kmeans2``) from the centres ``start`` until no customer changes
+    segment, or :data:`FIT_ITERATIONS` Lloyd iterations. A centre left empty stays where it
+    was."""
+    centres, labels = start, vq(z, start, check_finite=False)[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # an empty centre
+        for _ in range(FIT_ITERATIONS // CONVERGENCE_CHECK):
+            centres, _ = kmeans2(z, centres, iter=CONVERGENCE_CHECK, minit="matrix",
+                                 check_finite=False)
+            moved = vq(z, centres, check_finite=False)[0]
+            if np.array_equal(moved, labels):
+                break
+            labels = moved
+    return centres
+
+
+def _best_of_restarts(z: np.ndarray, k: int, *, seed: int) -> np.ndarray:
+    """The centres of the best (least squared distance) of :data:`FIT_RESTARTS` k-means
+    fits, each seeded by k-means++."""
+    best, best_inertia = None, math.inf
+    for restart in range(FIT_RESTARTS):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            seeds, _ = kmeans2(z, k, iter=1, minit="++", rng=seed + restart,
+                               check_finite=False)
+        centres = _lloyd(z, seeds)
+        inertia = float(np.square(vq(z, centres, check_finite=False)[1]).sum())
+        if inertia < best_inertia:
+            best, best_inertia = centres, inertia
+    assert best is not None
+    return best
 
 
 def adjusted_rand(first: np.ndarray, second: np.ndarray) -> float:

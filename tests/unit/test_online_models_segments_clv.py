@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pickle
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -78,6 +80,27 @@ def test_segments_recover_the_kinds_of_customers_with_labels_in_a_marketers_word
     assert 250 < centroid["spend_per_order"] < 600 and centroid["orders_per_week"] < 0.3
     shares = {summary.segment: summary.share for summary in segmenter.summaries()}
     assert all(0.25 < share < 0.42 for share in shares.values())
+
+
+def test_segmenting_imports_no_clustering_library_on_the_way() -> None:
+    """Verify that fitting, choosing the number of segments and refining them import
+    nothing: scikit-learn's clustering took about a second to import, paid by the batch of
+    the first refit (River imports scikit-learn's base at start-up, not its clustering)."""
+    script = (
+        "import random, sys\n"
+        "from online_models.segments import Segmenter\n"
+        "loaded = set(sys.modules)\n"
+        "rng = random.Random(1)\n"
+        "segmenter = Segmenter(min_customers=30, refit_every=100)\n"
+        "for i in range(400):\n"
+        "    big = i % 2\n"
+        "    segmenter.learn(f'c{i % 200}', {'log_orders_per_week': rng.gauss(0.2 + big, 0.1),\n"
+        "                                   'log_spend_per_order': rng.gauss(3 + 3 * big, 0.2)})\n"
+        "assert segmenter.refits >= 4 and len(segmenter.centres) == 2, segmenter.refits\n"
+        "print(sorted(set(sys.modules) - loaded))\n")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True)
+    assert run.stdout.strip() == "[]"
 
 
 def test_a_segment_keeps_its_id_and_label_while_its_centre_moves() -> None:
