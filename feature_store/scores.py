@@ -13,12 +13,14 @@ that owns the partition re-scores the oldest first (:func:`count_due`, :func:`re
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from pydantic import TypeAdapter
 
 from feature_store.client import Pipeline
 from feature_store.customers import profile_from_fields
@@ -137,14 +139,30 @@ class _MemberWrites:
             pipe.zadd(key, positions)  # type: ignore[arg-type]
 
 
+#: The churn explanation as stored: one encoding call for the whole list, not a dump per
+#: contribution.
+_EXPLANATION = TypeAdapter(list[Contribution])
+
+
+def _status_json(status: ScoreStatus) -> bytes:
+    """A model's status as stored. A batch's customers share their models' statuses, so
+    each is encoded once rather than once per customer."""
+    return _encoded_status(tuple(status.__dict__.items()))
+
+
+@functools.lru_cache(maxsize=64)
+def _encoded_status(fields: tuple[tuple[str, Any], ...]) -> bytes:
+    return orjson.dumps(dict(fields))
+
+
 def _queue_profile_scores(pipe: Pipeline, record: ScoreRecord, updated_at_ms: int) -> None:
     """The score fields of one profile: set those the record has, drop those it lacks."""
     fields: dict[str, Any] = {
         "scored_at": record.scored_at_ms,
         "updated_at": updated_at_ms,
-        "churn_status": orjson.dumps(record.churn_status.model_dump()),
-        "churn_explanation": orjson.dumps([c.model_dump() for c in record.churn_explanation]),
-        "clv_status": orjson.dumps(record.clv_status.model_dump()),
+        "churn_status": _status_json(record.churn_status),
+        "churn_explanation": _EXPLANATION.dump_json(list(record.churn_explanation)),
+        "clv_status": _status_json(record.clv_status),
         "model_version": record.model_version,
     }
     absent = []
