@@ -289,3 +289,24 @@ def test_the_adjusted_rand_index_is_scikit_learns(pairs: list[tuple[int, int]]) 
     first, second = (np.array(labels) for labels in zip(*pairs, strict=True))
     assert adjusted_rand(first, second) == pytest.approx(adjusted_rand_score(first, second),
                                                          abs=1e-9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(groups=st.integers(1, 6), k=st.integers(2, 8), seed=st.integers(0, 1000),
+       iterations=st.integers(2, 40))
+def test_a_fit_stopped_at_its_fixed_point_is_the_fit_with_every_iteration(
+        groups: int, k: int, seed: int, iterations: int) -> None:
+    """Verify that stopping Lloyd's iterations at a fixed point answers what SciPy's
+    ``kmeans2`` answers after all of them, from the same k-means++ seeds."""
+    import warnings
+
+    from scipy.cluster.vq import kmeans2
+
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0.0, 2.0, (groups, 3))
+    points = np.vstack([rng.normal(centre, 1.0, (60, 3)) for centre in centres])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # an empty centre
+        every, _ = kmeans2(points, k, iter=iterations, minit="++", rng=seed)
+    stopped = segments._seeded(points, k, seed=seed, iterations=iterations)
+    np.testing.assert_allclose(stopped, every)
