@@ -21,7 +21,7 @@ from feature_store.replies import TOP_CATEGORIES, text
 from feature_store.rule_state import CustomerAlertState
 
 __all__ = ["APPLY_SCRIPT", "CUSTOMER_SCRIPT_KEYS", "Customer", "CustomerKey", "customer_from",
-           "load_customers", "profile_from_fields"]
+           "load_customers", "lua_source", "profile_from_fields"]
 
 #: (tenant, profile id): a customer, or an anonymous visitor (``anon:...``).
 CustomerKey = tuple[str, str]
@@ -42,15 +42,15 @@ CUSTOMER_SCRIPT_KEYS = ("profile", "events", "sessions", "categories", "recent",
                         "bought", "orders", "days", "merged", "erased", "alerts", "alias")
 
 
-def _script(name: str) -> str:
-    """A Lua script with the shared helpers of ``lua/common.lua`` in front of it, and
-    :data:`READ_FIELDS` as ``READ_FIELDS`` (one list for both languages)."""
+def lua_source(name: str) -> str:
+    """A Lua script of ``feature_store/lua`` with the shared helpers of ``common.lua`` in
+    front of it, and :data:`READ_FIELDS` as ``READ_FIELDS`` (one list for both languages)."""
     lua = resources.files("feature_store").joinpath("lua")
     fields = "local READ_FIELDS = {" + ", ".join(f"'{name}'" for name in READ_FIELDS) + "}\n"
     return fields + lua.joinpath("common.lua").read_text() + lua.joinpath(name).read_text()
 
 
-APPLY_SCRIPT = PipelineScript(_script("apply_customer.lua"))
+APPLY_SCRIPT = PipelineScript(lua_source("apply_customer.lua"))
 
 
 @dataclass

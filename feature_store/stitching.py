@@ -20,6 +20,7 @@ from feature_store.customers import (
     Customer,
     CustomerKey,
     customer_from,
+    lua_source,
     queue_apply,
 )
 from feature_store.keys import CustomerKeys, alias_key, anonymous_profile_id, customers_key
@@ -38,12 +39,7 @@ _SNAPSHOT_KEY_SUFFIXES = MERGE_KEY_SUFFIXES[:9]
 VISITOR_KEY_SUFFIXES = (*MERGE_KEY_SUFFIXES, "recos")
 
 
-def _script(name: str) -> PipelineScript:
-    lua = resources.files("feature_store").joinpath("lua")
-    return PipelineScript(lua.joinpath("common.lua").read_text() + lua.joinpath(name).read_text())
-
-
-MERGE_SCRIPT = _script("merge_profile.lua")
+MERGE_SCRIPT = PipelineScript(lua_source("merge_profile.lua"))
 SNAPSHOT_SCRIPT = PipelineScript(resources.files("feature_store").joinpath(
     "lua", "visitor_snapshot.lua").read_text())
 
