@@ -286,8 +286,9 @@ def _family_section(result: FamilyResult, plot: str | None) -> list[str]:
              f"{result.customers:,} customers over {config.days:g} days (seed {config.seed}), "
              f"{result.events:,} events, {result.churn_share:.0%} stopped for good; the last "
              f"{config.holdout_days:g} days are the holdout. Planted groups: "
-             f"{', '.join(result.groups)}. Served segments: "
-             f"{', '.join(sorted(result.segment_labels.values())) or 'none'}.", "",
+             f"{', '.join(result.groups)}. Served segments "
+             f"({len(result.segment_labels)}): "
+             f"{'; '.join(sorted(result.segment_labels.values())) or 'none'}.", "",
              "| measure | value |", "|---|---:|"]
     lines += [f"| {name} | {_fmt(value)} |" for name, value in result.metrics.items()]
     lines.append(f"| seconds until every served score was at the watermark (before / after "

@@ -160,3 +160,15 @@ def test_report_is_written_with_a_plot_per_shop(tmp_path: Path) -> None:
     for name in pngs:
         assert f"]({name})" in text
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_served_segment_labels_are_counted_and_told_apart(tmp_path: Path) -> None:
+    """Verify that the report counts the served segments and separates their labels so a
+    label with a comma in it ("big spenders, rare") reads as one segment."""
+    cdnow = _cdnow_result()
+    cdnow.metrics = score(cdnow)
+    family = _family_result(progressive=0.9)
+    family.segment_labels = {0: "big spenders, rare", 1: "browsers"}
+    text = write_report(tmp_path, families=[family], cdnow=cdnow, elapsed_s=61.0,
+                        quick=True).read_text()
+    assert "Served segments (2): big spenders, rare; browsers." in text
