@@ -78,9 +78,11 @@ CHOICE_ITERATIONS = 30
 #: each time) for a few ms on a sample of a few hundred customers.
 FIT_RESTARTS, FIT_ITERATIONS, CONVERGENCE_CHECK = 4, 300, 5
 #: The interval between two choices doubles while they agree, up to this many times
-#: ``choose_k_every``. A choice took ~0.4 s against ~0.02 s for a refit that refines the
-#: centres; without the backoff a shop whose sample is full chose every 25,000 updates, a few
-#: per cent of the worker's time spent confirming what it knew.
+#: ``choose_k_every``. A choice takes 38-72 ms on the quality families' samples, against
+#: 2-3 ms for the restarts of a fit at a chosen number, and less to refine centres (with
+#: scikit-learn's fits: ~0.4 s against ~0.02 s); without the backoff a shop whose sample is
+#: full chose every 25,000 updates, a few per cent of the worker's time spent confirming
+#: what it knew.
 MAX_CHOICE_BACKOFF = 8
 
 #: The behaviour vector's features in a fixed order (see ``behaviour_vector``).
