@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-faults lint unit integration cluster redis browser install clean \
-	bench-quality bench-tools bench-api bench-throughput
+	bench-quality bench-segments bench-tools bench-api bench-throughput
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,9 @@ test-faults: install redis
 
 bench-quality: install redis
 	$(BIN)/python -m load_tests.bench_quality
+
+bench-segments: install redis
+	$(BIN)/python -m load_tests.bench_segments
 
 bench-throughput: install redis
 	$(BIN)/python -m load_tests.bench_throughput --profile

@@ -216,6 +216,19 @@ def bench_quality(quick: bool, output_dir: Path | None) -> None:
     _run_benchmark("bench_quality", argv)
 
 
+@bench.command("segments", context_settings={"ignore_unknown_options": True,
+                                             "allow_extra_args": True})
+@click.pass_context
+def bench_segments(ctx: click.Context) -> None:
+    """How many segments each quality shop is served, and how well they match its planted
+    groups, over replays that differ only in where the batches fall; report in
+    load_tests/results/SEGMENTS.md.
+
+    Runs ``python -m load_tests.bench_segments`` from a source checkout (options such as
+    --shop-seed are passed on: see its --help)."""
+    _run_benchmark("bench_segments", list(ctx.args))
+
+
 @bench.command("throughput", context_settings={"ignore_unknown_options": True,
                                                "allow_extra_args": True})
 @click.option("--broker", type=click.Choice(["embedded", "apache"]), default="embedded",
