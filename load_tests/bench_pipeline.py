@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 import orjson
@@ -60,6 +60,9 @@ from stream.metrics import BATCH_STEP_NAMES, BATCH_STEPS
 from stream.producer import EventProducer
 from stream.settings import Settings, kafka_client_config
 
+if TYPE_CHECKING:
+    from agents.runtime import WorkerRuntime
+
 RESULTS = Path(__file__).parent / "results" / "PIPELINE.md"
 BATCH = Settings.model_fields["batch_max_events"].default
 
@@ -72,6 +75,17 @@ class _NoAlerts:
     """Publishing is measured by bench_alerts."""
 
     async def publish(self, alerts: Sequence[Any], repeats: Any = ()) -> None: ...
+
+
+def runtime_without_broker(settings: Settings) -> WorkerRuntime:
+    """A worker runtime, its recommender in this process, that publishes nothing (dead
+    letters and alerts are left out): the batch function is driven here with no Kafka.
+    Call it in a running event loop, as the worker does."""
+    from agents.runtime import WorkerRuntime
+
+    with mock.patch("agents.runtime.DeadLetterPublisher", lambda settings: _NoDeadLetters()), \
+            mock.patch("agents.runtime.AlertPublisher", lambda settings: _NoAlerts()):
+        return WorkerRuntime(settings.model_copy(update={"recommender_process": False}))
 
 
 def consume_only(settings: Settings, count: int) -> float:
@@ -102,18 +116,15 @@ async def in_process(settings: Settings, batches: list[list[RawMessage]], *,
     ``recommender_here``: the recommender learns and lists in this process, with each
     batch (else its work is only collected, as a worker with a recommender process does)."""
     from agents.models import ModelStep, Scored
-    from agents.runtime import WorkerRuntime
 
     class NoModels(ModelStep):
         def learn_and_score(self, *args: Any, **kwargs: Any) -> Scored:
             return Scored()
 
-    with mock.patch("agents.runtime.DeadLetterPublisher", lambda settings: _NoDeadLetters()):
-        runtime = WorkerRuntime(settings.model_copy(update={"recommender_process": False}))
+    runtime = runtime_without_broker(settings)
     configure_worker_process()  # the collector as the worker sets it
     freeze_loaded_models()
     worker = runtime.worker
-    worker.alerts = _NoAlerts()  # type: ignore[assignment]
     worker.lists_in_worker = recommender_here
     if not with_models:
         worker.models = NoModels(bundle=runtime.bundle)

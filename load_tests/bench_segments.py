@@ -41,7 +41,7 @@ from sklearn.metrics import adjusted_rand_score
 from tqdm import tqdm
 
 from agents.batch import process_batch
-from load_tests.bench_pipeline import _NoAlerts, _NoDeadLetters, messages_of
+from load_tests.bench_pipeline import messages_of, runtime_without_broker
 from load_tests.quality.families import FAMILIES, Shop, generate_shop
 from load_tests.quality.family_run import START
 from load_tests.quality.report import TARGETS
@@ -140,12 +140,7 @@ def watching_segments() -> Iterator[tuple[list[Choice], dict[str, Mapping[str, f
 async def replay(settings: Settings, shop: Shop, batching: int) -> Replay:
     """``shop`` through the batch function in random batches (``batching`` seeds their
     sizes); the choices made and the final segments' adjusted Rand index."""
-    from agents.runtime import WorkerRuntime
-
-    # No broker: nothing is published (dead letters, alerts) and nothing read again.
-    with mock.patch("agents.runtime.DeadLetterPublisher", lambda settings: _NoDeadLetters()), \
-            mock.patch("agents.runtime.AlertPublisher", lambda settings: _NoAlerts()):
-        runtime = WorkerRuntime(settings.model_copy(update={"recommender_process": False}))
+    runtime = runtime_without_broker(settings)
     worker = runtime.worker
     worker.lists_in_worker = False  # recommendations play no part in segments
     await runtime.store.redis.flushdb()
