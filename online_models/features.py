@@ -167,7 +167,8 @@ def behaviour_vector(profile: Profile) -> dict[str, float]:
     Rates are taken over at least two weeks, so a customer's first day does not make them a
     daily buyer. A customer who never bought has no spend per order: the key is left out
     (the segmenter fills in a typical one), rather than a zero that would set every browser
-    apart by spend.
+    apart by spend. Searches per visit tell shoppers who come looking for something from
+    those who wander.
 
     Examples
     --------
@@ -190,6 +191,7 @@ def behaviour_vector(profile: Profile) -> dict[str, float]:
         "log_carts_per_order": math.log1p(_num(profile, "cart_adds") / (orders + 1.0)),
         "log_days_between_visits": math.log1p(visit_gap_days(profile)),
         "log_tickets_per_visit": math.log1p(10.0 * _num(profile, "tickets_total") / visits),
+        "log_searches_per_visit": math.log1p(_num(profile, "searches") / visits),
     }
     if orders:
         vector["log_spend_per_order"] = math.log1p(max(_num(profile, "revenue"), 0.0) / orders)

@@ -91,7 +91,7 @@ MAX_CHOICE_BACKOFF = 8
 #: The behaviour vector's features in a fixed order (see ``behaviour_vector``).
 FEATURES = ("log_orders_per_week", "log_spend_per_order", "purchase_share",
             "log_views_per_visit", "log_carts_per_order", "log_days_between_visits",
-            "log_tickets_per_visit")
+            "log_tickets_per_visit", "log_searches_per_visit")
 
 
 @dataclass(frozen=True)
@@ -168,6 +168,8 @@ class Segmenter:
         self.choose_k_every = choose_k_every
         self.min_customers = min_customers
         self.seed = seed
+        #: The behaviour vector's features this segmenter measures (see ``__setstate__``).
+        self.features = FEATURES
         self.example_count = 0
         self.refits = 0
         #: Refits between the last choice of the number of segments and the next.
@@ -183,6 +185,17 @@ class Segmenter:
         self._next_id = 0
         self._labels: dict[int, str] = {}
         self._shares: dict[int, float] = {}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """Restore from a checkpoint. A segmenter saved when the behaviour vector had other
+        features (an older release) starts again with its options and an empty sample:
+        its centres and sample rows cannot be read in today's features, and the customers'
+        next updates refill it within one sample's worth of events."""
+        if state.get("features") != FEATURES:
+            options = ("min_segments", "max_segments", "sample_size", "refit_every",
+                       "choose_k_every", "min_customers", "seed")
+            state = type(self)(**{name: state[name] for name in options}).__dict__  # type: ignore[arg-type]
+        self.__dict__.update(state)
 
     def learn(self, customer_id: str, vector: Mapping[str, float]) -> None:
         """Take a customer's latest behaviour into the sample (if they belong to it)."""
@@ -505,6 +518,7 @@ _CONTRASTS = {
     "carts_per_order": ("more cart adds", "fewer cart adds"),
     "days_between_visits": ("longer gaps", "shorter gaps"),
     "tickets_per_visit": ("more tickets", "fewer tickets"),
+    "searches_per_visit": ("more searches", "fewer searches"),
 }
 
 
@@ -568,7 +582,7 @@ class TenantSegments:
 
     @property
     def model_version(self) -> str:
-        return f"segments-v2+{self.example_count}"
+        return f"segments-v3+{self.example_count}"
 
     def of(self, tenant: str) -> Segmenter:
         segmenter = self.by_tenant.get(tenant)

@@ -82,6 +82,30 @@ def test_segments_recover_the_kinds_of_customers_with_labels_in_a_marketers_word
     assert all(0.25 < share < 0.42 for share in shares.values())
 
 
+def test_shoppers_who_search_get_a_segment_of_their_own() -> None:
+    """Verify that customers who buy like the frequent small baskets but search several
+    times a visit, where the others hardly search, are told apart, and the labels say how."""
+    rng = random.Random(2)
+    segmenter = Segmenter(refit_every=300, seed=1)
+    kinds = [*ARCHETYPES, "searchers"]
+
+    def customer(kind: str) -> dict[str, float]:
+        searcher = kind == "searchers"
+        profile = make_profile("frequent small baskets" if searcher else kind, rng)
+        per_visit = (3.0 if searcher else 0.1) * rng.uniform(0.8, 1.25)
+        profile["searches"] = round(int(profile["active_days"]) * per_visit)
+        return behaviour_vector(profile)
+
+    for i in range(800):
+        segmenter.learn(f"c{i}", customer(kinds[i % 4]))
+    truth = [i % 4 for i in range(400)]
+    served = [segmenter.assign(customer(kinds[i % 4])) for i in range(400)]
+    assert adjusted_rand_score(truth, served) > 0.9
+    searchers, wanderers = served[3], served[0]
+    assert segmenter.labels()[searchers].endswith("(more searches)")
+    assert segmenter.labels()[wanderers].endswith("(fewer searches)")
+
+
 def test_segmenting_imports_no_clustering_library_on_the_way() -> None:
     """Verify that fitting, choosing the number of segments and refining them import
     nothing: scikit-learn's clustering took about a second to import, paid by the batch of
@@ -213,6 +237,29 @@ def test_segment_assignment_is_pure_and_survives_a_restart() -> None:
     restored = pickle.loads(pickle.dumps(segmenter))
     assert restored.assign(vector) == segment
     assert restored.labels() == segmenter.labels()
+
+
+def test_a_segmenter_saved_with_other_features_starts_again_with_its_options() -> None:
+    """Verify that a checkpoint from before the behaviour vector changed (no ``features``,
+    shorter rows) restores as an empty segmenter with the same options, which learns again,
+    instead of failing on its first refit or assigning in the wrong features."""
+    segmenter = Segmenter(refit_every=300, min_customers=40, seed=7)
+    rng = random.Random(0)
+    kinds = list(ARCHETYPES)
+    for i in range(600):
+        segmenter.learn(f"{kinds[i % 3]}-{i}", behaviour_vector(make_profile(kinds[i % 3], rng)))
+    older = pickle.loads(pickle.dumps(segmenter))
+    del older.features
+    older._sample = {c: row[:-1] for c, row in older._sample.items()}
+    restored = pickle.loads(pickle.dumps(older))
+    assert restored.centres == {} and restored._sample == {} and restored.example_count == 0
+    assert (restored.refit_every, restored.min_customers, restored.seed) == (300, 40, 7)
+    vector = behaviour_vector(make_profile("browsers", rng))
+    assert restored.assign(vector) is None
+    for i in range(600):
+        restored.learn(f"{kinds[i % 3]}-{i}", behaviour_vector(make_profile(kinds[i % 3], rng)))
+    assert len(restored.centres) == 3
+    assert pickle.loads(pickle.dumps(restored)).assign(vector) == restored.assign(vector)
 
 
 def test_an_erased_customer_leaves_the_sample() -> None:
