@@ -167,8 +167,10 @@ def behaviour_vector(profile: Profile) -> dict[str, float]:
     Rates are taken over at least two weeks, so a customer's first day does not make them a
     daily buyer. A customer who never bought has no spend per order: the key is left out
     (the segmenter fills in a typical one), rather than a zero that would set every browser
-    apart by spend. Searches per visit tell shoppers who come looking for something from
-    those who wander.
+    apart by spend. Searches per view tell shoppers who look products up from those who
+    browse their way to them, however long their visits: searches *per visit* would be a
+    third measure of how long a visit is (beside views per visit and cart adds), and that
+    one direction then outweighs the others in k-means.
 
     Examples
     --------
@@ -183,15 +185,16 @@ def behaviour_vector(profile: Profile) -> dict[str, float]:
     """
     visits = _visits(profile)
     orders = _num(profile, "orders")
+    views = _num(profile, "views")
     span = days_between(profile.get("first_seen_at"), profile.get("last_seen_at") or 0)
     vector = {
         "log_orders_per_week": math.log1p(7.0 * orders / max(span, 14.0)),
         "purchase_share": min(orders / visits, 1.0),
-        "log_views_per_visit": math.log1p(_num(profile, "views") / visits),
+        "log_views_per_visit": math.log1p(views / visits),
         "log_carts_per_order": math.log1p(_num(profile, "cart_adds") / (orders + 1.0)),
         "log_days_between_visits": math.log1p(visit_gap_days(profile)),
         "log_tickets_per_visit": math.log1p(10.0 * _num(profile, "tickets_total") / visits),
-        "log_searches_per_visit": math.log1p(_num(profile, "searches") / visits),
+        "log_searches_per_view": math.log1p(_num(profile, "searches") / max(views, 1.0)),
     }
     if orders:
         vector["log_spend_per_order"] = math.log1p(max(_num(profile, "revenue"), 0.0) / orders)

@@ -91,7 +91,7 @@ MAX_CHOICE_BACKOFF = 8
 #: The behaviour vector's features in a fixed order (see ``behaviour_vector``).
 FEATURES = ("log_orders_per_week", "log_spend_per_order", "purchase_share",
             "log_views_per_visit", "log_carts_per_order", "log_days_between_visits",
-            "log_tickets_per_visit", "log_searches_per_visit")
+            "log_tickets_per_visit", "log_searches_per_view")
 
 
 @dataclass(frozen=True)
@@ -518,7 +518,7 @@ _CONTRASTS = {
     "carts_per_order": ("more cart adds", "fewer cart adds"),
     "days_between_visits": ("longer gaps", "shorter gaps"),
     "tickets_per_visit": ("more tickets", "fewer tickets"),
-    "searches_per_visit": ("more searches", "fewer searches"),
+    "searches_per_view": ("more searches", "fewer searches"),
 }
 
 
