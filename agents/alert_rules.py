@@ -348,10 +348,12 @@ def evaluate_update(update: CustomerUpdate, state: CustomerAlertState, config: A
     if update.marketing_consent is not None:
         state.consent = update.marketing_consent
     if not state.remember(event.event_id, SEEN_LIMIT):
-        # A redelivery: the state already counted this event. Repeat what it fired, if any
-        # (cart alerts are fired by watermarks, not by re-reading the add-to-cart).
-        return [Decision(fired.as_alert(), Outcome.REPEAT) for kind, fired in state.fired.items()
-                if fired.triggered_by == event.event_id and kind is not AlertKind.CART_ABANDONMENT]
+        # A redelivery: the state already counted this event. Repeat what it fired, if any.
+        # That includes the cart this add-to-cart opened, if it fired: a cart added and due
+        # in one batch never had a timer to repeat it from (the timer path repeats the
+        # others, and a batch sends each alert id once).
+        return [Decision(fired.as_alert(), Outcome.REPEAT) for fired in state.fired.values()
+                if fired.triggered_by == event.event_id]
     candidates = [
         churn_risk(update, state, config),
         high_value(update, state, config),

@@ -13,7 +13,8 @@ Crash safety (see ``agents/batch.py``): the states of the customers whose alerts
 saved before the alerts are published, with the timers of the carts the batch opened for
 them, so a redelivered trigger is recognised (``seen``) and repeats its stored alert, same
 id, same content, and a fired cart's timer, still there after a crash, repeats its alert
-too. (An event the shop sent twice never gets here: the worker hands the rules only
+too; a cart added and fired in one batch has no timer, and its redelivered add-to-cart
+repeats it. (An event the shop sent twice never gets here: the worker hands the rules only
 redelivered duplicates.)
 """
 

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+from confluent_kafka import KafkaError
 
 from agents.alert_config import AlertConfig, AlertConfigWatcher
 from agents.alert_rules import CustomerUpdate
@@ -92,10 +93,12 @@ class FakeMessage:
 class FakeAlertProducer:
     """Records what the engine produces and reports each delivery on flush, as librdkafka
     does; ``unsent`` makes the next flush leave that many of the last messages undelivered
-    (they are delivered by a later flush)."""
+    (they are delivered by a later flush); ``failing`` makes it report that many of the
+    last messages failed, as when they time out while the broker is away (they are gone)."""
 
     messages: list[tuple[str, str, bytes]] = field(default_factory=list)
     unsent: int = 0
+    failing: int = 0
     queued: list[tuple[str, Any]] = field(default_factory=list)
 
     def produce(self, topic: str, value: bytes, key: str, on_delivery: Any = None) -> None:
@@ -106,6 +109,11 @@ class FakeAlertProducer:
         return 0
 
     def flush(self, timeout: float = 0) -> int:
+        failing, self.failing = min(self.failing, len(self.queued)), 0
+        for key, on_delivery in self.queued[len(self.queued) - failing:]:
+            if on_delivery is not None:
+                on_delivery(KafkaError(KafkaError._MSG_TIMED_OUT), FakeMessage(key))
+        self.queued = self.queued[:len(self.queued) - failing]
         unsent, self.unsent = min(self.unsent, len(self.queued)), 0
         delivered = self.queued[:len(self.queued) - unsent]
         self.queued = self.queued[len(self.queued) - unsent:]

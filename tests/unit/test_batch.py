@@ -15,7 +15,7 @@ from agents.batch import Worker, process_batch
 from agents.decoding import RawMessage
 from agents.models import ModelEvent, ModelStep
 from agents.partitions import Partitions
-from agents.publishing import ALERTS_REPEATED, AlertPublisher
+from agents.publishing import ALERTS_REPEATED, AlertPublisher, AlertPublishError
 from agents.rules import AlertRules
 from feature_store import Customer, Progress
 from online_models import ModelBundle
@@ -216,6 +216,27 @@ async def test_a_cart_opened_by_a_batch_that_alerted_and_then_failed_still_fires
     alerts = worker.alerts._producer.alerts()  # type: ignore[attr-defined]
     assert [(alert.kind, alert.triggered_by) for alert in alerts] == [
         (AlertKind.NEGATIVE_TICKET, "t1"), (AlertKind.CART_ABANDONMENT, "a1")]
+
+
+async def test_a_cart_added_and_due_in_one_batch_whose_alert_the_broker_lost_still_fires(
+        ) -> None:
+    """Verify that a cart whose add and deadline fall in one batch (a backlog after an
+    outage) alerts again when the broker failed that batch's alert (it timed out while the
+    broker was away): the retry sees the add-to-cart as redelivered, no timer was ever
+    stored for the cart, so the fired cart recorded in the state saved before publishing
+    must repeat it."""
+    producer = FakeAlertProducer(failing=1)
+    worker = new_worker(MemoryStore(), producer)
+    batch = [message(click("a1", "anna", 1, kind="add_to_cart"), 0),
+             message(click("k1", "clock", 40), 1),
+             message(purchase("kp", "clock", 40), 0)]
+    with pytest.raises(AlertPublishError):
+        await process_batch(worker, batch)
+    worker.partitions.forget()
+    await process_batch(worker, batch)
+    assert [(alert.kind, alert.triggered_by) for alert in producer.alerts()] == [
+        (AlertKind.CART_ABANDONMENT, "a1")] * 2
+    assert producer.queued == []
 
 
 def batches_timed(step: str) -> float:
