@@ -31,6 +31,7 @@ sells books, another sofas), and their segments must not mix.
 from __future__ import annotations
 
 import heapq
+import inspect
 import math
 import warnings
 import zlib
@@ -192,8 +193,7 @@ class Segmenter:
         its centres and sample rows cannot be read in today's features, and the customers'
         next updates refill it within one sample's worth of events."""
         if state.get("features") != FEATURES:
-            options = ("min_segments", "max_segments", "sample_size", "refit_every",
-                       "choose_k_every", "min_customers", "seed")
+            options = inspect.signature(Segmenter).parameters  # the constructor's, by name
             state = type(self)(**{name: state[name] for name in options}).__dict__  # type: ignore[arg-type]
         self.__dict__.update(state)
 
