@@ -301,13 +301,15 @@ def track_cart(update: CustomerUpdate, state: CustomerAlertState, config: AlertC
         return
     if not config.cart_abandonment.enabled or update.partition is None:
         return
+    deadline_ms = at_ms + config.cart_abandonment.timeout_ms
     last_order = epoch_ms(update.features.get("last_order_at"))
-    if last_order is not None and last_order >= at_ms:
-        return  # already bought after this add (the purchase was processed first)
+    if last_order is not None and at_ms <= last_order <= deadline_ms:
+        # Bought within the timeout (processed first). A later last order may be of this
+        # batch, after the cart was abandoned: it opens, judged before that (agents.rules).
+        return
     if state.cart is not None and state.cart.at_ms > at_ms:
         return  # a later add already keeps the cart open longer
-    state.cart = OpenCart(event_id=event.event_id, at_ms=at_ms,
-                          deadline_ms=at_ms + config.cart_abandonment.timeout_ms,
+    state.cart = OpenCart(event_id=event.event_id, at_ms=at_ms, deadline_ms=deadline_ms,
                           partition=update.partition,
                           product_id=event.product_id)
 

@@ -130,7 +130,9 @@ async def process_batch(worker: Worker, messages: Sequence[RawMessage]) -> Batch
                                                    worker.partitions.model_watermark())
             worker.models.forget_visitors(applied.merged_visitors)
         with BATCH_STEPS["rules"].time():
-            decided = worker.rules.decide(scored.updates, applied, advanced)
+            decided = worker.rules.decide(
+                scored.updates, applied, advanced,
+                lateness_ms=worker.partitions.allowed_lateness_ms)
             decided.alerts += worker.rules.drift_alerts(
                 scored.drifts, sorted(worker.models.tenants_seen),
                 model_version=worker.models.bundle.version)

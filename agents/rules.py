@@ -7,7 +7,9 @@ batch's customers and writes it back when the batch commits. Open carts are also
 (:class:`~feature_store.batch.CartTimer`, per clicks partition) that watermarks fire: the
 store reads those due by the batch's watermarks in the round trip that applies the batch,
 and the rules fire them after the batch's own updates (a purchase in the same batch closes
-the cart first). A cart this batch opened and its watermark already passed fires too.
+the cart first). A cart this batch opened and its watermark already passed fires too, and
+a due cart is judged before a later event of its customer dated past its deadline (a batch
+that spans days of event time, see :meth:`AlertRules.decide`).
 
 Crash safety (see ``agents/batch.py``): the states of the customers whose alerts go out are
 saved before the alerts are published, with the timers of the carts the batch opened for
@@ -108,10 +110,20 @@ class AlertRules:
                                                                       self.purchases)])
 
     def decide(self, updates: Sequence[CustomerUpdate], applied: AppliedBatch,
-               watermarks: Mapping[Partition, int], now: datetime | None = None) -> Decided:
-        """Run the rules over the batch's updates (in order), then fire the carts due by
-        the batch's ``watermarks``: those the store read and those the batch opened."""
+               watermarks: Mapping[Partition, int], *, lateness_ms: int,
+               now: datetime | None = None) -> Decided:
+        """Run the rules over the batch's updates (in event-time order), then fire the carts
+        due by the batch's ``watermarks``: those the store read and those the batch opened.
+
+        A batch can span days of event time (the backlog after an outage, a replay). A
+        customer's open cart that is due by the batch's watermark is judged before the first
+        later event of theirs dated past its deadline (by ``lateness_ms``, the allowed
+        lateness: that event alone moved the watermark that far). So a later add-to-cart or
+        purchase does not replace or close a cart abandoned before it, as it would not have
+        in smaller batches, where the cart had fired by then.
+        """
         config, now = self.config, now or datetime.now(UTC)
+        effective = self._effective_watermarks(watermarks, applied, config)
         decided = Decided()
         decisions: list[tuple[CustomerKey, Decision]] = []
         states = decided.states
@@ -123,6 +135,13 @@ class AlertRules:
             if key not in states:
                 states[key] = applied.customers[key].rule_state
                 carts_before[key] = states[key].cart
+            cart = states[key].cart
+            if cart is not None:
+                passed = min(effective.get(cart.partition, -1),
+                             update.event.occurred_at_ms - lateness_ms)
+                if cart.deadline_ms <= passed:
+                    decisions += self._fire_cart(self._timer(key, cart), applied, decided,
+                                                 passed, config, now, mid_batch=True)
             decisions += [(key, d) for d in evaluate_update(update, states[key], config,
                                                             now=now)]
         for key, state in states.items():
@@ -132,7 +151,7 @@ class AlertRules:
                     decided.timers_closed.append(self._timer(key, before))
                 if after is not None:
                     decided.timers_opened.append(self._timer(key, after))
-        decisions += self._fire_due_carts(applied, watermarks, decided, config, now)
+        decisions += self._fire_due_carts(applied, effective, decided, config, now)
         self._tally(decisions, decided)
         return decided
 
@@ -168,43 +187,54 @@ class AlertRules:
         return CartTimer(self.clicks, cart.partition, key[0], key[1], cart.event_id,
                          cart.deadline_ms)
 
-    def _fire_due_carts(self, applied: AppliedBatch, watermarks: Mapping[Partition, int],
-                        decided: Decided, config: AlertConfig, now: datetime
-                        ) -> list[tuple[CustomerKey, Decision]]:
-        """Fire the carts whose deadline the effective watermark of their partition passed;
-        a cart found moot (bought since, replaced, erased) just loses its timer."""
-        effective = {partition: self._effective_watermark(
+    def _effective_watermarks(self, watermarks: Mapping[Partition, int],
+                              applied: AppliedBatch, config: AlertConfig) -> dict[int, int]:
+        """How far in event time the batch may judge the carts of each partition it moved."""
+        return {partition: self._effective_watermark(
             partition, watermarks, applied.watermarks,
             wait_for_purchases=config.cart_abandonment.wait_for_purchases)
             for (topic, partition) in watermarks if topic in (self.clicks, self.purchases)}
+
+    def _fire_due_carts(self, applied: AppliedBatch, effective: Mapping[int, int],
+                        decided: Decided, config: AlertConfig, now: datetime
+                        ) -> list[tuple[CustomerKey, Decision]]:
+        """Fire the carts whose deadline the ``effective`` watermark of their partition
+        passed; a cart found moot (bought since, replaced, erased) just loses its timer."""
         due = dict.fromkeys(timer for timer in applied.due_carts
                             if timer.deadline_ms <= effective.get(timer.partition, -1))
         due.update(dict.fromkeys(timer for timer in decided.timers_opened
                                  if timer.deadline_ms <= effective.get(timer.partition, -1)))
         decisions: list[tuple[CustomerKey, Decision]] = []
         for timer in due:
-            key = (timer.tenant, timer.customer_id)
-            customer = applied.customers.get(key)
-            if key not in decided.states:
-                decided.states[key] = (customer.rule_state if customer is not None
-                                       else CustomerAlertState())
-            profile = customer.profile if customer is not None else {}
-            decision = fire_cart(
-                tenant=timer.tenant, customer_id=timer.customer_id, event_id=timer.event_id,
-                state=decided.states[key], config=config,
-                watermark_ms=effective[timer.partition],
-                last_order_at_ms=profile.get("last_order_at"),
-                cart_adds=int(profile.get("cart_adds") or 0),
-                profile_exists=customer is not None, now=now)
+            decisions += self._fire_cart(timer, applied, decided, effective[timer.partition],
+                                         config, now)
             if timer in decided.timers_opened:
                 decided.timers_opened.remove(timer)  # opened and fired in one batch
             else:
                 decided.timers_closed.append(timer)
-            if decision is not None:
-                decisions.append((key, decision))
         for key in [key for key in decided.states if key not in applied.customers]:
             del decided.states[key]  # an erased customer's cart: no state to write back
         return decisions
+
+    def _fire_cart(self, timer: CartTimer, applied: AppliedBatch, decided: Decided,
+                   watermark_ms: int, config: AlertConfig, now: datetime, *,
+                   mid_batch: bool = False) -> list[tuple[CustomerKey, Decision]]:
+        """Decide about one due cart. ``mid_batch``: judged ahead of a later update of the
+        customer; the purchases before that update closed the cart already (in event-time
+        order), and the profile's last order may be a later one, so it is not asked."""
+        key = (timer.tenant, timer.customer_id)
+        customer = applied.customers.get(key)
+        if key not in decided.states:
+            decided.states[key] = (customer.rule_state if customer is not None
+                                   else CustomerAlertState())
+        profile = customer.profile if customer is not None else {}
+        decision = fire_cart(
+            tenant=timer.tenant, customer_id=timer.customer_id, event_id=timer.event_id,
+            state=decided.states[key], config=config, watermark_ms=watermark_ms,
+            last_order_at_ms=None if mid_batch else profile.get("last_order_at"),
+            cart_adds=int(profile.get("cart_adds") or 0),
+            profile_exists=customer is not None, now=now)
+        return [(key, decision)] if decision is not None else []
 
     def _effective_watermark(self, partition: int, watermarks: Mapping[Partition, int],
                              stored: Mapping[Partition, int], *,

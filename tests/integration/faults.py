@@ -41,7 +41,7 @@ import orjson
 import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from feature_store.keys import ALERTS_STREAM_KEY, METRICS_KEY
+from feature_store.keys import ALERTS_STREAM_KEY, METRICS_KEY, PREFIX, alert_state_key
 from load_tests.chaos import inject_duplicates, malformed_events
 from schemas.records import alert_id_for
 from schemas.topics import ALERTS, CLICKS, DEADLETTER
@@ -177,10 +177,10 @@ class PacedShop(threading.Thread):
                 for message, place in zip(self.workload.outgoing, self.placed, strict=True)
                 if message.malformed is not None and place is not None}
 
-    def clicks_placed(self) -> list[tuple[dict[str, Any], int]]:
-        """Every click event sent, with the partition it landed on."""
+    def clicks_placed(self) -> list[tuple[dict[str, Any], int, int]]:
+        """Every click event sent, with the partition and offset it landed on."""
         clicks = self.settings.topic(CLICKS)
-        return [(message.event, place[0])
+        return [(message.event, place[0], place[1])
                 for message, place in zip(self.workload.outgoing, self.placed, strict=True)
                 if message.topic == clicks and message.event is not None and place is not None]
 
@@ -236,12 +236,22 @@ def _ms(timestamp: str) -> int:
     return int(datetime.fromisoformat(timestamp).timestamp() * 1000)
 
 
+@dataclass(frozen=True)
+class MustFire:
+    """An alert the rules must fire, and why: what a failed assertion prints, so that one
+    CI log is enough to tell where a lost alert went."""
+
+    kind: str
+    customer: str
+    why: str
+
+
 def alerts_the_rules_must_fire(events: Iterable[dict[str, Any]],
-                               clicks_placed: Iterable[tuple[dict[str, Any], int]],
-                               lateness_ms: int) -> dict[str, str]:
-    """Alert id -> kind of every alert :data:`ALERT_RULES` must fire for these events
-    (``clicks_placed``: each click with its partition), whatever the order of topics,
-    batches, crashes and redeliveries.
+                               clicks_placed: Iterable[tuple[dict[str, Any], int, int]],
+                               lateness_ms: int) -> dict[str, MustFire]:
+    """Every alert :data:`ALERT_RULES` must fire for these events, by alert id
+    (``clicks_placed``: each click with its partition and offset), whatever the order of
+    topics, batches, crashes and redeliveries.
 
     * ``negative_ticket``: every ticket resolved with a CSAT of 1 or 2 (no cooldown).
     * ``cart_abandonment``: an add-to-cart of a customer who never bought at or after it,
@@ -250,12 +260,14 @@ def alerts_the_rules_must_fire(events: Iterable[dict[str, Any]],
       to :data:`CART_MARGIN_MS` after that (a later one replaces the cart).
     """
     unique = list({event["event_id"]: event for event in events}.values())
-    must: dict[str, str] = {}
+    must: dict[str, MustFire] = {}
     for event in unique:
         if event["type"] == "ticket" and (event.get("csat") or 5) <= 2:
             must[alert_id_for(tenant=event.get("tenant", "default"),
                               customer_id=event["customer_id"], kind="negative_ticket",
-                              triggered_by=event["event_id"])] = "negative_ticket"
+                              triggered_by=event["event_id"])] = MustFire(
+                "negative_ticket", event["customer_id"],
+                f"ticket {event['event_id']} resolved with CSAT {event.get('csat')}")
     stitched = {e["customer_id"] for e in unique if e.get("customer_id") and e.get("anonymous_id")}
     declined = {e["customer_id"] for e in unique if e.get("marketing_consent") is False}
     last_purchase: dict[str, int] = {}
@@ -264,32 +276,53 @@ def alerts_the_rules_must_fire(events: Iterable[dict[str, Any]],
             at = _ms(event["occurred_at"])
             customer = event["customer_id"]
             last_purchase[customer] = max(last_purchase.get(customer, at), at)
-    partition_times: dict[int, list[int]] = collections.defaultdict(list)
-    adds: dict[str, list[tuple[int, str, int]]] = collections.defaultdict(list)
-    for event, partition in clicks_placed:
+    partition_times: dict[int, list[tuple[int, int]]] = collections.defaultdict(list)
+    adds: dict[str, list[tuple[int, str, int, int]]] = collections.defaultdict(list)
+    for event, partition, offset in clicks_placed:
         at = _ms(event["occurred_at"])
-        partition_times[partition].append(at)
+        partition_times[partition].append((at, offset))
         if event["kind"] == "add_to_cart" and event.get("customer_id"):
-            adds[event["customer_id"]].append((at, event["event_id"], partition))
-    for times in partition_times.values():
-        times.sort()
+            adds[event["customer_id"]].append((at, event["event_id"], partition, offset))
+    for placed in partition_times.values():
+        placed.sort()
     for customer, added in adds.items():
         if customer in stitched or customer in declined:
             continue
-        for at, event_id, partition in set(added):
+        for at, event_id, partition, offset in set(added):
             if last_purchase.get(customer, -1) >= at:
                 continue
-            times = partition_times[partition]
-            passing = bisect.bisect_left(times, at + CART_TIMEOUT_MS + lateness_ms)
-            if passing == len(times):
+            placed = partition_times[partition]
+            deadline = at + CART_TIMEOUT_MS + lateness_ms
+            passing = bisect.bisect_left(placed, (deadline, -1))
+            if passing == len(placed):
                 continue  # the watermark never passes the deadline
-            until = times[passing] + CART_MARGIN_MS
-            if any(at < other <= until for other, _, _ in added):
+            passed_at, passed_offset = placed[passing]
+            until = passed_at + CART_MARGIN_MS
+            if any(at < other <= until for other, *_ in added):
                 continue
             must[alert_id_for(tenant="default", customer_id=customer,
-                              kind="cart_abandonment", triggered_by=event_id)] = (
-                "cart_abandonment")
+                              kind="cart_abandonment", triggered_by=event_id)] = MustFire(
+                "cart_abandonment", customer,
+                f"{customer} added to cart at {at} ms (clicks partition {partition}, offset "
+                f"{offset}); the watermark passes its deadline {deadline} with offset "
+                f"{passed_offset} ({passed_at} ms); their adds at {sorted(a for a, *_ in added)}"
+                f", last purchase {last_purchase.get(customer)}")
     return must
+
+
+def why_lost(client: redis.Redis, lost: dict[str, MustFire], feed: set[str]) -> str:
+    """What a failed assertion on lost alerts prints: each alert's trigger, whether the
+    worker decided it (it is in the Redis feed, so the broker lost it) or never did, and
+    what Redis still holds of its customer's alert state and of the open carts."""
+    lines = []
+    for alert_id, must in list(lost.items())[:5]:
+        decided = "in the Redis feed" if alert_id in feed else "not in the Redis feed either"
+        state = client.get(alert_state_key("default", must.customer))
+        lines.append(f"{alert_id} ({must.kind}, {decided}): {must.why}; alert state {state!r}")
+    for key in client.scan_iter(match=f"{PREFIX}:alerts:carts:*"):
+        open_carts: list[Any] = client.zrange(key, 0, -1, withscores=True)  # type: ignore[assignment]
+        lines.append(f"{key!r}: {len(open_carts)} open carts, first {open_carts[:3]!r}")
+    return "\n".join(lines)
 
 
 @dataclass
@@ -345,11 +378,11 @@ def assert_recovered(settings: Settings, shop: PacedShop, *, redis_url: str,
     on_topic = collections.Counter(alert["alert_id"] for alert in alerts)
     must = alerts_the_rules_must_fire(events, shop.clicks_placed(),
                                       int(settings.allowed_lateness_s * 1000))
-    lost = {alert_id: kind for alert_id, kind in must.items() if alert_id not in on_topic}
-    assert not lost, f"{len(lost)} of {len(must)} alerts the rules must fire are missing: " \
-                     f"{list(lost.items())[:5]}"
     feed = {orjson.loads(fields[b"alert"])["alert_id"]
             for _, fields in client.xrange(ALERTS_STREAM_KEY)}  # type: ignore[union-attr]
+    lost = {alert_id: fire for alert_id, fire in must.items() if alert_id not in on_topic}
+    assert not lost, f"{len(lost)} of {len(must)} alerts the rules must fire are missing:\n" \
+                     f"{why_lost(client, lost, feed)}"
     assert feed <= set(on_topic), f"{len(feed - set(on_topic))} alerts of the feed not on " \
                                   "crm.alerts"
 
@@ -372,7 +405,8 @@ def assert_recovered(settings: Settings, shop: PacedShop, *, redis_url: str,
         messages=len(shop.workload.outgoing), rate=shop.rate_achieved, profiles=profiles_checked,
         dead_letters=len(by_source), dead_letters_repeated=len(letters) - len(by_source),
         alerts=len(on_topic),
-        must_fire=dict(collections.Counter(must.values())), repeated=dict(repeated),
+        must_fire=dict(collections.Counter(fire.kind for fire in must.values())),
+        repeated=dict(repeated),
         counted={kind: value for kind, value in counted.items() if value})
 
 

@@ -239,6 +239,37 @@ async def test_a_cart_added_and_due_in_one_batch_whose_alert_the_broker_lost_sti
     assert producer.queued == []
 
 
+async def test_a_cart_abandoned_before_the_customers_next_add_to_cart_in_one_batch_fires(
+        ) -> None:
+    """Verify that a batch spanning days of event time (the backlog after an outage) fires
+    a cart whose deadline passed before the customer's next add-to-cart, as smaller batches
+    would have: the later cart does not replace a cart abandoned two days before it."""
+    producer = FakeAlertProducer()
+    await process_batch(new_worker(MemoryStore(), producer), [
+        message(click("a1", "anna", 1, kind="add_to_cart"), 0),
+        message(click("k1", "clock", 40), 1),
+        message(click("a2", "anna", 2 * 1440, kind="add_to_cart"), 2),
+        message(click("k2", "clock", 2 * 1440 + 40), 3)])
+    assert [(alert.kind, alert.triggered_by) for alert in producer.alerts()] == [
+        (AlertKind.CART_ABANDONMENT, "a1"), (AlertKind.CART_ABANDONMENT, "a2")]
+
+
+async def test_a_purchase_days_after_an_abandoned_cart_in_one_batch_does_not_undo_it(
+        ) -> None:
+    """Verify that a purchase dated long after a cart's deadline, in the same batch, does not
+    close a cart that was abandoned by then (the cart fires), while a purchase within the
+    timeout does close it."""
+    producer = FakeAlertProducer()
+    await process_batch(new_worker(MemoryStore(), producer), [
+        message(click("a1", "anna", 1, kind="add_to_cart"), 0),
+        message(click("b1", "bert", 2, kind="add_to_cart"), 1),
+        message(purchase("pb", "bert", 20), 2),
+        message(click("k1", "clock", 40), 3),
+        message(purchase("pa", "anna", 2 * 1440), 4)])
+    assert [(alert.kind, alert.triggered_by) for alert in producer.alerts()] == [
+        (AlertKind.CART_ABANDONMENT, "a1")]
+
+
 def batches_timed(step: str) -> float:
     return REGISTRY.get_sample_value("crm_worker_batch_step_seconds_count",
                                      {"step": step}) or 0.0
