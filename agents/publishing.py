@@ -10,7 +10,11 @@ takes each id once whatever happens (:mod:`feature_store.feed`).
 
 A flush that times out leaves its alerts queued in the producer, which keeps sending them:
 their ids stay in flight until the broker answers, and a retry of the batch waits for them
-rather than produce them again (which would put each twice on the topic).
+rather than produce them again (which would put each twice on the topic). An alert the
+broker refused (timed out while it was away) goes out with the next publish, whatever that
+one holds: the retried batch may not decide it again, since the rule state saved before
+publishing remembers one alert per kind, and one customer's batch may have fired two
+(two negative tickets; a cart abandoned days before the next).
 """
 
 from __future__ import annotations
@@ -74,18 +78,24 @@ class AlertPublisher:
         # in the flushing thread.
         self._in_flight: set[str] = set()
         self._delivery_lock = threading.Lock()
+        #: The alerts of a publish that failed, by id: they go out with the next one.
+        self._undelivered: dict[str, Alert] = {}
 
     async def publish(self, alerts: Sequence[Alert], repeats: Collection[str] = ()) -> None:
         """Produce ``alerts`` keyed by customer and wait until the broker has them all
         (those it acknowledged to this publisher before are not produced again); raises
         :class:`AlertPublishError` otherwise. ``repeats`` are ids the rules knew for
         repeats of an earlier publication."""
+        ids = {alert.alert_id for alert in alerts}
+        alerts = [*alerts, *(alert for alert_id, alert in self._undelivered.items()
+                             if alert_id not in ids)]
         with self._delivery_lock:
             waiting = any(alert.alert_id in self._in_flight for alert in alerts)
             sent = [alert for alert in alerts if alert.alert_id not in self._acknowledged
                     and alert.alert_id not in self._in_flight]
             self._in_flight.update(alert.alert_id for alert in sent)
         if not sent and not waiting:
+            self._undelivered = {}  # all acknowledged
             return
         for alert in sent:
             self._produce(alert.alert_id, alert.customer_id,
@@ -94,8 +104,10 @@ class AlertPublisher:
             None, self._producer.flush, self.timeout_s)
         with self._delivery_lock:
             failed, self._failed = self._failed, 0
-            unanswered = [alert.alert_id for alert in alerts
-                          if alert.alert_id not in self._acknowledged]
+            unanswered = {alert.alert_id for alert in alerts
+                          if alert.alert_id not in self._acknowledged}
+        self._undelivered = {alert.alert_id: alert for alert in alerts
+                             if alert.alert_id in unanswered}
         if remaining or failed or unanswered:
             raise AlertPublishError(f"{remaining} alerts unsent, {failed} failed, "
                                     f"{len(unanswered)} of the batch not acknowledged")
