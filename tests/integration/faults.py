@@ -60,10 +60,6 @@ negative_ticket: {cooldown: 0s}
 cart_abandonment: {cooldown: 0s, wait_for_purchases: false}
 """
 CART_TIMEOUT_MS = 30 * 60_000  # the built-in cart_abandonment timeout
-#: Event time a later add-to-cart of the same customer is kept away from a cart the check
-#: counts on, beyond the watermark passing its deadline: a batch of up to 500 events may
-#: hold it, and the simulated shop runs about 18 hours of event time per second.
-CART_MARGIN_MS = 2 * 86_400_000
 
 
 @dataclass(frozen=True)
@@ -256,8 +252,8 @@ def alerts_the_rules_must_fire(events: Iterable[dict[str, Any]],
     * ``negative_ticket``: every ticket resolved with a CSAT of 1 or 2 (no cooldown).
     * ``cart_abandonment``: an add-to-cart of a customer who never bought at or after it,
       never declined marketing and was never a stitched visitor, when the clicks
-      partition's watermark passes its deadline and no other add-to-cart of theirs came up
-      to :data:`CART_MARGIN_MS` after that (a later one replaces the cart).
+      partition's watermark passes its deadline and no other add-to-cart of theirs came
+      before that (a later one replaces the cart), however the batches fall.
     """
     unique = list({event["event_id"]: event for event in events}.values())
     must: dict[str, MustFire] = {}
@@ -297,8 +293,7 @@ def alerts_the_rules_must_fire(events: Iterable[dict[str, Any]],
             if passing == len(placed):
                 continue  # the watermark never passes the deadline
             passed_at, passed_offset = placed[passing]
-            until = passed_at + CART_MARGIN_MS
-            if any(at < other <= until for other, *_ in added):
+            if any(at < other < passed_at for other, *_ in added):
                 continue
             must[alert_id_for(tenant="default", customer_id=customer,
                               kind="cart_abandonment", triggered_by=event_id)] = MustFire(
