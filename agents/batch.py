@@ -141,14 +141,15 @@ async def process_batch(worker: Worker, messages: Sequence[RawMessage]) -> Batch
             # (and the carts the batch opened for them keep their timers).
             await worker.store.save_rule_states(decided.alerting,
                                                 timers_opened=decided.alerting_timers())
-            await worker.alerts.publish(decided.alerts, decided.repeats)
+            carried = await worker.alerts.publish(decided.alerts, decided.repeats)
         lists = worker.models.lists_in_worker() if worker.lists_in_worker else {}
 
         with BATCH_STEPS["commit"].time():
             await worker.store.commit(Commit(
                 scores=scored.records, tickets=scored.tickets, rule_states=decided.states,
                 timers_opened=decided.timers_opened, timers_closed=decided.timers_closed,
-                suppressed=decided.suppressed, feed=decided.alerts, recommendation_lists=lists,
+                suppressed=decided.suppressed, feed=[*decided.alerts, *carried],
+                recommendation_lists=lists,
                 progress=decoded.last_offsets,
                 watermarks=worker.partitions.watermarks(progress), outcomes=report.outcomes))
         worker.partitions.done(decoded.last_offsets, started)

@@ -81,14 +81,16 @@ class AlertPublisher:
         #: The alerts of a publish that failed, by id: they go out with the next one.
         self._undelivered: dict[str, Alert] = {}
 
-    async def publish(self, alerts: Sequence[Alert], repeats: Collection[str] = ()) -> None:
+    async def publish(self, alerts: Sequence[Alert], repeats: Collection[str] = ()
+                      ) -> list[Alert]:
         """Produce ``alerts`` keyed by customer and wait until the broker has them all
         (those it acknowledged to this publisher before are not produced again); raises
         :class:`AlertPublishError` otherwise. ``repeats`` are ids the rules knew for
-        repeats of an earlier publication."""
+        repeats of an earlier publication. Returns the alerts of an earlier failed publish
+        that went out with these (for the caller's feed)."""
         ids = {alert.alert_id for alert in alerts}
-        alerts = [*alerts, *(alert for alert_id, alert in self._undelivered.items()
-                             if alert_id not in ids)]
+        carried = [alert for alert_id, alert in self._undelivered.items() if alert_id not in ids]
+        alerts = [*alerts, *carried]
         with self._delivery_lock:
             waiting = any(alert.alert_id in self._in_flight for alert in alerts)
             sent = [alert for alert in alerts if alert.alert_id not in self._acknowledged
@@ -96,7 +98,7 @@ class AlertPublisher:
             self._in_flight.update(alert.alert_id for alert in sent)
         if not sent and not waiting:
             self._undelivered = {}  # all acknowledged
-            return
+            return carried
         for alert in sent:
             self._produce(alert.alert_id, alert.customer_id,
                           orjson.dumps(alert.model_dump(mode="json")))
@@ -116,6 +118,7 @@ class AlertPublisher:
             if alert.alert_id in repeats:
                 ALERTS_REPEATED.labels(kind=alert.kind.value).inc()
         log.info("published %d alerts to %s", len(sent), self.topic)
+        return carried
 
     def close(self, timeout: float = 10.0) -> None:
         self._producer.flush(timeout)

@@ -177,7 +177,8 @@ class SilenceSweep:
         await self.store.write_scores(records)
         if alerts and self.alerts is not None:
             try:
-                await self.alerts.publish(alerts)
+                # An earlier batch's alerts the broker refused go out too: into the feed.
+                alerts += await self.alerts.publish(alerts)
             except AlertPublishError as error:  # decided again, the same, on a later tick
                 log.warning("silence alerts not published, retried later: %s", error)
                 return len(records)

@@ -244,9 +244,9 @@ async def test_two_alerts_of_one_kind_for_one_customer_whose_batch_the_broker_lo
     """Verify that when the broker failed a batch's alerts, the retry sends every one of them,
     also the first of two negative tickets of one customer: the rule state saved before
     publishing remembers only the last alert per kind, so the redelivered first ticket does
-    not repeat its alert; the publisher sends it again itself."""
-    producer = FakeAlertProducer(failing=2)
-    worker = new_worker(MemoryStore(), producer)
+    not repeat its alert; the publisher sends it again itself, and the feed takes it."""
+    producer, store = FakeAlertProducer(failing=2), MemoryStore()
+    worker = new_worker(store, producer)
     batch = [message(unhappy("t1", "anna"), 0),
              message(ticket("t2", "anna", 7 * 60, status="resolved", csat=1), 1)]  # cooldown 6 h
     with pytest.raises(AlertPublishError):
@@ -255,6 +255,7 @@ async def test_two_alerts_of_one_kind_for_one_customer_whose_batch_the_broker_lo
     await process_batch(worker, batch)
     assert sorted(alert.triggered_by for alert in producer.alerts()) == ["t1", "t1", "t2", "t2"]
     assert producer.queued == []
+    assert sorted(alert.triggered_by for alert in store.feed.values()) == ["t1", "t2"]
 
 
 async def test_a_cart_abandoned_before_the_customers_next_add_to_cart_in_one_batch_fires(
