@@ -41,7 +41,12 @@ import orjson
 import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from feature_store.keys import ALERTS_STREAM_KEY, METRICS_KEY, PREFIX, alert_state_key
+from feature_store.keys import (
+    ALERTS_STREAM_KEY,
+    METRICS_KEY,
+    alert_state_key,
+    cart_timers_key,
+)
 from load_tests.chaos import inject_duplicates, malformed_events
 from schemas.records import alert_id_for
 from schemas.topics import ALERTS, CLICKS, DEADLETTER
@@ -305,7 +310,8 @@ def alerts_the_rules_must_fire(events: Iterable[dict[str, Any]],
     return must
 
 
-def why_lost(client: redis.Redis, lost: dict[str, MustFire], feed: set[str]) -> str:
+def why_lost(client: redis.Redis, settings: Settings, lost: dict[str, MustFire],
+             feed: set[str]) -> str:
     """What a failed assertion on lost alerts prints: each alert's trigger, whether the
     worker decided it (it is in the Redis feed, so the broker lost it) or never did, and
     what Redis still holds of its customer's alert state and of the open carts."""
@@ -314,7 +320,8 @@ def why_lost(client: redis.Redis, lost: dict[str, MustFire], feed: set[str]) -> 
         decided = "in the Redis feed" if alert_id in feed else "not in the Redis feed either"
         state = client.get(alert_state_key("default", must.customer))
         lines.append(f"{alert_id} ({must.kind}, {decided}): {must.why}; alert state {state!r}")
-    for key in client.scan_iter(match=f"{PREFIX}:alerts:carts:*"):
+    for partition in range(settings.partitions):
+        key = cart_timers_key(settings.topic(CLICKS), partition)
         open_carts: list[Any] = client.zrange(key, 0, -1, withscores=True)  # type: ignore[assignment]
         lines.append(f"{key!r}: {len(open_carts)} open carts, first {open_carts[:3]!r}")
     return "\n".join(lines)
@@ -377,7 +384,7 @@ def assert_recovered(settings: Settings, shop: PacedShop, *, redis_url: str,
             for _, fields in client.xrange(ALERTS_STREAM_KEY)}  # type: ignore[union-attr]
     lost = {alert_id: fire for alert_id, fire in must.items() if alert_id not in on_topic}
     assert not lost, f"{len(lost)} of {len(must)} alerts the rules must fire are missing:\n" \
-                     f"{why_lost(client, lost, feed)}"
+                     f"{why_lost(client, settings, lost, feed)}"
     assert feed <= set(on_topic), f"{len(feed - set(on_topic))} alerts of the feed not on " \
                                   "crm.alerts"
 
