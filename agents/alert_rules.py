@@ -3,11 +3,12 @@
 The batch's rules step (:class:`agents.rules.AlertRules`) runs :func:`evaluate_update` over
 a micro-batch, each customer with the :class:`CustomerAlertState` the store read with them,
 and :func:`fire_cart` for carts whose deadline a watermark passed; the store writes the state
-back. Everything here is deterministic in
-event time and the inputs, so a redelivered trigger yields the same ``alert_id``:
+back. Everything here is deterministic in event time and the inputs, so a redelivered
+trigger yields the same ``alert_id``:
 
-* a trigger the state has already *seen* (``seen``) repeats the alert it fired then (kept in
-  ``fired``), instead of counting again or being silenced by its own cooldown. Only a
+* a trigger the state has already *seen* (``seen``) repeats the alerts it fired then (kept in
+  ``fired``, or ``earlier`` once a later alert of a kind replaced its own), instead of
+  counting again or being silenced by its own cooldown. Only a
   redelivery (the same message again, after a crash or a failed round trip) gets here
   twice: an event id the shop sent twice counts once, and the worker hands the rules its
   first message only, so marketing automation gets one alert per trigger;
@@ -339,7 +340,7 @@ def decide(candidate: Candidate, *, tenant: str, customer_id: str, triggered_by:
         return Decision(alert, Outcome.SUPPRESSED_COOLDOWN)
     if config.suppressed_by_consent(kind, consent):
         return Decision(alert, Outcome.SUPPRESSED_CONSENT)
-    state.fired[kind] = FiredAlert(triggered_by, occurred_at_ms, alert.model_dump(mode="json"))
+    state.record(kind, FiredAlert(triggered_by, occurred_at_ms, alert.model_dump(mode="json")))
     return Decision(alert, Outcome.EMIT)
 
 
@@ -354,8 +355,8 @@ def evaluate_update(update: CustomerUpdate, state: CustomerAlertState, config: A
         # That includes the cart this add-to-cart opened, if it fired: a cart added and due
         # in one batch never had a timer to repeat it from (the timer path repeats the
         # others, and a batch sends each alert id once).
-        return [Decision(fired.as_alert(), Outcome.REPEAT) for fired in state.fired.values()
-                if fired.triggered_by == event.event_id]
+        return [Decision(fired.as_alert(), Outcome.REPEAT)
+                for fired in state.fired_by(event.event_id)]
     candidates = [
         churn_risk(update, state, config),
         high_value(update, state, config),
@@ -374,9 +375,8 @@ def fire_cart(*, tenant: str, customer_id: str, event_id: str, state: CustomerAl
               config: AlertConfig, watermark_ms: int, last_order_at_ms: int | None,
               cart_adds: int, profile_exists: bool, now: datetime) -> Decision | None:
     """Decide about one cart whose deadline the watermark passed; ``None`` when it is moot."""
-    previous = state.fired.get(AlertKind.CART_ABANDONMENT)
-    if previous is not None and previous.triggered_by == event_id:
-        return Decision(previous.as_alert(), Outcome.REPEAT)  # fired before a crash, not removed
+    if fired := state.fired_by(event_id, AlertKind.CART_ABANDONMENT):  # before a crash
+        return Decision(fired[0].as_alert(), Outcome.REPEAT)  # (its timer not yet removed)
     cart = state.cart
     if cart is None or cart.event_id != event_id:
         return None  # bought since, or a later add-to-cart replaced it

@@ -12,9 +12,9 @@ A flush that times out leaves its alerts queued in the producer, which keeps sen
 their ids stay in flight until the broker answers, and a retry of the batch waits for them
 rather than produce them again (which would put each twice on the topic). An alert the
 broker refused (timed out while it was away) goes out with the next publish, whatever that
-one holds: the retried batch may not decide it again, since the rule state saved before
-publishing remembers one alert per kind, and one customer's batch may have fired two
-(two negative tickets; a cart abandoned days before the next).
+one holds: the retried batch repeats what its triggers fired (the rule state saved before
+publishing remembers that, :attr:`~feature_store.rule_state.CustomerAlertState.earlier`),
+but not every alert has a trigger the rules see again (a model's drift alert).
 """
 
 from __future__ import annotations

@@ -16,6 +16,10 @@ import orjson
 
 from schemas.records import Alert, AlertKind
 
+#: At most this many alerts that a later one of the same kind replaced in ``fired`` are kept
+#: for redeliveries (see :attr:`CustomerAlertState.earlier`).
+EARLIER_LIMIT = 16
+
 
 @dataclass
 class OpenCart:
@@ -30,8 +34,8 @@ class OpenCart:
 
 @dataclass
 class FiredAlert:
-    """The last alert sent for one kind: its trigger and time (for cooldowns and redeliveries)
-    and the record itself, JSON-ready, so a redelivery repeats it word for word."""
+    """An alert sent: its trigger and time (for cooldowns and redeliveries) and the record
+    itself, JSON-ready, so a redelivery repeats it word for word."""
 
     triggered_by: str
     occurred_at_ms: int
@@ -53,7 +57,14 @@ class CustomerAlertState:
     last_segment_label: str | None = None
     cart: OpenCart | None = None
     seen: list[str] = field(default_factory=list)
+    #: The last alert sent per kind (its cooldown starts there).
     fired: dict[AlertKind, FiredAlert] = field(default_factory=dict)
+    #: Alerts a later one of the same kind replaced in ``fired``, while their trigger is
+    #: still among ``seen``. The batch that fired two of a kind (two negative tickets; a cart
+    #: abandoned days before the next) saves this state before the broker has its alerts; if
+    #: the worker dies in between, the redelivered batch must repeat both, and only a
+    #: redelivery recognised by ``seen`` can ask.
+    earlier: list[FiredAlert] = field(default_factory=list)
     #: ``seen`` as a set, made at the first :meth:`remember` (not stored).
     _seen_set: set[str] | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -70,7 +81,28 @@ class CustomerAlertState:
         if len(self.seen) > limit:
             self._seen_set.difference_update(self.seen[:-limit])
             del self.seen[:-limit]
+            if self.earlier:
+                self.earlier = [fired for fired in self.earlier
+                                if fired.triggered_by in self._seen_set]
         return True
+
+    def record(self, kind: AlertKind, alert: FiredAlert) -> None:
+        """Remember ``alert`` as the last of its kind; the one it replaces joins
+        :attr:`earlier`, which keeps only alerts whose trigger is still among ``seen``."""
+        previous = self.fired.get(kind)
+        self.fired[kind] = alert
+        if previous is not None:
+            self.earlier.append(previous)
+        if self.earlier:
+            seen = set(self.seen) if self._seen_set is None else self._seen_set
+            self.earlier = [fired for fired in self.earlier
+                            if fired.triggered_by in seen][-EARLIER_LIMIT:]
+
+    def fired_by(self, trigger: str, kind: AlertKind | None = None) -> list[FiredAlert]:
+        """The alerts ``trigger`` fired (of ``kind``, if given), as far as this state
+        remembers: a redelivery repeats them."""
+        return [fired for fired in (*self.fired.values(), *self.earlier)
+                if fired.triggered_by == trigger and kind in (None, fired.alert["kind"])]
 
     def to_json(self) -> bytes:
         return orjson.dumps({
@@ -79,6 +111,7 @@ class CustomerAlertState:
             "last_segment": self.last_segment, "last_segment_label": self.last_segment_label,
             "cart": self.cart.__dict__ if self.cart else None, "seen": self.seen,
             "fired": {kind.value: fired.__dict__ for kind, fired in self.fired.items()},
+            **({"earlier": [fired.__dict__ for fired in self.earlier]} if self.earlier else {}),
         })
 
     @classmethod
@@ -95,4 +128,5 @@ class CustomerAlertState:
             cart=OpenCart(**cart) if cart else None, seen=list(data.get("seen", [])),
             fired={AlertKind(kind): FiredAlert(**fired)
                    for kind, fired in data.get("fired", {}).items()},
+            earlier=[FiredAlert(**fired) for fired in data.get("earlier", ())],
         )

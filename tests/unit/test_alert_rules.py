@@ -378,3 +378,25 @@ def test_the_state_knows_the_last_64_triggers_also_once_stored_and_read_back() -
         assert current.remember("e35", alert_rules.SEEN_LIMIT)  # forgotten: counted again
         assert "e36" not in current.seen and not current.remember("e37", alert_rules.SEEN_LIMIT)
         assert current.remember("e36", alert_rules.SEEN_LIMIT)
+
+
+def test_a_redelivered_trigger_repeats_its_alert_after_a_later_one_of_its_kind() -> None:
+    """Verify that a trigger whose alert a later alert of the same kind replaced as the last
+    of its kind still repeats it when redelivered (the state is stored and read back in
+    between, as when a worker dies before the broker has the batch's alerts), and that
+    only alerts whose trigger the state still knows as seen are kept for that."""
+    state = CustomerAlertState()
+    first = update(ticket("t1", "c1", 0, status="resolved", csat=1), sentiment=-0.8)
+    second = update(ticket("t2", "c1", 7 * 60, status="resolved", csat=1), sentiment=-0.8)
+    [[one], [two]] = run([first, second], state)
+    assert (one.outcome, two.outcome) == (Outcome.EMIT, Outcome.EMIT)
+    restored = CustomerAlertState.from_json(state.to_json())
+    [[again_one], [again_two]] = run([first, second], restored)
+    assert (again_one.outcome, again_one.alert) == (Outcome.REPEAT, one.alert)
+    assert (again_two.outcome, again_two.alert) == (Outcome.REPEAT, two.alert)
+    for n in range(alert_rules.SEEN_LIMIT):
+        restored.remember(f"e{n}", alert_rules.SEEN_LIMIT)
+    third = update(ticket("t3", "c1", 14 * 60, status="resolved", csat=1), sentiment=-0.8)
+    run([third], restored)
+    assert [fired.triggered_by for fired in restored.earlier] == []
+    assert restored.fired[AlertKind.NEGATIVE_TICKET].triggered_by == "t3"

@@ -241,10 +241,10 @@ async def test_a_cart_added_and_due_in_one_batch_whose_alert_the_broker_lost_sti
 
 async def test_two_alerts_of_one_kind_for_one_customer_whose_batch_the_broker_lost_both_fire(
         ) -> None:
-    """Verify that when the broker failed a batch's alerts, the retry sends every one of them,
-    also the first of two negative tickets of one customer: the rule state saved before
-    publishing remembers only the last alert per kind, so the redelivered first ticket does
-    not repeat its alert; the publisher sends it again itself, and the feed takes it."""
+    """Verify that when the broker failed a batch's alerts, the retry sends every one of them
+    once, also the first of two negative tickets of one customer (which the redelivered
+    ticket repeats and the publisher carries over from its failed publish), and the feed
+    takes each."""
     producer, store = FakeAlertProducer(failing=2), MemoryStore()
     worker = new_worker(store, producer)
     batch = [message(unhappy("t1", "anna"), 0),
@@ -256,6 +256,33 @@ async def test_two_alerts_of_one_kind_for_one_customer_whose_batch_the_broker_lo
     assert sorted(alert.triggered_by for alert in producer.alerts()) == ["t1", "t1", "t2", "t2"]
     assert producer.queued == []
     assert sorted(alert.triggered_by for alert in store.feed.values()) == ["t1", "t2"]
+
+
+@pytest.mark.parametrize("batch", [
+    [message(unhappy("t1", "anna"), 0),
+     message(ticket("t2", "anna", 7 * 60, status="resolved", csat=1), 1)],  # cooldown 6 h
+    [message(click("a1", "anna", 1, kind="add_to_cart"), 0),
+     message(click("k1", "clock", 40), 1),
+     message(click("a2", "anna", 2 * 1440, kind="add_to_cart"), 2),
+     message(click("k2", "clock", 2 * 1440 + 40), 3),
+     message(purchase("kp", "clock", 2 * 1440 + 40), 0)],
+], ids=["two negative tickets", "two abandoned carts"])
+async def test_two_alerts_of_one_kind_for_one_customer_repeat_after_a_crash_before_publishing(
+        batch: list[RawMessage]) -> None:
+    """Verify that a worker that died after saving a batch's rule states and before the
+    broker had its alerts loses none of them: the restarted worker (its publisher knows
+    nothing of the failed publish) repeats both alerts of one kind that one customer's
+    batch fired, the first too, though a later one replaced it as the last of its kind."""
+    store = MemoryStore()
+    first = new_worker(store, FakeAlertProducer(failing=2))
+    with pytest.raises(AlertPublishError):
+        await process_batch(first, batch)
+    fired = sorted(alert.triggered_by for alert in first.alerts._producer.alerts())  # type: ignore[attr-defined]
+    assert len(fired) == 2
+    restarted = new_worker(store)
+    await process_batch(restarted, batch)
+    assert sorted(alert.triggered_by for alert in restarted.alerts._producer.alerts()) == fired  # type: ignore[attr-defined]
+    assert sorted(alert.triggered_by for alert in store.feed.values()) == fired
 
 
 async def test_a_cart_abandoned_before_the_customers_next_add_to_cart_in_one_batch_fires(
