@@ -89,15 +89,16 @@ class AlertPublisher:
         repeats of an earlier publication. Returns the alerts of an earlier failed publish
         that went out with these (for the caller's feed)."""
         ids = {alert.alert_id for alert in alerts}
-        carried = [alert for alert_id, alert in self._undelivered.items() if alert_id not in ids]
-        alerts = [*alerts, *carried]
         with self._delivery_lock:
+            carried = [alert for alert_id, alert in self._undelivered.items()
+                       if alert_id not in ids]
+            alerts = [*alerts, *carried]
             waiting = any(alert.alert_id in self._in_flight for alert in alerts)
             sent = [alert for alert in alerts if alert.alert_id not in self._acknowledged
                     and alert.alert_id not in self._in_flight]
             self._in_flight.update(alert.alert_id for alert in sent)
         if not sent and not waiting:
-            self._undelivered = {}  # all acknowledged
+            self._settle(alerts, unanswered=set())  # all acknowledged
             return carried
         for alert in sent:
             self._produce(alert.alert_id, alert.customer_id,
@@ -108,8 +109,7 @@ class AlertPublisher:
             failed, self._failed = self._failed, 0
             unanswered = {alert.alert_id for alert in alerts
                           if alert.alert_id not in self._acknowledged}
-        self._undelivered = {alert.alert_id: alert for alert in alerts
-                             if alert.alert_id in unanswered}
+        self._settle(alerts, unanswered)
         if remaining or failed or unanswered:
             raise AlertPublishError(f"{remaining} alerts unsent, {failed} failed, "
                                     f"{len(unanswered)} of the batch not acknowledged")
@@ -119,6 +119,17 @@ class AlertPublisher:
                 ALERTS_REPEATED.labels(kind=alert.kind.value).inc()
         log.info("published %d alerts to %s", len(sent), self.topic)
         return carried
+
+    def _settle(self, alerts: Sequence[Alert], unanswered: set[str]) -> None:
+        """Carry ``alerts`` the broker did not acknowledge over to the next publish, and no
+        longer those it did. Updated in place under the lock: the batch and the silence sweep
+        both publish, and neither may drop what the other carries."""
+        with self._delivery_lock:
+            for alert in alerts:
+                if alert.alert_id in unanswered:
+                    self._undelivered[alert.alert_id] = alert
+                else:
+                    self._undelivered.pop(alert.alert_id, None)
 
     def close(self, timeout: float = 10.0) -> None:
         self._producer.flush(timeout)
