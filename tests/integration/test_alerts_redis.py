@@ -114,6 +114,25 @@ async def test_a_batch_repeated_after_a_crash_repeats_the_same_alerts(
     assert sorted(a.alert_id for a in feed) == sorted(a.alert_id for a in sent(first))
 
 
+async def test_a_worker_killed_before_the_broker_had_two_alerts_of_a_kind_repeats_both(
+        store: FeatureStore, settings: Settings, messages: Messages) -> None:
+    """Verify that two negative tickets of one customer in one batch, whose alerts the broker
+    never took before the worker died (its rule state already saved in Redis), both go out
+    from the restarted worker, the first too, though the second replaced it as the last
+    alert of its kind; and the feed has both."""
+    scores = {"t1": {"sentiment": -0.9}, "t2": {"sentiment": -0.9}}
+    batch = messages([ticket("t1", "c1", 0), ticket("t2", "c1", 7 * 60)])  # cooldown 6 h
+    first = worker(store, settings, scores, producer=FakeAlertProducer(failing=2))
+    with pytest.raises(AlertPublishError):
+        await process_batch(first, batch)
+    second = worker(store, settings, scores)
+    await process_batch(second, batch)
+    assert [a.triggered_by for a in sent(second)] == ["t1", "t2"]
+    assert sent(second) == sent(first)
+    feed = await SystemReader(redis=store.redis).alerts("default")
+    assert sorted(a.triggered_by for a in feed) == ["t1", "t2"]
+
+
 async def _fail(*args: object, **kwargs: object) -> None:
     raise ConnectionError("Redis went away")
 
