@@ -77,6 +77,37 @@ class CdnowResult:
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     online: dict[str, Any] = field(default_factory=dict)
     worker_settings: dict[str, Any] = field(default_factory=dict)
+    #: As served: the segment label in each customer's Redis profile.
+    segment_labels: list[str] = field(default_factory=list)
+    #: Days with a purchase in the calibration period (the profile's active days).
+    calibration_days: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ServedSegment:
+    """A segment served on CDNOW and what its customers did next (the holdout)."""
+
+    label: str
+    customers: int
+    #: Share of its customers who bought on one day only in the calibration period.
+    one_day: float
+    #: Share of its customers who bought again in the holdout, and their mean spend there.
+    bought_again: float
+    holdout_spend: float
+
+
+def served_segments(result: CdnowResult) -> list[ServedSegment]:
+    """The served segments, those whose customers spent most in the holdout first: do the
+    labels a marketer reads tell the customers' futures apart?"""
+    if not result.segment_labels:
+        return []
+    frame = pd.DataFrame({"label": result.segment_labels, "days": result.calibration_days,
+                          "again": 1 - np.asarray(result.no_purchase),
+                          "spend": result.holdout_spend})
+    rows = [ServedSegment(str(label), len(group), float((group["days"] <= 1).mean()),
+                          float(group["again"].mean()), float(group["spend"].mean()))
+            for label, group in frame.groupby("label")]
+    return sorted(rows, key=lambda row: -row.holdout_spend)
 
 
 def dataset_path() -> Path:
@@ -179,7 +210,7 @@ def run_cdnow(stack: LocalStack, config: CdnowConfig, *, progress: bool = True) 
         processing = time.monotonic() - started
         watermark_ms = run.model_watermark()
         sweep_lag_s = run.wait_until_scored(customers, watermark_ms)
-        live = run.profile_fields(customers, ["churn_probability", "clv"])
+        live = run.profile_fields(customers, ["churn_probability", "clv", "segment_label"])
     finally:
         run.stop_worker()
     bundle = run.final_bundle()
@@ -194,6 +225,8 @@ def run_cdnow(stack: LocalStack, config: CdnowConfig, *, progress: bool = True) 
     no_purchase = (holdout_counts == 0).astype(int).to_numpy()
     scale = HOLDOUT_DAYS / bundle.clv.window_days
     churn, churn_live, clv, clv_live, recency = [], [], [], [], []
+    labels = [live.get(customer, {}).get("segment_label") or "(none)" for customer in customers]
+    days = [int(inputs[customer].profile.get("active_days") or 0) for customer in customers]
     for customer in customers:
         profile = inputs[customer].profile
         served = live.get(customer, {})
@@ -211,6 +244,7 @@ def run_cdnow(stack: LocalStack, config: CdnowConfig, *, progress: bool = True) 
         sweep_lag_s=sweep_lag_s, bgnbd_expected=expected.tolist(),
         recency_days=recency, ours_clv=clv, ours_clv_live=clv_live,
         bgnbd_gg_clv=bgnbd_clv.tolist(), worker_settings=overrides,
+        segment_labels=labels, calibration_days=days,
         online={"churn": _pick(bundle.churn.metrics_dict(), ("examples", "roc_auc",
                                                               "log_loss")),
                 "clv": _pick(bundle.clv.metrics_dict(), ("examples", "purchases_mae",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from load_tests.quality.cdnow import CdnowResult
+from load_tests.quality.cdnow import CdnowResult, served_segments
 from load_tests.quality.family_run import GAP_LIMIT, FamilyResult
 
 #: Target per measure; the quick mode (small shops, few labels) accepts a little less.
@@ -321,6 +321,16 @@ def _cdnow_section(cdnow: CdnowResult, plot: str | None) -> list[str]:
         metrics = cdnow.metrics[key]
         lines.append(f"| {caption} | {_fmt(metrics['mae'], 2)} | {_fmt(metrics['spearman'])} |")
     lines.append("")
+    if segments := served_segments(cdnow):
+        lines += [
+            "Segments as served (the label in each Redis profile at the end of calibration), "
+            "and what their customers did in the holdout. CDNOW has purchases only, and most "
+            "customers bought on one day: a label must not call them regular buyers.", "",
+            "| served segment | customers | bought on one day only | bought again in the "
+            "holdout | mean holdout spend ($) |", "|---|---:|---:|---:|---:|"]
+        lines += [f"| {row.label} | {row.customers:,} | {row.one_day:.0%} | "
+                  f"{row.bought_again:.0%} | {row.holdout_spend:.2f} |" for row in segments]
+        lines.append("")
     if plot:
         lines += [f"![CDNOW]({plot})", ""]
     return lines

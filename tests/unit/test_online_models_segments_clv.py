@@ -108,6 +108,35 @@ def test_shoppers_who_search_get_a_segment_of_their_own() -> None:
     assert "(fewer searches)" in segmenter.labels()[wanderers]
 
 
+def test_customers_who_bought_on_one_day_only_are_not_read_as_frequent_buyers() -> None:
+    """Verify that on a shop of purchases only, where most customers bought on one day (as
+    on CDNOW), the one-time buyers are not described as buying more often than the repeat
+    buyers: with a single day, there is no rhythm to measure yet."""
+    rng = random.Random(3)
+    segmenter = Segmenter(refit_every=300, seed=1)
+
+    def customer(repeat: bool) -> dict[str, float]:
+        orders = rng.randint(3, 8) if repeat else 1
+        span_days = rng.uniform(80, 250) if repeat else 0.0
+        last = NOW - rng.uniform(0, 100) * DAY_MS
+        return behaviour_vector({
+            "orders": orders, "revenue": orders * rng.lognormvariate(3.3, 0.5),
+            "active_days": orders, "first_seen_at": last - span_days * DAY_MS,
+            "last_seen_at": last})
+
+    for i in range(900):
+        segmenter.learn(f"c{i}", customer(repeat=i % 5 < 2))
+    segmenter.refit(choose_k=True)
+    labels = segmenter.labels()
+    once = [labels[segmenter.assign(customer(repeat=False))] for _ in range(200)]
+    assert not any(label.startswith(("frequent", "regular")) for label in once), once
+    repeat_pace = np.median([segmenter.centroid(segmenter.assign(customer(repeat=True)))[
+        "orders_per_week"] for _ in range(200)])
+    once_pace = np.median([segmenter.centroid(segmenter.assign(customer(repeat=False)))[
+        "orders_per_week"] for _ in range(200)])
+    assert once_pace <= repeat_pace * 1.2
+
+
 def test_segmenting_imports_no_clustering_library_on_the_way() -> None:
     """Verify that fitting, choosing the number of segments and refining them import
     nothing: scikit-learn's clustering took about a second to import, paid by the batch of

@@ -15,6 +15,7 @@ from load_tests.quality.cdnow import (
     CdnowResult,
     purchase_event,
     score,
+    served_segments,
 )
 from load_tests.quality.families import generate_shop
 from load_tests.quality.family_run import (
@@ -172,3 +173,25 @@ def test_served_segment_labels_are_counted_and_told_apart(tmp_path: Path) -> Non
     text = write_report(tmp_path, families=[family], cdnow=cdnow, elapsed_s=61.0,
                         quick=True).read_text()
     assert "Served segments (2): big spenders, rare; browsers." in text
+
+
+def test_cdnow_segments_are_shown_with_what_their_customers_did_in_the_holdout(
+        tmp_path: Path) -> None:
+    """Verify that each segment served on CDNOW is listed with its customers, the share who
+    bought on one day only, and the share who bought again and what they spent in the
+    holdout, the segment that spent most first."""
+    cdnow = _cdnow_result(n=6)
+    cdnow.no_purchase, cdnow.holdout_spend = [1, 1, 0, 0, 1, 0], [0, 0, 50, 30, 0, 200]
+    cdnow.segment_labels = ["rare buyers", "rare buyers", "rare buyers", "regular buyers",
+                            "regular buyers", "big spenders, rare"]
+    cdnow.calibration_days = [1, 1, 3, 1, 2, 4]
+    cdnow.metrics = score(cdnow)
+    rows = served_segments(cdnow)
+    assert [(row.label, row.customers) for row in rows] == [
+        ("big spenders, rare", 1), ("rare buyers", 3), ("regular buyers", 2)]
+    rare = rows[1]
+    assert (rare.one_day, rare.bought_again, rare.holdout_spend) == pytest.approx(
+        (2 / 3, 1 / 3, 50 / 3))
+    text = write_report(tmp_path, families=[_family_result(progressive=0.9)], cdnow=cdnow,
+                        elapsed_s=61.0, quick=True).read_text()
+    assert "| regular buyers | 2 | 50% | 50% | 15.00 |" in text
