@@ -325,7 +325,8 @@ def _cdnow_section(cdnow: CdnowResult, plot: str | None) -> list[str]:
         lines += [
             "Segments as served (the label in each Redis profile at the end of calibration), "
             "and what their customers did in the holdout. CDNOW has purchases only, and most "
-            "customers bought on one day: a label must not call them regular buyers.", "",
+            "customers bought on one day, which shows no rhythm yet: where they make most of a "
+            "segment, its label should not call it regular or frequent.", "",
             "| served segment | customers | bought on one day only | bought again in the "
             "holdout | mean holdout spend ($) |", "|---|---:|---:|---:|---:|"]
         lines += [f"| {row.label} | {row.customers:,} | {row.one_day:.0%} | "
