@@ -65,25 +65,22 @@ class CustomerAlertState:
     #: the worker dies in between, the redelivered batch must repeat both, and only a
     #: redelivery recognised by ``seen`` can ask.
     earlier: list[FiredAlert] = field(default_factory=list)
-    #: ``seen`` as a set, made at the first :meth:`remember` (not stored).
+    #: ``seen`` as a set, made when first asked (not stored).
     _seen_set: set[str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def remember(self, trigger: str, limit: int) -> bool:
         """Add ``trigger`` to the last ``limit`` triggers seen; ``False`` if it was among
         them already (a redelivery). Every event of an active customer asks, and a scan of
         the list of 64 took longer than the rest of the rules together."""
-        if self._seen_set is None:
-            self._seen_set = set(self.seen)
-        if trigger in self._seen_set:
+        seen = self._seen_ids()
+        if trigger in seen:
             return False
         self.seen.append(trigger)
-        self._seen_set.add(trigger)
+        seen.add(trigger)
         if len(self.seen) > limit:
-            self._seen_set.difference_update(self.seen[:-limit])
+            seen.difference_update(self.seen[:-limit])
             del self.seen[:-limit]
-            if self.earlier:
-                self.earlier = [fired for fired in self.earlier
-                                if fired.triggered_by in self._seen_set]
+            self._keep_earlier_seen()
         return True
 
     def record(self, kind: AlertKind, alert: FiredAlert) -> None:
@@ -93,8 +90,18 @@ class CustomerAlertState:
         self.fired[kind] = alert
         if previous is not None:
             self.earlier.append(previous)
+        self._keep_earlier_seen()
+
+    def _seen_ids(self) -> set[str]:
+        if self._seen_set is None:
+            self._seen_set = set(self.seen)
+        return self._seen_set
+
+    def _keep_earlier_seen(self) -> None:
+        """Drop from :attr:`earlier` the alerts whose trigger left ``seen`` (no redelivery
+        can ask for them any more), and all but the last :data:`EARLIER_LIMIT`."""
         if self.earlier:
-            seen = set(self.seen) if self._seen_set is None else self._seen_set
+            seen = self._seen_ids()
             self.earlier = [fired for fired in self.earlier
                             if fired.triggered_by in seen][-EARLIER_LIMIT:]
 

@@ -225,11 +225,13 @@ def run_cdnow(stack: LocalStack, config: CdnowConfig, *, progress: bool = True) 
     no_purchase = (holdout_counts == 0).astype(int).to_numpy()
     scale = HOLDOUT_DAYS / bundle.clv.window_days
     churn, churn_live, clv, clv_live, recency = [], [], [], [], []
-    labels = [live.get(customer, {}).get("segment_label") or "(none)" for customer in customers]
-    days = [int(inputs[customer].profile.get("active_days") or 0) for customer in customers]
+    labels: list[str] = []
+    days: list[int] = []
     for customer in customers:
         profile = inputs[customer].profile
         served = live.get(customer, {})
+        labels.append(served.get("segment_label") or "(none)")
+        days.append(int(profile.get("active_days") or 0))
         churn.append(bundle.churn.predict(bundle.churn.featurize(profile, watermark_ms))[0])
         churn_live.append(float(served.get("churn_probability", "nan")))
         clv.append(bundle.clv.predict(profile, watermark_ms).clv * scale)
