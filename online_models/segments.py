@@ -89,6 +89,10 @@ FIT_RESTARTS, FIT_ITERATIONS, CONVERGENCE_CHECK = 4, 300, 5
 #: what it knew.
 MAX_CHOICE_BACKOFF = 8
 
+#: A segment most of whose customers were seen on one day only buys "one-time" (see
+#: :func:`describe`).
+ONE_TIME_MAJORITY = 0.5
+
 #: The behaviour vector's features in a fixed order (see ``behaviour_vector``).
 FEATURES = ("log_orders_per_week", "log_spend_per_order", "purchase_share",
             "log_views_per_visit", "log_carts_per_order", "log_days_between_visits",
@@ -293,11 +297,15 @@ class Segmenter:
         counts = np.bincount(labels, minlength=len(centres))
         by_position = {position: segment for position, segment in enumerate(order)}
         self._shares = {by_position[i]: float(counts[i]) / len(z) for i in range(len(centres))}
+        one_day = np.bincount(labels, weights=missing[:, FEATURES.index("log_orders_per_week")],
+                              minlength=len(centres))
         self._labels = describe_segments(
             {segment: self.centroid(segment) for segment in self.centres},
             reference=natural_units(dict(zip(FEATURES, np.median(raw, axis=0).tolist(),
                                              strict=True))),
-            buyers_spend=float(np.expm1(fill[FEATURES.index("log_spend_per_order")])))
+            buyers_spend=float(np.expm1(fill[FEATURES.index("log_spend_per_order")])),
+            one_day_shares={by_position[i]: float(one_day[i] / max(counts[i], 1))
+                            for i in range(len(centres))})
 
     def _choice_due(self) -> int:
         """The refit count at which the number of segments is chosen again."""
@@ -479,8 +487,17 @@ def natural_units(vector: Mapping[str, float]) -> dict[str, float]:
     return natural
 
 
-def describe(centroid: Mapping[str, float], buyers_spend: float) -> str:
-    """A segment's centre in a marketer's words.
+def describe(centroid: Mapping[str, float], buyers_spend: float,
+             one_day_share: float = 0.0) -> str:
+    """A segment's centre in a marketer's words; ``one_day_share``: the share of its
+    customers seen on one day only.
+
+    How often a segment buys is read off its centre, unless most of its customers were seen
+    on one day only: they have no rhythm yet, and the centre's orders per week is the
+    shop's typical value filled in for them (see :meth:`Segmenter.refit`), so such a segment
+    buys "one-time". On CDNOW, the real purchase history, two segments of 70-86% one-day
+    buyers read "regular" (the typical repeat buyer's pace) while a segment of repeat
+    buyers, 56% of whom bought again in the holdout against 19-29%, read "rare".
 
     >>> describe({"orders_per_week": 2.0, "spend_per_order": 15.0, "purchase_share": 0.7}, 40.0)
     'frequent small baskets'
@@ -488,6 +505,9 @@ def describe(centroid: Mapping[str, float], buyers_spend: float) -> str:
     'big spenders, rare'
     >>> describe({"orders_per_week": 0.01, "purchase_share": 0.01, "carts_per_order": 3.0}, 40.0)
     'browsers who fill carts'
+    >>> describe({"orders_per_week": 0.5, "spend_per_order": 15.0, "purchase_share": 1.0}, 40.0,
+    ...          one_day_share=0.8)
+    'one-time small baskets'
     """
     orders_per_week = centroid.get("orders_per_week", 0.0)
     share = centroid.get("purchase_share", 0.0)
@@ -495,7 +515,8 @@ def describe(centroid: Mapping[str, float], buyers_spend: float) -> str:
         label = "browsers who fill carts" if centroid.get("carts_per_order", 0.0) >= 1.5 \
             else "browsers"
     else:
-        frequency = ("frequent" if orders_per_week >= 1.0 else
+        frequency = ("one-time" if one_day_share > ONE_TIME_MAJORITY else
+                     "frequent" if orders_per_week >= 1.0 else
                      "regular" if orders_per_week >= 0.25 else "rare")
         spend = centroid.get("spend_per_order", 0.0)
         if buyers_spend and spend >= 1.8 * buyers_spend:
@@ -523,9 +544,11 @@ _CONTRASTS = {
 
 
 def describe_segments(centroids: Mapping[int, Mapping[str, float]],
-                      reference: Mapping[str, float], buyers_spend: float) -> dict[int, str]:
+                      reference: Mapping[str, float], buyers_spend: float,
+                      one_day_shares: Mapping[int, float] | None = None) -> dict[int, str]:
     """A distinct label per segment: :func:`describe`, then, for segments that read the
     same, what sets each apart from the others of its words (relative to ``reference``).
+    ``one_day_shares``: segment -> share of its customers seen on one day only.
 
     >>> labels = describe_segments(
     ...     {0: {"orders_per_week": 0.5, "spend_per_order": 40.0, "views_per_visit": 2.0},
@@ -534,7 +557,9 @@ def describe_segments(centroids: Mapping[int, Mapping[str, float]],
     >>> labels[0], labels[1]
     ('regular buyers (fewer views per visit)', 'regular buyers (more views per visit)')
     """
-    words = {segment: describe(centroid, buyers_spend) for segment, centroid in centroids.items()}
+    shares = one_day_shares or {}
+    words = {segment: describe(centroid, buyers_spend, shares.get(segment, 0.0))
+             for segment, centroid in centroids.items()}
     labels = dict(words)
     for label in set(words.values()):
         same = sorted(segment for segment, word in words.items() if word == label)
