@@ -14,7 +14,9 @@ rather than produce them again (which would put each twice on the topic). An ale
 broker refused (timed out while it was away) goes out with the next publish, whatever that
 one holds: the retried batch repeats what its triggers fired (the rule state saved before
 publishing remembers that, :attr:`~feature_store.rule_state.CustomerAlertState.earlier`),
-but not every alert has a trigger the rules see again (a model's drift alert).
+but not every alert has a trigger the rules see again (a model's drift alert). Those are
+saved in Redis before their publish, and a restarted worker hands its publisher what its
+predecessor left unsent (:meth:`AlertPublisher.carry`).
 """
 
 from __future__ import annotations
@@ -119,6 +121,12 @@ class AlertPublisher:
                 ALERTS_REPEATED.labels(kind=alert.kind.value).inc()
         log.info("published %d alerts to %s", len(sent), self.topic)
         return carried
+
+    def carry(self, alerts: Sequence[Alert]) -> None:
+        """Send ``alerts`` with the next publish (an earlier worker could not)."""
+        with self._delivery_lock:
+            for alert in alerts:
+                self._undelivered.setdefault(alert.alert_id, alert)
 
     def _settle(self, alerts: Sequence[Alert], unanswered: set[str]) -> None:
         """Carry ``alerts`` the broker did not acknowledge over to the next publish, and no

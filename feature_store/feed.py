@@ -3,16 +3,26 @@
 The worker appends a batch's alerts once the broker has acknowledged them, in the round trip
 that records the batch's progress; a batch repeated after a crash appends the same ids
 again, and a marker per id (kept :data:`FEED_MARKER_TTL_S`) drops the repeats.
+
+A batch repeated after a crash repeats the alerts its events fire, but a model's drift is
+found once, in the memory of the worker that learnt from the events: an alert of
+:data:`KEPT_UNTIL_FED` kinds is saved in Redis (:data:`UNSENT_ALERTS_KEY`) before it is
+published and dropped there by its append to the feed, so a restarted worker sends what
+its predecessor could not (:meth:`FeatureStore.unsent_alerts`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
-from feature_store.keys import ALERTS_STREAM_KEY, alert_feed_marker_key
-from schemas.records import Alert
+from feature_store.keys import ALERTS_STREAM_KEY, UNSENT_ALERTS_KEY, alert_feed_marker_key
+from schemas.records import Alert, AlertKind
+
+#: The kinds of alert no redelivered event fires again.
+KEPT_UNTIL_FED = frozenset({AlertKind.MODEL_DRIFT})
 
 ALERTS_STREAM_MAXLEN = 10_000
 #: How long the feed remembers that an alert id was appended (drops crash repeats).
@@ -35,3 +45,11 @@ def queue_feed(pipe: Any, alert: Alert) -> None:
     pipe.eval(FEED_SCRIPT, 2, alert_feed_marker_key(alert.alert_id), ALERTS_STREAM_KEY,
               orjson.dumps(alert.model_dump(mode="json")), alert.tenant, alert.kind.value,
               FEED_MARKER_TTL_S, ALERTS_STREAM_MAXLEN)
+    if alert.kind in KEPT_UNTIL_FED:
+        pipe.hdel(UNSENT_ALERTS_KEY, alert.alert_id)
+
+
+def queue_unsent(pipe: Any, alerts: Sequence[Alert]) -> None:
+    """Queue the save of alerts (of :data:`KEPT_UNTIL_FED` kinds) about to be published."""
+    pipe.hset(UNSENT_ALERTS_KEY, mapping={
+        alert.alert_id: orjson.dumps(alert.model_dump(mode="json")) for alert in alerts})

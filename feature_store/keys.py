@@ -133,6 +133,9 @@ TENANTS_KEY = f"{PREFIX}:tenants"
 ALERTS_STREAM_KEY = f"{PREFIX}:alerts:stream"
 #: Hash: alert kind -> alerts suppressed because the customer declined marketing.
 SUPPRESSED_KEY = f"{PREFIX}:metrics:alerts_suppressed"
+#: Hash: alert id -> JSON of the alerts no redelivered event fires again (a model's drift),
+#: from just before their publish until the feed has them (see ``feature_store.feed``).
+UNSENT_ALERTS_KEY = f"{PREFIX}:alerts:unsent"
 
 
 def alert_feed_marker_key(alert_id: str) -> str:

@@ -65,7 +65,7 @@ from feature_store.customers import (
     load_customers,
     queue_apply,
 )
-from feature_store.feed import queue_feed
+from feature_store.feed import KEPT_UNTIL_FED, queue_feed, queue_unsent
 from feature_store.forecasts import queue_forecasts
 from feature_store.keys import (
     METRICS_KEY,
@@ -74,6 +74,7 @@ from feature_store.keys import (
     SUPPRESSED_KEY,
     TENANTS_KEY,
     THROUGHPUT_KEY,
+    UNSENT_ALERTS_KEY,
     CustomerKeys,
     alert_state_key,
     alias_key,
@@ -106,6 +107,7 @@ from feature_store.stitching import merge_visitors, profile_id_for, resolve_alia
 from feature_store.tickets import owner_keys, queue_ticket_writes
 from feature_store.updates import update_for
 from schemas.events import AnyEvent
+from schemas.records import Alert
 
 log = logging.getLogger(__name__)
 
@@ -384,18 +386,31 @@ class FeatureStore:
                 await pipe.execute()
 
     async def save_rule_states(self, states: Mapping[CustomerKey, CustomerAlertState], *,
-                               timers_opened: Sequence[CartTimer] = ()) -> None:
+                               timers_opened: Sequence[CartTimer] = (),
+                               alerts: Sequence[Alert] = ()) -> None:
         """Write rule states now (one round trip): the worker saves those of the customers
         whose alerts it is about to publish, so a redelivered trigger repeats them word for
         word (see ``agents/batch.py``). ``timers_opened``: the timers of the carts open in
         those states, written first (a state holding a cart without its timer would never
-        fire it; a timer whose state is not written is found moot when it is due)."""
-        if states:
+        fire it; a timer whose state is not written is found moot when it is due).
+        ``alerts``: the alerts about to be published; those no trigger repeats are kept
+        until the feed has them (see :mod:`feature_store.feed`)."""
+        unsent = [alert for alert in alerts if alert.kind in KEPT_UNTIL_FED]
+        if states or unsent:
             async with self.redis.pipeline(transaction=False) as pipe:
                 _queue_open_timers(pipe, timers_opened)
                 queue_set_many(pipe, {alert_state_key(tenant, customer): state.to_json()
                                       for (tenant, customer), state in states.items()})
+                if unsent:
+                    queue_unsent(pipe, unsent)
                 await pipe.execute()
+
+    async def unsent_alerts(self) -> list[Alert]:
+        """The alerts no trigger repeats that were saved for publishing and are not in the
+        feed yet: a worker died before the broker had them (or before its commit)."""
+        saved = await self.redis.hgetall(UNSENT_ALERTS_KEY)
+        return sorted((Alert.model_validate_json(value) for value in saved.values()),
+                      key=lambda alert: alert.alert_id)
 
     async def commit(self, commit: Commit) -> None:
         """Record a finished batch (one round trip): see :class:`~feature_store.batch.Commit`.

@@ -19,6 +19,7 @@ from feature_store import FeatureStore
 from feature_store.keys import (
     ALERTS_STREAM_KEY,
     SUPPRESSED_KEY,
+    UNSENT_ALERTS_KEY,
     alert_state_key,
     cart_timers_key,
 )
@@ -37,6 +38,7 @@ from tests.unit.support import (
     ms,
     purchase,
     ticket,
+    triage_drift,
 )
 
 
@@ -131,6 +133,25 @@ async def test_a_worker_killed_before_the_broker_had_two_alerts_of_a_kind_repeat
     assert sent(second) == sent(first)
     feed = await SystemReader(redis=store.redis).alerts("default")
     assert sorted(a.triggered_by for a in feed) == ["t1", "t2"]
+
+
+async def test_a_drift_alert_a_killed_worker_left_unsent_goes_out_from_the_next_one(
+        store: FeatureStore, settings: Settings, messages: Messages) -> None:
+    """Verify that a model's drift alert whose publish failed before the worker died is
+    kept in Redis, sent by the restarted worker's first batch, in the feed once, and then
+    no longer kept."""
+    first = batch_worker(store, settings, models=ScriptedModels(drifts=[triage_drift(0)]),
+                         producer=FakeAlertProducer(failing=1))
+    with pytest.raises(AlertPublishError):
+        await process_batch(first, messages([click("e1", "c1", 0)]))
+    [drift] = sent(first)
+    assert drift.kind is AlertKind.MODEL_DRIFT
+    assert await store.unsent_alerts() == [drift]
+    restarted = worker(store, settings)
+    assert await run(restarted, messages, [click("e2", "c1", 1)]) == [drift]
+    assert await SystemReader(redis=store.redis).alerts("default") == [drift]
+    assert not await store.redis.exists(UNSENT_ALERTS_KEY)
+    assert await run(worker(store, settings), messages, [click("e3", "c1", 2)]) == []
 
 
 async def _fail(*args: object, **kwargs: object) -> None:

@@ -26,6 +26,7 @@ from feature_store import (
     Progress,
 )
 from feature_store.batch import check_marks
+from feature_store.feed import KEPT_UNTIL_FED
 from feature_store.ranking import RankingSketch
 from feature_store.rule_state import CustomerAlertState
 from feature_store.scores import ScoreRecord
@@ -47,6 +48,7 @@ class MemoryStore:
         default_factory=lambda: defaultdict(dict))
     scores: dict[CustomerKey, ScoreRecord] = field(default_factory=dict)
     feed: dict[str, Alert] = field(default_factory=dict)
+    unsent: dict[str, Alert] = field(default_factory=dict)
     progress: dict[Partition, Progress] = field(default_factory=dict)
     watermarks: dict[Partition, int] = field(default_factory=dict)
     outcomes: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
@@ -122,9 +124,14 @@ class MemoryStore:
             rule_state=CustomerAlertState.from_json(self.rule_states.get(key)))
 
     async def save_rule_states(self, states: Mapping[CustomerKey, CustomerAlertState], *,
-                               timers_opened: Sequence[CartTimer] = ()) -> None:
+                               timers_opened: Sequence[CartTimer] = (),
+                               alerts: Sequence[Alert] = ()) -> None:
         self._open(timers_opened)
         self.rule_states.update({key: state.to_json() for key, state in states.items()})
+        self.unsent.update({a.alert_id: a for a in alerts if a.kind in KEPT_UNTIL_FED})
+
+    async def unsent_alerts(self) -> list[Alert]:
+        return sorted(self.unsent.values(), key=lambda alert: alert.alert_id)
 
     def _open(self, timers: Sequence[CartTimer]) -> None:
         for timer in timers:
@@ -144,6 +151,7 @@ class MemoryStore:
         self._open(commit.timers_opened)
         for alert in commit.feed:
             self.feed.setdefault(alert.alert_id, alert)
+            self.unsent.pop(alert.alert_id, None)
         for key, offset in commit.progress.items():
             before = self.progress.get(key, Progress())
             self.progress[key] = Progress(max(before.done, offset), max(before.started, offset))

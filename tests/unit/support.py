@@ -26,6 +26,7 @@ from agents.publishing import AlertPublisher
 from agents.rules import AlertRules
 from feature_store import Customer, CustomerKey
 from online_models.checkpoint import ModelBundle
+from online_models.drift import DriftEvent
 from online_models.features import DAY_MS, behaviour_vector
 from online_models.triage import TicketCategory
 from schemas.events import AnyEvent, ClickEvent, PurchaseEvent, TicketEvent, topic_for
@@ -182,11 +183,14 @@ def feed(bundle: ModelBundle, days: int, seed: int, start_day: int = 0) -> dict[
 
 class ScriptedModels(ModelStep):
     """The models step with scripted scores (by event id), for stories whose scores a
-    learning model could not be made to give: every other step of the batch is real."""
+    learning model could not be made to give: every other step of the batch is real.
+    ``drifts``: found by the first batch (as a model's drift detector finds one once)."""
 
-    def __init__(self, scores: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+    def __init__(self, scores: Mapping[str, Mapping[str, Any]] | None = None,
+                 drifts: Sequence[DriftEvent] = ()) -> None:
         super().__init__(bundle=ModelBundle())
         self.scores = dict(scores or {})
+        self.drifts = list(drifts)
 
     def learn_and_score(self, events: Sequence[ModelEvent],
                         customers: Mapping[CustomerKey, Customer],
@@ -197,7 +201,18 @@ class ScriptedModels(ModelStep):
             scores={"model_versions": {"churn": "churn-7", "clv": "clv-3"},
                     **self.scores.get(e.event.event_id, {})},
             marketing_consent=customers[e.customer].marketing_consent, partition=e.partition)
-            for e in events if e.customer in customers])
+            for e in events if e.customer in customers], drifts=self._found(customers))
+
+    def _found(self, customers: Mapping[CustomerKey, Customer]) -> list[DriftEvent]:
+        self.tenants_seen.update(tenant for tenant, _ in customers)  # drift alerts go to each
+        found, self.drifts = self.drifts, []
+        return found
+
+
+def triage_drift(at_ms: int) -> DriftEvent:
+    """The triage model's error rose from 10% to 60% (a drift detector's finding)."""
+    return DriftEvent(model="triage", at_ms=at_ms, examples=900, error_before=0.1,
+                      error_after=0.6, window=100)
 
 
 class NoDeadLetters:

@@ -25,7 +25,15 @@ from schemas.topics import CLICKS, PURCHASES, TICKETS
 from stream.metrics import BATCH_STEP_NAMES
 from stream.settings import Settings
 from tests.unit.memory_store import MemoryStore
-from tests.unit.support import FakeAlertProducer, click, purchase, ticket
+from tests.unit.support import (
+    FakeAlertProducer,
+    ScriptedModels,
+    batch_worker,
+    click,
+    purchase,
+    ticket,
+    triage_drift,
+)
 
 
 class RecordingDeadLetters:
@@ -283,6 +291,30 @@ async def test_two_alerts_of_one_kind_for_one_customer_repeat_after_a_crash_befo
     await process_batch(restarted, batch)
     assert sorted(alert.triggered_by for alert in restarted.alerts._producer.alerts()) == fired  # type: ignore[attr-defined]
     assert sorted(alert.triggered_by for alert in store.feed.values()) == fired
+
+
+async def test_a_models_drift_alert_the_broker_never_had_goes_out_from_the_restarted_worker(
+        ) -> None:
+    """Verify that a model's drift alert whose publish failed before the worker died is sent
+    by the restarted worker, and reaches the feed once: no redelivered event fires it again
+    (the drift was found in the memory of the worker that died)."""
+    store = MemoryStore()
+    settings = Settings(kafka_bootstrap="127.0.0.1:1")
+    first = batch_worker(store, settings, models=ScriptedModels(drifts=[triage_drift(0)]),
+                         producer=FakeAlertProducer(failing=1))
+    with pytest.raises(AlertPublishError):
+        await process_batch(first, [message(click("e1", "c1", 0), 0)])
+    [drift] = first.alerts._producer.alerts()  # type: ignore[attr-defined]
+    assert drift.kind is AlertKind.MODEL_DRIFT
+    restarted = batch_worker(store, settings, models=ScriptedModels(),
+                             producer=FakeAlertProducer())
+    await process_batch(restarted, [message(click("e1", "c1", 0), 0)])
+    assert restarted.alerts._producer.alerts() == [drift]  # type: ignore[attr-defined]
+    assert list(store.feed.values()) == [drift] and store.unsent == {}
+    await process_batch(batch_worker(store, settings, models=ScriptedModels(),
+                                     producer=(third := FakeAlertProducer())),
+                        [message(click("e2", "c1", 1), 1)])
+    assert third.alerts() == [], "sent once the feed has it"
 
 
 async def test_a_cart_abandoned_before_the_customers_next_add_to_cart_in_one_batch_fires(
