@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, TypeVar
@@ -82,10 +82,12 @@ PROFILE_SCRIPT = PipelineScript(
 
 def queue_profile_reads(pipe: Any, tenant: str, customer_id: str) -> None:
     """Queue the read of one customer's profile on ``pipe`` (a caller may share the round
-    trip with commands of its own); decode its reply with :func:`profile_from_replies`.
+    trip with commands of its own), and of the tenant's segments (see
+    :func:`current_segment`); decode their replies with :func:`profile_from_replies`.
     Run the pipeline with :func:`execute_reads` (it loads the script if Redis lacks it)."""
     keys = CustomerKeys(tenant, customer_id)
     PROFILE_SCRIPT.queue(pipe, [keys.profile, keys.key("categories"), keys.key("recent")])
+    pipe.hgetall(segments_key(tenant))
 
 
 async def execute_reads(redis: AsyncRedis, fill: Callable[[Any], None]) -> list[Any]:
@@ -97,15 +99,42 @@ async def execute_reads(redis: AsyncRedis, fill: Callable[[Any], None]) -> list[
 
 def profile_from_replies(tenant: str, customer_id: str,
                          replies: Sequence[Any]) -> CustomerProfile | None:
-    """The profile from the reply of :func:`queue_profile_reads` (``None``: no customer)."""
-    (flat_fields, flat_categories, recent), = replies
+    """The profile from the replies of :func:`queue_profile_reads` (``None``: no customer)."""
+    (flat_fields, flat_categories, recent), segments = replies
     if not flat_fields:
         return None
     fields = dict(zip(flat_fields[::2], flat_fields[1::2], strict=True))
     categories = [(name, float(weight))
                   for name, weight in zip(flat_categories[::2], flat_categories[1::2],
                                           strict=True)]
-    return profile_from_raw(tenant, customer_id, fields, categories, recent)
+    return profile_from_raw(tenant, customer_id, fields, categories, recent, segments)
+
+
+def current_segment(segment: int | None, label: str | None,
+                    segments: Mapping[bytes, bytes]) -> tuple[int | None, str | None]:
+    """A customer's segment and label as the tenant's segments are now (``segments``: what
+    the workers publish, id -> JSON).
+
+    A customer's segment is stored when they are scored; its label is the segment's at that
+    moment. A refit keeps a segment's id while its centre moves, but its words may change
+    with it ("regular buyers" becomes "one-time buyers"), and a refit to fewer segments ends
+    some ids. Replaying CDNOW through the segmenter left 65% of the customers with a label
+    their segment no longer had. So the label served is the segment's now; a customer whose
+    segment is gone has none until their next score; before any segments are published,
+    the stored ones are served.
+
+    >>> now = {b"2": orjson.dumps({"segment": 2, "label": "one-time buyers"})}
+    >>> current_segment(2, "regular buyers", now)
+    (2, 'one-time buyers')
+    >>> current_segment(4, "rare buyers", now), current_segment(4, "rare buyers", {})
+    ((None, None), (4, 'rare buyers'))
+    """
+    if segment is None or not segments:
+        return segment, label
+    published = segments.get(str(segment).encode())
+    if published is None:
+        return None, None
+    return segment, orjson.loads(published).get("label", label)
 
 
 def profile_from_raw(
@@ -114,8 +143,10 @@ def profile_from_raw(
     fields: dict[bytes, bytes],
     categories: list[tuple[bytes, float]],
     recent: list[bytes],
+    segments: Mapping[bytes, bytes],
 ) -> CustomerProfile:
-    """Decode the raw Redis values of one customer into the public profile."""
+    """Decode the raw Redis values of one customer into the public profile (``segments``:
+    the tenant's now, see :func:`current_segment`)."""
     text = {k.decode(): v for k, v in fields.items()}
     counts = {name: int(text.get(name, 0)) for name in _INT_FEATURES}
     revenue = int(text.get("revenue_cents", 0)) / 100
@@ -131,12 +162,14 @@ def profile_from_raw(
         ],
         recent_products=[product.decode() for product in recent],
     )
-    segment = text.get("segment")
+    segment, segment_label = current_segment(
+        int(text["segment"]) if "segment" in text else None,
+        text["segment_label"].decode() if "segment_label" in text else None, segments)
     scores = CustomerScores(
         churn_probability=_float(text.get("churn_probability")),
         churn_status=_status(text.get("churn_status")),
-        segment=int(segment) if segment is not None else None,
-        segment_label=text["segment_label"].decode() if "segment_label" in text else None,
+        segment=segment,
+        segment_label=segment_label,
         clv=_float(text.get("clv")),
         clv_status=_status(text.get("clv_status")),
         sentiment=_float(text.get("sentiment")),
@@ -223,11 +256,12 @@ class ProfileReader:
     async def profiles(self, tenant: str, customer_ids: list[str]) -> list[CustomerProfile | None]:
         """Several customers' profiles (features without categories) in one round trip."""
         async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(segments_key(tenant))
             for customer_id in customer_ids:
                 pipe.hgetall(CustomerKeys(tenant, customer_id).profile)
-            rows = await pipe.execute()
-        return [profile_from_raw(tenant, customer_id, fields, [], []) if fields else None
-                for customer_id, fields in zip(customer_ids, rows, strict=True)]
+            segments, *rows = await pipe.execute()
+        return [profile_from_raw(tenant, customer_id, fields, [], [], segments) if fields
+                else None for customer_id, fields in zip(customer_ids, rows, strict=True)]
 
     async def recommendations_of_known(
         self, tenant: str, customer_id: str

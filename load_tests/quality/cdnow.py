@@ -28,6 +28,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
+from load_tests.quality.served import ServedApi, ServedProfile
 from load_tests.quality.stack import LocalStack, Message, PipelineRun
 from schemas.topics import PURCHASES
 
@@ -210,7 +211,9 @@ def run_cdnow(stack: LocalStack, config: CdnowConfig, *, progress: bool = True) 
         processing = time.monotonic() - started
         watermark_ms = run.model_watermark()
         sweep_lag_s = run.wait_until_scored(customers, watermark_ms)
-        live = run.profile_fields(customers, ["churn_probability", "clv", "segment_label"])
+        log.info("reading the %d customers' scores from the API", len(customers))
+        with ServedApi(run.settings, log_path=run.work_dir / "api.log") as api:
+            live = api.profiles(customers)
     finally:
         run.stop_worker()
     bundle = run.final_bundle()
@@ -229,13 +232,13 @@ def run_cdnow(stack: LocalStack, config: CdnowConfig, *, progress: bool = True) 
     days: list[int] = []
     for customer in customers:
         profile = inputs[customer].profile
-        served = live.get(customer, {})
-        labels.append(served.get("segment_label") or "(none)")
+        served = live.get(customer, UNSERVED)
+        labels.append(served.segment_label or "(none)")
         days.append(int(profile.get("active_days") or 0))
         churn.append(bundle.churn.predict(bundle.churn.featurize(profile, watermark_ms))[0])
-        churn_live.append(float(served.get("churn_probability", "nan")))
+        churn_live.append(_or_nan(served.churn_probability))
         clv.append(bundle.clv.predict(profile, watermark_ms).clv * scale)
-        clv_live.append(float(served.get("clv", "nan")) * scale)
+        clv_live.append(_or_nan(served.clv) * scale)
         recency.append((CALIBRATION_END_MS - (profile["last_order_at"] or 0)) / DAY_MS)
     expected, bgnbd_clv = bgnbd_baseline(frame, customers)
     spend = holdout_spend.to_numpy(dtype=float)
@@ -279,6 +282,16 @@ def score(result: CdnowResult) -> dict[str, dict[str, float]]:
         "clv_ours_live": spend_metrics(result.ours_clv_live),
         "clv_bgnbd_gg": spend_metrics(result.bgnbd_gg_clv),
     }
+
+
+#: A customer the API has no profile of (every score missing).
+UNSERVED = ServedProfile(customer_id="", churn_probability=None, churn_status=None, clv=None,
+                         segment=None, segment_label=None, scored_at_ms=None,
+                         last_seen_ms=None, sentiment=None)
+
+
+def _or_nan(value: float | None) -> float:
+    return float("nan") if value is None else float(value)
 
 
 def _pick(metrics: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:

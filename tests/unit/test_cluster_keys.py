@@ -62,13 +62,17 @@ def keys_of(args: Sequence[Any]) -> list[Any]:
 
 
 class Recorder(list):  # type: ignore[type-arg]
-    """A pipeline stand-in that records the scripts queued on it (name, keys, args)."""
+    """A pipeline stand-in that records the scripts and reads queued on it (name, keys,
+    args)."""
 
     def evalsha(self, sha: str, count: int, *args: object) -> None:
         self.append(("EVALSHA", sha, count, *args))
 
     def eval(self, source: str, count: int, *args: object) -> None:
         self.append(("EVAL", source, count, *args))
+
+    def hgetall(self, key: str) -> None:
+        self.append(("HGETALL", key))
 
 
 def one_slot_each(commands: Sequence[Sequence[Any]]) -> None:
@@ -137,7 +141,8 @@ def test_the_lua_scripts_name_only_their_keys() -> None:
 
 
 def test_profile_reads_are_one_slot() -> None:
-    """Verify that the API's profile read script takes one customer's keys."""
+    """Verify that the API's profile read script takes one customer's keys (the tenant's
+    segments, read beside it, are a command of their own)."""
     pipe = Recorder()
     queue_profile_reads(pipe, "shop1", "c1")
     one_slot_each(pipe)
