@@ -119,7 +119,8 @@ class WorkerRuntime:
         models = model_telemetry(
             self.bundle, self.recommender.report() if self.recommender is not None else None)
         for tenant, segments in self.models.segment_summaries().items():
-            await self.store.publish_segments(tenant, segments)
+            await self.store.publish_segments(
+                tenant, segments, segmenter=self.bundle.segments.identity(tenant))
         await self.store.publish_forecasts(
             self.worker_name, self.models.insights.forecast_payloads(),
             at_ms=int(time.time() * 1000))
@@ -152,7 +153,8 @@ class WorkerRuntime:
                                block_seconds=block_seconds, receipt_id=receipt_id)
         self.models.forget(tenant, customer_id)
         for segments_of, segments in self.models.segment_summaries({tenant}).items():
-            await self.store.publish_segments(segments_of, segments)
+            await self.store.publish_segments(
+                segments_of, segments, segmenter=self.bundle.segments.identity(segments_of))
         if self.recommender is not None:
             self.recommender.submit(RecommendationWork(erased=[(tenant, customer_id)]))
 

@@ -23,7 +23,7 @@ def score_record(tenant: str, customer_id: str, scores: CustomerScores, *,
         clv_status=_status(scores.clv_status), segment=scores.segment,
         segment_label=scores.segment_label, previous_segment=previous_segment,
         model_version=model_version, partition=partition, sentiment=sentiment,
-        anomaly_score=anomaly_score, segments=scores.segments)
+        anomaly_score=anomaly_score, segments=scores.segments, segmenter=scores.segmenter)
 
 
 def _status(status: ModelStatus) -> ScoreStatus:

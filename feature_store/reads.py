@@ -110,31 +110,36 @@ def profile_from_replies(tenant: str, customer_id: str,
     return profile_from_raw(tenant, customer_id, fields, categories, recent, segments)
 
 
-def current_segment(segment: int | None, label: str | None,
+def current_segment(segment: int | None, label: str | None, segmenter: str | None,
                     segments: Mapping[bytes, bytes]) -> tuple[int | None, str | None]:
-    """A customer's segment and label as the tenant's segments are now (``segments``: what
-    the workers publish, id -> JSON).
+    """A customer's segment and label as their segmenter's segments are now (``segments``:
+    what a worker published for the tenant, id -> JSON).
 
-    A customer's segment is stored when they are scored; its label is the segment's at that
-    moment. A refit keeps a segment's id while its centre moves, but its words may change
-    with it ("regular buyers" becomes "one-time buyers"), and a refit to fewer segments ends
-    some ids. Replaying CDNOW through the segmenter left 65% of the customers with a label
-    their segment no longer had. So the label served is the segment's now; a customer whose
-    segment is gone has none until their next score; before any segments are published,
-    the stored ones are served.
+    A customer's segment is stored when they are scored, with its label at that moment. A
+    refit keeps a segment's id while its centre moves, but its words may change with it
+    ("regular buyers" becomes "one-time buyers"), and a refit to fewer segments ends some
+    ids. Replaying CDNOW through the segmenter left 65% of the customers with a label their
+    segment no longer had. So the label served is the segment's now, and a customer whose
+    segment is gone has none until their next score. Each worker segments the customers it
+    sees with a segmenter of its own (``segmenter`` names it): what another one published
+    says nothing of this customer's segment, so the stored one is served, as it is before
+    any segments are published.
 
-    >>> now = {b"2": orjson.dumps({"segment": 2, "label": "one-time buyers"})}
-    >>> current_segment(2, "regular buyers", now)
+    >>> now = {b"2": orjson.dumps({"segment": 2, "label": "one-time buyers", "segmenter": "a"})}
+    >>> current_segment(2, "regular buyers", "a", now)
     (2, 'one-time buyers')
-    >>> current_segment(4, "rare buyers", now), current_segment(4, "rare buyers", {})
-    ((None, None), (4, 'rare buyers'))
+    >>> current_segment(4, "rare buyers", "a", now)
+    (None, None)
+    >>> current_segment(2, "rare buyers", "b", now), current_segment(2, "rare buyers", "a", {})
+    ((2, 'rare buyers'), (2, 'rare buyers'))
     """
     if segment is None or not segments:
         return segment, label
     published = segments.get(str(segment).encode())
-    if published is None:
-        return None, None
-    return segment, orjson.loads(published).get("label", label)
+    record = orjson.loads(published if published is not None else next(iter(segments.values())))
+    if record.get("segmenter") != segmenter:
+        return segment, label
+    return (segment, record.get("label", label)) if published is not None else (None, None)
 
 
 def profile_from_raw(
@@ -164,7 +169,8 @@ def profile_from_raw(
     )
     segment, segment_label = current_segment(
         int(text["segment"]) if "segment" in text else None,
-        text["segment_label"].decode() if "segment_label" in text else None, segments)
+        text["segment_label"].decode() if "segment_label" in text else None,
+        text["segmenter"].decode() or None if "segmenter" in text else None, segments)
     scores = CustomerScores(
         churn_probability=_float(text.get("churn_probability")),
         churn_status=_status(text.get("churn_status")),

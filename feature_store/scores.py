@@ -74,6 +74,8 @@ class ScoreRecord:
     sentiment: float | None = None
     anomaly_score: float | None = None
     segments: tuple[int, ...] = ()
+    #: The segmenter whose segment and label these are (see ``reads.current_segment``).
+    segmenter: str | None = None
 
 
 def queue_score_writes(pipe: Pipeline, records: Iterable[ScoreRecord],
@@ -172,9 +174,10 @@ def _queue_profile_scores(pipe: Pipeline, record: ScoreRecord, updated_at_ms: in
         else:
             fields[name] = f"{value:.6f}"
     if record.segment is None:
-        absent += ["segment", "segment_label"]
+        absent += ["segment", "segment_label", "segmenter"]
     else:
         fields["segment"], fields["segment_label"] = record.segment, record.segment_label or ""
+        fields["segmenter"] = record.segmenter or ""
     if record.sentiment is not None:
         fields["sentiment"] = f"{record.sentiment:.4f}"
     if record.anomaly_score is not None:

@@ -529,16 +529,18 @@ class FeatureStore:
     # -- what the API shows besides customers ----------------------------------------------
 
     async def publish_segments(self, tenant: str,
-                               segments: Sequence[tuple[int, str, dict[str, float]]]) -> None:
+                               segments: Sequence[tuple[int, str, dict[str, float]]], *,
+                               segmenter: str | None = None) -> None:
         """The tenant's segments for the API, given as (id, label, centroid), each with its
-        size: the customers now in its set."""
+        size: the customers now in its set; ``segmenter`` names the segmenter they are of
+        (see :func:`feature_store.reads.current_segment`)."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for segment, _, _ in segments:
                 pipe.scard(segment_members_key(tenant, segment))
             sizes = await pipe.execute()
         records = {
             str(segment): orjson.dumps({"segment": segment, "label": label, "size": int(size),
-                                        "centroid": centroid})
+                                        "centroid": centroid, "segmenter": segmenter})
             for (segment, label, centroid), size in zip(segments, sizes, strict=True)}
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(segments_key(tenant))

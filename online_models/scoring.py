@@ -68,6 +68,8 @@ class CustomerScores:
     segment_label: str | None
     #: The tenant's segments when the customer was scored (``segment`` among them).
     segments: tuple[int, ...] = ()
+    #: The segmenter whose segment and label these are (one per worker and tenant).
+    segmenter: str | None = None
 
 
 def scoring_time(profile: Mapping[str, Any], watermark_ms: int | None) -> int:
@@ -101,4 +103,5 @@ def score_customer(bundle: ModelBundle, tenant: str, profile: Mapping[str, Any],
     return CustomerScores(scored_at_ms=now_ms, churn_probability=probability,
                           churn_explanation=explanation, churn_status=churn_status, clv=clv,
                           clv_status=clv_status, segment=segment, segment_label=label,
-                          segments=bundle.segments.ids(tenant))
+                          segments=bundle.segments.ids(tenant),
+                          segmenter=bundle.segments.identity(tenant))

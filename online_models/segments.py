@@ -33,6 +33,7 @@ from __future__ import annotations
 import heapq
 import inspect
 import math
+import uuid
 import warnings
 import zlib
 from collections.abc import Mapping
@@ -175,6 +176,9 @@ class Segmenter:
         self.seed = seed
         #: The behaviour vector's features this segmenter measures (see ``__setstate__``).
         self.features = FEATURES
+        #: Names this segmenter among those of other workers: their segment ids and labels
+        #: are their own (see ``feature_store.reads.current_segment``).
+        self.identity = uuid.uuid4().hex[:12]
         self.example_count = 0
         self.refits = 0
         #: Refits between the last choice of the number of segments and the next.
@@ -200,6 +204,8 @@ class Segmenter:
             options = inspect.signature(Segmenter).parameters  # the constructor's, by name
             state = type(self)(**{name: state[name] for name in options}).__dict__  # type: ignore[arg-type]
         self.__dict__.update(state)
+        if "identity" not in state:  # saved before segmenters had one
+            self.identity = uuid.uuid4().hex[:12]
 
     def learn(self, customer_id: str, vector: Mapping[str, float]) -> None:
         """Take a customer's latest behaviour into the sample (if they belong to it)."""
@@ -625,6 +631,12 @@ class TenantSegments:
             return None, None
         segment = segmenter.assign(vector)
         return (None, None) if segment is None else (segment, segmenter.labels()[segment])
+
+    def identity(self, tenant: str) -> str | None:
+        """The tenant's segmenter's :attr:`Segmenter.identity` (``None`` before its first
+        customer)."""
+        segmenter = self.by_tenant.get(tenant)
+        return None if segmenter is None else segmenter.identity
 
     def ids(self, tenant: str) -> tuple[int, ...]:
         """The tenant's segments now (none before the first fit)."""

@@ -87,12 +87,15 @@ async def test_at_risk_returns_limit_rows_past_a_ranked_customer_without_a_profi
 async def test_a_customer_is_served_the_label_their_segment_has_now(api: Api) -> None:
     """Verify that a profile and the at-risk list serve the label the customer's segment
     has in /v1/segments now, not the one it had when the customer was scored; a customer
-    whose segment a refit ended has none until their next score."""
+    whose segment a refit ended has none until their next score; a customer another
+    worker's segmenter placed keeps that one's words."""
     headers = await api.key()
     await put_profile(api.redis, "shop1", "kept", churn_probability=0.9, segment=2,
-                      segment_label="regular buyers")
+                      segment_label="regular buyers", segmenter="w1")
     await put_profile(api.redis, "shop1", "ended", churn_probability=0.8, segment=4,
-                      segment_label="rare buyers")
+                      segment_label="rare buyers", segmenter="w1")
+    await put_profile(api.redis, "shop1", "theirs", churn_probability=0.7, segment=2,
+                      segment_label="big spenders, rare", segmenter="w2")
 
     async def served(customer_id: str) -> tuple[int | None, str | None]:
         scores = (await api.client.get(f"/v1/customers/{customer_id}",
@@ -102,14 +105,19 @@ async def test_a_customer_is_served_the_label_their_segment_has_now(api: Api) ->
     assert await served("kept") == (2, "regular buyers"), "nothing published yet"
     await api.redis.hset(segments_key("shop1"), mapping={
         "2": orjson.dumps({"segment": 2, "label": "one-time buyers", "size": 9,
-                           "centroid": {}}),
+                           "centroid": {}, "segmenter": "w1"}),
         "5": orjson.dumps({"segment": 5, "label": "frequent buyers", "size": 3,
-                           "centroid": {}})})
+                           "centroid": {}, "segmenter": "w1"})})
     assert await served("kept") == (2, "one-time buyers")
     assert await served("ended") == (None, None)
+    assert await served("theirs") == (2, "big spenders, rare")
     at_risk = (await api.client.get("/v1/customers/at-risk", headers=headers)).json()
     assert [(c["scores"]["segment"], c["scores"]["segment_label"])
-            for c in at_risk["customers"]] == [(2, "one-time buyers"), (None, None)]
+            for c in at_risk["customers"]] == [(2, "one-time buyers"), (None, None),
+                                               (2, "big spenders, rare")]
+    listed = (await api.client.get("/v1/segments", headers=headers)).json()["segments"]
+    assert [(s["segment"], s["label"]) for s in listed] == [(2, "one-time buyers"),
+                                                            (5, "frequent buyers")]
 
 
 async def test_segments_and_models_render_when_present(api: Api) -> None:

@@ -260,7 +260,8 @@ def test_a_busy_customer_counts_once() -> None:
 
 
 def test_segment_assignment_is_pure_and_survives_a_restart() -> None:
-    """Verify that assign() learns nothing and a pickled segmenter assigns the same."""
+    """Verify that assign() learns nothing and a pickled segmenter assigns the same, under
+    the same identity (another worker's segmenter has its own)."""
     segmenter = trained_segmenter()
     vector = behaviour_vector(make_profile("browsers", random.Random(5)))
     examples = segmenter.example_count
@@ -269,6 +270,10 @@ def test_segment_assignment_is_pure_and_survives_a_restart() -> None:
     restored = pickle.loads(pickle.dumps(segmenter))
     assert restored.assign(vector) == segment
     assert restored.labels() == segmenter.labels()
+    assert restored.identity == segmenter.identity != Segmenter().identity
+    older = pickle.loads(pickle.dumps(segmenter))
+    del older.identity  # saved before segmenters had one
+    assert pickle.loads(pickle.dumps(older)).identity
 
 
 def test_a_segmenter_saved_with_other_features_starts_again_with_its_options() -> None:
