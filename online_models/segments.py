@@ -185,6 +185,8 @@ class Segmenter:
         self.choice_interval = choose_k_every
         self._next_choice = 0  # the refit count at which the number is chosen again
         self.centres: dict[int, np.ndarray] = {}
+        #: The centres' ids and one array of them, for assign (see ``_stacked_centres``).
+        self._stacked: tuple[list[int], np.ndarray] | None = None
         self._sample: dict[str, tuple[float, ...]] = {}
         self._largest: list[tuple[int, str]] = []  # max-heap (negated hash) of the sample
         self._updates_since_fit = 0
@@ -204,6 +206,8 @@ class Segmenter:
             options = inspect.signature(Segmenter).parameters  # the constructor's, by name
             state = type(self)(**{name: state[name] for name in options}).__dict__  # type: ignore[arg-type]
         self.__dict__.update(state)
+        # Built again from the centres: one saved before a refit rebuilt it may be stale.
+        self._stacked = None
         if "identity" not in state:  # saved before segmenters had one
             self.identity = uuid.uuid4().hex[:12]
 
@@ -245,11 +249,12 @@ class Segmenter:
         return ids[int(np.argmin(((stacked - z) ** 2).sum(axis=1)))]
 
     def _stacked_centres(self) -> tuple[list[int], np.ndarray]:
-        """The centres' ids and one array of them (built again after each refit)."""
+        """The centres' ids and one array of them (built again after each refit: a refit
+        that refines the centres keeps their ids, so the ids cannot tell a stale array)."""
         stacked = getattr(self, "_stacked", None)  # older pickles lack it
-        if stacked is None or stacked[0] != list(self.centres):
-            self._stacked = (list(self.centres), np.array(list(self.centres.values())))
-        return self._stacked
+        if stacked is None:
+            stacked = self._stacked = (list(self.centres), np.array(list(self.centres.values())))
+        return stacked
 
     def labels(self) -> dict[int, str]:
         """A distinct label per segment, in a marketer's words."""
@@ -299,6 +304,7 @@ class Segmenter:
         self.refits += 1
         self._means, self._scales, self._fill = means, scales, fill
         self.centres = self._match(centres, previous)
+        self._stacked = None
         order = list(self.centres)
         counts = np.bincount(labels, minlength=len(centres))
         by_position = {position: segment for position, segment in enumerate(order)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import pickle
 import random
 import subprocess
@@ -257,6 +258,41 @@ def test_a_busy_customer_counts_once() -> None:
         segmenter.learn("the-busy-one", behaviour_vector(make_profile("browsers", rng)))
     shares = [summary.share for summary in segmenter.summaries()]
     assert max(shares) < 0.42
+
+
+def test_a_customer_is_assigned_by_the_centres_of_the_last_refit() -> None:
+    """Verify that after refits that refine the centres (keeping their ids) while the shop's
+    mix of customers changes, a customer goes to the nearest of today's centres, not of
+    those the first assignment saw. Customers between two kinds tell them apart."""
+    rng = random.Random(0)
+    segmenter = Segmenter(refit_every=300, choose_k_every=100, seed=1)  # no choice again
+    kinds = list(ARCHETYPES)
+    for i in range(600):
+        kind = kinds[i % len(kinds)]
+        segmenter.learn(f"{kind}-{i}", behaviour_vector(make_profile(kind, rng)))
+
+    def between() -> dict[str, float]:
+        one, other = (behaviour_vector(make_profile(kind, rng)) for kind in rng.sample(kinds, 2))
+        weight = rng.random()
+        return {name: weight * one[name] + (1 - weight) * other[name]
+                for name in one if name in other}
+
+    probes = [between() for _ in range(200)]
+    for vector in probes:
+        segmenter.assign(vector)
+    ids, refits = list(segmenter.centres), segmenter.refits
+    for i in range(2400):  # four in five new customers are of one kind
+        kind = kinds[0] if i % 5 else kinds[1 + i % 2]
+        segmenter.learn(f"new-{i}", behaviour_vector(make_profile(kind, rng)))
+    assert list(segmenter.centres) == ids and segmenter.refits >= refits + 5
+
+    def nearest_now(vector: dict[str, float]) -> int:
+        raw = np.array([vector.get(name, math.nan) for name in FEATURES])
+        z = (np.where(np.isnan(raw), segmenter._fill, raw) - segmenter._means) / segmenter._scales
+        return min(segmenter.centres,
+                   key=lambda segment: float(((segmenter.centres[segment] - z) ** 2).sum()))
+
+    assert [segmenter.assign(v) for v in probes] == [nearest_now(v) for v in probes]
 
 
 def test_segment_assignment_is_pure_and_survives_a_restart() -> None:
