@@ -77,6 +77,9 @@ class _NoAlerts:
     async def publish(self, alerts: Sequence[Any], repeats: Any = ()) -> list[Any]:
         return []  # nothing carried over from a failed publish: none fails
 
+    def carry(self, alerts: Sequence[Any]) -> None:
+        """What an earlier worker left unsent is not sent either."""
+
 
 def runtime_without_broker(settings: Settings) -> WorkerRuntime:
     """A worker runtime, its recommender in this process, that publishes nothing (dead
