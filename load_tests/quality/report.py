@@ -250,8 +250,8 @@ def render(families: Sequence[FamilyResult], cdnow: CdnowResult | None, *, plots
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC ({platform.machine()}, "
         f"Python {platform.python_version()}) in {elapsed_s / 60:.1f} minutes. Every shop went "
         "through the real pipeline: the producer SDK, a Kafka-protocol broker (embedded tansu), "
-        "`crm worker` and a real redis-server; every score below is what `crm api` served "
-        "(CDNOW: the Redis profiles), read once the worker's silence sweep had scored every "
+        "`crm worker` and a real redis-server; every score below is what `crm api` served, "
+        "read once the worker's silence sweep had scored every "
         "customer at the watermark with the models it then held, and every alert is what "
         "marketing automation would have read on `crm.alerts`. The shops are generators the "
         "models never see the parameters of (`load_tests/quality/families.py`), our own "
@@ -323,7 +323,8 @@ def _cdnow_section(cdnow: CdnowResult, plot: str | None) -> list[str]:
     lines.append("")
     if segments := served_segments(cdnow):
         lines += [
-            "Segments as served (the label in each Redis profile at the end of calibration), "
+            "Segments as served (the label `crm api` served for each customer at the end of "
+            "calibration), "
             "and what their customers did in the holdout. CDNOW has purchases only, and most "
             "customers bought on one day, which shows no rhythm yet: where they make most of a "
             "segment, its label should not call it regular or frequent.", "",
