@@ -31,6 +31,7 @@ from api.routes import (
     models,
 )
 from api.routes.dashboard import STATIC_DIR
+from api.segments_cache import SegmentsCache
 from api.settings import ApiSettings
 from api.state import AppState
 from feature_store.client import AsyncRedis, connect
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None, api_settings: ApiSettings | Non
                                max_connections=api_settings.api_redis_connections,
                                timeout=api_settings.api_redis_pool_timeout_s),
         key_cache=KeyCache(ttl_s=api_settings.api_key_cache_ttl_s),
+        segments_cache=SegmentsCache(ttl_s=api_settings.api_segments_cache_ttl_s),
         publisher=Publisher(settings=settings, flush_timeout_s=api_settings.api_flush_timeout_s,
                             producer=producer),
         broker_check=BrokerCheck(settings=settings,

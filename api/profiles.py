@@ -6,15 +6,23 @@ pipeline. Served by :mod:`api.fast_path` and, for requests it leaves alone, by t
 
 from __future__ import annotations
 
+import time
+
 from pydantic import TypeAdapter
 from starlette.requests import Request
 from starlette.responses import Response
 
 from api.auth import RateCount, authorize
 from api.errors import ApiProblem
+from api.segments_cache import SegmentsCache
 from api.state import AppState
 from feature_store.client import AsyncRedis, Pipeline
-from feature_store.reads import execute_reads, profile_from_replies, queue_profile_reads
+from feature_store.reads import (
+    PublishedSegments,
+    execute_reads,
+    profile_from_replies,
+    queue_profile_reads,
+)
 from schemas.api import Scope
 from schemas.profile import CustomerProfile
 
@@ -30,19 +38,29 @@ def not_found(customer_id: str) -> ApiProblem:
 
 
 async def read_profile(redis: AsyncRedis, tenant: str, customer_id: str,
-                       pending: RateCount | None) -> CustomerProfile | None:
+                       pending: RateCount | None, segments: SegmentsCache | None = None
+                       ) -> CustomerProfile | None:
     """The customer's profile (``None`` if unknown), counting ``pending`` first (may raise 429:
-    then nothing is returned, whether or not the customer exists)."""
+    then nothing is returned, whether or not the customer exists); the tenant's segments
+    from ``segments`` while it has them."""
+    now = time.monotonic()
+    cached = segments.get(tenant, now) if segments is not None else None
+
     def queue(pipe: Pipeline) -> None:
         if pending is not None:
             pending.queue(pipe)
-        queue_profile_reads(pipe, tenant, customer_id)
+        queue_profile_reads(pipe, tenant, customer_id, segments=cached is None)
 
     replies = await execute_reads(redis, queue)
     if pending is not None:
         pending.check(replies[0])
         replies = replies[RateCount.REPLIES:]
-    return profile_from_replies(tenant, customer_id, replies)
+    if cached is None:
+        *replies, raw_segments = replies
+        cached = PublishedSegments.from_raw(raw_segments)
+        if segments is not None:
+            segments.put(tenant, cached, now)
+    return profile_from_replies(tenant, customer_id, replies, cached)
 
 
 async def profile_response(request: Request, customer_id: str) -> Response:
@@ -51,7 +69,8 @@ async def profile_response(request: Request, customer_id: str) -> Response:
     serialised once by pydantic-core instead of being re-validated by FastAPI."""
     state: AppState = request.app.state.crm
     caller = await authorize(request, Scope.READ, count=False)
-    profile = await read_profile(state.redis, caller.key.tenant, customer_id, caller.pending)
+    profile = await read_profile(state.redis, caller.key.tenant, customer_id, caller.pending,
+                                 state.segments_cache)
     if profile is None:
         raise not_found(customer_id)
     return Response(_PROFILE_JSON.to_json(profile), media_type="application/json")

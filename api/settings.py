@@ -25,6 +25,11 @@ class ApiSettings(BaseSettings):
         description="How long each API process trusts a key record it looked up (0: not at "
                     "all); a revoked key keeps working for at most this long.",
     )
+    api_segments_cache_ttl_s: float = Field(
+        default=1.0, ge=0, le=60,
+        description="How long each API process reuses a tenant's published segments for the "
+                    "labels it serves with profiles (0: read them with every profile).",
+    )
     api_workers: int = Field(
         default=1, ge=1, le=64,
         description="API server processes (`crm api`); each keeps its own key cache and its "

@@ -11,6 +11,7 @@ from api.keys import KeyCache
 from api.metrics import ApiMetrics
 from api.publish import Publisher
 from api.readiness import BrokerCheck
+from api.segments_cache import SegmentsCache
 from api.settings import ApiSettings
 from feature_store.client import AsyncRedis
 from feature_store.reads import ProfileReader, SystemReader
@@ -25,6 +26,7 @@ class AppState:
     publisher: Publisher
     broker_check: BrokerCheck
     key_cache: KeyCache
+    segments_cache: SegmentsCache
     metrics: ApiMetrics = field(default_factory=ApiMetrics)
 
     @property

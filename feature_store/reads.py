@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, TypeVar
@@ -80,14 +81,16 @@ PROFILE_SCRIPT = PipelineScript(
     resources.files("feature_store").joinpath("lua", "read_profile.lua").read_text())
 
 
-def queue_profile_reads(pipe: Any, tenant: str, customer_id: str) -> None:
+def queue_profile_reads(pipe: Any, tenant: str, customer_id: str, *,
+                        segments: bool = True) -> None:
     """Queue the read of one customer's profile on ``pipe`` (a caller may share the round
-    trip with commands of its own), and of the tenant's segments (see
-    :func:`current_segment`); decode their replies with :func:`profile_from_replies`.
+    trip with commands of its own), and of the tenant's segments unless the caller has them
+    (see :func:`current_segment`); decode their replies with :func:`profile_from_replies`.
     Run the pipeline with :func:`execute_reads` (it loads the script if Redis lacks it)."""
     keys = CustomerKeys(tenant, customer_id)
     PROFILE_SCRIPT.queue(pipe, [keys.profile, keys.key("categories"), keys.key("recent")])
-    pipe.hgetall(segments_key(tenant))
+    if segments:
+        pipe.hgetall(segments_key(tenant))
 
 
 async def execute_reads(redis: AsyncRedis, fill: Callable[[Any], None]) -> list[Any]:
@@ -97,10 +100,16 @@ async def execute_reads(redis: AsyncRedis, fill: Callable[[Any], None]) -> list[
     return await execute_pipeline(redis, fill, [PROFILE_SCRIPT])
 
 
-def profile_from_replies(tenant: str, customer_id: str,
-                         replies: Sequence[Any]) -> CustomerProfile | None:
-    """The profile from the replies of :func:`queue_profile_reads` (``None``: no customer)."""
-    (flat_fields, flat_categories, recent), segments = replies
+def profile_from_replies(tenant: str, customer_id: str, replies: Sequence[Any],
+                         segments: PublishedSegments | None = None
+                         ) -> CustomerProfile | None:
+    """The profile from the replies of :func:`queue_profile_reads` (``None``: no customer);
+    ``segments``: the tenant's, when the caller had them (and did not read them)."""
+    if segments is None:
+        (flat_fields, flat_categories, recent), raw_segments = replies
+        segments = PublishedSegments.from_raw(raw_segments)
+    else:
+        (flat_fields, flat_categories, recent), = replies
     if not flat_fields:
         return None
     fields = dict(zip(flat_fields[::2], flat_fields[1::2], strict=True))
@@ -110,10 +119,25 @@ def profile_from_replies(tenant: str, customer_id: str,
     return profile_from_raw(tenant, customer_id, fields, categories, recent, segments)
 
 
+@dataclass(frozen=True)
+class PublishedSegments:
+    """A tenant's segments as a worker last published them: each id's label, and the
+    segmenter they are of (see :func:`current_segment`)."""
+
+    labels: Mapping[int, str]
+    segmenter: str | None = None
+
+    @classmethod
+    def from_raw(cls, raw: Mapping[bytes, bytes]) -> PublishedSegments:
+        """From the published hash (id -> JSON)."""
+        records = [orjson.loads(value) for value in raw.values()]
+        return cls({int(record["segment"]): record["label"] for record in records},
+                   records[0].get("segmenter") if records else None)
+
+
 def current_segment(segment: int | None, label: str | None, segmenter: str | None,
-                    segments: Mapping[bytes, bytes]) -> tuple[int | None, str | None]:
-    """A customer's segment and label as their segmenter's segments are now (``segments``:
-    what a worker published for the tenant, id -> JSON).
+                    published: PublishedSegments) -> tuple[int | None, str | None]:
+    """A customer's segment and label as their segmenter's segments are now.
 
     A customer's segment is stored when they are scored, with its label at that moment. A
     refit keeps a segment's id while its centre moves, but its words may change with it
@@ -125,21 +149,20 @@ def current_segment(segment: int | None, label: str | None, segmenter: str | Non
     says nothing of this customer's segment, so the stored one is served, as it is before
     any segments are published.
 
-    >>> now = {b"2": orjson.dumps({"segment": 2, "label": "one-time buyers", "segmenter": "a"})}
+    >>> now = PublishedSegments({2: "one-time buyers"}, segmenter="a")
     >>> current_segment(2, "regular buyers", "a", now)
     (2, 'one-time buyers')
     >>> current_segment(4, "rare buyers", "a", now)
     (None, None)
-    >>> current_segment(2, "rare buyers", "b", now), current_segment(2, "rare buyers", "a", {})
-    ((2, 'rare buyers'), (2, 'rare buyers'))
+    >>> current_segment(2, "rare buyers", "b", now)
+    (2, 'rare buyers')
+    >>> current_segment(2, "rare buyers", "a", PublishedSegments({}))
+    (2, 'rare buyers')
     """
-    if segment is None or not segments:
+    if segment is None or not published.labels or published.segmenter != segmenter:
         return segment, label
-    published = segments.get(str(segment).encode())
-    record = orjson.loads(published if published is not None else next(iter(segments.values())))
-    if record.get("segmenter") != segmenter:
-        return segment, label
-    return (segment, record.get("label", label)) if published is not None else (None, None)
+    now = published.labels.get(segment)
+    return (None, None) if now is None else (segment, now)
 
 
 def profile_from_raw(
@@ -148,7 +171,7 @@ def profile_from_raw(
     fields: dict[bytes, bytes],
     categories: list[tuple[bytes, float]],
     recent: list[bytes],
-    segments: Mapping[bytes, bytes],
+    segments: PublishedSegments,
 ) -> CustomerProfile:
     """Decode the raw Redis values of one customer into the public profile (``segments``:
     the tenant's now, see :func:`current_segment`)."""
@@ -265,7 +288,8 @@ class ProfileReader:
             pipe.hgetall(segments_key(tenant))
             for customer_id in customer_ids:
                 pipe.hgetall(CustomerKeys(tenant, customer_id).profile)
-            segments, *rows = await pipe.execute()
+            raw_segments, *rows = await pipe.execute()
+        segments = PublishedSegments.from_raw(raw_segments)
         return [profile_from_raw(tenant, customer_id, fields, [], [], segments) if fields
                 else None for customer_id, fields in zip(customer_ids, rows, strict=True)]
 
