@@ -251,7 +251,7 @@ class Segmenter:
     def _stacked_centres(self) -> tuple[list[int], np.ndarray]:
         """The centres' ids and one array of them (built again after each refit: a refit
         that refines the centres keeps their ids, so the ids cannot tell a stale array)."""
-        stacked = getattr(self, "_stacked", None)  # older pickles lack it
+        stacked = self._stacked
         if stacked is None:
             stacked = self._stacked = (list(self.centres), np.array(list(self.centres.values())))
         return stacked
