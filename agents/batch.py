@@ -71,8 +71,9 @@ class Worker:
     #: Where the messages Redis forgot are read again (None: Redis is trusted never to).
     rereads: Rereads | None = None
     processed: int = 0
-    #: Whether the alerts an earlier worker left unsent were read from the store.
-    unsent_read: bool = False
+    #: Whether the worker took up what earlier workers left of their alerts (unsent ones,
+    #: the drift rule's cooldowns) from the store.
+    resumed: bool = False
     #: Held by a batch from reading its customers to writing their scores and rule states,
     #: and by the silence sweep's ticks (:class:`agents.rescoring.SilenceSweep`) likewise.
     scores_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -132,6 +133,11 @@ async def process_batch(worker: Worker, messages: Sequence[RawMessage]) -> Batch
                                                    worker.partitions.model_watermark())
             worker.models.forget_visitors(applied.merged_visitors)
         with BATCH_STEPS["rules"].time():
+            if not worker.resumed:  # the first batch since the worker started
+                left = await worker.store.carried_over()
+                worker.alerts.carry(left.unsent)
+                worker.rules.resume_drift_cooldowns(left.drift_alerted_at)
+                worker.resumed = True
             decided = worker.rules.decide(
                 scored.updates, applied, advanced,
                 lateness_ms=worker.partitions.allowed_lateness_ms)
@@ -139,15 +145,13 @@ async def process_batch(worker: Worker, messages: Sequence[RawMessage]) -> Batch
                 scored.drifts, sorted(worker.models.tenants_seen),
                 model_version=worker.models.bundle.version)
         with BATCH_STEPS["publish"].time():
-            if not worker.unsent_read:  # the first batch since the worker started
-                worker.alerts.carry(await worker.store.unsent_alerts())
-                worker.unsent_read = True
             # Their rule state first: a redelivered trigger then repeats its alert word for word
             # (and the carts the batch opened for them keep their timers). The alerts no
             # trigger repeats (a model's drift) are kept in the store until they are in the feed.
             await worker.store.save_rule_states(decided.alerting,
                                                 timers_opened=decided.alerting_timers(),
-                                                alerts=decided.alerts)
+                                                alerts=decided.alerts,
+                                                drift_alerted_at=worker.rules.drift_alerted_at())
             carried = await worker.alerts.publish(decided.alerts, decided.repeats)
         lists = worker.models.lists_in_worker() if worker.lists_in_worker else {}
 

@@ -88,7 +88,8 @@ class AlertRules:
         self._config = config
         self.clicks = clicks_topic
         self.purchases = purchases_topic
-        #: Event time of each model's last drift alert (its cooldown; a restart forgets it).
+        #: Event time of each model's last drift alert (its cooldown; saved with the alert,
+        #: taken up by the next worker: see :meth:`resume_drift_cooldowns`).
         self._drift_alerted_at: dict[str, int] = {}
 
     @property
@@ -182,6 +183,17 @@ class AlertRules:
                 occurred_at=datetime.fromtimestamp(found.at_ms / 1000, tz=UTC),
                 emitted_at=now, model_version=model_version) for tenant in sorted(tenants)]
         return alerts
+
+    def drift_alerted_at(self) -> dict[str, int]:
+        """Model -> event time (ms) of its last drift alert: what the cooldowns count from."""
+        return dict(self._drift_alerted_at)
+
+    def resume_drift_cooldowns(self, alerted_at: Mapping[str, int]) -> None:
+        """Count the cooldowns from the drift alerts of the workers before this one (a model
+        restored from a checkpoint learns the same events again and may find the same drift:
+        without this, a restart alerted it twice)."""
+        for model, at_ms in alerted_at.items():
+            self._drift_alerted_at[model] = max(at_ms, self._drift_alerted_at.get(model, at_ms))
 
     def _timer(self, key: CustomerKey, cart: OpenCart) -> CartTimer:
         return CartTimer(self.clicks, cart.partition, key[0], key[1], cart.event_id,

@@ -8,17 +8,26 @@ A batch repeated after a crash repeats the alerts its events fire, but a model's
 found once, in the memory of the worker that learnt from the events: an alert of
 :data:`KEPT_UNTIL_FED` kinds is saved in Redis (:data:`UNSENT_ALERTS_KEY`) before it is
 published and dropped there by its append to the feed, so a restarted worker sends what
-its predecessor could not (:meth:`FeatureStore.unsent_alerts`).
+its predecessor could not. With it is saved when the model's drift was alerted
+(:data:`DRIFT_ALERTED_KEY`): the rule's cooldown, so a restarted worker whose model finds
+the drift again does not alert it twice (:meth:`FeatureStore.carried_over`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from feature_store.keys import ALERTS_STREAM_KEY, UNSENT_ALERTS_KEY, alert_feed_marker_key
+from feature_store.keys import (
+    ALERTS_STREAM_KEY,
+    DRIFT_ALERTED_KEY,
+    UNSENT_ALERTS_KEY,
+    alert_feed_marker_key,
+)
+from feature_store.replies import text
 from schemas.records import Alert, AlertKind
 
 #: The kinds of alert no redelivered event fires again.
@@ -49,7 +58,30 @@ def queue_feed(pipe: Any, alert: Alert) -> None:
         pipe.hdel(UNSENT_ALERTS_KEY, alert.alert_id)
 
 
-def queue_unsent(pipe: Any, alerts: Sequence[Alert]) -> None:
-    """Queue the save of alerts (of :data:`KEPT_UNTIL_FED` kinds) about to be published."""
+@dataclass(frozen=True)
+class CarriedOver:
+    """What the workers before this one left of their alerts: those not in the feed yet (of
+    :data:`KEPT_UNTIL_FED` kinds), and the event time (ms) of each model's last drift alert."""
+
+    unsent: list[Alert] = field(default_factory=list)
+    drift_alerted_at: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_raw(cls, unsent: Mapping[Any, Any], drift_alerted_at: Mapping[Any, Any]
+                 ) -> CarriedOver:
+        """From the replies of HGETALL on the two hashes."""
+        return cls(unsent=sorted((Alert.model_validate_json(value) for value in unsent.values()),
+                                 key=lambda alert: alert.alert_id),
+                   drift_alerted_at={text(model): int(at_ms)
+                                     for model, at_ms in drift_alerted_at.items()})
+
+
+def queue_unsent(pipe: Any, alerts: Sequence[Alert],
+                 drift_alerted_at: Mapping[str, int]) -> None:
+    """Queue the save of alerts (of :data:`KEPT_UNTIL_FED` kinds) about to be published,
+    and of the drift rule's cooldowns (model -> event time of its last drift alert)."""
     pipe.hset(UNSENT_ALERTS_KEY, mapping={
         alert.alert_id: orjson.dumps(alert.model_dump(mode="json")) for alert in alerts})
+    if drift_alerted_at:
+        pipe.hset(DRIFT_ALERTED_KEY, mapping=dict(drift_alerted_at))
+

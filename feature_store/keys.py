@@ -136,6 +136,9 @@ SUPPRESSED_KEY = f"{PREFIX}:metrics:alerts_suppressed"
 #: Hash: alert id -> JSON of the alerts no redelivered event fires again (a model's drift),
 #: from just before their publish until the feed has them (see ``feature_store.feed``).
 UNSENT_ALERTS_KEY = f"{PREFIX}:alerts:unsent"
+#: Hash: model -> event time (ms) of its last drift alert, saved with the alert: the drift
+#: rule's cooldown, which the next worker takes up (see ``feature_store.feed``).
+DRIFT_ALERTED_KEY = f"{PREFIX}:alerts:drift_alerted_at"
 
 
 def alert_feed_marker_key(alert_id: str) -> str:

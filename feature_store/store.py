@@ -65,9 +65,10 @@ from feature_store.customers import (
     load_customers,
     queue_apply,
 )
-from feature_store.feed import KEPT_UNTIL_FED, queue_feed, queue_unsent
+from feature_store.feed import KEPT_UNTIL_FED, CarriedOver, queue_feed, queue_unsent
 from feature_store.forecasts import queue_forecasts
 from feature_store.keys import (
+    DRIFT_ALERTED_KEY,
     METRICS_KEY,
     MODELS_HISTORY_KEY,
     MODELS_KEY,
@@ -387,14 +388,16 @@ class FeatureStore:
 
     async def save_rule_states(self, states: Mapping[CustomerKey, CustomerAlertState], *,
                                timers_opened: Sequence[CartTimer] = (),
-                               alerts: Sequence[Alert] = ()) -> None:
+                               alerts: Sequence[Alert] = (),
+                               drift_alerted_at: Mapping[str, int] | None = None) -> None:
         """Write rule states now (one round trip): the worker saves those of the customers
         whose alerts it is about to publish, so a redelivered trigger repeats them word for
         word (see ``agents/batch.py``). ``timers_opened``: the timers of the carts open in
         those states, written first (a state holding a cart without its timer would never
         fire it; a timer whose state is not written is found moot when it is due).
         ``alerts``: the alerts about to be published; those no trigger repeats are kept
-        until the feed has them (see :mod:`feature_store.feed`)."""
+        until the feed has them, with ``drift_alerted_at``, the drift rule's cooldowns (see
+        :mod:`feature_store.feed`)."""
         unsent = [alert for alert in alerts if alert.kind in KEPT_UNTIL_FED]
         if states or unsent:
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -402,15 +405,18 @@ class FeatureStore:
                 queue_set_many(pipe, {alert_state_key(tenant, customer): state.to_json()
                                       for (tenant, customer), state in states.items()})
                 if unsent:
-                    queue_unsent(pipe, unsent)
+                    queue_unsent(pipe, unsent, drift_alerted_at or {})
                 await pipe.execute()
 
-    async def unsent_alerts(self) -> list[Alert]:
-        """The alerts no trigger repeats that were saved for publishing and are not in the
-        feed yet: a worker died before the broker had them (or before its commit)."""
-        saved = await self.redis.hgetall(UNSENT_ALERTS_KEY)
-        return sorted((Alert.model_validate_json(value) for value in saved.values()),
-                      key=lambda alert: alert.alert_id)
+    async def carried_over(self) -> CarriedOver:
+        """What earlier workers left of their alerts (one round trip): those no trigger
+        repeats, saved for publishing and not in the feed yet (a worker died before the
+        broker had them, or before its commit), and the drift rule's cooldowns."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(UNSENT_ALERTS_KEY)
+            pipe.hgetall(DRIFT_ALERTED_KEY)
+            unsent, drift_alerted_at = await pipe.execute()
+        return CarriedOver.from_raw(unsent, drift_alerted_at)
 
     async def commit(self, commit: Commit) -> None:
         """Record a finished batch (one round trip): see :class:`~feature_store.batch.Commit`.

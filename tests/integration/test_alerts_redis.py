@@ -146,12 +146,30 @@ async def test_a_drift_alert_a_killed_worker_left_unsent_goes_out_from_the_next_
         await process_batch(first, messages([click("e1", "c1", 0)]))
     [drift] = sent(first)
     assert drift.kind is AlertKind.MODEL_DRIFT
-    assert await store.unsent_alerts() == [drift]
+    assert (await store.carried_over()).unsent == [drift]
     restarted = worker(store, settings)
     assert await run(restarted, messages, [click("e2", "c1", 1)]) == [drift]
     assert await SystemReader(redis=store.redis).alerts("default") == [drift]
     assert not await store.redis.exists(UNSENT_ALERTS_KEY)
     assert await run(worker(store, settings), messages, [click("e3", "c1", 2)]) == []
+
+
+async def test_the_drift_cooldown_is_taken_up_by_the_next_worker(
+        store: FeatureStore, settings: Settings, messages: Messages) -> None:
+    """Verify that a restarted worker whose model finds the same drift again within the
+    cooldown (a day of event time) does not alert it twice: the first alert's time is in
+    Redis with it. After the cooldown, the drift is alerted again."""
+    hour, day = 3_600_000, 86_400_000
+    found = []
+    for step, at_ms in enumerate([0, hour, day + hour]):
+        restarted = batch_worker(store, settings, producer=FakeAlertProducer(),
+                                 models=ScriptedModels(drifts=[triage_drift(at_ms)]))
+        await process_batch(restarted, messages([click(f"e{step}", "c1", step)]))
+        found.append([alert.triggered_by for alert in sent(restarted)])
+    assert found == [["triage@0"], [], [f"triage@{day + hour}"]]
+    assert [alert.triggered_by for alert in await SystemReader(redis=store.redis).alerts(
+        "default")] == [f"triage@{day + hour}", "triage@0"]
+    assert (await store.carried_over()).drift_alerted_at == {"triage": day + hour}
 
 
 async def _fail(*args: object, **kwargs: object) -> None:

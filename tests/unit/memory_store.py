@@ -26,7 +26,7 @@ from feature_store import (
     Progress,
 )
 from feature_store.batch import check_marks
-from feature_store.feed import KEPT_UNTIL_FED
+from feature_store.feed import KEPT_UNTIL_FED, CarriedOver
 from feature_store.ranking import RankingSketch
 from feature_store.rule_state import CustomerAlertState
 from feature_store.scores import ScoreRecord
@@ -49,6 +49,7 @@ class MemoryStore:
     scores: dict[CustomerKey, ScoreRecord] = field(default_factory=dict)
     feed: dict[str, Alert] = field(default_factory=dict)
     unsent: dict[str, Alert] = field(default_factory=dict)
+    drift_alerted_at: dict[str, int] = field(default_factory=dict)
     progress: dict[Partition, Progress] = field(default_factory=dict)
     watermarks: dict[Partition, int] = field(default_factory=dict)
     outcomes: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
@@ -125,13 +126,18 @@ class MemoryStore:
 
     async def save_rule_states(self, states: Mapping[CustomerKey, CustomerAlertState], *,
                                timers_opened: Sequence[CartTimer] = (),
-                               alerts: Sequence[Alert] = ()) -> None:
+                               alerts: Sequence[Alert] = (),
+                               drift_alerted_at: Mapping[str, int] | None = None) -> None:
         self._open(timers_opened)
         self.rule_states.update({key: state.to_json() for key, state in states.items()})
-        self.unsent.update({a.alert_id: a for a in alerts if a.kind in KEPT_UNTIL_FED})
+        unsent = {a.alert_id: a for a in alerts if a.kind in KEPT_UNTIL_FED}
+        if unsent:
+            self.unsent.update(unsent)
+            self.drift_alerted_at.update(drift_alerted_at or {})
 
-    async def unsent_alerts(self) -> list[Alert]:
-        return sorted(self.unsent.values(), key=lambda alert: alert.alert_id)
+    async def carried_over(self) -> CarriedOver:
+        return CarriedOver(sorted(self.unsent.values(), key=lambda alert: alert.alert_id),
+                           dict(self.drift_alerted_at))
 
     def _open(self, timers: Sequence[CartTimer]) -> None:
         for timer in timers:

@@ -317,6 +317,26 @@ async def test_a_models_drift_alert_the_broker_never_had_goes_out_from_the_resta
     assert third.alerts() == [], "sent once the feed has it"
 
 
+async def test_a_restarted_worker_whose_model_finds_the_same_drift_again_alerts_it_once(
+        ) -> None:
+    """Verify that the drift rule's cooldown outlives the worker: a model restored from a
+    checkpoint learns the same events again and finds the drift again, a little later in
+    event time; the restarted worker does not alert it within the cooldown (a day), and
+    does once the cooldown has passed."""
+    store = MemoryStore()
+    settings = Settings(kafka_bootstrap="127.0.0.1:1")
+    hour, day = 3_600_000, 86_400_000
+    sent = []
+    for step, found_at in enumerate([0, hour, day + hour]):
+        producer = FakeAlertProducer()
+        restarted = batch_worker(store, settings, producer=producer,
+                                 models=ScriptedModels(drifts=[triage_drift(found_at)]))
+        await process_batch(restarted, [message(click(f"e{step}", "c1", step), step)])
+        sent.append([alert.triggered_by for alert in producer.alerts()])
+    assert sent == [["triage@0"], [], [f"triage@{day + hour}"]]
+    assert store.drift_alerted_at == {"triage": day + hour}
+
+
 async def test_a_cart_abandoned_before_the_customers_next_add_to_cart_in_one_batch_fires(
         ) -> None:
     """Verify that a batch spanning days of event time (the backlog after an outage) fires
