@@ -102,6 +102,11 @@ class CrmApp(faust.App):
     async def on_stop(self) -> None:
         if self.runtime is not None:
             try:
+                async with asyncio.timeout(self.runtime.settings.redis_deadline_s):
+                    await self.runtime.release_segments()
+            except Exception:  # Redis away: the leases run out instead
+                log.warning("could not give up the segments' leases", exc_info=True)
+            try:
                 await self.runtime.checkpoint()
             except Exception:  # stopping must go on
                 log.exception("final checkpoint failed")
@@ -154,7 +159,8 @@ def create_app(settings: Settings) -> faust.App:
 
     def runtime() -> WorkerRuntime:
         if app.runtime is None:
-            app.runtime = WorkerRuntime(settings, checkpoint_phase_s=checkpoint_phase_s)
+            app.runtime = WorkerRuntime(settings, checkpoint_phase_s=checkpoint_phase_s,
+                                        share_segments=True)
         return app.runtime
 
     inputs = app.topic(*(settings.topic(name) for name in (CLICKS, PURCHASES, TICKETS)),

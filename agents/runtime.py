@@ -19,6 +19,7 @@ from agents.publishing import AlertPublisher
 from agents.recommending import RecommendationWork, RecommenderProcess
 from agents.rescoring import SilenceSweep
 from agents.rules import AlertRules
+from agents.segment_sharing import SegmentSharing
 from feature_store import Commit, FeatureStore, ModelTelemetry, StoreLimits
 from feature_store.client import connect
 from online_models import ChurnModel, ModelBundle, Recommender
@@ -29,6 +30,10 @@ from stream.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: The shortest lease on fitting a tenant's segments (three telemetry ticks if longer): how
+#: long the tenant's segments go unfitted after their worker died without giving it up.
+SEGMENTS_LEASE_S = 15.0
+
 
 def new_bundle(settings: Settings) -> ModelBundle:
     return ModelBundle(churn=ChurnModel(horizon_days=settings.churn_horizon_days,
@@ -38,7 +43,11 @@ def new_bundle(settings: Settings) -> ModelBundle:
 class WorkerRuntime:
     """Built lazily inside the worker's event loop (the store's client binds to the loop)."""
 
-    def __init__(self, settings: Settings, *, checkpoint_phase_s: float = 0.0) -> None:
+    def __init__(self, settings: Settings, *, checkpoint_phase_s: float = 0.0,
+                 share_segments: bool = False) -> None:
+        """``share_segments``: fit a tenant's segments only while this worker holds the
+        tenant's lease, and take the holder's otherwise (:mod:`agents.segment_sharing`), as
+        workers do; without it (a benchmark driving the batch function), fit them here."""
         self.settings = settings
         # No per-reply socket timeout (see feature_store.client.connect): the agents and
         # timers bound each batch, erasure and tick with ``settings.redis_deadline_s``.
@@ -82,6 +91,10 @@ class WorkerRuntime:
                                   interval_s=settings.rescore_interval_s)
         self._last_sample = (time.monotonic(), 0)
         self.collector = CollectorSchedule()
+        self.segment_sharing = SegmentSharing(
+            store=self.store, segments=self.bundle.segments, worker=worker_name,
+            lease_ms=int(1000 * max(SEGMENTS_LEASE_S, 3 * settings.telemetry_interval_s))
+        ) if share_segments else None
 
     def batch_failed(self) -> None:
         """A batch failed part way (Redis went away): what this worker read of it that may
@@ -118,9 +131,11 @@ class WorkerRuntime:
         dashboard."""
         models = model_telemetry(
             self.bundle, self.recommender.report() if self.recommender is not None else None)
-        for tenant, segments in self.models.segment_summaries().items():
-            await self.store.publish_segments(
-                tenant, segments, segmenter=self.bundle.segments.identity(tenant))
+        if self.segment_sharing is not None:
+            await self.segment_sharing.sync(self.tenants())
+        else:
+            for tenant in self.models.segment_summaries():
+                await self.publish_segments(tenant)
         await self.store.publish_forecasts(
             self.worker_name, self.models.insights.forecast_payloads(),
             at_ms=int(time.time() * 1000))
@@ -142,6 +157,22 @@ class WorkerRuntime:
         if self.models.lists_due:
             await self.store.commit(Commit(recommendation_lists=self.models.lists_in_worker()))
 
+    async def publish_segments(self, tenant: str) -> None:
+        """The tenant's segments for the API, with their sizes now (by the worker that fits
+        them, when workers share them)."""
+        if self.segment_sharing is not None:
+            await self.segment_sharing.publish(tenant)
+            return
+        for segments_of, segments in self.models.segment_summaries({tenant}).items():
+            await self.store.publish_segments(
+                segments_of, segments, segmenter=self.bundle.segments.identity(segments_of))
+
+    async def release_segments(self) -> None:
+        """A stopping worker gives up fitting its tenants' segments: another takes over at
+        once."""
+        if self.segment_sharing is not None:
+            await self.segment_sharing.release()
+
     def tenants(self) -> set[str]:
         """The tenants this worker has seen events of."""
         return self.models.tenants_seen
@@ -152,9 +183,7 @@ class WorkerRuntime:
         await self.store.erase(tenant=tenant, customer_id=customer_id,
                                block_seconds=block_seconds, receipt_id=receipt_id)
         self.models.forget(tenant, customer_id)
-        for segments_of, segments in self.models.segment_summaries({tenant}).items():
-            await self.store.publish_segments(
-                segments_of, segments, segmenter=self.bundle.segments.identity(segments_of))
+        await self.publish_segments(tenant)
         if self.recommender is not None:
             self.recommender.submit(RecommendationWork(erased=[(tenant, customer_id)]))
 

@@ -168,6 +168,17 @@ def segments_key(tenant: str) -> str:
     return f"{PREFIX}:segments:{{{tenant}}}"
 
 
+def segments_owner_key(tenant: str) -> str:
+    """The worker that fits the tenant's segments (a lease, renewed while it lives)."""
+    return f"{segments_key(tenant)}:owner"
+
+
+def segments_fit_key(tenant: str) -> str:
+    """JSON of the tenant's segments as their owner fitted them, for the other workers (same
+    hash tag as the owner's lease: one script checks the lease and writes the fit)."""
+    return f"{segments_key(tenant)}:fit"
+
+
 def api_key_key(key_hash: str) -> str:
     """Hash: one API key (by its SHA-256): tenant, scopes, name, created_at."""
     return f"{PREFIX}:apikey:{key_hash}"

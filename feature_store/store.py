@@ -35,6 +35,7 @@ from typing import Any
 
 import orjson
 
+from feature_store import segment_fits
 from feature_store.batch import (
     AppliedBatch,
     AppliedEvent,
@@ -553,6 +554,20 @@ class FeatureStore:
             if records:
                 pipe.hset(segments_key(tenant), mapping=records)  # type: ignore[arg-type]
             await pipe.execute()
+
+    async def claim_segments(self, tenant: str, worker: str, lease_ms: int
+                             ) -> tuple[bool, bytes | None]:
+        """Take or renew ``worker``'s lease on fitting the tenant's segments: whether it holds
+        it, and the fit stored now (see :mod:`feature_store.segment_fits`)."""
+        return await segment_fits.claim(self.redis, tenant, worker, lease_ms)
+
+    async def publish_segment_fit(self, tenant: str, worker: str, fit: bytes) -> bool:
+        """Store the tenant's fit for the other workers, if ``worker`` holds the lease."""
+        return await segment_fits.publish(self.redis, tenant, worker, fit)
+
+    async def release_segments(self, tenant: str, worker: str) -> None:
+        """Give up ``worker``'s lease on the tenant's segments (a worker stopping)."""
+        await segment_fits.release(self.redis, tenant, worker)
 
     async def publish_forecasts(self, worker: str,
                                 forecasts: Mapping[str, Mapping[str, Mapping[str, Any]]],

@@ -24,6 +24,11 @@ today to centre 3 of an hour ago. So a :class:`Segmenter`:
   a segment keeps its id and label while its centre moves; a new segment gets a new id;
 * assigns any customer to the nearest centre, so scoring needs no learning.
 
+Several workers serve a tenant's customers, each learning its own (partitions split them
+by customer). One of them fits the tenant's segments, the others take its fit
+(:meth:`Segmenter.fit_state`, :meth:`Segmenter.adopt`), so a segment has one id and label
+whichever worker scores its customers (see ``agents.segment_sharing``).
+
 :class:`TenantSegments` keeps one segmenter per tenant: shops differ in their scales (one
 sells books, another sofas), and their segments must not mix.
 """
@@ -38,6 +43,7 @@ import warnings
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.cluster.vq import kmeans2, vq
@@ -179,6 +185,9 @@ class Segmenter:
         #: Names this segmenter among those of other workers: their segment ids and labels
         #: are their own (see ``feature_store.reads.current_segment``).
         self.identity = uuid.uuid4().hex[:12]
+        #: Whether this segmenter refits: not while another worker fits the tenant's
+        #: segments (then it takes theirs, :meth:`adopt`), but it keeps its sample.
+        self.fitting = True
         self.example_count = 0
         self.refits = 0
         #: Refits between the last choice of the number of segments and the next.
@@ -210,6 +219,9 @@ class Segmenter:
         self._stacked = None
         if "identity" not in state:  # saved before segmenters had one
             self.identity = uuid.uuid4().hex[:12]
+        # Whether it fits is the running worker's role, not the model's: a restored segmenter
+        # fits until its worker shares the tenant's segments with others.
+        self.fitting = True
 
     def learn(self, customer_id: str, vector: Mapping[str, float]) -> None:
         """Take a customer's latest behaviour into the sample (if they belong to it)."""
@@ -227,9 +239,17 @@ class Segmenter:
                 _, evicted = heapq.heapreplace(self._largest, (key, customer_id))
                 del self._sample[evicted]
                 self._sample[customer_id] = row
+        self.refit_if_due()
+
+    def refit_if_due(self) -> bool:
+        """Refit if this segmenter fits and enough updates came since its last fit (also
+        called by a worker that has just taken over the fitting)."""
         due = min(self.refit_every, max(self.min_customers, len(self._sample)))
-        if len(self._sample) >= self.min_customers and self._updates_since_fit >= due:
+        if (self.fitting and len(self._sample) >= self.min_customers
+                and self._updates_since_fit >= due):
             self.refit()
+            return True
+        return False
 
     def forget(self, customer_id: str) -> None:
         """Erasure: drop the customer from the sample."""
@@ -268,6 +288,44 @@ class Segmenter:
         """The segment's centre in natural units (``orders_per_week``, ``spend_per_order``...)."""
         raw = self.centres[segment] * self._scales + self._means
         return natural_units(dict(zip(FEATURES, raw.tolist(), strict=True)))
+
+    @property
+    def fit_version(self) -> tuple[str, int]:
+        """Which fit the segments are of: the segmenter's identity and its refits."""
+        return self.identity, self.refits
+
+    def fit_state(self) -> dict[str, Any]:
+        """The segments as fitted (JSON-ready): what another worker needs to assign, label and
+        refit them as this one does; the sample stays here."""
+        return {
+            "identity": self.identity, "refits": self.refits, "features": list(FEATURES),
+            "centres": [[segment, centre.tolist()] for segment, centre in self.centres.items()],
+            "means": self._means.tolist(), "scales": self._scales.tolist(),
+            "fill": self._fill.tolist(),
+            "labels": [[segment, label] for segment, label in self._labels.items()],
+            "shares": [[segment, share] for segment, share in self._shares.items()],
+            "next_id": self._next_id, "choice_interval": self.choice_interval,
+            "next_choice": self._choice_due()}
+
+    def adopt(self, state: Mapping[str, Any]) -> bool:
+        """Take the segments another worker fitted (:meth:`fit_state`), identity included;
+        ``False`` (nothing taken) if they are of other features (another release). The sample
+        and the count of updates stay this segmenter's: when it fits next (taking over), it
+        refines these centres on its own customers, and the segments keep their ids."""
+        if list(state["features"]) != list(FEATURES):
+            return False
+        self.identity, self.refits = str(state["identity"]), int(state["refits"])
+        self.centres = {int(segment): np.array(centre, dtype=float)
+                        for segment, centre in state["centres"]}
+        self._means, self._scales, self._fill = (np.array(state[name], dtype=float)
+                                                 for name in ("means", "scales", "fill"))
+        self._labels = {int(segment): str(label) for segment, label in state["labels"]}
+        self._shares = {int(segment): float(share) for segment, share in state["shares"]}
+        self._next_id = int(state["next_id"])
+        self.choice_interval = int(state["choice_interval"])
+        self._next_choice = int(state["next_choice"])
+        self._stacked = None
+        return True
 
     def refit(self, *, choose_k: bool = False) -> None:
         """k-means on the sample, matched to the previous centres; ``choose_k``: choose the
@@ -609,9 +667,17 @@ class TenantSegments:
     (None, None)
     """
 
+    #: Whether a tenant's new segmenter fits (:attr:`Segmenter.fitting`); a worker that
+    #: shares the tenants' segments with others turns it off (``agents.segment_sharing``).
+    fit_locally = True
+
     def __init__(self, **segmenter_options: int) -> None:
         self.segmenter_options = segmenter_options
         self.by_tenant: dict[str, Segmenter] = {}
+
+    def __getstate__(self) -> dict[str, object]:
+        """Whether new segmenters fit is the running worker's role, not the model's."""
+        return {name: value for name, value in self.__dict__.items() if name != "fit_locally"}
 
     @property
     def example_count(self) -> int:
@@ -625,6 +691,7 @@ class TenantSegments:
         segmenter = self.by_tenant.get(tenant)
         if segmenter is None:
             segmenter = self.by_tenant[tenant] = Segmenter(**self.segmenter_options)
+            segmenter.fitting = self.fit_locally
         return segmenter
 
     def learn(self, tenant: str, customer_id: str, vector: Mapping[str, float]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import pickle
 import random
@@ -310,6 +311,33 @@ def test_segment_assignment_is_pure_and_survives_a_restart() -> None:
     older = pickle.loads(pickle.dumps(segmenter))
     del older.identity  # saved before segmenters had one
     assert pickle.loads(pickle.dumps(older)).identity
+
+
+def test_a_worker_that_takes_another_workers_fit_serves_its_segments_and_keeps_them() -> None:
+    """Verify that a segmenter which takes another worker's fit (through JSON, as Redis
+    carries it) assigns every customer the same segment, label and identity; that it does
+    not refit while the other worker fits, however much it learns; and that once it fits
+    (taking over), its refits keep the segments' ids and the identity."""
+    owner = trained_segmenter()
+    other = Segmenter(refit_every=300, seed=1)
+    other.fitting = False
+    rng = random.Random(7)
+    kinds = list(ARCHETYPES)
+    for i in range(900):
+        other.learn(f"theirs-{i}", behaviour_vector(make_profile(kinds[i % 3], rng)))
+    assert other.centres == {} and other.refits == 0, "no fit of its own"
+    assert other.adopt(json.loads(json.dumps(owner.fit_state())))
+    customers = [behaviour_vector(make_profile(kinds[i % 3], rng)) for i in range(300)]
+    assert [other.assign(v) for v in customers] == [owner.assign(v) for v in customers]
+    assert other.labels() == owner.labels() and other.fit_version == owner.fit_version
+    served = assigned(other, random.Random(3))
+    other.fitting = True  # the owner stopped: this worker fits from here
+    for i in range(900, 1500):
+        other.learn(f"theirs-{i}", behaviour_vector(make_profile(kinds[i % 3], rng)))
+    assert other.refits > owner.refits and other.identity == owner.identity
+    assert assigned(other, random.Random(3)) == served
+    stale = owner.fit_state() | {"features": ["orders_per_week"]}  # another release's
+    assert not Segmenter().adopt(stale)
 
 
 def test_a_segmenter_saved_with_other_features_starts_again_with_its_options() -> None:
