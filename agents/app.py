@@ -186,6 +186,8 @@ def create_app(settings: Settings) -> faust.App:
         acknowledged (so its offsets may be committed) only after it has been processed."""
         worker = runtime()
         freeze_loaded_models()
+        async with skip_tick_without_redis("segments", deadline_s):
+            await worker.take_up_segments()
         rebalances_seen = -1  # the first batch counts as the first since a rebalance
         while not app.should_stop:
             taken = await feed.take(settings.batch_max_events, settings.batch_max_wait_ms / 1000)

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import socket
 import time
+import uuid
 from typing import Any
 
 from agents.alert_config import AlertConfigWatcher
@@ -91,8 +92,11 @@ class WorkerRuntime:
                                   interval_s=settings.rescore_interval_s)
         self._last_sample = (time.monotonic(), 0)
         self.collector = CollectorSchedule()
+        # The lease holder is this process: two workers left with one name (the hostname,
+        # on one host) must still not both fit.
         self.segment_sharing = SegmentSharing(
-            store=self.store, segments=self.bundle.segments, worker=worker_name,
+            store=self.store, segments=self.bundle.segments,
+            worker=f"{worker_name}/{uuid.uuid4().hex[:8]}",
             lease_ms=int(1000 * max(SEGMENTS_LEASE_S, 3 * settings.telemetry_interval_s))
         ) if share_segments else None
 
@@ -166,6 +170,14 @@ class WorkerRuntime:
         for segments_of, segments in self.models.segment_summaries({tenant}).items():
             await self.store.publish_segments(
                 segments_of, segments, segmenter=self.bundle.segments.identity(segments_of))
+
+    async def take_up_segments(self) -> None:
+        """Before the first batch: fit, or take the fit of, every tenant's segments known in
+        Redis, so that this worker's first scores are in the segments the others serve (a
+        worker joining, or back from a restart, would otherwise score with none, or with
+        its checkpoint's, until its first telemetry tick)."""
+        if self.segment_sharing is not None:
+            await self.segment_sharing.sync(await self.store.tenants())
 
     async def release_segments(self) -> None:
         """A stopping worker gives up fitting its tenants' segments: another takes over at

@@ -39,7 +39,7 @@ class SegmentSharing:
     segments
         This worker's segmenters; none fits before this worker holds its tenant's lease.
     worker
-        This worker's name, unique among the workers (it holds the leases).
+        Names this worker's process among all workers' (it holds the leases).
     lease_ms
         How long a lease lasts unless renewed: a few ticks, so a missed tick loses nothing,
         and a dead owner's tenant is taken over within this time.

@@ -478,7 +478,7 @@ class FeatureStore:
         first, as many per partition as keep every one within ``target_lag_s`` of it when
         asked every ``interval_s`` (see :func:`~feature_store.scores.chunk_for`)."""
         partitions = sorted(set(partitions))
-        tenants = await self._tenants()
+        tenants = await self.tenants()
         if not tenants or not partitions:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -501,7 +501,7 @@ class FeatureStore:
     async def scoring_indexes(self, partitions: Iterable[int]) -> dict[tuple[str, int], int]:
         """How many customers each (tenant, partition) scoring index of ``partitions`` holds."""
         partitions = sorted(set(partitions))
-        tenants = await self._tenants()
+        tenants = await self.tenants()
         pairs = [(tenant, partition) for tenant in tenants for partition in partitions]
         async with self.redis.pipeline(transaction=False) as pipe:
             for tenant, partition in pairs:
@@ -519,7 +519,7 @@ class FeatureStore:
         customers = [(tenant, text(member), partition) for member in members]
         return len(customers), await self._due_customers(customers)
 
-    async def _tenants(self) -> list[str]:
+    async def tenants(self) -> list[str]:
         """Every tenant the workers have seen events of, in order."""
         return sorted(text(t) for t in await self.redis.smembers(TENANTS_KEY))  # type: ignore[misc]
 

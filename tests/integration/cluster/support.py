@@ -20,7 +20,14 @@ from typing import Any
 import orjson
 
 from feature_store.client import connect_sync
-from feature_store.keys import METRICS_KEY, progress_key
+from feature_store.keys import (
+    METRICS_KEY,
+    CustomerKeys,
+    customers_key,
+    progress_key,
+    segments_key,
+)
+from feature_store.replies import text
 from load_tests.chaos import inject_duplicates, malformed_events, shuffle_out_of_order
 from simulator import TOPIC_BY_TYPE, ShopSimulator
 from stream.processes import ManagedProcess
@@ -133,6 +140,25 @@ class Replay:
             assert by_source[source]["error_code"] == code, by_source[source]
         return checked
 
+
+    def segments(self, tenant: str = "default") -> tuple[set[str], int, set[str], int]:
+        """What the tenant's customers were served of segments: the segmenters named by the
+        profiles that have a segment, and how many have one; those named by the published
+        segments (``/v1/segments``), and the sum of their sizes."""
+        client = connect_sync(self.settings.redis_url, cluster=True)
+        try:
+            customers = [text(c) for c in client.zrange(customers_key(tenant), 0, -1)]
+            with client.pipeline(transaction=False) as pipe:
+                for customer in customers:
+                    pipe.hmget(CustomerKeys(tenant, customer).profile, "segment", "segmenter")
+                rows: Any = pipe.execute()
+            published: Any = client.hgetall(segments_key(tenant))
+        finally:
+            client.close()
+        placed = [text(segmenter) for segment, segmenter in rows if segment]
+        records = [orjson.loads(value) for value in published.values()]
+        return (set(placed), len(placed), {record["segmenter"] for record in records},
+                sum(record["size"] for record in records))
 
 
 def events_processed_by(metrics_port: int) -> int:

@@ -27,7 +27,8 @@ def test_two_workers_and_their_rebalances_keep_every_feature_exact(
 ) -> None:
     """Verify that features are exact when a second worker joins mid-stream (a rebalance
     shares the partitions), both work, and the first is then SIGKILLed (a rebalance hands
-    its partitions to the second)."""
+    its partitions to the second); and that the customers of both were served one set of
+    segments, whose sizes count each of them once."""
     replay = Replay.build(settings, events=40_000, customers=2000)
     # The shop sends about 1,000 events/s for 40 s: a worker drains a backlog of this size
     # before a second one has started, so a stream sent up front leaves nothing to share.
@@ -54,6 +55,17 @@ def test_two_workers_and_their_rebalances_keep_every_feature_exact(
     profiles = replay.assert_exact()
     print(f"{len(replay.stream)} messages, {profiles} profiles exact; worker-2 processed "
           f"{events_processed_by(second_port)}")
+    # Sizes are published on the segments' worker's telemetry ticks: wait for one.
+    def sized_as_placed() -> bool:
+        _, placed, _, sized = replay.segments()
+        return placed == sized
+
+    wait_for(sized_as_placed, timeout=60, alive=[second],
+             what="the published sizes to count the customers with a segment")
+    placed_by, placed, published_by, sized = replay.segments()
+    assert placed > profiles // 2 and placed == sized
+    assert len(published_by) == 1 and placed_by == published_by, (
+        "the customers of both workers are in one set of segments")
 
 
 def test_a_kafka_broker_lost_mid_stream_loses_nothing(
