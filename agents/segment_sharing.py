@@ -9,11 +9,15 @@ segment and label for nothing. So one worker per tenant, the holder of a lease i
 (:mod:`feature_store.segment_fits`), fits the segments and publishes its fit with them; the
 others take that fit (:meth:`online_models.segments.Segmenter.adopt`) and assign with it.
 
-On each telemetry tick a worker renews or asks for each tenant's lease. A worker that gets it
-(on start, or after the owner stopped or died) first takes the tenant's published fit if it
-is another segmenter's or newer than its own, then fits from there: its refits refine those
-centres on its own customers (a uniform share of the tenant's, partitions being by hash), so
-the segments keep their ids, labels and identity across the takeover.
+Before its first batch, and on each telemetry tick, a worker renews or asks for each
+tenant's lease. A worker that gets it (on start, or after the owner stopped or died) first
+takes the tenant's published fit if it is another segmenter's or newer than its own, then
+fits from there: its refits refine those centres on its own customers (a uniform share of
+the tenant's, partitions being by hash), so the segments keep their ids, labels and identity
+across the takeover. A tenant none of the workers knew fits where it first arrives, as with
+one worker, until the next tick settles who fits it: two workers that met its first
+customers together each fit for at most a tick, and the one without the lease then serves
+the other's fit.
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ class SegmentSharing:
     store
         Where the leases, fits and published segments are.
     segments
-        This worker's segmenters; none fits before this worker holds its tenant's lease.
+        This worker's segmenters: those restored from a checkpoint fit only once this worker
+        holds their tenant's lease.
     worker
         Names this worker's process among all workers' (it holds the leases).
     lease_ms
@@ -51,7 +56,6 @@ class SegmentSharing:
         self.segments = segments
         self.worker = worker
         self.lease_ms = lease_ms
-        segments.fit_locally = False
         for segmenter in segments.by_tenant.values():
             segmenter.fitting = False
         #: Tenant -> the version of the fit this worker last published or took.

@@ -667,17 +667,9 @@ class TenantSegments:
     (None, None)
     """
 
-    #: Whether a tenant's new segmenter fits (:attr:`Segmenter.fitting`); a worker that
-    #: shares the tenants' segments with others turns it off (``agents.segment_sharing``).
-    fit_locally = True
-
     def __init__(self, **segmenter_options: int) -> None:
         self.segmenter_options = segmenter_options
         self.by_tenant: dict[str, Segmenter] = {}
-
-    def __getstate__(self) -> dict[str, object]:
-        """Whether new segmenters fit is the running worker's role, not the model's."""
-        return {name: value for name, value in self.__dict__.items() if name != "fit_locally"}
 
     @property
     def example_count(self) -> int:
@@ -691,7 +683,6 @@ class TenantSegments:
         segmenter = self.by_tenant.get(tenant)
         if segmenter is None:
             segmenter = self.by_tenant[tenant] = Segmenter(**self.segmenter_options)
-            segmenter.fitting = self.fit_locally
         return segmenter
 
     def learn(self, tenant: str, customer_id: str, vector: Mapping[str, float]) -> None:
