@@ -14,10 +14,11 @@ tenant's lease. A worker that gets it (on start, or after the owner stopped or d
 takes the tenant's published fit if it is another segmenter's or newer than its own, then
 fits from there: its refits refine those centres on its own customers (a uniform share of
 the tenant's, partitions being by hash), so the segments keep their ids, labels and identity
-across the takeover. A tenant none of the workers knew fits where it first arrives, as with
-one worker, until the next tick settles who fits it: two workers that met its first
-customers together each fit for at most a tick, and the one without the lease then serves
-the other's fit.
+across the takeover (a worker back from a restart, too: what it published since its last
+checkpoint is newer). A tenant a worker meets between two ticks fits where it arrives, as
+with one worker, until the next tick settles who fits it: two workers that met a new
+tenant's first customers together each fit for at most a tick, and the one without the
+lease then serves the other's fit.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ class SegmentSharing:
             held, stored = await self.store.claim_segments(tenant, self.worker, self.lease_ms)
             fit = orjson.loads(stored) if stored else None
             if held:
-                if not segmenter.fitting:
+                if not segmenter.fitting or tenant not in self._synced:
                     self._take_over(tenant, segmenter, fit)
                 await self.publish(tenant)
             else:
@@ -110,7 +111,8 @@ class SegmentSharing:
 
     def _take_over(self, tenant: str, segmenter: Segmenter, fit: dict | None) -> None:
         """Fit from the tenant's published segments if they are another segmenter's or newer
-        than this one's (a restored checkpoint is older than what it published since)."""
+        than this one's (a restored checkpoint is older than what it published since; a
+        tenant this process met before its first tick has a segmenter of its own, new)."""
         if fit is not None and (fit["identity"] != segmenter.identity
                                 or int(fit["refits"]) > segmenter.refits):
             segmenter.adopt(fit)

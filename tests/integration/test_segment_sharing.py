@@ -149,3 +149,25 @@ def segment_of(segmenter: Segmenter, kind: str) -> int | None:
     profile = {"active_days": visits, "orders": orders, "revenue": (spend or 0.0) * orders,
                "views": visits, "first_seen_at": 0, "last_seen_at": 120 * DAY_MS}
     return segmenter.assign(behaviour_vector(profile))
+
+
+async def test_a_worker_back_from_a_restart_continues_the_published_segments(
+        api: Api) -> None:
+    """Verify that a worker restarted without the tenant in its checkpoint, which met the
+    tenant's customers before its first tick (and so fitted segments of its own), takes the
+    published segments up once it holds the lease: same identity, same ids."""
+    before = Shard(api, "w1", partition=0)
+    await before.sharing.sync(["default"])
+    await before.send(customers_of("a", 150))
+    await before.sharing.sync(["default"])
+    published = before.segments.of("default")
+    served = {kind: segment_of(published, kind) for kind in KINDS}
+    await before.sharing.release()  # it stops
+
+    after = Shard(api, "w1", partition=1)  # a new process, with nothing of the tenant
+    await after.send(customers_of("b", 150))
+    restarted = after.segments.of("default")
+    assert restarted.centres and restarted.identity != published.identity
+    await after.sharing.sync(["default"])
+    assert after.sharing.held("default") and restarted.identity == published.identity
+    assert {kind: segment_of(restarted, kind) for kind in KINDS} == served
