@@ -138,7 +138,7 @@ class WorkerRuntime:
         if self.segment_sharing is not None:
             await self.segment_sharing.sync(self.tenants())
         else:
-            for tenant in self.models.segment_summaries():
+            for tenant in sorted(self.tenants()):
                 await self.publish_segments(tenant)
         await self.store.publish_forecasts(
             self.worker_name, self.models.insights.forecast_payloads(),

@@ -59,8 +59,9 @@ class SegmentSharing:
         self.lease_ms = lease_ms
         for segmenter in segments.by_tenant.values():
             segmenter.fitting = False
-        #: Tenant -> the version of the fit this worker last published or took.
-        self._synced: dict[str, tuple[str, int]] = {}
+        #: Tenant -> the version of the fit this worker last published (none yet: it has not
+        #: held the tenant's lease since it started).
+        self._published: dict[str, tuple[str, int]] = {}
 
     def held(self, tenant: str) -> bool:
         """Whether this worker fits the tenant's segments now."""
@@ -75,16 +76,15 @@ class SegmentSharing:
             held, stored = await self.store.claim_segments(tenant, self.worker, self.lease_ms)
             fit = orjson.loads(stored) if stored else None
             if held:
-                if not segmenter.fitting or tenant not in self._synced:
+                if not segmenter.fitting or tenant not in self._published:
                     self._take_over(tenant, segmenter, fit)
                 await self.publish(tenant)
             else:
                 if segmenter.fitting:
                     log.info("segments of %s: fitted by another worker now", tenant)
                 segmenter.fitting = False
-                if fit is not None and _version(fit) != self._synced.get(tenant) \
-                        and segmenter.adopt(fit):
-                    self._synced[tenant] = segmenter.fit_version
+                if fit is not None and _version(fit) != segmenter.fit_version:
+                    segmenter.adopt(fit)
 
     async def publish(self, tenant: str) -> None:
         """The tenant's fit (if it changed) and segments for the API, if this worker holds
@@ -92,11 +92,11 @@ class SegmentSharing:
         segmenter = self.segments.by_tenant.get(tenant)
         if segmenter is None or not segmenter.fitting or not segmenter.centres:
             return
-        if segmenter.fit_version != self._synced.get(tenant):
+        if segmenter.fit_version != self._published.get(tenant):
             if not await self.store.publish_segment_fit(
                     tenant, self.worker, orjson.dumps(segmenter.fit_state())):
                 return  # the lease ran out: the next tick says who fits now
-            self._synced[tenant] = segmenter.fit_version
+            self._published[tenant] = segmenter.fit_version
         await self.store.publish_segments(
             tenant, [(s.segment, s.label, s.centroid) for s in segmenter.summaries()],
             segmenter=segmenter.identity)
@@ -113,12 +113,14 @@ class SegmentSharing:
         """Fit from the tenant's published segments if they are another segmenter's or newer
         than this one's (a restored checkpoint is older than what it published since; a
         tenant this process met before its first tick has a segmenter of its own, new)."""
-        if fit is not None and (fit["identity"] != segmenter.identity
-                                or int(fit["refits"]) > segmenter.refits):
-            segmenter.adopt(fit)
+        if fit is not None:
+            identity, refits = _version(fit)
+            if identity != segmenter.identity or refits > segmenter.refits:
+                segmenter.adopt(fit)
+        if not segmenter.fitting:
+            log.info("segments of %s: fitted by this worker (%s) now", tenant, self.worker)
         segmenter.fitting = True
         segmenter.refit_if_due()  # the updates it learnt while another worker fitted
-        log.info("segments of %s: fitted by this worker (%s) now", tenant, self.worker)
 
 
 def _version(fit: dict) -> tuple[str, int]:

@@ -84,4 +84,3 @@ def queue_unsent(pipe: Any, alerts: Sequence[Alert],
         alert.alert_id: orjson.dumps(alert.model_dump(mode="json")) for alert in alerts})
     if drift_alerted_at:
         pipe.hset(DRIFT_ALERTED_KEY, mapping=dict(drift_alerted_at))
-

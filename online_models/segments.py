@@ -241,15 +241,13 @@ class Segmenter:
                 self._sample[customer_id] = row
         self.refit_if_due()
 
-    def refit_if_due(self) -> bool:
+    def refit_if_due(self) -> None:
         """Refit if this segmenter fits and enough updates came since its last fit (also
         called by a worker that has just taken over the fitting)."""
         due = min(self.refit_every, max(self.min_customers, len(self._sample)))
         if (self.fitting and len(self._sample) >= self.min_customers
                 and self._updates_since_fit >= due):
             self.refit()
-            return True
-        return False
 
     def forget(self, customer_id: str) -> None:
         """Erasure: drop the customer from the sample."""
